@@ -1,0 +1,184 @@
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
+import type { FleetConfig } from '../src/config.ts';
+import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
+import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
+import { FleetError, SpawnError, type StopReason } from '../src/errors.ts';
+import { envelope, publishEvent } from '../src/events.ts';
+import type { FleetKeys } from '../src/keys.ts';
+import { failureResult, WORKER_TYPES, type ContainerEvent, type SpawnResult } from '../src/protocol.ts';
+import { redactor } from '../src/redact.ts';
+import { resultFromOutcome } from '../src/result-builder.ts';
+import { publishResultOnce, readResult } from '../src/results.ts';
+import { runWorker, type RunOutcome } from '../src/run-worker.ts';
+import type { SecretBox } from '../src/secrets.ts';
+
+/** Hooks for metrics and the host registry; every one optional. */
+export interface SpawnObserver {
+  containerStarted?(info: { requestId: string; startLatencyMs: number }): void;
+  containerStopped?(info: { requestId: string }): void;
+  jobFinished?(info: { requestId: string; result: SpawnResult; durationMs: number }): void;
+}
+
+/** Everything the spawn processor touches; it builds no client of its own. */
+export interface SpawnDeps {
+  runtime: ContainerRuntime;
+  /** A command connection (not a subscriber). */
+  redis: Redis;
+  logger: Logger;
+  secrets: SecretBox;
+  keys: FleetKeys;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken'>;
+  /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
+  dindVolume?: () => { volume: string; release(): void } | undefined;
+  observer?: SpawnObserver;
+  now?: () => Date;
+}
+
+export interface ProcessContext {
+  token: string | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * One attempt of one spawn request: launch the worker, follow it, publish the one final result.
+ * A retryable launch failure with attempts left is thrown for BullMQ to retry; every final outcome
+ * publishes its result first and then completes (success) or fails the job (UnrecoverableError).
+ */
+export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps: SpawnDeps, ctx: ProcessContext): Promise<SpawnJobResult> {
+  const { request } = job.data;
+  const id = request.request_id;
+  const now = deps.now ?? (() => new Date());
+  const log = deps.logger.child({ request_id: id, job: job.id, attempt: job.attemptsStarted });
+  const workerType = WORKER_TYPES[request.agent ?? 'droid'];
+  const emit = (event: ContainerEvent) => publishEvent(deps.redis, envelope(event, id, workerType, now()));
+  const started = Date.now();
+
+  // A result already exists when an earlier attempt published it and then lost its host before
+  // BullMQ recorded the job done: report that outcome again instead of running the task twice.
+  const earlier = await readResult(deps.redis, id);
+  if (earlier) return finish(job, earlier, deps, emit, { alreadyPublished: true });
+  if ((await deps.redis.exists(deps.keys.cancelled(id))) || ctx.signal?.reason === 'cancelled') {
+    return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps, emit);
+  }
+
+  const branch = request.mode === 'pr' ? `fleet/${id}` : '';
+  let token: string;
+  try {
+    token = openToken(job.data, deps);
+  } catch (error) {
+    const e = error as FleetError;
+    return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps, emit);
+  }
+  const forgetToken = redactor.add(token);
+  const slot = deps.dindVolume?.();
+  let container: WorkerContainer | undefined;
+  try {
+    const spec = buildContainerSpec({
+      request,
+      githubToken: token,
+      branch,
+      jobId: job.id!,
+      lockToken: ctx.token ?? 'none',
+      attempt: job.attemptsStarted,
+      dindVolume: slot?.volume,
+      config: deps.config,
+    });
+    try {
+      container = await deps.runtime.create(spec, buildInputFiles(request));
+    } catch (error) {
+      return await launchFailed(job, error, deps, emit);
+    }
+    log.info({ container: container.id.slice(0, 12) }, 'worker container created');
+
+    let outcome: RunOutcome;
+    try {
+      outcome = await runWorker(container, {
+        timeoutMs: request.timeout_seconds * 1000,
+        signal: ctx.signal,
+        logger: log,
+        hooks: {
+          onEvent: async (event) => {
+            if (event.event_type === 'started') deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
+            if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
+            await emit(event);
+          },
+          onLogLines: async (lines) => {
+            await job.log(lines.join('\n'));
+          },
+        },
+      });
+    } catch (error) {
+      return await launchFailed(job, error, deps, emit);
+    }
+
+    if (outcome.stoppedBy === 'drain') {
+      // This host is shutting down: the request is not final, so no result. Put the job back
+      // for another host without spending one of its attempts.
+      log.warn('worker stopped for drain; the job goes back to the queue');
+      await container.remove();
+      container = undefined;
+      await job.moveToWait(ctx.token);
+      throw new WaitingError('host draining: job returned to the queue');
+    }
+    const result = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+    return await finish(job, result, deps, emit, { sawTerminalEvent: Boolean(outcome.completed || outcome.failed), started });
+  } finally {
+    forgetToken();
+    slot?.release();
+    if (container) {
+      deps.observer?.containerStopped?.({ requestId: id });
+      await container.remove().catch((error) => log.error({ err: error }, 'could not remove the worker container; `fleet reap` will'));
+    }
+  }
+}
+
+function openToken(data: SpawnJobData, deps: SpawnDeps): string {
+  if (data.sealedToken) return deps.secrets.open(data.sealedToken);
+  if (deps.config.githubToken) return deps.config.githubToken;
+  throw new SpawnError('the request has no github_token and this host has no FLEET_GITHUB_TOKEN: send one or configure the host', false);
+}
+
+/** A launch failure: retried while attempts remain and a retry can help, otherwise final. */
+async function launchFailed(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  error: unknown,
+  deps: SpawnDeps,
+  emit: (event: ContainerEvent) => Promise<void>,
+): Promise<SpawnJobResult> {
+  const e = error instanceof SpawnError ? error : new SpawnError(`could not run the worker: ${(error as Error).message}`, true, { cause: error });
+  const attempts = job.opts.attempts ?? 1;
+  if (e.retryable && job.attemptsMade + 1 < attempts) {
+    deps.logger.warn({ request_id: job.data.request.request_id, err: e }, `launch failed; BullMQ retries (attempt ${job.attemptsMade + 1} of ${attempts})`);
+    throw e;
+  }
+  return finish(job, failureResult(job.data.request.request_id, 'spawn_error', e.message), deps, emit);
+}
+
+/** Publishes the final result (once), the terminal event when the container sent none, and settles the job. */
+async function finish(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  result: SpawnResult,
+  deps: SpawnDeps,
+  emit: (event: ContainerEvent) => Promise<void>,
+  options: { alreadyPublished?: boolean; sawTerminalEvent?: boolean; started?: number } = {},
+): Promise<SpawnJobResult> {
+  if (!options.alreadyPublished) {
+    const published = await publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy');
+    if (published && !options.sawTerminalEvent) {
+      await emit(
+        result.success
+          ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.summary }
+          : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail },
+      );
+    }
+  }
+  deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
+  deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');
+  if (!result.success) throw new UnrecoverableError(`${result.error_type}: ${result.error_message}`);
+  return result;
+}
+
+export type { StopReason };

@@ -1,0 +1,38 @@
+import type { JobsOptions } from 'bullmq';
+import type { SpawnRequest, SpawnResult } from '../src/protocol.ts';
+
+/** Every queue fleet runs. Producers and processors import these names, never spell them. */
+export const QUEUE_NAMES = { spawn: 'spawn', review: 'review', merge: 'merge' } as const;
+export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
+
+/** The request as it rests in Redis: everything but the token, which travels sealed. */
+export type StoredRequest = Omit<SpawnRequest, 'github_token'>;
+
+/** Payload of a `spawn` job. Its job id is the request id, so duplicates make one job. */
+export interface SpawnJobData {
+  request: StoredRequest;
+  /** The request's github_token sealed with the fleet's key (src/secrets.ts); null: use the host's token. */
+  sealedToken: string | null;
+  /** Which path brought the request in, for the dashboard and metrics. */
+  source: 'pubsub' | 'api' | 'cli';
+  /** Epoch milliseconds when the bridge or client accepted the request. */
+  acceptedAt: number;
+}
+
+/** What a `spawn` job returns; the same object is published as the result. */
+export type SpawnJobResult = SpawnResult;
+
+export const SPAWN_JOB_NAME = 'spawn';
+
+/** Job options of a spawn job; `attempts` covers transient Docker failures, never a task's own failure. */
+export function spawnJobOptions(requestId: string, settings: { attempts: number; keepLogs: number }): JobsOptions {
+  return {
+    jobId: requestId,
+    attempts: settings.attempts,
+    backoff: { type: 'exponential', delay: 5_000 },
+    keepLogs: settings.keepLogs,
+    // Kept a day so a resent request id still finds its job and makes no second one.
+    removeOnComplete: { age: 24 * 60 * 60, count: 50_000 },
+    removeOnFail: { age: 7 * 24 * 60 * 60, count: 50_000 },
+  };
+}

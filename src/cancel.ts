@@ -1,0 +1,47 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
+import { envelope, publishEvent } from './events.ts';
+import { CANCEL_TTL_SECONDS, type FleetKeys } from './keys.ts';
+import { failureResult, WORKER_TYPES } from './protocol.ts';
+import { publishResultOnce } from './results.ts';
+
+/** A broadcast on the fleet's control channel. */
+export type ControlMessage = { type: 'cancel'; request_id: string } | { type: 'drain'; host: string };
+
+export type CancelOutcome = 'removed_waiting' | 'signalled_running' | 'already_final' | 'unknown_yet';
+
+/**
+ * Stops a request wherever it is. The flag comes first: a job that starts after this (or on a
+ * host that missed the broadcast while reconnecting) sees it before launching anything. A
+ * waiting job is removed here; a running one is killed by whichever host holds it.
+ */
+export async function cancelRequest(
+  requestId: string,
+  deps: { redis: Redis; queue: Queue<SpawnJobData, SpawnJobResult>; keys: FleetKeys },
+): Promise<CancelOutcome> {
+  await deps.redis.set(deps.keys.cancelled(requestId), '1', 'EX', CANCEL_TTL_SECONDS);
+  const message: ControlMessage = { type: 'cancel', request_id: requestId };
+  await deps.redis.publish(deps.keys.control, JSON.stringify(message));
+
+  const job = await deps.queue.getJob(requestId);
+  if (!job) return 'unknown_yet';
+  const state = await job.getState();
+  if (state === 'completed' || state === 'failed') return 'already_final';
+  if (state === 'active') return 'signalled_running';
+  try {
+    await job.remove();
+  } catch {
+    // Taken by a worker between getState and remove: the flag and the broadcast reach it there.
+    return 'signalled_running';
+  }
+  const result = failureResult(requestId, 'cancelled', 'the request was cancelled before a worker took it');
+  if (await publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy')) {
+    const workerType = WORKER_TYPES[job.data.request.agent ?? 'droid'];
+    await publishEvent(
+      deps.redis,
+      envelope({ event_type: 'failed', error_type: 'cancelled', error_message: result.error_message!, logs_tail: null }, requestId, workerType, new Date()),
+    );
+  }
+  return 'removed_waiting';
+}

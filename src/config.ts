@@ -1,0 +1,213 @@
+import { hostname, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/** The roles one fleet process can run; `fleet start` runs all of them by default. */
+export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board'] as const;
+export type Role = (typeof ROLES)[number];
+
+const GIB = 1024 ** 3;
+
+/** Docker-style memory size: `4g`, `512m`, `2048k`, or plain bytes. */
+export function parseMemory(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$/i.exec(text.trim());
+  if (!match) throw new Error(`"${text}" is not a memory size (examples: 4g, 512m)`);
+  const units: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: GIB };
+  return Math.floor(Number(match[1]) * units[match[2]!.toLowerCase()]!);
+}
+
+/** Durations are seconds in the environment (operators think in seconds), milliseconds inside. */
+const seconds = (fallback: number) =>
+  z.coerce.number().positive().default(fallback).transform((s) => Math.round(s * 1000));
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
+
+const booleanFlag = (fallback: boolean) =>
+  z
+    .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'])
+    .optional()
+    .transform((v) => (v === undefined ? fallback : ['1', 'true', 'yes', 'on'].includes(v)));
+
+/**
+ * Every setting, read from the environment. Each key is named once, with its default and unit;
+ * the names are the environment variables themselves so an error message names what to fix.
+ */
+const envSchema = z
+  .object({
+    REDIS_URL: optionalString,
+    FLEET_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_{}.-]+$/, 'use letters, digits, _ . - and {} (for a Redis Cluster hash tag)')
+      .default('fleet'),
+    FLEET_DATA_DIR: z.string().min(1).default('./.fleet'),
+    FLEET_REDIS_PORT: z.coerce.number().int().min(1).max(65535).default(6379),
+    FLEET_HOST_ID: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'use 1-64 of [A-Za-z0-9._-]')
+      .optional(),
+    FLEET_HOST_CONCURRENCY: z.coerce.number().int().min(1).max(1024).optional(),
+    FLEET_GLOBAL_CONCURRENCY: z.coerce.number().int().min(0).optional(),
+    FLEET_WORKER_IMAGE: z.string().min(1).default('coding-worker:latest'),
+    FLEET_RUNTIME: z.string().regex(/^[A-Za-z0-9._-]+$/).default('sysbox-runc'),
+    FLEET_WORKER_MEMORY: z
+      .string()
+      .default('4g')
+      .transform((v, ctx) => {
+        try {
+          return parseMemory(v);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
+    FLEET_WORKER_CPUS: z.coerce.number().positive().max(1024).optional(),
+    FLEET_WORKER_PIDS: z.coerce.number().int().min(16).default(4096),
+    FLEET_DOCKER_NETWORK: optionalString,
+    FLEET_DOCKER_HOST: optionalString,
+    FLEET_DIND: z.enum(['runtime', 'caps', 'off']).default('runtime'),
+    FLEET_GIT_BASE_URL: z.url().default('https://github.com'),
+    FLEET_DRAIN_TIMEOUT: seconds(300),
+    FLEET_LOCK_DURATION: seconds(30),
+    FLEET_STALLED_INTERVAL: seconds(30),
+    FLEET_SPAWN_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
+    FLEET_SECRET_KEY: optionalString.refine((v) => v === undefined || v.length >= 32, {
+      message: 'must be at least 32 characters (a passphrase or 64 hex characters)',
+    }),
+    FLEET_GITHUB_TOKEN: optionalString,
+    FACTORY_API_KEY: optionalString,
+    ANTHROPIC_API_KEY: optionalString,
+    OPENAI_API_KEY: optionalString,
+    FLEET_BOARD_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    FLEET_BOARD_HOST: optionalString,
+    FLEET_BOARD_USER: optionalString,
+    FLEET_BOARD_PASSWORD: optionalString,
+    FLEET_BOARD_READONLY_USER: optionalString,
+    FLEET_BOARD_READONLY_PASSWORD: optionalString,
+    FLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    FLEET_JOB_LOG_LINES: z.coerce.number().int().min(10).default(2000),
+  })
+  .superRefine((env, ctx) => {
+    const pairs = [
+      ['FLEET_BOARD_USER', 'FLEET_BOARD_PASSWORD'],
+      ['FLEET_BOARD_READONLY_USER', 'FLEET_BOARD_READONLY_PASSWORD'],
+    ] as const;
+    for (const [user, password] of pairs) {
+      if ((env[user] === undefined) !== (env[password] === undefined)) {
+        ctx.addIssue({ code: 'custom', path: [env[user] ? password : user], message: `set ${user} and ${password} together` });
+      }
+    }
+    if (env.FLEET_BOARD_READONLY_USER && !env.FLEET_BOARD_USER) {
+      ctx.addIssue({ code: 'custom', path: ['FLEET_BOARD_USER'], message: 'a read-only account needs an admin account too' });
+    }
+  });
+
+export type FleetEnv = z.input<typeof envSchema>;
+
+/** Resolved configuration: the one object every role reads. */
+export interface FleetConfig {
+  /** `undefined` means embedded: `fleet start` runs its own redis-server. */
+  redisUrl: string | undefined;
+  prefix: string;
+  dataDir: string;
+  embeddedRedisPort: number;
+  hostId: string;
+  /** Worker containers this host runs at once. */
+  hostConcurrency: number;
+  /** Containers the whole fleet runs at once; 0 removes a limit set earlier, undefined leaves it as it is. */
+  globalConcurrency: number | undefined;
+  worker: {
+    image: string;
+    runtime: string;
+    memoryBytes: number;
+    cpus: number | undefined;
+    pidsLimit: number;
+    network: string | undefined;
+    dind: 'runtime' | 'caps' | 'off';
+  };
+  dockerHost: string | undefined;
+  gitBaseUrl: string;
+  /** Milliseconds. */
+  drainTimeoutMs: number;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  spawnAttempts: number;
+  secretKey: string | undefined;
+  githubToken: string | undefined;
+  agentKeys: { FACTORY_API_KEY?: string; ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string };
+  http: {
+    port: number;
+    /** Where /metrics, /healthz, /readyz and the board listen; loopback unless the board has credentials. */
+    host: string;
+    admin: { user: string; password: string } | undefined;
+    readonly: { user: string; password: string } | undefined;
+  };
+  logLevel: string;
+  jobLogLines: number;
+}
+
+/** Raised when the environment holds a bad setting; the message names every bad key. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function defaultHostConcurrency(workerMemoryBytes: number, hostMemoryBytes = totalmem()): number {
+  return Math.max(1, Math.floor((hostMemoryBytes - 2 * GIB) / workerMemoryBytes));
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): FleetConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`);
+    throw new ConfigError(`bad setting${problems.length > 1 ? 's' : ''}: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  const admin = e.FLEET_BOARD_USER ? { user: e.FLEET_BOARD_USER, password: e.FLEET_BOARD_PASSWORD! } : undefined;
+  const readonly = e.FLEET_BOARD_READONLY_USER
+    ? { user: e.FLEET_BOARD_READONLY_USER, password: e.FLEET_BOARD_READONLY_PASSWORD! }
+    : undefined;
+  return {
+    redisUrl: e.REDIS_URL,
+    prefix: e.FLEET_PREFIX,
+    dataDir: resolve(e.FLEET_DATA_DIR),
+    embeddedRedisPort: e.FLEET_REDIS_PORT,
+    hostId: e.FLEET_HOST_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64),
+    hostConcurrency: e.FLEET_HOST_CONCURRENCY ?? defaultHostConcurrency(e.FLEET_WORKER_MEMORY),
+    globalConcurrency: e.FLEET_GLOBAL_CONCURRENCY,
+    worker: {
+      image: e.FLEET_WORKER_IMAGE,
+      runtime: e.FLEET_RUNTIME,
+      memoryBytes: e.FLEET_WORKER_MEMORY,
+      cpus: e.FLEET_WORKER_CPUS,
+      pidsLimit: e.FLEET_WORKER_PIDS,
+      network: e.FLEET_DOCKER_NETWORK,
+      dind: e.FLEET_DIND,
+    },
+    dockerHost: e.FLEET_DOCKER_HOST,
+    gitBaseUrl: e.FLEET_GIT_BASE_URL.replace(/\/+$/, ''),
+    drainTimeoutMs: e.FLEET_DRAIN_TIMEOUT,
+    lockDurationMs: e.FLEET_LOCK_DURATION,
+    stalledIntervalMs: e.FLEET_STALLED_INTERVAL,
+    spawnAttempts: e.FLEET_SPAWN_ATTEMPTS,
+    secretKey: e.FLEET_SECRET_KEY,
+    githubToken: e.FLEET_GITHUB_TOKEN,
+    agentKeys: {
+      FACTORY_API_KEY: e.FACTORY_API_KEY,
+      ANTHROPIC_API_KEY: e.ANTHROPIC_API_KEY,
+      OPENAI_API_KEY: e.OPENAI_API_KEY,
+    },
+    http: {
+      port: e.FLEET_BOARD_PORT,
+      host: e.FLEET_BOARD_HOST ?? (admin ? '0.0.0.0' : '127.0.0.1'),
+      admin,
+      readonly,
+    },
+    logLevel: e.FLEET_LOG_LEVEL,
+    jobLogLines: e.FLEET_JOB_LOG_LINES,
+  };
+}
+
+/** The settings `fleet start --help` lists, so the help text cannot drift from the schema. */
+export const SETTINGS = Object.keys(envSchema.shape ?? {}) as string[];

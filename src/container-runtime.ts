@@ -1,0 +1,67 @@
+/**
+ * Launching a worker sits behind this interface; Docker (docker-runtime.ts) is the one real
+ * implementation. Processors see only this, so they hold no Docker API calls of their own.
+ */
+
+/** Everything needed to create one worker container; built by the pure `buildContainerSpec`. */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  runtime: string;
+  memoryBytes: number;
+  nanoCpus: number | undefined;
+  pidsLimit: number;
+  /** Docker network mode or name; undefined: Docker's default. */
+  network: string | undefined;
+  capAdd: string[];
+  securityOpt: string[];
+  /** Named volumes: volume name → mount path inside the container. */
+  volumes: Record<string, string>;
+}
+
+/** A file copied into the container before it starts (PROTOCOL §5: never through env). */
+export interface InputFile {
+  path: string;
+  content: string;
+  mode?: number;
+}
+
+export interface WorkerContainer {
+  readonly id: string;
+  start(): Promise<void>;
+  /** Output lines, stdout and stderr, from the container's start until it exits. */
+  lines(): AsyncIterable<string>;
+  /** Resolves with the exit code when the container stops. */
+  wait(): Promise<number>;
+  kill(): Promise<void>;
+  /** Removes the container; safe to call twice or on a container already gone. */
+  remove(): Promise<void>;
+}
+
+export interface ContainerSummary {
+  id: string;
+  labels: Record<string, string>;
+  state: string;
+}
+
+export interface ContainerRuntime {
+  /** Creates the container and copies the files in; throws SpawnError saying what to do. */
+  create(spec: ContainerSpec, files: InputFile[]): Promise<WorkerContainer>;
+  list(labels: Record<string, string>): Promise<ContainerSummary[]>;
+  removeById(id: string): Promise<void>;
+  /** Throws SpawnError when the daemon cannot be reached. */
+  ping(): Promise<void>;
+  hasImage(image: string): Promise<boolean>;
+}
+
+/** Labels every worker container carries; `fleet reap` and start-up reaping read them. */
+export const LABELS = {
+  requestId: 'fleet.request_id',
+  host: 'fleet.host',
+  job: 'fleet.job',
+  /** The BullMQ lock token of the attempt that made the container: only its owner may keep it. */
+  lock: 'fleet.lock',
+  prefix: 'fleet.prefix',
+} as const;

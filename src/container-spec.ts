@@ -1,0 +1,93 @@
+import type { StoredRequest } from '../queues/spawn.ts';
+import type { FleetConfig } from './config.ts';
+import { LABELS, type ContainerSpec, type InputFile } from './container-runtime.ts';
+import type { Agent } from './protocol.ts';
+
+/** The API key each agent needs, and the only one its container gets. */
+export const AGENT_KEY: Record<Agent, keyof FleetConfig['agentKeys'] | undefined> = {
+  droid: 'FACTORY_API_KEY',
+  claude: 'ANTHROPIC_API_KEY',
+  codex: 'OPENAI_API_KEY',
+  custom: undefined,
+};
+
+/**
+ * Docker-in-Docker without sysbox, for test machines only: the capabilities dockerd needs and
+ * no seccomp/apparmor confinement. Far weaker isolation than sysbox; never a default.
+ */
+export const CAPS_DIND = {
+  capAdd: ['SYS_ADMIN', 'NET_ADMIN', 'SYS_RESOURCE', 'MKNOD', 'SYS_PTRACE', 'AUDIT_WRITE', 'SETFCAP'],
+  securityOpt: ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined'],
+};
+
+export interface SpecInput {
+  request: StoredRequest;
+  /** The plain GitHub token, handed to the container's entrypoint (never to the agent). */
+  githubToken: string;
+  /** Branch the worker pushes; '' = the cloned default branch (legacy). */
+  branch: string;
+  jobId: string;
+  lockToken: string;
+  attempt: number;
+  /** Named volume for the inner /var/lib/docker, when the slot cache is on. */
+  dindVolume?: string;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys'>;
+}
+
+/** Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]; request ids already fit, host ids too. */
+export function containerName(prefix: string, requestId: string, attempt: number): string {
+  return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${requestId}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
+}
+
+/** Pure: the container for one attempt of one request. Unit-tested without Docker. */
+export function buildContainerSpec(input: SpecInput): ContainerSpec {
+  const { request, config } = input;
+  const agent: Agent = request.agent ?? 'droid';
+  const env: Record<string, string> = {
+    FLEET_REQUEST_ID: request.request_id,
+    REPO: request.repo,
+    FLEET_GIT_URL: `${config.gitBaseUrl}/${request.repo}.git`,
+    FLEET_BRANCH: input.branch,
+    FLEET_BASE_BRANCH: request.base_branch ?? '',
+    FLEET_AGENT: agent,
+    MODEL: request.model,
+    TASK_TITLE: request.task_title,
+    GITHUB_TOKEN: input.githubToken,
+  };
+  const keyName = AGENT_KEY[agent];
+  const key = keyName ? config.agentKeys[keyName] : undefined;
+  if (keyName && key) env[keyName] = key;
+  if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
+
+  const caps = config.worker.dind === 'caps';
+  return {
+    name: containerName(config.prefix, request.request_id, input.attempt),
+    image: config.worker.image,
+    env,
+    labels: {
+      [LABELS.requestId]: request.request_id,
+      [LABELS.host]: config.hostId,
+      [LABELS.job]: input.jobId,
+      [LABELS.lock]: input.lockToken,
+      [LABELS.prefix]: config.prefix,
+    },
+    runtime: config.worker.runtime,
+    memoryBytes: config.worker.memoryBytes,
+    nanoCpus: config.worker.cpus === undefined ? undefined : Math.round(config.worker.cpus * 1e9),
+    pidsLimit: config.worker.pidsLimit,
+    network: config.worker.network,
+    capAdd: caps ? CAPS_DIND.capAdd : [],
+    securityOpt: caps ? CAPS_DIND.securityOpt : [],
+    volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
+  };
+}
+
+/** TASK.md, AGENTS.md and the request without its secret, for /fleet/input. */
+export function buildInputFiles(request: StoredRequest): InputFile[] {
+  const files: InputFile[] = [
+    { path: '/fleet/input/TASK.md', content: request.task_content },
+    { path: '/fleet/input/request.json', content: JSON.stringify(request, null, 2) },
+  ];
+  if (request.agents_content !== null) files.push({ path: '/fleet/input/AGENTS.md', content: request.agents_content });
+  return files;
+}

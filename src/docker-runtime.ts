@@ -1,0 +1,204 @@
+import { createInterface } from 'node:readline';
+import { PassThrough } from 'node:stream';
+import Docker from 'dockerode';
+import { pack } from 'tar-stream';
+import { SpawnError } from './errors.ts';
+import type { ContainerRuntime, ContainerSpec, ContainerSummary, InputFile, WorkerContainer } from './container-runtime.ts';
+
+interface DockerError extends Error {
+  statusCode?: number;
+  code?: string;
+  json?: { message?: string };
+}
+
+/**
+ * Turns a Docker failure into a SpawnError an operator can act on. Daemon-unreachable and 5xx
+ * errors may pass (retryable); a missing image or runtime will not fix itself.
+ */
+export function classifyDockerError(error: unknown, spec?: Pick<ContainerSpec, 'image' | 'runtime'>): SpawnError {
+  const e = error as DockerError;
+  const detail = e.json?.message ?? e.message ?? String(error);
+  if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'ECONNRESET') {
+    return new SpawnError(
+      `the Docker daemon cannot be reached (${e.code}): start dockerd or set FLEET_DOCKER_HOST / DOCKER_HOST to a running daemon`,
+      true,
+      { cause: error },
+    );
+  }
+  if (e.statusCode === 404 && /image/i.test(detail)) {
+    return new SpawnError(
+      `the worker image ${spec?.image ?? ''} is not on this host (${detail}): build it with worker-image/build.sh or set FLEET_WORKER_IMAGE`,
+      false,
+      { cause: error },
+    );
+  }
+  if (/runtime/i.test(detail) && /(unknown|invalid|not found)/i.test(detail)) {
+    return new SpawnError(
+      `Docker does not know the runtime ${spec?.runtime ?? ''} (${detail}): install sysbox on this host (deploy/install-sysbox.sh) or set FLEET_RUNTIME=runc`,
+      false,
+      { cause: error },
+    );
+  }
+  if (e.statusCode === 409) return new SpawnError(`Docker conflict: ${detail}`, true, { cause: error });
+  if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) {
+    return new SpawnError(`Docker refused the worker container: ${detail}`, false, { cause: error });
+  }
+  return new SpawnError(`Docker failed: ${detail}`, true, { cause: error });
+}
+
+async function tarOf(files: InputFile[]): Promise<Buffer> {
+  const archive = pack();
+  const dirs = new Set<string>();
+  for (const file of files) {
+    const parts = file.path.replace(/^\/+/, '').split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  for (const dir of [...dirs].sort()) archive.entry({ name: `${dir}/`, type: 'directory', mode: 0o755 });
+  for (const file of files) {
+    archive.entry({ name: file.path.replace(/^\/+/, ''), mode: file.mode ?? 0o644 }, Buffer.from(file.content, 'utf8'));
+  }
+  archive.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of archive) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+class DockerWorkerContainer implements WorkerContainer {
+  private removed = false;
+  constructor(
+    private readonly docker: Docker,
+    private readonly container: Docker.Container,
+    private readonly spec: ContainerSpec,
+  ) {}
+
+  get id() {
+    return this.container.id;
+  }
+
+  async start() {
+    try {
+      await this.container.start();
+    } catch (error) {
+      throw classifyDockerError(error, this.spec);
+    }
+  }
+
+  async *lines(): AsyncIterable<string> {
+    // `logs` with follow replays from the container's start, so nothing printed before we attach is lost.
+    const stream = await this.container.logs({ follow: true, stdout: true, stderr: true });
+    const merged = new PassThrough();
+    this.docker.modem.demuxStream(stream, merged, merged);
+    stream.on('end', () => merged.end());
+    stream.on('error', (error) => merged.destroy(error));
+    yield* createInterface({ input: merged, crlfDelay: Infinity });
+  }
+
+  async wait() {
+    const { StatusCode } = (await this.container.wait()) as { StatusCode: number };
+    return StatusCode;
+  }
+
+  async kill() {
+    try {
+      await this.container.kill();
+    } catch (error) {
+      const e = error as DockerError;
+      if (e.statusCode === 404 || e.statusCode === 409) return; // gone, or not running: already what we want
+      throw classifyDockerError(error, this.spec);
+    }
+  }
+
+  async remove() {
+    if (this.removed) return;
+    await removeContainer(this.docker, this.container.id);
+    this.removed = true;
+  }
+}
+
+async function removeContainer(docker: Docker, id: string) {
+  try {
+    await docker.getContainer(id).remove({ force: true, v: true });
+  } catch (error) {
+    const e = error as DockerError;
+    // 404: already gone; 409 "removal already in progress": someone else is removing it.
+    if (e.statusCode === 404 || e.statusCode === 409) return;
+    throw classifyDockerError(error);
+  }
+}
+
+export function createDockerRuntime(options: { dockerHost?: string } = {}): ContainerRuntime {
+  const docker = options.dockerHost ? dockerFromHost(options.dockerHost) : new Docker();
+  return {
+    async create(spec, files) {
+      let container: Docker.Container;
+      try {
+        container = await docker.createContainer({
+          name: spec.name,
+          Image: spec.image,
+          Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+          Labels: spec.labels,
+          Tty: false,
+          OpenStdin: false,
+          HostConfig: {
+            Runtime: spec.runtime,
+            Memory: spec.memoryBytes,
+            NanoCpus: spec.nanoCpus,
+            PidsLimit: spec.pidsLimit,
+            NetworkMode: spec.network,
+            AutoRemove: false,
+            CapAdd: spec.capAdd.length ? spec.capAdd : undefined,
+            SecurityOpt: spec.securityOpt.length ? spec.securityOpt : undefined,
+            Mounts: Object.entries(spec.volumes).map(([source, target]) => ({ Type: 'volume' as const, Source: source, Target: target })),
+          },
+        });
+      } catch (error) {
+        throw classifyDockerError(error, spec);
+      }
+      try {
+        if (files.length) await container.putArchive(await tarOf(files), { path: '/' });
+      } catch (error) {
+        await removeContainer(docker, container.id).catch(() => {});
+        throw classifyDockerError(error, spec);
+      }
+      return new DockerWorkerContainer(docker, container, spec);
+    },
+
+    async list(labels) {
+      try {
+        const found = await docker.listContainers({
+          all: true,
+          filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) },
+        });
+        return found.map((c): ContainerSummary => ({ id: c.Id, labels: c.Labels ?? {}, state: c.State }));
+      } catch (error) {
+        throw classifyDockerError(error);
+      }
+    },
+
+    removeById: (id) => removeContainer(docker, id),
+
+    async ping() {
+      try {
+        await docker.ping();
+      } catch (error) {
+        throw classifyDockerError(error);
+      }
+    },
+
+    async hasImage(image) {
+      try {
+        await docker.getImage(image).inspect();
+        return true;
+      } catch (error) {
+        if ((error as DockerError).statusCode === 404) return false;
+        throw classifyDockerError(error);
+      }
+    },
+  };
+}
+
+function dockerFromHost(host: string): Docker {
+  if (host.startsWith('unix://')) return new Docker({ socketPath: host.slice('unix://'.length) });
+  const url = new URL(host.replace(/^tcp:/, 'http:'));
+  return new Docker({ host: url.hostname, port: Number(url.port || 2375), protocol: url.protocol === 'https:' ? 'https' : 'http' });
+}

@@ -1,0 +1,127 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from 'pino';
+import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { startBridge, type Bridge } from './bridge.ts';
+import type { FleetConfig, Role } from './config.ts';
+import type { ContainerRuntime } from './container-runtime.ts';
+import { createDockerRuntime } from './docker-runtime.ts';
+import { startEmbeddedRedis, type EmbeddedRedis } from './embedded-redis.ts';
+import { startHttpServer, type HttpServer, type ReadinessCheck } from './http-server.ts';
+import { fleetKeys } from './keys.ts';
+import { redactor } from './redact.ts';
+import { startSpawnRole, type SpawnRole } from './roles/spawn.ts';
+import { loadSecretBox } from './secrets.ts';
+
+/** The roles this build can run; `fleet start` with no --roles runs all of them. */
+export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn'];
+
+export interface RunningFleet {
+  redisUrl: string;
+  httpPort: number;
+  spawn?: SpawnRole;
+  bridge?: Bridge;
+  /** Ordered shutdown: intake first, then running work (drained), then servers and Redis. */
+  stop(): Promise<void>;
+}
+
+/** A connection for commands; BullMQ needs maxRetriesPerRequest null so commands wait out a reconnect. */
+export function connectRedis(url: string, name: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, connectionName: name, enableAutoPipelining: true });
+}
+
+export async function startFleet(options: {
+  config: FleetConfig;
+  roles: Role[];
+  logger: Logger;
+  runtime?: ContainerRuntime;
+}): Promise<RunningFleet> {
+  const { config, logger } = options;
+  const unknown = options.roles.filter((role) => !AVAILABLE_ROLES.includes(role));
+  if (unknown.length) throw new Error(`role${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not available in this build (available: ${AVAILABLE_ROLES.join(', ')})`);
+
+  const stack: { name: string; stop: () => Promise<void> }[] = [];
+  const stopAll = async () => {
+    for (const item of stack.reverse()) {
+      try {
+        await item.stop();
+      } catch (error) {
+        logger.error({ err: error, what: item.name }, 'error while stopping');
+      }
+    }
+    stack.length = 0;
+  };
+
+  try {
+    let embedded: EmbeddedRedis | undefined;
+    if (!config.redisUrl) {
+      embedded = await startEmbeddedRedis({ dataDir: config.dataDir, port: config.embeddedRedisPort, logger });
+      stack.push({ name: 'embedded redis', stop: () => embedded!.stop() });
+    }
+    const redisUrl = config.redisUrl ?? embedded!.url;
+    const connection = { url: redisUrl };
+    const keys = fleetKeys(config.prefix);
+    const secrets = loadSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
+    for (const secret of [config.secretKey, config.githubToken, ...Object.values(config.agentKeys), config.http.admin?.password, config.http.readonly?.password]) {
+      redactor.add(secret);
+    }
+
+    const redis = connectRedis(redisUrl, `fleet:${config.hostId}:cmd`);
+    redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
+    stack.push({ name: 'redis', stop: async () => void (await redis.quit().catch(() => redis.disconnect())) });
+
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'fleet_process_' });
+    const checks: ReadinessCheck[] = [{ name: 'redis', check: async () => void (await redis.ping()) }];
+
+    const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix: config.prefix });
+    stack.push({ name: 'spawn queue', stop: () => spawnQueue.close() });
+
+    const running: RunningFleet = { redisUrl, httpPort: 0, stop: stopAll };
+
+    if (options.roles.includes('spawn')) {
+      const runtime = options.runtime ?? createDockerRuntime({ dockerHost: config.dockerHost });
+      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:spawn-sub`);
+      subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
+      stack.push({ name: 'spawn subscriber', stop: async () => subscriber.disconnect() });
+      const spawn = await startSpawnRole({ config, connection, redis, subscriber, runtime, secrets, keys, logger });
+      stack.push({ name: 'spawn role', stop: () => spawn.stop() });
+      checks.push({ name: 'docker', check: () => runtime.ping() });
+      checks.push({
+        name: 'worker image',
+        check: async () => {
+          if (!(await runtime.hasImage(config.worker.image))) throw new Error(`${config.worker.image} is not on this host`);
+        },
+      });
+      running.spawn = spawn;
+    }
+
+    if (options.roles.includes('bridge')) {
+      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:bridge-sub`);
+      subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
+      stack.push({ name: 'bridge subscriber', stop: async () => subscriber.disconnect() });
+      const bridge = await startBridge({
+        subscriber,
+        redis,
+        queue: spawnQueue,
+        secrets,
+        keys,
+        logger,
+        attempts: config.spawnAttempts,
+        keepLogs: config.jobLogLines,
+      });
+      stack.push({ name: 'bridge', stop: () => bridge.stop() });
+      running.bridge = bridge;
+    }
+
+    const http: HttpServer = await startHttpServer({ port: config.http.port, host: config.http.host, registry, checks, logger });
+    stack.push({ name: 'http server', stop: () => http.close() });
+    running.httpPort = http.port;
+    logger.info({ roles: options.roles, host: config.hostId, prefix: config.prefix, redis: embedded ? 'embedded' : 'external', http_port: http.port }, 'fleet started');
+    return running;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The code host and the reviewer as the review and merge processors see them. Processors depend on these
+ * interfaces only; `src/github/` is the GitHub implementation and `src/reviewer/` holds the reviewers.
+ *
+ * Errors cross process boundaries (BullMQ serialises a failed job's error by `name` and `message`), so every
+ * error here sets `name` and is recognised with {@link isForgeErrorNamed}, never with `instanceof` alone.
+ */
+
+/** A repository as `owner/name` (PROTOCOL §2 `repo`). */
+export type RepoName = string;
+
+/** Input of {@link Forge.openPullRequest}. */
+export interface OpenPullRequestInput {
+  repo: RepoName;
+  /** Branch that holds the changes, e.g. `fleet/{request_id}/{scope}`; same repository. */
+  head: string;
+  /** Branch to merge into; usually {@link Forge.getDefaultBranch}. */
+  base: string;
+  title: string;
+  body: string;
+}
+
+/** A pull request as GitHub reports it at the time of the call. */
+export interface PullRequest {
+  repo: RepoName;
+  number: number;
+  /** Web address, for humans and for results. */
+  url: string;
+  state: 'open' | 'closed';
+  merged: boolean;
+  /**
+   * Whether GitHub can merge it cleanly: `null` while GitHub is still computing it (it does so lazily after a
+   * push or a base change; ask again a little later).
+   */
+  mergeable: boolean | null;
+  /** GitHub's `mergeable_state` (`clean`, `dirty`, `blocked`, `unknown`, ...). */
+  mergeableState: string;
+  headSha: string;
+  headRef: string;
+  baseRef: string;
+  title: string;
+  /** Login of the account that opened it (whose token cannot approve it). */
+  author: string;
+  /** The squash commit on the base branch, once merged. */
+  mergeCommitSha: string | null;
+}
+
+/** An opened pull request; `existing` is true when an open one for the same head and base was found instead. */
+export interface OpenedPullRequest extends PullRequest {
+  existing: boolean;
+}
+
+export type ReviewEvent = 'APPROVE' | 'REQUEST_CHANGES' | 'COMMENT';
+
+/** A comment on one file of the diff; without `line` it becomes part of the review body. */
+export interface LineComment {
+  path: string;
+  /** Line number in the new version of the file; must be part of the diff. */
+  line?: number;
+  body: string;
+}
+
+/** Input of {@link Forge.postReview}. */
+export interface PostReviewInput {
+  repo: RepoName;
+  number: number;
+  event: ReviewEvent;
+  body: string;
+  /** The head SHA that was reviewed; GitHub pins the review to it. */
+  commitId: string;
+  comments?: LineComment[];
+}
+
+/**
+ * Result of {@link Forge.postReview}. A refusal that the caller is expected to handle is a result, not an
+ * error: GitHub refuses APPROVE and REQUEST_CHANGES by the pull request's own author (HTTP 422); the caller
+ * then uses a reviewer token or falls back to a COMMENT review and records that.
+ */
+export type PostReviewResult =
+  | {
+      posted: true;
+      id: number;
+      url: string;
+      event: ReviewEvent;
+      /** Line comments GitHub refused (not part of the diff) were folded into the body instead. */
+      commentsFoldedIntoBody: boolean;
+    }
+  | { posted: false; reason: 'own_pull_request'; message: string };
+
+/** Input of {@link Forge.mergePullRequest}. */
+export interface MergeInput {
+  repo: RepoName;
+  number: number;
+  /** Head SHA that was reviewed: GitHub refuses the merge when the head has moved since (409). */
+  sha: string;
+  commitTitle?: string;
+  commitMessage?: string;
+}
+
+export interface MergeResult {
+  /** The squash commit on the base branch. */
+  sha: string;
+  /** True when the pull request had already been merged at `sha` (a retried job): nothing was done. */
+  alreadyMerged: boolean;
+}
+
+/** What the processors need from a code host. Every method throws a {@link ForgeError} on failure. */
+export interface Forge {
+  /** The repository's default branch (`main`, `master`, ...). Throws {@link NotFoundError} for an unknown repository. */
+  getDefaultBranch(repo: RepoName): Promise<string>;
+  /**
+   * Opens a pull request from `head` into `base`. Idempotent: when an open pull request for the same head and
+   * base exists (a retried job), that one is returned with `existing: true`.
+   */
+  openPullRequest(input: OpenPullRequestInput): Promise<OpenedPullRequest>;
+  /** Current state of a pull request; `mergeable` may be `null` while GitHub computes it. */
+  getPullRequest(repo: RepoName, number: number): Promise<PullRequest>;
+  /** The pull request's unified diff against its base, as text. */
+  getPullRequestDiff(repo: RepoName, number: number): Promise<string>;
+  /**
+   * Posts a review pinned to `commitId`. Returns `{posted: false, reason: 'own_pull_request'}` when GitHub
+   * refuses APPROVE/REQUEST_CHANGES because the token belongs to the pull request's author.
+   */
+  postReview(input: PostReviewInput): Promise<PostReviewResult>;
+  /** Posts a comment on the pull request's conversation (an issue comment). */
+  postComment(repo: RepoName, number: number, body: string): Promise<{ id: number; url: string }>;
+  /**
+   * Squash-merges with `sha` as the head guard. Throws {@link HeadChangedError} when the head moved since the
+   * review and {@link NotMergeableError} when GitHub cannot merge it (conflict, closed, checks).
+   */
+  mergePullRequest(input: MergeInput): Promise<MergeResult>;
+}
+
+/** A verdict's coverage of the diff: a reviewer may have to trim a diff that does not fit its model. */
+export interface ReviewCoverage {
+  /** UTF-8 bytes of the diff the reviewer actually read. */
+  reviewedBytes: number;
+  totalBytes: number;
+  /** True when part of the diff was not reviewed. */
+  truncated: boolean;
+}
+
+/** A reviewer's decision on one diff. */
+export interface Verdict {
+  approved: boolean;
+  /** Summary for the review body; on rejection, the instructions a fix worker gets. */
+  feedback: string;
+  comments: LineComment[];
+  coverage: ReviewCoverage;
+}
+
+/** What a reviewer is given. */
+export interface ReviewInput {
+  repo: RepoName;
+  number: number;
+  title: string;
+  /** Pull request body. */
+  body?: string;
+  /** The task the worker was given, so the reviewer can judge whether the diff does it. */
+  task?: string;
+  headSha: string;
+  diff: string;
+}
+
+/** Reads a diff and returns a verdict; throws {@link ReviewError} when it cannot produce one. */
+export interface Reviewer {
+  review(input: ReviewInput): Promise<Verdict>;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+
+/** Base of the forge's errors. `retryable` says whether running the same call again later can succeed. */
+export class ForgeError extends Error {
+  override name = 'ForgeError';
+  readonly retryable: boolean;
+  /** HTTP status from the code host, when there was one. */
+  readonly status: number | undefined;
+  constructor(message: string, opts: { retryable: boolean; status?: number; cause?: unknown }) {
+    super(message, { cause: opts.cause });
+    this.retryable = opts.retryable;
+    this.status = opts.status;
+  }
+}
+
+/** 409 on merge: the head moved after the review; the new head must be reviewed first. Not retryable. */
+export class HeadChangedError extends ForgeError {
+  override name = 'HeadChangedError';
+  constructor(message: string, status = 409, cause?: unknown) {
+    super(message, { retryable: false, status, cause });
+  }
+}
+
+/**
+ * 405 on merge: conflict with the base, closed, or blocked by branch protection. Retrying the same merge does
+ * not help; a rebase (fix worker) does.
+ */
+export class NotMergeableError extends ForgeError {
+  override name = 'NotMergeableError';
+  constructor(message: string, status = 405, cause?: unknown) {
+    super(message, { retryable: false, status, cause });
+  }
+}
+
+/** 404: unknown repository or pull request, or a token that cannot see it. Not retryable. */
+export class NotFoundError extends ForgeError {
+  override name = 'NotFoundError';
+  constructor(message: string, status = 404, cause?: unknown) {
+    super(message, { retryable: false, status, cause });
+  }
+}
+
+/** 401, or 403 that is not a rate limit: bad or under-privileged token. Not retryable. */
+export class ForgeAuthError extends ForgeError {
+  override name = 'ForgeAuthError';
+  constructor(message: string, status: number, cause?: unknown) {
+    super(message, { retryable: false, status, cause });
+  }
+}
+
+/** 422 other than self-approval: the request is invalid (missing branch, bad body). Not retryable. */
+export class ForgeValidationError extends ForgeError {
+  override name = 'ForgeValidationError';
+  constructor(message: string, status = 422, cause?: unknown) {
+    super(message, { retryable: false, status, cause });
+  }
+}
+
+/** A rate limit the client gave up waiting for (retries exhausted). Retryable later. */
+export class RateLimitedError extends ForgeError {
+  override name = 'RateLimitedError';
+  constructor(message: string, status: number, cause?: unknown) {
+    super(message, { retryable: true, status, cause });
+  }
+}
+
+/** 5xx, a network failure or a limiter (Redis) failure. Retryable. */
+export class ForgeUnavailableError extends ForgeError {
+  override name = 'ForgeUnavailableError';
+  constructor(message: string, status?: number, cause?: unknown) {
+    super(message, { retryable: true, ...(status === undefined ? {} : { status }), cause });
+  }
+}
+
+/** The reviewer could not produce a verdict (`error_type: "review_error"` in results). */
+export class ReviewError extends Error {
+  override name = 'ReviewError';
+  readonly errorType = 'review_error' as const;
+  readonly retryable: boolean;
+  constructor(message: string, opts: { retryable: boolean; cause?: unknown }) {
+    super(message, { cause: opts.cause });
+    this.retryable = opts.retryable;
+  }
+}
+
+export type ForgeErrorName =
+  | 'ForgeError'
+  | 'HeadChangedError'
+  | 'NotMergeableError'
+  | 'NotFoundError'
+  | 'ForgeAuthError'
+  | 'ForgeValidationError'
+  | 'RateLimitedError'
+  | 'ForgeUnavailableError';
+
+/** Recognises an error by `name`, so it works on errors rebuilt from another process (a failed job's reason). */
+export function isForgeErrorNamed(error: unknown, name: ForgeErrorName | 'ReviewError'): boolean {
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === name;
+}
+
+/** Whether a retry of the same call can help: the error's own `retryable`, else false for unknown errors. */
+export function isRetryable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === true;
+}

@@ -1,0 +1,177 @@
+/**
+ * Bottleneck limiters clustered over the fleet's Redis, so every fleet process that uses one token shares one
+ * budget for it, with recovery from lost limiter state.
+ *
+ * Why the recovery: Bottleneck 2.19.5 keeps each limiter's state in Redis (`b_{id}_settings` and friends) and
+ * re-creates it when a script answers `SETTINGS_KEY_NOT_FOUND` (keys expired, FLUSHALL, a restart without
+ * persistence) — but it compares the error message for equality, and Redis 7 prefixes errors that scripts
+ * return with `redis.error_reply` by `ERR `. On Redis 7 the comparison never matches, so the limiter fails
+ * every call from then on (and `UNKNOWN_CLIENT` and `OVERWEIGHT` are broken the same way). We wrap the
+ * connection's script functions to give Bottleneck back the bare codes, which makes its own recovery path
+ * (run `init` without clearing, `register_client`, then the original script again) work.
+ *
+ * A re-created limiter starts with `nextRequest = now`: it has forgotten the mutation another process sent a
+ * moment ago. After every `init` we push `nextRequest` to at least `now + minTime`, so the first call after a
+ * loss waits one spacing interval instead of risking a secondary-limit violation.
+ */
+import Bottleneck from 'bottleneck';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+
+export type LimiterLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+export interface ClusteredLimitersOptions {
+  /** Redis URL or ioredis options; the limiters open their own two connections (commands and pub/sub). */
+  redis: string | RedisOptions;
+  /** Namespace of every limiter id (Bottleneck turns id X into keys `b_X_*`). */
+  prefix: string;
+  logger: LimiterLogger;
+  /** Redis TTL of an idle limiter's keys. @defaultValue 600000 */
+  idleTtlMs?: number;
+  /** How often each limiter refreshes its cluster state (and picks up capacity lost with pub/sub). @defaultValue 2000 */
+  heartbeatIntervalMs?: number;
+}
+
+/** Settings of one limiter kind; `id` is per kind and token. */
+export interface LimiterSettings {
+  maxConcurrent?: number;
+  minTime?: number;
+}
+
+const BOTTLENECK_CODES = /(SETTINGS_KEY_NOT_FOUND|UNKNOWN_CLIENT|OVERWEIGHT:\S*)/;
+
+// Pushes nextRequest to at least now + minTime (ARGV[1] = now in ms, the caller's clock like Bottleneck's).
+const GUARD_NEXT_REQUEST = `
+local s = redis.call('hmget', KEYS[1], 'nextRequest', 'minTime')
+if not s[1] then return 0 end
+local target = tonumber(ARGV[1]) + (tonumber(s[2]) or 0)
+if (tonumber(s[1]) or 0) < target then
+  redis.call('hset', KEYS[1], 'nextRequest', target)
+  return 1
+end
+return 0`;
+
+type ScriptCallback = (err: Error | null, replies?: unknown) => void;
+type ScriptFn = (...args: unknown[]) => unknown;
+interface ConnectionInternals {
+  __scriptFn__(name: string): ScriptFn;
+}
+
+export class ClusteredLimiters {
+  /** Commands client; also used by the budget book. */
+  readonly redis: Redis;
+  readonly connection: Bottleneck.IORedisConnection;
+  /** Times a limiter's lost Redis state was re-created (for tests and metrics). */
+  recoveries = 0;
+  private readonly limiters = new Map<string, Bottleneck>();
+  private readonly logger: LimiterLogger;
+  private readonly idleTtlMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly prefix: string;
+  private closed = false;
+
+  constructor(opts: ClusteredLimitersOptions) {
+    this.logger = opts.logger;
+    this.prefix = opts.prefix;
+    this.idleTtlMs = opts.idleTtlMs ?? 600_000;
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 2_000;
+    if (!opts.prefix || /\s/.test(opts.prefix)) throw new Error(`GitHub limiter prefix must be a non-empty word, got "${opts.prefix}"`);
+    this.redis = typeof opts.redis === 'string' ? new Redis(opts.redis) : new Redis(opts.redis);
+    // Bottleneck's IORedisConnection works with ioredis 6 (callback-style script commands and defineCommand are
+    // still there); we hand it our client so it does not `require('ioredis')` itself, and it duplicates it for
+    // pub/sub.
+    this.connection = new Bottleneck.IORedisConnection({ client: this.redis });
+    this.connection.on('error', (error: Error) => this.logger.warn({ err: error }, 'GitHub limiter Redis connection error'));
+    this.installRecovery();
+  }
+
+  /** The limiter of one kind (`global`, `write`, ...) for one token id; created on first use. */
+  limiter(kind: string, tokenId: string, settings: LimiterSettings): Bottleneck {
+    if (this.closed) throw new Error('GitHub limiters are closed');
+    const id = `${this.prefix}:gh:${kind}:${tokenId}`;
+    let limiter = this.limiters.get(id);
+    if (!limiter) {
+      limiter = new Bottleneck({
+        id,
+        datastore: 'ioredis',
+        connection: this.connection,
+        timeout: this.idleTtlMs,
+        heartbeatInterval: this.heartbeatIntervalMs,
+        maxConcurrent: settings.maxConcurrent ?? null,
+        minTime: settings.minTime ?? 0,
+      });
+      limiter.on('error', (error: Error) => this.logger.warn({ err: error, limiter: id }, 'GitHub limiter error'));
+      this.limiters.set(id, limiter);
+    }
+    return limiter;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.limiters.values()].map((l) => l.disconnect(false)));
+    this.limiters.clear();
+    await this.connection.disconnect(true);
+  }
+
+  private installRecovery(): void {
+    const internals = this.connection as unknown as ConnectionInternals;
+    const original = internals.__scriptFn__.bind(this.connection);
+    internals.__scriptFn__ = (name: string) => {
+      const fn = original(name);
+      return (...args: unknown[]) => {
+        const callback = args.pop() as ScriptCallback;
+        fn(...args, (err: Error | null, replies?: unknown) => {
+          if (err) {
+            const code = BOTTLENECK_CODES.exec(err.message)?.[1];
+            if (code === 'SETTINGS_KEY_NOT_FOUND' && name !== 'heartbeat') {
+              this.recoveries += 1;
+              this.logger.warn({ script: name, key: String(args[1]) }, 'GitHub limiter state missing in Redis; re-creating it');
+            }
+            // Bottleneck matches these codes by equality; Redis 7 adds "ERR " in front.
+            callback(code ? Object.assign(new Error(code), { cause: err }) : err, replies);
+            return;
+          }
+          if (name !== 'init') {
+            callback(null, replies);
+            return;
+          }
+          const numKeys = Number(args[0]);
+          const settingsKey = String(args[1]);
+          const now = Number(args[1 + numKeys]);
+          this.redis.eval(GUARD_NEXT_REQUEST, 1, settingsKey, now).then(
+            () => callback(null, replies),
+            (guardError: Error) => callback(guardError),
+          );
+        });
+      };
+    };
+  }
+}
+
+/**
+ * Runs `fn` in one of `limiter`'s slots and keeps the slot for `holdMs()` more milliseconds after `fn` settles,
+ * while the caller already has its result. Bottleneck's `minTime` counts from when a job starts; a mutation
+ * that was retried inside its slot was last sent later than that, and GitHub's 1 s spacing counts between
+ * requests, so the slot is held until one spacing after the last send.
+ */
+export function runHeld<T>(
+  limiter: Bottleneck,
+  jobOptions: Bottleneck.JobOptions,
+  fn: () => Promise<T>,
+  holdMs: () => number,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    limiter
+      .schedule(jobOptions, async () => {
+        try {
+          resolve(await fn());
+        } catch (error) {
+          reject(error);
+        }
+        const hold = holdMs();
+        if (hold > 0) await new Promise((r) => setTimeout(r, hold));
+      })
+      .catch(reject);
+  });
+}

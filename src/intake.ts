@@ -1,0 +1,55 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { InvalidRequestError } from './errors.ts';
+import { spawnRequestSchema, type SpawnRequest } from './protocol.ts';
+import { readResult } from './results.ts';
+import type { SecretBox } from './secrets.ts';
+
+/** Validates a decoded message; the error names the first bad fields (at most five). */
+export function validateSpawnRequest(input: unknown): SpawnRequest {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new InvalidRequestError('the request must be a JSON object');
+  }
+  const parsed = spawnRequestSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.slice(0, 5).map((issue) => {
+    if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k.slice(0, 64)}"`).join(', ')}`;
+    const field = issue.path.join('.') || '(request)';
+    const missing = issue.code === 'invalid_type' && (input as Record<string, unknown>)[String(issue.path[0])] === undefined && issue.path.length === 1;
+    return missing ? `field "${field}" is required` : `field "${field}" ${issue.message}`;
+  });
+  const first = parsed.error.issues[0]?.path.join('.');
+  throw new InvalidRequestError(`invalid spawn request: ${issues.join('; ')}`, first);
+}
+
+export interface IntakeDeps {
+  queue: Queue<SpawnJobData, SpawnJobResult>;
+  redis: Redis;
+  secrets: SecretBox;
+  attempts: number;
+  keepLogs: number;
+}
+
+export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final';
+
+/**
+ * Puts a valid request on the `spawn` queue with jobId = request_id: BullMQ's add is atomic on
+ * the id, so any number of bridges and resends make one job. The token is sealed before it
+ * touches Redis.
+ */
+export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
+  const id = request.request_id;
+  if (await readResult(deps.redis, id)) return 'already_final';
+  if (await deps.queue.getJob(id)) return 'duplicate';
+  const { github_token: token, ...stored } = request;
+  const data: SpawnJobData = {
+    request: stored,
+    sealedToken: token ? deps.secrets.seal(token) : null,
+    source,
+    acceptedAt: Date.now(),
+  };
+  // The look-up above only spares work; two bridges passing it at once still make one job here.
+  await deps.queue.add(SPAWN_JOB_NAME, data, spawnJobOptions(id, { attempts: deps.attempts, keepLogs: deps.keepLogs }));
+  return 'enqueued';
+}

@@ -1,0 +1,22 @@
+/**
+ * fleet's own Redis keys and channels (the protocol's live in protocol.ts). All start with the
+ * BullMQ prefix, so `{fleet}` keeps them in one Redis Cluster slot with the queues.
+ */
+export function fleetKeys(prefix: string) {
+  return {
+    /** Set when a cancel arrives, so a job that starts later (or on a host that missed the broadcast) stops. */
+    cancelled: (requestId: string) => `${prefix}:cancelled:${requestId}`,
+    /** Bounded list of messages the bridge could not accept. */
+    rejected: `${prefix}:rejected`,
+    /** Hash: host id → JSON heartbeat record. */
+    hosts: `${prefix}:hosts`,
+    /** Set when an operator drains a host; the host stops taking jobs. */
+    drain: (hostId: string) => `${prefix}:drain:${hostId}`,
+    /** Broadcasts between fleet processes: cancel a running job, drain a host. */
+    control: `${prefix}:control`,
+  };
+}
+export type FleetKeys = ReturnType<typeof fleetKeys>;
+
+export const REJECTED_KEEP = 1000;
+export const CANCEL_TTL_SECONDS = 24 * 60 * 60;

@@ -1,0 +1,208 @@
+import { z } from 'zod';
+
+/**
+ * The wire contract with the orchestrator (shared/PROTOCOL.md). The legacy parts are binding:
+ * the Python orchestrator builds `SpawnResult(**data)` and raises on any key it does not know.
+ */
+export const channels = {
+  spawn: 'worker:spawn',
+  cancel: 'worker:cancel',
+  result: (requestId: string) => `worker:result:${requestId}`,
+  events: (requestId: string) => `worker:events:${requestId}`,
+  allEvents: 'worker:events:all',
+  resultKey: (requestId: string) => `fleet:result:${requestId}`,
+} as const;
+
+/** How long a late reader can still find a result under `fleet:result:{id}`. */
+export const RESULT_TTL_SECONDS = 24 * 60 * 60;
+export const MAX_TASK_BYTES = 1024 * 1024;
+export const LOGS_TAIL_LINES = 200;
+
+export const AGENTS = ['droid', 'claude', 'codex', 'custom'] as const;
+export type Agent = (typeof AGENTS)[number];
+
+const requestIdSchema = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[A-Za-z0-9._-]+$/, 'may only hold letters, digits, ".", "_" and "-"');
+
+const repoSchema = z
+  .string({ error: 'must be a string like "owner/name"' })
+  .regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, 'must be "owner/name" (GitHub owner and repository name, nothing else)')
+  .refine((repo) => !/\/\.{1,2}$/.test(repo), 'the repository name may not be "." or ".."');
+
+const utf8Bytes = (text: string) => Buffer.byteLength(text, 'utf8');
+
+const taskContentSchema = z
+  .string({ error: 'must be a string' })
+  .refine((t) => t.trim().length > 0, 'must not be empty')
+  .refine((t) => utf8Bytes(t) <= MAX_TASK_BYTES, `must be at most ${MAX_TASK_BYTES} bytes (1 MiB)`);
+
+const scopeSchema = z
+  .string({ error: 'must be a string' })
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9._-] (it becomes part of a branch name)');
+
+const scopedTaskSchema = z.strictObject({
+  scope: scopeSchema,
+  task_content: taskContentSchema,
+  task_title: z.string({ error: 'must be a string' }).max(200).optional(),
+  agents_content: z.string({ error: 'must be a string or null' }).nullable().optional(),
+});
+
+/** The spawn request: the eight legacy keys, then the optional v2 keys. Unknown keys are refused. */
+export const spawnRequestSchema = z
+  .strictObject({
+    request_id: requestIdSchema,
+    repo: repoSchema,
+    github_token: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(1024).optional(),
+    task_content: taskContentSchema,
+    task_title: z.string({ error: 'must be a string' }).max(200, 'must be at most 200 characters').nullish()
+      .transform((t) => t ?? 'AI generated changes'),
+    model: z.string({ error: 'must be a string' }).max(200).nullish().transform((m) => m ?? 'claude-sonnet-4-5-20250929'),
+    agents_content: z.string({ error: 'must be a string or null' }).nullable().optional().transform((a) => a ?? null),
+    timeout_seconds: z
+      .number({ error: 'must be an integer number of seconds' })
+      .int('must be an integer number of seconds')
+      .min(1, 'must be at least 1')
+      .max(86400, 'must be at most 86400 (24 hours)')
+      .nullish()
+      .transform((t) => t ?? 600),
+    // v2
+    agent: z.enum(AGENTS, { error: `must be one of ${AGENTS.join(', ')}` }).optional(),
+    mode: z.enum(['push', 'pr'], { error: 'must be "push" or "pr"' }).optional(),
+    base_branch: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9._/-]{1,200}$/, 'is not a branch name').optional(),
+    review: z.boolean({ error: 'must be true or false' }).optional(),
+    merge: z.boolean({ error: 'must be true or false' }).optional(),
+    fix_rounds: z.number({ error: 'must be an integer' }).int().min(0).max(5).optional(),
+    tasks: z.array(scopedTaskSchema, { error: 'must be a list of {scope, task_content}' }).min(1).max(20).optional(),
+    result_format: z.enum(['legacy', 'v2'], { error: 'must be "legacy" or "v2"' }).optional(),
+  })
+  .superRefine((req, ctx) => {
+    if (req.merge && !req.review) ctx.addIssue({ code: 'custom', path: ['merge'], message: 'needs "review": true' });
+    if (req.review && req.mode !== 'pr' && !req.tasks) {
+      ctx.addIssue({ code: 'custom', path: ['review'], message: 'needs "mode": "pr"' });
+    }
+    if (req.tasks) {
+      const seen = new Set<string>();
+      req.tasks.forEach((task, i) => {
+        if (seen.has(task.scope)) ctx.addIssue({ code: 'custom', path: ['tasks', i, 'scope'], message: `"${task.scope}" appears twice` });
+        seen.add(task.scope);
+      });
+    }
+  });
+
+/** A validated request, defaults applied. */
+export type SpawnRequest = z.output<typeof spawnRequestSchema>;
+/** What a sender may send. */
+export type SpawnRequestInput = z.input<typeof spawnRequestSchema>;
+
+export const cancelRequestSchema = z.strictObject({ request_id: requestIdSchema });
+
+export const ERROR_TYPES = [
+  'invalid_request',
+  'timeout',
+  'cancelled',
+  'spawn_error',
+  'task_failed',
+  'crash',
+  'clone_failed',
+  'push_failed',
+  'dind_failed',
+  'secret_mismatch',
+  'review_error',
+  'pr_failed',
+  'merge_failed',
+] as const;
+export type ErrorType = (typeof ERROR_TYPES)[number] | (string & {});
+
+/** The legacy result: exactly these eleven keys, in this order. */
+export interface SpawnResult {
+  request_id: string;
+  success: boolean;
+  exit_code: number;
+  output: string;
+  commit_sha: string | null;
+  branch: string | null;
+  files_changed: string[] | null;
+  summary: string | null;
+  error_type: ErrorType | null;
+  error_message: string | null;
+  logs_tail: string | null;
+}
+
+export const LEGACY_RESULT_KEYS = [
+  'request_id',
+  'success',
+  'exit_code',
+  'output',
+  'commit_sha',
+  'branch',
+  'files_changed',
+  'summary',
+  'error_type',
+  'error_message',
+  'logs_tail',
+] as const satisfies readonly (keyof SpawnResult)[];
+
+/** Drops every key the legacy orchestrator does not know, whatever the builder added. */
+export function toLegacyResult(result: SpawnResult): SpawnResult {
+  return Object.fromEntries(LEGACY_RESULT_KEYS.map((key) => [key, result[key]])) as unknown as SpawnResult;
+}
+
+export function failureResult(
+  requestId: string,
+  errorType: ErrorType,
+  errorMessage: string,
+  extra: { exitCode?: number; logsTail?: string | null; branch?: string | null } = {},
+): SpawnResult {
+  const logsTail = extra.logsTail ?? null;
+  return {
+    request_id: requestId,
+    success: false,
+    exit_code: extra.exitCode ?? -1,
+    output: logsTail ? `${errorMessage}\n\n${logsTail}` : errorMessage,
+    commit_sha: null,
+    branch: extra.branch ?? null,
+    files_changed: null,
+    summary: null,
+    error_type: errorType,
+    error_message: errorMessage,
+    logs_tail: logsTail,
+  };
+}
+
+export const WORKER_TYPES = { droid: 'droid', claude: 'claude_code', codex: 'codex', custom: 'custom' } as const;
+export type WorkerType = (typeof WORKER_TYPES)[Agent];
+
+/** Event bodies as a container prints them after `::fleet-event:: `; the host adds the envelope. */
+export const containerEventSchema = z.discriminatedUnion('event_type', [
+  z.object({ event_type: z.literal('started'), repo: z.string(), task_summary: z.string() }),
+  z.object({
+    event_type: z.literal('progress'),
+    stage: z.string().nullable().default(null),
+    message: z.string(),
+    progress_pct: z.number().int().min(0).max(100).nullable().default(null),
+  }),
+  z.object({
+    event_type: z.literal('completed'),
+    commit_sha: z.string().nullable(),
+    branch: z.string().nullable(),
+    files_changed: z.array(z.string()),
+    summary: z.string().nullable().default(null),
+  }),
+  z.object({
+    event_type: z.literal('failed'),
+    error_type: z.string().min(1),
+    error_message: z.string(),
+    logs_tail: z.string().nullable().default(null),
+  }),
+]);
+export type ContainerEvent = z.output<typeof containerEventSchema>;
+
+/** An event as published on `worker:events:*`. */
+export type FleetEvent = ContainerEvent & {
+  request_id: string;
+  timestamp: string;
+  worker_type: WorkerType;
+};

@@ -1,0 +1,31 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { QUEUE_NAMES } from '../queues/spawn.ts';
+import { LABELS, type ContainerRuntime } from './container-runtime.ts';
+
+/**
+ * Removes this host's worker containers that no live job attempt owns. A container is owned
+ * while the BullMQ lock of its job still holds the token the container was labelled with; once
+ * the lock is gone or belongs to another attempt (the job moved on after this host died), the
+ * container is an orphan. Two processes sharing a host id therefore never reap each other's work.
+ */
+export async function reapOrphans(deps: {
+  runtime: ContainerRuntime;
+  redis: Redis;
+  prefix: string;
+  hostId: string;
+  logger: Logger;
+}): Promise<string[]> {
+  const containers = await deps.runtime.list({ [LABELS.host]: deps.hostId, [LABELS.prefix]: deps.prefix });
+  const reaped: string[] = [];
+  for (const container of containers) {
+    const jobId = container.labels[LABELS.job];
+    const lockKey = `${deps.prefix}:${QUEUE_NAMES.spawn}:${jobId}:lock`;
+    const holder = jobId ? await deps.redis.get(lockKey) : null;
+    if (holder !== null && holder === container.labels[LABELS.lock]) continue;
+    await deps.runtime.removeById(container.id);
+    reaped.push(container.id);
+    deps.logger.warn({ container: container.id.slice(0, 12), request_id: container.labels[LABELS.requestId], state: container.state }, 'removed an orphaned worker container');
+  }
+  return reaped;
+}

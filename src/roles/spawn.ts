@@ -1,0 +1,152 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { processSpawn, type SpawnObserver } from '../../processors/spawn.ts';
+import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import type { ControlMessage } from '../cancel.ts';
+import type { FleetConfig } from '../config.ts';
+import type { ContainerRuntime } from '../container-runtime.ts';
+import type { FleetKeys } from '../keys.ts';
+import { failureResult } from '../protocol.ts';
+import { reapOrphans } from '../reaper.ts';
+import { publishResultOnce } from '../results.ts';
+import type { SecretBox } from '../secrets.ts';
+
+export interface SpawnRoleDeps {
+  config: FleetConfig;
+  connection: { url: string };
+  redis: Redis;
+  subscriber: Redis;
+  runtime: ContainerRuntime;
+  secrets: SecretBox;
+  keys: FleetKeys;
+  logger: Logger;
+  observer?: SpawnObserver;
+  /** Reaping period; the start-up pass always runs. */
+  reapIntervalMs?: number;
+}
+
+export interface SpawnRole {
+  worker: Worker<SpawnJobData, SpawnJobResult>;
+  /** Jobs this host is running now. */
+  running(): number;
+  drained(): boolean;
+  /** Stops taking jobs and lets running ones finish (`fleet drain`). */
+  drain(): Promise<void>;
+  /** Graceful stop: running containers get FLEET_DRAIN_TIMEOUT, then go back to the queue. */
+  stop(): Promise<void>;
+}
+
+/**
+ * One BullMQ worker per host, concurrency = the host's cap: the worker never holds more jobs than
+ * that, and each job runs one container, so the host never runs more containers than its cap.
+ */
+export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
+  const { config, keys } = deps;
+  const log = deps.logger.child({ role: 'spawn', host: config.hostId });
+
+  if (config.worker.dind === 'caps') {
+    log.warn('FLEET_DIND=caps: worker containers get SYS_ADMIN and run unconfined. This is for test machines without sysbox only; use FLEET_RUNTIME=sysbox-runc in production');
+  }
+  await deps.runtime.ping();
+  if (!(await deps.runtime.hasImage(config.worker.image))) {
+    log.warn({ image: config.worker.image }, 'the worker image is not on this host yet: jobs fail with spawn_error until it is built (worker-image/build.sh)');
+  }
+
+  if (config.globalConcurrency !== undefined) {
+    const queue = new Queue(QUEUE_NAMES.spawn, { connection: deps.connection, prefix: config.prefix });
+    if (config.globalConcurrency === 0) await queue.removeGlobalConcurrency();
+    else await queue.setGlobalConcurrency(config.globalConcurrency);
+    await queue.close();
+    log.info({ global_concurrency: config.globalConcurrency || 'none' }, 'fleet-wide concurrency set');
+  }
+
+  const reap = () => reapOrphans({ runtime: deps.runtime, redis: deps.redis, prefix: config.prefix, hostId: config.hostId, logger: log });
+  await reap();
+
+  let running = 0;
+  let drained = false;
+  const worker = new Worker<SpawnJobData, SpawnJobResult>(
+    QUEUE_NAMES.spawn,
+    async (job, token, signal) => {
+      running++;
+      try {
+        return await processSpawn(job, { ...deps, logger: log }, { token, signal });
+      } finally {
+        running--;
+      }
+    },
+    {
+      connection: deps.connection,
+      prefix: config.prefix,
+      concurrency: config.hostConcurrency,
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: 2,
+      name: config.hostId,
+    },
+  );
+
+  // A job can fail without its processor publishing anything: it stalled too often (its hosts
+  // kept dying) or an unexpected error used up its attempts. The request is final then, so it
+  // gets a result; publishResultOnce makes this a no-op when the processor already published.
+  worker.on('failed', (job: Job<SpawnJobData, SpawnJobResult> | undefined, error: Error) => {
+    if (!job) return;
+    const final = error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled/i.test(error.message);
+    if (!final) return;
+    const result = failureResult(job.data.request.request_id, 'crash', `the job failed on the fleet side: ${error.message}`);
+    publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy').catch((e) =>
+      log.error({ err: e, request_id: job.id }, 'could not publish the result of a failed job'),
+    );
+  });
+  worker.on('error', (error) => log.error({ err: error }, 'spawn worker error'));
+
+  const onControl = (channel: string, text: string) => {
+    if (channel !== keys.control) return;
+    let message: ControlMessage;
+    try {
+      message = JSON.parse(text) as ControlMessage;
+    } catch {
+      return;
+    }
+    if (message.type === 'cancel' && worker.cancelJob(message.request_id, 'cancelled')) {
+      log.info({ request_id: message.request_id }, 'cancelling a running job');
+    }
+    if (message.type === 'drain' && message.host === config.hostId) void role.drain();
+  };
+  deps.subscriber.on('message', onControl);
+  await deps.subscriber.subscribe(keys.control);
+
+  const reaper = setInterval(() => void reap().catch((error) => log.error({ err: error }, 'reaping failed')), deps.reapIntervalMs ?? 60_000);
+  reaper.unref();
+  await worker.waitUntilReady();
+  log.info({ cap: config.hostConcurrency, image: config.worker.image, runtime: config.worker.runtime }, 'spawn role ready');
+
+  const role: SpawnRole = {
+    worker,
+    running: () => running,
+    drained: () => drained,
+    async drain() {
+      if (drained) return;
+      drained = true;
+      log.warn('draining: no new jobs; running jobs finish');
+      await worker.pause();
+    },
+    async stop() {
+      clearInterval(reaper);
+      log.info({ running, drain_timeout_ms: config.drainTimeoutMs }, 'stopping: running jobs get the drain timeout');
+      const timer = setTimeout(() => {
+        log.warn({ running }, 'drain timeout: stopping containers, their jobs go back to the queue');
+        worker.cancelAllJobs('drain');
+      }, config.drainTimeoutMs);
+      try {
+        await worker.close();
+      } finally {
+        clearTimeout(timer);
+        deps.subscriber.off('message', onControl);
+        await deps.subscriber.unsubscribe(keys.control).catch(() => {});
+      }
+    },
+  };
+  return role;
+}

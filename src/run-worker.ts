@@ -1,0 +1,100 @@
+import type { Logger } from 'pino';
+import type { WorkerContainer } from './container-runtime.ts';
+import type { StopReason } from './errors.ts';
+import { parseContainerLine } from './events.ts';
+import type { ContainerEvent } from './protocol.ts';
+import { LOGS_TAIL_LINES } from './protocol.ts';
+import { redactor } from './redact.ts';
+
+type Completed = Extract<ContainerEvent, { event_type: 'completed' }>;
+type Failed = Extract<ContainerEvent, { event_type: 'failed' }>;
+
+/** How one container run ended. */
+export interface RunOutcome {
+  /** The container's exit code; null when fleet killed it. */
+  exitCode: number | null;
+  /** Why fleet stopped the container, if it did. */
+  stoppedBy: 'timeout' | StopReason | null;
+  completed: Completed | null;
+  failed: Failed | null;
+  /** The last lines of output (events included), redacted. */
+  tail: string[];
+}
+
+export interface RunHooks {
+  /** Every valid event line, in order. Awaited, so events keep their order on the wire. */
+  onEvent(event: ContainerEvent): Promise<void>;
+  /** Batches of ordinary output lines, redacted. */
+  onLogLines(lines: string[]): Promise<void>;
+}
+
+const MAX_LINE = 16 * 1024;
+const LOG_BATCH_LINES = 200;
+const LOG_FLUSH_MS = 250;
+
+/**
+ * Starts a created container, follows its output until it exits, and stops it on timeout or
+ * when `signal` fires (its reason says why). It never removes the container: the caller does,
+ * whatever happened, so nothing is left behind on an error here.
+ */
+export async function runWorker(
+  container: WorkerContainer,
+  options: { timeoutMs: number; signal?: AbortSignal; hooks: RunHooks; logger: Logger },
+): Promise<RunOutcome> {
+  const outcome: RunOutcome = { exitCode: null, stoppedBy: null, completed: null, failed: null, tail: [] };
+  const pending: string[] = [];
+  let flushing: Promise<void> = Promise.resolve();
+  const flush = () => {
+    if (pending.length === 0) return flushing;
+    const batch = pending.splice(0, pending.length);
+    flushing = flushing.then(() => options.hooks.onLogLines(batch));
+    return flushing;
+  };
+  const flushTimer = setInterval(() => void flush().catch((error) => options.logger.warn({ err: error }, 'job log write failed')), LOG_FLUSH_MS);
+
+  const remember = (line: string) => {
+    outcome.tail.push(line);
+    if (outcome.tail.length > LOGS_TAIL_LINES) outcome.tail.shift();
+  };
+
+  const stop = async (reason: RunOutcome['stoppedBy']) => {
+    if (outcome.stoppedBy) return;
+    outcome.stoppedBy = reason;
+    await container.kill();
+  };
+
+  const onAbort = () => void stop((options.signal?.reason as StopReason) ?? 'cancelled').catch((error) => options.logger.error({ err: error }, 'could not kill the worker container'));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    if (options.signal?.aborted) {
+      outcome.stoppedBy = (options.signal.reason as StopReason) ?? 'cancelled';
+      return outcome;
+    }
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    await container.start();
+    timer = setTimeout(() => void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')), options.timeoutMs);
+
+    const exited = container.wait();
+    for await (const raw of container.lines()) {
+      const line = redactor.redact(raw.length > MAX_LINE ? `${raw.slice(0, MAX_LINE)}… [line cut at ${MAX_LINE} characters]` : raw);
+      remember(line);
+      const parsed = parseContainerLine(line);
+      if (parsed.kind === 'event') {
+        if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
+        if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;
+        await options.hooks.onEvent(parsed.event);
+      } else {
+        pending.push(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
+        if (pending.length >= LOG_BATCH_LINES) await flush();
+      }
+    }
+    const code = await exited;
+    outcome.exitCode = outcome.stoppedBy ? null : code;
+    return outcome;
+  } finally {
+    clearTimeout(timer);
+    clearInterval(flushTimer);
+    options.signal?.removeEventListener('abort', onAbort);
+    await flush();
+  }
+}

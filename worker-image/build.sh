@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Builds the coding worker image. See --help.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: worker-image/build.sh [options]
+
+Builds the coding worker image as IMAGE:latest and IMAGE:<hash>, where <hash> is the first 12 hex digits
+of a sha256 over every file in worker-image/, the base image name and the extra CA bundle (if any).
+When IMAGE:<hash> already exists the build is skipped and IMAGE:latest is pointed at it.
+Builds run with --network host. The last line printed on stdout is the IMAGE:<hash> reference.
+
+Options:
+  --base IMAGE              base image (default ubuntu:24.04; needs a registry or a local copy)
+  --base-from-debootstrap   make a Debian bookworm base locally with debootstrap and build FROM it;
+                            the base is cached as fleet-base:bookworm and made only when absent
+  --ca-bundle FILE          extra PEM CA bundle trusted by apt, git, npm and node, at build time and in
+                            the image (default: $FLEET_CA_BUNDLE when set; none otherwise)
+  --mirror URL              Debian mirror for debootstrap (default http://deb.debian.org/debian)
+  --image NAME              image repository name (default coding-worker)
+  --force                   build even when IMAGE:<hash> exists
+  --print-tag               print IMAGE:<hash> and exit without building
+  -h, --help                this text
+EOF
+}
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+base="ubuntu:24.04"
+debootstrap_base=0
+ca_bundle="${FLEET_CA_BUNDLE:-}"
+mirror="http://deb.debian.org/debian"
+image="coding-worker"
+force=0
+print_tag=0
+base_tag="fleet-base:bookworm"
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base) base="$2"; shift 2 ;;
+    --base-from-debootstrap) debootstrap_base=1; shift ;;
+    --ca-bundle) ca_bundle="$2"; shift 2 ;;
+    --mirror) mirror="$2"; shift 2 ;;
+    --image) image="$2"; shift 2 ;;
+    --force) force=1; shift ;;
+    --print-tag) print_tag=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "build.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$debootstrap_base" = 1 ]; then base="$base_tag"; fi
+if [ -n "$ca_bundle" ] && [ ! -r "$ca_bundle" ]; then
+  echo "build.sh: CA bundle not readable: $ca_bundle" >&2; exit 2
+fi
+
+log() { echo "build.sh: $*" >&2; }
+
+content_hash() {
+  {
+    (cd "$here" && find . -type f ! -name '*.log' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    echo "base=$base"
+    if [ -n "$ca_bundle" ]; then echo "ca=$(sha256sum < "$ca_bundle")"; fi
+  } | sha256sum | cut -c1-12
+}
+
+hash_ref="$image:$(content_hash)"
+if [ "$print_tag" = 1 ]; then echo "$hash_ref"; exit 0; fi
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+make_debootstrap_base() {
+  if image_exists "$base_tag"; then log "$base_tag exists, not rebuilding it"; return; fi
+  command -v debootstrap >/dev/null || { log "debootstrap is not installed (apt-get install debootstrap)"; exit 1; }
+  [ "$(id -u)" = 0 ] || { log "--base-from-debootstrap needs root (debootstrap chroots)"; exit 1; }
+  local root
+  root="$(mktemp -d /tmp/fleet-base.XXXXXX)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$root'" EXIT
+  log "debootstrap bookworm into $root from $mirror"
+  debootstrap --variant=minbase bookworm "$root" "$mirror" >&2
+  cat > "$root/etc/apt/sources.list" <<EOF
+deb $mirror bookworm main
+deb $mirror bookworm-updates main
+deb ${mirror%/debian}/debian-security bookworm-security main
+EOF
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  tar -C "$root" -c . | docker import \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    -c 'CMD ["/bin/bash"]' - "$base_tag" >&2
+  rm -rf "$root"
+  trap - EXIT
+  log "made $base_tag"
+}
+
+if image_exists "$hash_ref" && [ "$force" = 0 ]; then
+  log "$hash_ref exists, skipping the build"
+  docker tag "$hash_ref" "$image:latest"
+  echo "$hash_ref"
+  exit 0
+fi
+
+if [ "$debootstrap_base" = 1 ]; then make_debootstrap_base; fi
+
+# The context is a copy of worker-image/ plus the CA bundle (or an empty file), so the bundle never has
+# to live in the repository.
+context="$(mktemp -d /tmp/fleet-worker-context.XXXXXX)"
+trap "rm -rf '$context'" EXIT
+cp -a "$here"/. "$context"/
+if [ -n "$ca_bundle" ]; then cp "$ca_bundle" "$context/extra-ca.pem"; else : > "$context/extra-ca.pem"; fi
+
+log "building $hash_ref FROM $base"
+start=$(date +%s)
+docker build --network host --build-arg "BASE=$base" -t "$hash_ref" -t "$image:latest" "$context" >&2
+log "built $hash_ref in $(( $(date +%s) - start ))s"
+echo "$hash_ref"

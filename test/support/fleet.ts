@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Redis } from 'ioredis';
+import { loadConfig, type FleetConfig, type Role } from '../../src/config.ts';
+import { startFleet, type RunningFleet } from '../../src/fleet.ts';
+import { createLogger } from '../../src/logger.ts';
+import { channels, type SpawnResult } from '../../src/protocol.ts';
+
+export const TEST_SECRET_KEY = 'test-secret-key-of-at-least-32-characters!';
+/** Shaped like a real token so the redactor's shape rules would catch it too. */
+export const TEST_TOKEN = `ghp_${'T0kenForTests'.repeat(3)}`;
+const ROOT = resolve(import.meta.dirname, '../..');
+
+export const uid = (label = 't') => `${label}-${randomBytes(4).toString('hex')}`;
+
+/** Settings for a fleet under test: its own prefix and host id, the busybox image, no network. */
+export function testEnv(redisUrl: string, image: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL: redisUrl,
+    FLEET_PREFIX: uid('fleet'),
+    FLEET_HOST_ID: uid('host'),
+    FLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'fleet-data-')),
+    FLEET_WORKER_IMAGE: image,
+    FLEET_RUNTIME: 'runc',
+    FLEET_DOCKER_NETWORK: 'none',
+    FLEET_WORKER_MEMORY: '256m',
+    FLEET_HOST_CONCURRENCY: '2',
+    FLEET_BOARD_PORT: '0',
+    FLEET_SECRET_KEY: TEST_SECRET_KEY,
+    FLEET_LOG_LEVEL: process.env.FLEET_TEST_LOG_LEVEL ?? 'silent',
+    FLEET_LOCK_DURATION: '2',
+    FLEET_STALLED_INTERVAL: '1',
+    FLEET_DRAIN_TIMEOUT: '30',
+    ...overrides,
+  };
+}
+
+export async function startTestFleet(env: Record<string, string>, roles: Role[]): Promise<RunningFleet & { config: FleetConfig }> {
+  const config = loadConfig(env);
+  const fleet = await startFleet({ config, roles, logger: createLogger({ level: config.logLevel }) });
+  return Object.assign(fleet, { config });
+}
+
+/** A fleet in a child process, for kill -9 and multi-host tests. `ready` resolves on its "fleet started" log line. */
+export interface FleetProcess {
+  child: ChildProcess;
+  ready: Promise<void>;
+  exited: Promise<number | null>;
+  lines: string[];
+}
+
+export function spawnFleetProcess(env: Record<string, string>, roles: Role[]): FleetProcess {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/fleet.js'), 'start', '--roles', roles.join(',')], {
+    env: { ...process.env, ...env, FLEET_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      lines.push(line);
+      if (line.includes('"fleet started"')) resolve();
+    });
+    createInterface({ input: child.stderr! }).on('line', (line) => lines.push(line));
+    void exited.then((code) => reject(new Error(`fleet process exited (${code}) before it was ready:\n${lines.slice(-10).join('\n')}`)));
+  });
+  ready.catch(() => {});
+  return { child, ready, exited, lines };
+}
+
+/** A legacy request: all eight keys, as the orchestrator sends them. */
+export function legacyRequest(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    request_id: uid('req'),
+    repo: 'acme/widgets',
+    github_token: TEST_TOKEN,
+    task_content: 'echo nothing to do',
+    task_title: 'Test task',
+    model: 'claude-sonnet-4-5-20250929',
+    agents_content: null,
+    timeout_seconds: 60,
+    ...overrides,
+  };
+}
+
+/** A worker script line that prints a protocol event. */
+export function eventLine(event: Record<string, unknown>): string {
+  return `echo '::fleet-event:: ${JSON.stringify(event).replace(/'/g, `'\\''`)}'`;
+}
+
+export const completedLine = (summary = 'done', sha: string | null = 'abc123') =>
+  eventLine({ event_type: 'completed', commit_sha: sha, branch: 'main', files_changed: ['a.txt'], summary });
+
+/**
+ * Subscribes to result channels before anything is published (pub/sub keeps nothing for late
+ * subscribers), then hands out each result as it arrives.
+ */
+export class ResultListener {
+  private readonly client: Redis;
+  private readonly results = new Map<string, SpawnResult[]>();
+  private readonly waiters = new Map<string, (r: SpawnResult) => void>();
+  readonly raw = new Map<string, string[]>();
+
+  private constructor(url: string) {
+    this.client = new Redis(url, { maxRetriesPerRequest: null });
+    this.client.on('pmessage', (_pattern, channel: string, message: string) => {
+      const id = channel.slice('worker:result:'.length);
+      const parsed = JSON.parse(message) as SpawnResult;
+      this.raw.set(id, [...(this.raw.get(id) ?? []), message]);
+      this.results.set(id, [...(this.results.get(id) ?? []), parsed]);
+      this.waiters.get(id)?.(parsed);
+    });
+  }
+
+  static async start(url: string): Promise<ResultListener> {
+    const listener = new ResultListener(url);
+    await listener.client.psubscribe(channels.result('*'));
+    return listener;
+  }
+
+  /** Every result published for the id so far (a request must get exactly one). */
+  all(id: string): SpawnResult[] {
+    return this.results.get(id) ?? [];
+  }
+
+  next(id: string, timeoutMs = 60_000): Promise<SpawnResult> {
+    const existing = this.results.get(id)?.[0];
+    if (existing) return Promise.resolve(existing);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no result for ${id} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.set(id, (r) => {
+        clearTimeout(timer);
+        this.waiters.delete(id);
+        resolve(r);
+      });
+    });
+  }
+
+  async close() {
+    this.client.disconnect();
+  }
+}
+
+export async function publishJson(redis: Redis, channel: string, body: unknown): Promise<void> {
+  await redis.publish(channel, typeof body === 'string' ? body : JSON.stringify(body));
+}

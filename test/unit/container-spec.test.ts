@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { buildContainerSpec, buildInputFiles, CAPS_DIND } from '../../src/container-spec.ts';
+import { loadConfig } from '../../src/config.ts';
+import { validateSpawnRequest } from '../../src/intake.ts';
+import { legacyRequest } from '../support/fleet.ts';
+
+const config = loadConfig({
+  FLEET_HOST_ID: 'host-a',
+  FLEET_WORKER_CPUS: '1.5',
+  FLEET_DOCKER_NETWORK: 'none',
+  FACTORY_API_KEY: 'factory-key',
+  ANTHROPIC_API_KEY: 'anthropic-key',
+});
+
+function spec(overrides: Record<string, unknown> = {}, env: Record<string, string> = {}) {
+  const { github_token: _t, ...request } = validateSpawnRequest(legacyRequest({ request_id: 'r-1', ...overrides }));
+  const cfg = Object.keys(env).length ? loadConfig({ FLEET_HOST_ID: 'host-a', ...env }) : config;
+  return buildContainerSpec({ request, githubToken: 'tok', branch: '', jobId: 'r-1', lockToken: 'lock-1', attempt: 1, config: cfg });
+}
+
+describe('buildContainerSpec', () => {
+  it('sets resources, runtime, labels and network from config', () => {
+    const s = spec();
+    expect(s.runtime).toBe('sysbox-runc');
+    expect(s.memoryBytes).toBe(4 * 1024 ** 3);
+    expect(s.nanoCpus).toBe(1_500_000_000);
+    expect(s.pidsLimit).toBe(4096);
+    expect(s.network).toBe('none');
+    expect(s.labels).toEqual({
+      'fleet.request_id': 'r-1',
+      'fleet.host': 'host-a',
+      'fleet.job': 'r-1',
+      'fleet.lock': 'lock-1',
+      'fleet.prefix': 'fleet',
+    });
+    expect(s.capAdd).toEqual([]);
+    expect(s.securityOpt).toEqual([]);
+  });
+
+  it('gives the container the protocol env and only the chosen agent key', () => {
+    const s = spec({ agent: 'claude', mode: 'pr', base_branch: 'develop' });
+    expect(s.env).toMatchObject({
+      FLEET_REQUEST_ID: 'r-1',
+      REPO: 'acme/widgets',
+      FLEET_GIT_URL: 'https://github.com/acme/widgets.git',
+      FLEET_BASE_BRANCH: 'develop',
+      FLEET_AGENT: 'claude',
+      GITHUB_TOKEN: 'tok',
+      ANTHROPIC_API_KEY: 'anthropic-key',
+      TASK_TITLE: 'Test task',
+    });
+    expect(s.env.FACTORY_API_KEY).toBeUndefined();
+    expect(s.env.FLEET_GIT_URL).not.toContain('tok');
+  });
+
+  it('defaults to droid with the Factory key', () => {
+    expect(spec().env).toMatchObject({ FLEET_AGENT: 'droid', FACTORY_API_KEY: 'factory-key' });
+  });
+
+  it('adds capabilities only in the explicit caps mode', () => {
+    const s = spec({}, { FLEET_DIND: 'caps', FLEET_RUNTIME: 'runc' });
+    expect(s.capAdd).toEqual(CAPS_DIND.capAdd);
+    expect(s.securityOpt).toContain('seccomp=unconfined');
+  });
+
+  it('never asks Docker to remove the container by itself', () => {
+    expect(Object.keys(spec())).not.toContain('autoRemove');
+  });
+});
+
+describe('buildInputFiles', () => {
+  it('writes TASK.md, AGENTS.md when given, and request.json without the token', () => {
+    const { github_token: _t, ...request } = validateSpawnRequest(legacyRequest({ agents_content: '# rules' }));
+    const files = buildInputFiles(request);
+    expect(files.map((f) => f.path)).toEqual(['/fleet/input/TASK.md', '/fleet/input/request.json', '/fleet/input/AGENTS.md']);
+    expect(files.find((f) => f.path.endsWith('request.json'))!.content).not.toContain('ghp_');
+  });
+
+  it('omits AGENTS.md when agents_content is null', () => {
+    const { github_token: _t, ...request } = validateSpawnRequest(legacyRequest());
+    expect(buildInputFiles(request).map((f) => f.path)).not.toContain('/fleet/input/AGENTS.md');
+  });
+});

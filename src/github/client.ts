@@ -21,7 +21,7 @@ import { Octokit } from '@octokit/rest';
 import { throttling } from '@octokit/plugin-throttling';
 import { retry } from '@octokit/plugin-retry';
 import Bottleneck from 'bottleneck';
-import type { OctokitOptions } from '@octokit/core';
+import type { Octokit as CoreOctokit, OctokitOptions } from '@octokit/core';
 import type { EndpointDefaults } from '@octokit/types';
 import { runHeld, type ClusteredLimiters, type LimiterLogger } from './limiter.ts';
 import { resourceOf, type BudgetBook } from './budget.ts';
@@ -112,7 +112,7 @@ interface MeterContext {
 type RequestFn = (options: EndpointDefaults) => Promise<{ headers: Record<string, unknown> }>;
 
 function pathOf(options: EndpointDefaults): string {
-  return new URL(options.url, 'http://github.invalid').pathname;
+  return new URL(options.url ?? '/', 'http://github.invalid').pathname;
 }
 
 function isMutation(method: string): boolean {
@@ -126,7 +126,7 @@ function contextOf(options: OctokitOptions): MeterContext | undefined {
 }
 
 // Registered first, so innermost: runs once per attempt, right before the request is sent.
-function attemptHook(octokit: Octokit, options: OctokitOptions): void {
+function attemptHook(octokit: CoreOctokit, options: OctokitOptions): void {
   const ctx = contextOf(options);
   if (!ctx) return;
   octokit.hook.wrap('request', async (request, reqOptions) => {
@@ -148,7 +148,7 @@ function attemptHook(octokit: Octokit, options: OctokitOptions): void {
 }
 
 // Registered last, so outermost: once per call.
-function callHook(octokit: Octokit, options: OctokitOptions): void {
+function callHook(octokit: CoreOctokit, options: OctokitOptions): void {
   const ctx = contextOf(options);
   if (!ctx) return;
   const { limits } = ctx;

@@ -26,7 +26,7 @@ describe('parseContainerLine', () => {
 });
 
 describe('resultFromOutcome', () => {
-  const base = { exitCode: 0, stoppedBy: null, completed: null, failed: null, tail: ['a', 'b'] } as const;
+  const base: Parameters<typeof resultFromOutcome>[1] = { exitCode: 0, stoppedBy: null, completed: null, failed: null, tail: ['a', 'b'] };
   const ctx = { timeoutSeconds: 60, branch: null };
 
   it('builds a success from the completed event with exactly the legacy keys', () => {

@@ -1,0 +1,154 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { startRedis, type TestRedis } from '../support/redis.ts';
+import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
+import { createGitHubForges, type BudgetReading, type GitHubForges } from '../../src/github/index.ts';
+import { isForgeErrorNamed, isRetryable, type Forge } from '../../src/forge.ts';
+import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
+
+const AUTHOR = 'ghp_author_token_0123456789';
+const REVIEWER = 'ghp_reviewer_token_0123456789';
+const REPO = 'acme/widgets';
+
+let redis: TestRedis;
+let server: GitHubTestServer;
+let forges: GitHubForges;
+let author: Forge;
+let reviewer: Forge;
+let budgets: (BudgetReading & { token: string })[];
+let logger: ReturnType<typeof memoryLogger>;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+beforeEach(async () => {
+  server = await startGitHubTestServer({ users: { [AUTHOR]: 'fleet-bot', [REVIEWER]: 'fleet-reviewer' }, secondary: FAST_SECONDARY });
+  server.addRepo(REPO, { defaultBranch: 'trunk' });
+  budgets = [];
+  logger = memoryLogger();
+  forges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: randomPrefix(), logger, limits: FAST_LIMITS, onBudget: (b) => budgets.push(b) });
+  author = forges.forToken(AUTHOR);
+  reviewer = forges.forToken(REVIEWER);
+});
+afterEach(async () => {
+  await forges.close();
+  await server.close();
+});
+
+async function openPr(branch = 'fleet/req-1/frontend') {
+  const headSha = server.pushBranch(REPO, branch);
+  const pr = await author.openPullRequest({ repo: REPO, head: branch, base: 'trunk', title: 'Add widget', body: 'Task: add a widget' });
+  return { pr, headSha };
+}
+
+describe('GitHubForge', () => {
+  it('reads the default branch and types a missing repository as NotFoundError', async () => {
+    expect(await author.getDefaultBranch(REPO)).toBe('trunk');
+    const error = await author.getDefaultBranch('acme/nope').catch((e: unknown) => e);
+    expect(isForgeErrorNamed(error, 'NotFoundError')).toBe(true);
+    expect(isRetryable(error)).toBe(false);
+  });
+
+  it('opens a pull request, and finds it again when asked twice (a retried job)', async () => {
+    const { pr, headSha } = await openPr();
+    expect(pr).toMatchObject({ number: 1, headSha, headRef: 'fleet/req-1/frontend', baseRef: 'trunk', state: 'open', author: 'fleet-bot', existing: false });
+    expect(pr.url).toBe(`https://github.test/${REPO}/pull/1`);
+    const again = await author.openPullRequest({ repo: REPO, head: 'fleet/req-1/frontend', base: 'trunk', title: 'Add widget', body: '' });
+    expect(again).toMatchObject({ number: 1, existing: true, headSha });
+  });
+
+  it('refuses a pull request from a branch that does not exist with a validation error', async () => {
+    const error = await author.openPullRequest({ repo: REPO, head: 'nope', base: 'trunk', title: 't', body: '' }).catch((e: unknown) => e);
+    expect(isForgeErrorNamed(error, 'ForgeValidationError')).toBe(true);
+  });
+
+  it('gets a pull request and its diff as text', async () => {
+    const { pr, headSha } = await openPr();
+    const diff = 'diff --git a/x.ts b/x.ts\n--- a/x.ts\n+++ b/x.ts\n@@ -1 +1,2 @@\n a\n+b\n';
+    server.setDiff(REPO, pr.number, diff);
+    expect(await reviewer.getPullRequest(REPO, pr.number)).toMatchObject({ headSha, mergeable: true, merged: false, mergeableState: 'clean' });
+    expect(await reviewer.getPullRequestDiff(REPO, pr.number)).toBe(diff);
+  });
+
+  it('posts an approval with another token, and reports GitHub refusing self-approval as a result', async () => {
+    const { pr, headSha } = await openPr();
+    const approved = await reviewer.postReview({ repo: REPO, number: pr.number, event: 'APPROVE', body: 'Looks right', commitId: headSha });
+    expect(approved).toMatchObject({ posted: true, event: 'APPROVE' });
+    const own = await author.postReview({ repo: REPO, number: pr.number, event: 'APPROVE', body: 'Looks right', commitId: headSha });
+    expect(own).toMatchObject({ posted: false, reason: 'own_pull_request' });
+    const ownRequest = await author.postReview({ repo: REPO, number: pr.number, event: 'REQUEST_CHANGES', body: 'No', commitId: headSha });
+    expect(ownRequest).toMatchObject({ posted: false, reason: 'own_pull_request' });
+    const comment = await author.postReview({ repo: REPO, number: pr.number, event: 'COMMENT', body: 'Approved by the fleet reviewer', commitId: headSha });
+    expect(comment.posted).toBe(true);
+    const reviews = server.pullState(REPO, pr.number).reviews;
+    expect(reviews.map((r) => [r.login, r.state, r.commitId])).toEqual([
+      ['fleet-reviewer', 'APPROVED', headSha],
+      ['fleet-bot', 'COMMENTED', headSha],
+    ]);
+  });
+
+  it('anchors line comments on the diff, and folds them into the body when a line is outside it', async () => {
+    const { pr, headSha } = await openPr();
+    server.setDiff(REPO, pr.number, 'diff --git a/x.ts b/x.ts\n--- a/x.ts\n+++ b/x.ts\n@@ -1 +1,2 @@\n a\n+b\n');
+    const ok = await reviewer.postReview({ repo: REPO, number: pr.number, event: 'REQUEST_CHANGES', body: 'Fix', commitId: headSha, comments: [{ path: 'x.ts', line: 2, body: 'rename b' }, { path: 'x.ts', body: 'file-level note' }] });
+    expect(ok).toMatchObject({ posted: true, commentsFoldedIntoBody: false });
+    const folded = await reviewer.postReview({ repo: REPO, number: pr.number, event: 'REQUEST_CHANGES', body: 'Fix', commitId: headSha, comments: [{ path: 'x.ts', line: 99, body: 'off the diff' }] });
+    expect(folded).toMatchObject({ posted: true, commentsFoldedIntoBody: true });
+    const [first, second] = server.pullState(REPO, pr.number).reviews;
+    expect(first!.comments).toHaveLength(1);
+    expect(first!.body).toContain('file-level note');
+    expect(second!.comments).toHaveLength(0);
+    expect(second!.body).toContain('`x.ts:99`: off the diff');
+  });
+
+  it('posts an issue comment', async () => {
+    const { pr } = await openPr();
+    const posted = await reviewer.postComment(REPO, pr.number, 'Please handle the empty case');
+    expect(posted.url).toContain(`#issuecomment-${posted.id}`);
+    expect(server.pullState(REPO, pr.number).comments).toEqual([{ id: posted.id, login: 'fleet-reviewer', body: 'Please handle the empty case' }]);
+  });
+
+  it('merges only at the reviewed head: a push after the review is HeadChangedError, then merge at the new head', async () => {
+    const { pr, headSha } = await openPr();
+    const moved = server.pushBranch(REPO, pr.headRef);
+    const error = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: headSha }).catch((e: unknown) => e);
+    expect(isForgeErrorNamed(error, 'HeadChangedError')).toBe(true);
+    expect(isRetryable(error)).toBe(false);
+    expect(server.pullState(REPO, pr.number).merged).toBe(false);
+
+    const merged = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: moved, commitTitle: 'Add widget (#1)' });
+    expect(merged.alreadyMerged).toBe(false);
+    expect(server.pullState(REPO, pr.number)).toMatchObject({ merged: true, state: 'closed', mergeCommitSha: merged.sha });
+    const again = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: moved });
+    expect(again).toEqual({ sha: merged.sha, alreadyMerged: true });
+  });
+
+  it('reports a conflicting pull request as NotMergeableError', async () => {
+    const { pr, headSha } = await openPr();
+    server.setConflicting(REPO, pr.number);
+    expect((await author.getPullRequest(REPO, pr.number)).mergeable).toBe(false);
+    const error = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: headSha }).catch((e: unknown) => e);
+    expect(isForgeErrorNamed(error, 'NotMergeableError')).toBe(true);
+    expect((error as Error).message).toContain('not mergeable');
+  });
+
+  it('reports the budget of every answer and never writes the token to Redis', async () => {
+    await author.getDefaultBranch(REPO);
+    await author.getDefaultBranch(REPO);
+    expect(budgets).toHaveLength(2);
+    expect(budgets[0]).toMatchObject({ limit: 5000, remaining: 4999, resource: 'core' });
+    expect(budgets[1]!.remaining).toBe(4998);
+    expect(budgets[0]!.resetAt).toBeInstanceOf(Date);
+    expect(budgets[0]!.token).toMatch(/^[0-9a-f]{16}$/);
+    const client = new Redis(redis.url);
+    const keys = await client.keys('*');
+    client.disconnect();
+    expect(keys.length).toBeGreaterThan(0);
+    expect(keys.some((k) => k.includes(AUTHOR) || k.includes('ghp_'))).toBe(false);
+    expect(JSON.stringify(logger.entries)).not.toContain(AUTHOR);
+  });
+});

@@ -1,0 +1,494 @@
+/**
+ * A GitHub REST API test server on 127.0.0.1: keeps repositories and pull requests in memory, answers with
+ * GitHub's status codes, JSON shapes and rate-limit headers, and enforces a primary limit per token and the
+ * secondary limits (one mutation at a time, spacing between mutations, content-creating requests per window),
+ * counting every violation so tests can assert there were none.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const DOCS = 'https://docs.github.com/rest';
+const SECONDARY_MESSAGE =
+  'You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.';
+
+export interface GitHubTestServerOptions {
+  /** token → login. Without it every token is accepted as `user-<hash of token>`. */
+  users?: Record<string, string>;
+  /** Primary limit per token and window. @defaultValue 5000 per hour */
+  primary?: { limit: number; windowMs: number };
+  /** Secondary limits per token; defaults are GitHub's (1 s spacing, 80 content-creating a minute). */
+  secondary?: Partial<SecondaryLimits>;
+  /** Time a mutation stays in flight before its answer (makes overlap visible). @defaultValue 0 */
+  mutationLatencyMs?: number;
+}
+
+export interface SecondaryLimits {
+  mutationSpacingMs: number;
+  contentLimit: number;
+  contentWindowMs: number;
+  retryAfterS: number;
+  /** GitHub answers secondary limits with 403 or 429. */
+  status: 403 | 429;
+}
+
+export interface Violations {
+  primary: number;
+  concurrent: number;
+  spacing: number;
+  contentRate: number;
+}
+
+export interface LoggedRequest {
+  at: number;
+  method: string;
+  path: string;
+  login: string;
+  status: number;
+  mutation: boolean;
+  content: boolean;
+  injected: boolean;
+}
+
+/** A scripted answer for the next request that matches. */
+export interface Injection {
+  kind: 'secondary' | 'primary' | 'server_error';
+  status?: number;
+  retryAfterS?: number;
+  /** For `primary`: seconds until the reset. */
+  resetInS?: number;
+  match?: (method: string, path: string) => boolean;
+}
+
+interface Repo {
+  fullName: string;
+  owner: string;
+  defaultBranch: string;
+  branches: Map<string, string>;
+  nextNumber: number;
+  pulls: Map<number, Pull>;
+}
+
+interface Pull {
+  number: number;
+  title: string;
+  body: string;
+  author: string;
+  head: string;
+  base: string;
+  headSha: string;
+  state: 'open' | 'closed';
+  merged: boolean;
+  mergeCommitSha: string | null;
+  conflicting: boolean;
+  diff: string | null;
+  reviews: { id: number; login: string; state: string; body: string; commitId: string; comments: unknown[] }[];
+  comments: { id: number; login: string; body: string }[];
+  createdAt: string;
+}
+
+interface TokenState {
+  windowReset: number;
+  used: number;
+  inFlightMutations: number;
+  lastMutationAt: number;
+  contentTimes: number[];
+}
+
+class HttpAnswer {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {}
+}
+
+function sha(): string {
+  return randomBytes(20).toString('hex');
+}
+
+function defaultDiff(path: string): string {
+  return [`diff --git a/${path} b/${path}`, 'index 0000000..1111111 100644', `--- a/${path}`, `+++ b/${path}`, '@@ -1,2 +1,3 @@', ' line one', '+line added', ' line two', ''].join('\n');
+}
+
+/** New-file line numbers each path's hunks cover: GitHub only accepts review comments on those. */
+export function diffLines(diff: string): Map<string, Set<number>> {
+  const files = new Map<string, Set<number>>();
+  let current: Set<number> | undefined;
+  let line = 0;
+  for (const text of diff.split('\n')) {
+    const file = /^\+\+\+ b\/(.+)$/.exec(text);
+    if (file) {
+      current = new Set();
+      files.set(file[1]!, current);
+      continue;
+    }
+    const hunk = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(text);
+    if (hunk) {
+      line = Number(hunk[1]);
+      continue;
+    }
+    if (!current || text.startsWith('---') || text.startsWith('diff ') || text.startsWith('index ')) continue;
+    if (text.startsWith('+') || text.startsWith(' ')) current.add(line++);
+  }
+  return files;
+}
+
+export class GitHubTestServer extends EventEmitter {
+  readonly violations: Violations = { primary: 0, concurrent: 0, spacing: 0, contentRate: 0 };
+  readonly requests: LoggedRequest[] = [];
+  url = '';
+  private readonly repos = new Map<string, Repo>();
+  private readonly tokens = new Map<string, TokenState>();
+  private readonly injections: Injection[] = [];
+  private readonly server = createServer((req, res) => void this.handle(req, res));
+  private readonly primary: { limit: number; windowMs: number };
+  readonly secondary: SecondaryLimits;
+  private nextId = 1000;
+
+  constructor(private readonly opts: GitHubTestServerOptions = {}) {
+    super();
+    this.primary = opts.primary ?? { limit: 5000, windowMs: 3_600_000 };
+    this.secondary = { mutationSpacingMs: 1000, contentLimit: 80, contentWindowMs: 60_000, retryAfterS: 60, status: 403, ...opts.secondary };
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  totalViolations(): number {
+    const v = this.violations;
+    return v.primary + v.concurrent + v.spacing + v.contentRate;
+  }
+
+  // ---- test controls ------------------------------------------------------------------------------------
+
+  addRepo(fullName: string, opts: { defaultBranch?: string } = {}): void {
+    const defaultBranch = opts.defaultBranch ?? 'main';
+    this.repos.set(fullName.toLowerCase(), { fullName, owner: fullName.split('/')[0]!, defaultBranch, branches: new Map([[defaultBranch, sha()]]), nextNumber: 1, pulls: new Map() });
+  }
+
+  /** Pushes a commit to a branch (creating it); an open pull request from it gets the new head. */
+  pushBranch(fullName: string, branch: string, headSha = sha()): string {
+    const repo = this.repo(fullName);
+    repo.branches.set(branch, headSha);
+    for (const pull of repo.pulls.values()) if (pull.head === branch && pull.state === 'open') pull.headSha = headSha;
+    return headSha;
+  }
+
+  setConflicting(fullName: string, number: number, conflicting = true): void {
+    this.pull(fullName, number).conflicting = conflicting;
+  }
+
+  setDiff(fullName: string, number: number, diff: string): void {
+    this.pull(fullName, number).diff = diff;
+  }
+
+  /** A copy of a pull request's state, with its reviews and comments. */
+  pullState(fullName: string, number: number): Readonly<Pull> {
+    return structuredClone(this.pull(fullName, number));
+  }
+
+  inject(injection: Injection): void {
+    this.injections.push(injection);
+  }
+
+  /** Resolves when `count` requests matching `predicate` have been answered (counting those already seen). */
+  waitForRequests(count: number, predicate: (r: LoggedRequest) => boolean = () => true): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.requests.filter(predicate).length >= count) {
+          this.off('request', check);
+          resolve();
+        }
+      };
+      this.on('request', check);
+      check();
+    });
+  }
+
+  private repo(fullName: string): Repo {
+    const repo = this.repos.get(fullName.toLowerCase());
+    if (!repo) throw new Error(`test server has no repository ${fullName}`);
+    return repo;
+  }
+
+  private pull(fullName: string, number: number): Pull {
+    const pull = this.repo(fullName).pulls.get(number);
+    if (!pull) throw new Error(`test server has no pull request ${fullName}#${number}`);
+    return pull;
+  }
+
+  // ---- HTTP ---------------------------------------------------------------------------------------------
+
+  private login(token: string): string | undefined {
+    if (this.opts.users) return this.opts.users[token];
+    return `user-${createHash('sha256').update(token).digest('hex').slice(0, 8)}`;
+  }
+
+  private tokenState(login: string, now: number): TokenState {
+    let state = this.tokens.get(login);
+    if (!state) {
+      state = { windowReset: 0, used: 0, inFlightMutations: 0, lastMutationAt: -Infinity, contentTimes: [] };
+      this.tokens.set(login, state);
+    }
+    if (now >= state.windowReset) {
+      state.windowReset = Math.ceil((now + this.primary.windowMs) / 1000) * 1000;
+      state.used = 0;
+    }
+    return state;
+  }
+
+  private rateHeaders(state: TokenState): Record<string, string> {
+    return {
+      'x-ratelimit-limit': String(this.primary.limit),
+      'x-ratelimit-remaining': String(Math.max(0, this.primary.limit - state.used)),
+      'x-ratelimit-reset': String(state.windowReset / 1000),
+      'x-ratelimit-used': String(state.used),
+      'x-ratelimit-resource': 'core',
+    };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const now = Date.now();
+    const method = req.method ?? 'GET';
+    const requestUrl = new URL(req.url ?? '/', 'http://x');
+    const path = requestUrl.pathname;
+    const mutation = method !== 'GET' && method !== 'HEAD';
+    const content = mutation && isContentCreating(method, path);
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks).toString('utf8');
+    const auth = req.headers.authorization ?? '';
+    const token = auth.replace(/^(token|bearer)\s+/i, '');
+    const login = token ? this.login(token) : undefined;
+    const entry: LoggedRequest = { at: now, method, path, login: login ?? '', status: 0, mutation, content, injected: false };
+    let headers: Record<string, string> = { 'x-github-request-id': randomBytes(6).toString('hex') };
+    let state: TokenState | undefined;
+    let answer: HttpAnswer;
+    try {
+      if (!login) throw new HttpAnswer(401, { message: 'Bad credentials', documentation_url: DOCS, status: '401' });
+      state = this.tokenState(login, now);
+      const injected = this.takeInjection(method, path);
+      if (injected) {
+        entry.injected = true;
+        throw this.injectedAnswer(injected, state, now);
+      }
+      if (state.used >= this.primary.limit) {
+        this.violations.primary++;
+        throw new HttpAnswer(403, { message: `API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID.`, documentation_url: `${DOCS}/overview/rate-limits-for-the-rest-api`, status: '403' });
+      }
+      state.used++;
+      if (mutation) this.checkSecondary(state, now, content);
+      if (mutation) state.inFlightMutations++;
+      try {
+        if (mutation && this.opts.mutationLatencyMs) await new Promise((r) => setTimeout(r, this.opts.mutationLatencyMs));
+        answer = this.route(method, path, requestUrl.searchParams, raw, login, req.headers.accept ?? '');
+      } finally {
+        if (mutation) state.inFlightMutations--;
+      }
+    } catch (error) {
+      if (!(error instanceof HttpAnswer)) throw error;
+      answer = error;
+    }
+    if (state) headers = { ...headers, ...this.rateHeaders(state) };
+    headers = { ...headers, ...answer.headers };
+    entry.status = answer.status;
+    const isText = typeof answer.body === 'string';
+    const payload = isText ? (answer.body as string) : JSON.stringify(answer.body);
+    res.writeHead(answer.status, { 'content-type': isText ? 'application/vnd.github.diff; charset=utf-8' : 'application/json; charset=utf-8', ...headers });
+    res.end(answer.status === 204 ? undefined : payload);
+    this.requests.push(entry);
+    this.emit('request', entry);
+  }
+
+  private checkSecondary(state: TokenState, now: number, content: boolean): void {
+    let violated = false;
+    if (state.inFlightMutations > 0) {
+      this.violations.concurrent++;
+      violated = true;
+    }
+    if (now - state.lastMutationAt < this.secondary.mutationSpacingMs) {
+      this.violations.spacing++;
+      violated = true;
+    }
+    state.lastMutationAt = now;
+    if (content) {
+      state.contentTimes = state.contentTimes.filter((t) => t > now - this.secondary.contentWindowMs);
+      state.contentTimes.push(now);
+      if (state.contentTimes.length > this.secondary.contentLimit) {
+        this.violations.contentRate++;
+        violated = true;
+      }
+    }
+    if (violated) throw new HttpAnswer(this.secondary.status, { message: SECONDARY_MESSAGE, documentation_url: `${DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits`, status: String(this.secondary.status) }, { 'retry-after': String(this.secondary.retryAfterS) });
+  }
+
+  private takeInjection(method: string, path: string): Injection | undefined {
+    const index = this.injections.findIndex((i) => !i.match || i.match(method, path));
+    return index < 0 ? undefined : this.injections.splice(index, 1)[0];
+  }
+
+  private injectedAnswer(injection: Injection, state: TokenState, now: number): HttpAnswer {
+    if (injection.kind === 'server_error') return new HttpAnswer(injection.status ?? 502, { message: 'Server Error' });
+    if (injection.kind === 'secondary') {
+      const status = injection.status ?? this.secondary.status;
+      return new HttpAnswer(status, { message: SECONDARY_MESSAGE, documentation_url: DOCS, status: String(status) }, { 'retry-after': String(injection.retryAfterS ?? this.secondary.retryAfterS) });
+    }
+    const reset = Math.ceil((now + (injection.resetInS ?? 1) * 1000) / 1000);
+    return new HttpAnswer(injection.status ?? 403, { message: 'API rate limit exceeded for user ID 1.', documentation_url: DOCS, status: String(injection.status ?? 403) }, {
+      ...this.rateHeaders(state),
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': String(reset),
+    });
+  }
+
+  private route(method: string, path: string, query: URLSearchParams, raw: string, login: string, accept: string): HttpAnswer {
+    const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+    const m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(path);
+    const notFound = new HttpAnswer(404, { message: 'Not Found', documentation_url: DOCS, status: '404' });
+    if (!m) return notFound;
+    const repo = this.repos.get(`${m[1]}/${m[2]}`.toLowerCase());
+    if (!repo) return notFound;
+    const rest = m[3] ?? '';
+    const pullMatch = /^\/(pulls|issues)\/(\d+)(\/.*)?$/.exec(rest);
+    const pull = pullMatch ? repo.pulls.get(Number(pullMatch[2])) : undefined;
+    const sub = pullMatch?.[3] ?? '';
+    const route = `${method} ${pullMatch ? `/${pullMatch[1]}/:n${sub}` : rest}`;
+    if (pullMatch && !pull) return notFound;
+    switch (route) {
+      case 'GET ':
+        return new HttpAnswer(200, { id: 1, name: repo.fullName.split('/')[1], full_name: repo.fullName, owner: { login: repo.owner }, private: false, html_url: `https://github.test/${repo.fullName}`, default_branch: repo.defaultBranch });
+      case 'GET /pulls': {
+        const head = query.get('head')?.replace(/^[^:]+:/, '');
+        const base = query.get('base');
+        const state = query.get('state') ?? 'open';
+        const found = [...repo.pulls.values()].filter((p) => (state === 'all' || p.state === state) && (!head || p.head === head) && (!base || p.base === base));
+        return new HttpAnswer(200, found.map((p) => this.pullJson(repo, p)));
+      }
+      case 'POST /pulls':
+        return this.createPull(repo, body, login);
+      case 'GET /pulls/:n':
+        if (/application\/vnd\.github(\.v3)?\.diff/.test(accept)) return new HttpAnswer(200, pull!.diff ?? defaultDiff(`${pull!.head}.txt`));
+        return new HttpAnswer(200, this.pullJson(repo, pull!));
+      case 'POST /pulls/:n/reviews':
+        return this.createReview(repo, pull!, body, login);
+      case 'GET /pulls/:n/reviews':
+        return new HttpAnswer(200, pull!.reviews.map((r) => ({ id: r.id, user: { login: r.login }, body: r.body, state: r.state, commit_id: r.commitId })));
+      case 'POST /issues/:n/comments': {
+        if (typeof body.body !== 'string' || !body.body) return validation('Comment', 'body', 'missing_field');
+        const comment = { id: this.nextId++, login, body: body.body };
+        pull!.comments.push(comment);
+        return new HttpAnswer(201, { id: comment.id, html_url: `https://github.test/${repo.fullName}/pull/${pull!.number}#issuecomment-${comment.id}`, body: comment.body, user: { login } });
+      }
+      case 'GET /issues/:n/comments':
+        return new HttpAnswer(200, pull!.comments.map((c) => ({ id: c.id, body: c.body, user: { login: c.login } })));
+      case 'PUT /pulls/:n/merge':
+        return this.merge(repo, pull!, body);
+      default:
+        return notFound;
+    }
+  }
+
+  private createPull(repo: Repo, body: Record<string, unknown>, login: string): HttpAnswer {
+    const head = String(body.head ?? '').replace(/^[^:]+:/, '');
+    const base = String(body.base ?? '');
+    if (!body.title) return validation('PullRequest', 'title', 'missing_field');
+    if (!repo.branches.has(base)) return validation('PullRequest', 'base', 'invalid');
+    const headSha = repo.branches.get(head);
+    if (!headSha) return validation('PullRequest', 'head', 'invalid');
+    if ([...repo.pulls.values()].some((p) => p.state === 'open' && p.head === head && p.base === base)) {
+      return new HttpAnswer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${repo.owner}:${head}.` }], documentation_url: DOCS, status: '422' });
+    }
+    const pull: Pull = { number: repo.nextNumber++, title: String(body.title), body: String(body.body ?? ''), author: login, head, base, headSha, state: 'open', merged: false, mergeCommitSha: null, conflicting: false, diff: null, reviews: [], comments: [], createdAt: new Date().toISOString() };
+    repo.pulls.set(pull.number, pull);
+    return new HttpAnswer(201, this.pullJson(repo, pull));
+  }
+
+  private createReview(repo: Repo, pull: Pull, body: Record<string, unknown>, login: string): HttpAnswer {
+    const event = String(body.event ?? 'PENDING');
+    const ownRefusal = event === 'APPROVE' ? 'Can not approve your own pull request' : event === 'REQUEST_CHANGES' ? 'Can not request changes on your own pull request' : undefined;
+    if (ownRefusal && login === pull.author) {
+      return new HttpAnswer(422, { message: 'Unprocessable Entity', errors: [ownRefusal], documentation_url: `${DOCS}/pulls/reviews#create-a-review-for-a-pull-request`, status: '422' });
+    }
+    if ((event === 'REQUEST_CHANGES' || event === 'COMMENT') && !body.body) {
+      return new HttpAnswer(422, { message: 'Unprocessable Entity', errors: [`Review body is required for ${event}`], documentation_url: DOCS, status: '422' });
+    }
+    const comments = Array.isArray(body.comments) ? (body.comments as { path: string; line: number }[]) : [];
+    const lines = diffLines(pull.diff ?? defaultDiff(`${pull.head}.txt`));
+    for (const c of comments) {
+      if (!lines.get(c.path)?.has(c.line)) {
+        return new HttpAnswer(422, { message: 'Unprocessable Entity', errors: ['Pull request review thread line must be part of the diff'], documentation_url: DOCS, status: '422' });
+      }
+    }
+    const state = event === 'APPROVE' ? 'APPROVED' : event === 'REQUEST_CHANGES' ? 'CHANGES_REQUESTED' : 'COMMENTED';
+    const review = { id: this.nextId++, login, state, body: String(body.body ?? ''), commitId: String(body.commit_id ?? pull.headSha), comments };
+    pull.reviews.push(review);
+    return new HttpAnswer(200, { id: review.id, user: { login }, body: review.body, state, commit_id: review.commitId, html_url: `https://github.test/${repo.fullName}/pull/${pull.number}#pullrequestreview-${review.id}`, submitted_at: new Date().toISOString() });
+  }
+
+  private merge(repo: Repo, pull: Pull, body: Record<string, unknown>): HttpAnswer {
+    const notMergeable = new HttpAnswer(405, { message: 'Pull Request is not mergeable', documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`, status: '405' });
+    if (pull.state !== 'open') return notMergeable;
+    if (typeof body.sha === 'string' && body.sha !== pull.headSha) {
+      return new HttpAnswer(409, { message: 'Head branch was modified. Review and try the merge again.', documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`, status: '409' });
+    }
+    if (pull.conflicting) return notMergeable;
+    const commit = sha();
+    repo.branches.set(pull.base, commit);
+    Object.assign(pull, { state: 'closed', merged: true, mergeCommitSha: commit });
+    return new HttpAnswer(200, { sha: commit, merged: true, message: 'Pull Request successfully merged' });
+  }
+
+  private pullJson(repo: Repo, p: Pull): Record<string, unknown> {
+    const api = `${this.url}/repos/${repo.fullName}/pulls/${p.number}`;
+    const mergeable = p.state === 'open' ? !p.conflicting : null;
+    return {
+      url: api,
+      id: p.number + 100_000,
+      html_url: `https://github.test/${repo.fullName}/pull/${p.number}`,
+      diff_url: `https://github.test/${repo.fullName}/pull/${p.number}.diff`,
+      number: p.number,
+      state: p.state,
+      locked: false,
+      title: p.title,
+      body: p.body,
+      user: { login: p.author, type: 'User' },
+      created_at: p.createdAt,
+      updated_at: p.createdAt,
+      closed_at: p.state === 'closed' ? new Date().toISOString() : null,
+      merged_at: p.merged ? new Date().toISOString() : null,
+      merge_commit_sha: p.mergeCommitSha,
+      head: { label: `${repo.owner}:${p.head}`, ref: p.head, sha: p.headSha, repo: { full_name: repo.fullName } },
+      base: { label: `${repo.owner}:${p.base}`, ref: p.base, sha: repo.branches.get(p.base), repo: { full_name: repo.fullName } },
+      draft: false,
+      merged: p.merged,
+      mergeable,
+      mergeable_state: p.state !== 'open' ? 'unknown' : p.conflicting ? 'dirty' : 'clean',
+    };
+  }
+}
+
+function validation(resource: string, field: string, code: string): HttpAnswer {
+  return new HttpAnswer(422, { message: 'Validation Failed', errors: [{ resource, field, code }], documentation_url: DOCS, status: '422' });
+}
+
+/** GitHub's "content-creating" requests among the ones this server knows. */
+function isContentCreating(method: string, path: string): boolean {
+  return (
+    (method === 'POST' && /^\/repos\/[^/]+\/[^/]+\/(pulls|pulls\/\d+\/reviews|issues\/\d+\/comments)$/.test(path)) ||
+    (method === 'PUT' && /^\/repos\/[^/]+\/[^/]+\/pulls\/\d+\/merge$/.test(path))
+  );
+}
+
+export async function startGitHubTestServer(opts: GitHubTestServerOptions = {}): Promise<GitHubTestServer> {
+  return new GitHubTestServer(opts).listen();
+}

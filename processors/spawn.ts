@@ -75,6 +75,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const forgetToken = redactor.add(token);
   const slot = deps.dindVolume?.();
   let container: WorkerContainer | undefined;
+  let outcome: RunOutcome;
   try {
     const spec = buildContainerSpec({
       request,
@@ -88,13 +89,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     });
     try {
       container = await deps.runtime.create(spec, buildInputFiles(request));
-    } catch (error) {
-      return await launchFailed(job, error, deps, emit);
-    }
-    log.info({ container: container.id.slice(0, 12) }, 'worker container created');
-
-    let outcome: RunOutcome;
-    try {
+      log.info({ container: container.id.slice(0, 12) }, 'worker container created');
       outcome = await runWorker(container, {
         timeoutMs: request.timeout_seconds * 1000,
         signal: ctx.signal,
@@ -111,28 +106,33 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
         },
       });
     } catch (error) {
+      await removeContainer(container, deps, log, id);
+      container = undefined;
       return await launchFailed(job, error, deps, emit);
     }
-
-    if (outcome.stoppedBy === 'drain') {
-      // This host is shutting down: the request is not final, so no result. Put the job back
-      // for another host without spending one of its attempts.
-      log.warn('worker stopped for drain; the job goes back to the queue');
-      await container.remove();
-      container = undefined;
-      await job.moveToWait(ctx.token);
-      throw new WaitingError('host draining: job returned to the queue');
-    }
-    const result = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
-    return await finish(job, result, deps, emit, { sawTerminalEvent: Boolean(outcome.completed || outcome.failed), started });
   } finally {
     forgetToken();
     slot?.release();
-    if (container) {
-      deps.observer?.containerStopped?.({ requestId: id });
-      await container.remove().catch((error) => log.error({ err: error }, 'could not remove the worker container; `fleet reap` will'));
-    }
+    // The container goes before the result: once the orchestrator hears back, nothing of the
+    // request is left running on this host.
+    await removeContainer(container, deps, log, id);
   }
+
+  if (outcome.stoppedBy === 'drain') {
+    // This host is shutting down: the request is not final, so no result. Put the job back
+    // for another host without spending one of its attempts.
+    log.warn('worker stopped for drain; the job goes back to the queue');
+    await job.moveToWait(ctx.token);
+    throw new WaitingError('host draining: job returned to the queue');
+  }
+  const result = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  return finish(job, result, deps, emit, { sawTerminalEvent: Boolean(outcome.completed || outcome.failed), started });
+}
+
+async function removeContainer(container: WorkerContainer | undefined, deps: SpawnDeps, log: Logger, requestId: string): Promise<void> {
+  if (!container) return;
+  deps.observer?.containerStopped?.({ requestId });
+  await container.remove().catch((error) => log.error({ err: error, container: container.id.slice(0, 12) }, 'could not remove the worker container; `fleet reap` will'));
 }
 
 function openToken(data: SpawnJobData, deps: SpawnDeps): string {
@@ -165,15 +165,16 @@ async function finish(
   emit: (event: ContainerEvent) => Promise<void>,
   options: { alreadyPublished?: boolean; sawTerminalEvent?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
-  if (!options.alreadyPublished) {
-    const published = await publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy');
-    if (published && !options.sawTerminalEvent) {
+  // The terminal event goes out before the result: a listener that stops at the result has seen it.
+  if (!options.alreadyPublished && !(await readResult(deps.redis, result.request_id))) {
+    if (!options.sawTerminalEvent) {
       await emit(
         result.success
           ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.summary }
           : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail },
       );
     }
+    await publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy');
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
   deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');

@@ -3,25 +3,30 @@ import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { BOARD_PATH, createBoardRouter } from '../board/board.ts';
 import { startBridge, type Bridge } from './bridge.ts';
 import type { FleetConfig, Role } from './config.ts';
 import type { ContainerRuntime } from './container-runtime.ts';
 import { createDockerRuntime } from './docker-runtime.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './embedded-redis.ts';
 import { startHttpServer, type HttpServer, type ReadinessCheck } from './http-server.ts';
+import { startHeartbeat } from './host-registry.ts';
 import { fleetKeys } from './keys.ts';
+import { createFleetMetrics, type FleetMetrics } from './metrics.ts';
 import { redactor } from './redact.ts';
 import { startSpawnRole, type SpawnRole } from './roles/spawn.ts';
 import { loadSecretBox } from './secrets.ts';
 
 /** The roles this build can run; `fleet start` with no --roles runs all of them. */
-export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn'];
+export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn', 'board'];
 
 export interface RunningFleet {
   redisUrl: string;
   httpPort: number;
   spawn?: SpawnRole;
   bridge?: Bridge;
+  /** Prometheus hooks; `metrics.onBudget` is for the GitHub client. */
+  metrics: FleetMetrics;
   /** Ordered shutdown: intake first, then running work (drained), then servers and Redis. */
   stop(): Promise<void>;
 }
@@ -77,16 +82,42 @@ export async function startFleet(options: {
 
     const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix: config.prefix });
     stack.push({ name: 'spawn queue', stop: () => spawnQueue.close() });
+    // The board and the queue gauges show every queue, including those no role here consumes.
+    const otherQueues = [QUEUE_NAMES.review, QUEUE_NAMES.merge].map((name) => new Queue(name, { connection, prefix: config.prefix }));
+    stack.push({ name: 'review and merge queues', stop: async () => void (await Promise.all(otherQueues.map((q) => q.close()))) });
+    const queues = [spawnQueue as Queue, ...otherQueues];
+    const metrics = createFleetMetrics({ registry, queues, redis, keys, logger });
 
-    const running: RunningFleet = { redisUrl, httpPort: 0, stop: stopAll };
+    const running: RunningFleet = { redisUrl, httpPort: 0, metrics, stop: stopAll };
 
     if (options.roles.includes('spawn')) {
       const runtime = options.runtime ?? createDockerRuntime({ dockerHost: config.dockerHost });
       const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:spawn-sub`);
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'spawn subscriber', stop: async () => subscriber.disconnect() });
-      const spawn = await startSpawnRole({ config, connection, redis, subscriber, runtime, secrets, keys, logger });
-      stack.push({ name: 'spawn role', stop: () => spawn.stop() });
+      const spawn = await startSpawnRole({ config, connection, redis, subscriber, runtime, secrets, keys, logger, observer: metrics.observer });
+      let stopping = false;
+      const heartbeat = await startHeartbeat({
+        redis,
+        keys,
+        hostId: config.hostId,
+        cap: config.hostConcurrency,
+        state: () => ({ running: spawn.running(), drained: stopping || spawn.drained() }),
+        logger,
+      });
+      stack.push({
+        name: 'spawn role',
+        // The record stays, marked drained, while running jobs finish; it goes once they have.
+        stop: async () => {
+          stopping = true;
+          await heartbeat.beat().catch(() => {});
+          try {
+            await spawn.stop();
+          } finally {
+            await heartbeat.stop();
+          }
+        },
+      });
       checks.push({ name: 'docker', check: () => runtime.ping() });
       checks.push({
         name: 'worker image',
@@ -110,12 +141,17 @@ export async function startFleet(options: {
         logger,
         attempts: config.spawnAttempts,
         keepLogs: config.jobLogLines,
+        onRejected: metrics.onRejected,
+        onAccepted: metrics.onAccepted,
       });
       stack.push({ name: 'bridge', stop: () => bridge.stop() });
       running.bridge = bridge;
     }
 
-    const http: HttpServer = await startHttpServer({ port: config.http.port, host: config.http.host, registry, checks, logger });
+    const routers = options.roles.includes('board')
+      ? [{ path: BOARD_PATH, router: createBoardRouter({ queues, accounts: { admin: config.http.admin, readonly: config.http.readonly }, listenHost: config.http.host, logger }) }]
+      : [];
+    const http: HttpServer = await startHttpServer({ port: config.http.port, host: config.http.host, registry, checks, logger, routers });
     stack.push({ name: 'http server', stop: () => http.close() });
     running.httpPort = http.port;
     logger.info({ roles: options.roles, host: config.hostId, prefix: config.prefix, redis: embedded ? 'embedded' : 'external', http_port: http.port }, 'fleet started');

@@ -33,6 +33,8 @@ export interface SpawnRole {
   drained(): boolean;
   /** Stops taking jobs and lets running ones finish (`fleet drain`). */
   drain(): Promise<void>;
+  /** Takes jobs again after a drain (`fleet undrain`). */
+  undrain(): Promise<void>;
   /** Graceful stop: running containers get FLEET_DRAIN_TIMEOUT, then go back to the queue. */
   stop(): Promise<void>;
 }
@@ -65,7 +67,10 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   await reap();
 
   let running = 0;
-  let drained = false;
+  // `fleet drain` leaves a key behind so a drained host that restarts stays drained; such a host
+  // never starts its worker loop until `fleet undrain`.
+  let drained = (await deps.redis.exists(keys.drain(config.hostId))) === 1;
+  if (drained) log.warn(`this host is drained: it takes no jobs until \`fleet undrain ${config.hostId}\``);
   const worker = new Worker<SpawnJobData, SpawnJobResult>(
     QUEUE_NAMES.spawn,
     async (job, token, signal) => {
@@ -84,6 +89,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: 2,
       name: config.hostId,
+      autorun: !drained,
     },
   );
 
@@ -113,6 +119,9 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       log.info({ request_id: message.request_id }, 'cancelling a running job');
     }
     if (message.type === 'drain' && message.host === config.hostId) void role.drain();
+    // `undrain` is sent by `fleet undrain`; ControlMessage (cancel.ts) does not list it yet.
+    const other = message as { type: string; host?: string };
+    if (other.type === 'undrain' && other.host === config.hostId) void role.undrain().catch((error) => log.error({ err: error }, 'undrain failed'));
   };
   deps.subscriber.on('message', onControl);
   await deps.subscriber.subscribe(keys.control);
@@ -131,6 +140,13 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       drained = true;
       log.warn('draining: no new jobs; running jobs finish');
       await worker.pause();
+    },
+    async undrain() {
+      if (!drained) return;
+      drained = false;
+      log.warn('undrained: taking jobs again');
+      if (worker.isPaused()) await worker.resume();
+      else if (!worker.isRunning()) void worker.run().catch((error) => log.error({ err: error }, 'spawn worker loop failed'));
     },
     async stop() {
       clearInterval(reaper);

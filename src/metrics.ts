@@ -1,0 +1,179 @@
+import type { JobState, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { SpawnObserver } from '../processors/spawn.ts';
+import { readHosts } from './host-registry.ts';
+import type { FleetKeys } from './keys.ts';
+import { ERROR_TYPES, type SpawnResult } from './protocol.ts';
+
+/** One reading of a GitHub rate-limit budget (the shape src/github/budget.ts reports). */
+export interface BudgetReading {
+  remaining: number;
+  limit: number;
+  resetAt: Date | number;
+  resource: string;
+}
+
+/**
+ * The hooks through which the rest of fleet reports to Prometheus. Gauges describing the whole
+ * fleet (queue counts, the host registry) are read from Redis at scrape time, so every process
+ * reports the same values for them: scrape one process for those, or aggregate with `max`.
+ */
+export interface FleetMetrics {
+  /** Pass to the spawn role: job durations, container start latency. */
+  observer: SpawnObserver;
+  /** Bridge hook: a message was rejected. */
+  onRejected(reason: string): void;
+  /** Bridge hook: a request was accepted (`enqueued`, `duplicate`, `already_final`). */
+  onAccepted(outcome: string): void;
+  /** GitHub client hook: the budget its last answer reported. */
+  onBudget(reading: BudgetReading): void;
+}
+
+/** The job states BullMQ counts; each becomes a `state` label value. */
+export const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const satisfies readonly JobState[];
+
+/** A scrape must answer even when Redis does not: collectors give up after this. */
+const COLLECT_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${COLLECT_TIMEOUT_MS} ms`)), COLLECT_TIMEOUT_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** A worker may invent error types; the label keeps to the known ones so its cardinality stays bounded. */
+function outcomeLabel(result: SpawnResult): string {
+  if (result.success) return 'success';
+  return (ERROR_TYPES as readonly string[]).includes(result.error_type ?? '') ? result.error_type! : 'other';
+}
+
+export function createFleetMetrics(deps: {
+  registry: Registry;
+  queues: Queue[];
+  redis: Redis;
+  keys: FleetKeys;
+  logger: Logger;
+}): FleetMetrics {
+  const { registry, logger } = deps;
+  const registers = [registry];
+
+  const collectErrors = new Counter({
+    name: 'fleet_metrics_collect_errors_total',
+    help: 'Scrapes in which a fleet-wide gauge could not be read from Redis (its series are then absent)',
+    labelNames: ['collector'],
+    registers,
+  });
+  const failed = (collector: string) => (error: unknown) => {
+    collectErrors.inc({ collector });
+    logger.warn({ err: error, collector }, 'metrics: could not collect');
+  };
+
+  new Gauge({
+    name: 'fleet_queue_jobs',
+    help: 'Jobs per queue and state (whole fleet, read from Redis at scrape time)',
+    labelNames: ['queue', 'state'],
+    registers,
+    async collect() {
+      this.reset();
+      await withTimeout(
+        Promise.all(
+          deps.queues.map(async (queue) => {
+            const counts = await queue.getJobCounts(...JOB_STATES);
+            for (const state of JOB_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
+          }),
+        ),
+        'queue counts',
+      ).catch(failed('queue_jobs'));
+    },
+  });
+
+  // The host registry feeds four gauges; one read per scrape serves them all.
+  let hostsRead: Promise<Awaited<ReturnType<typeof readHosts>>> | undefined;
+  const hosts = () => {
+    hostsRead ??= withTimeout(readHosts(deps.redis, deps.keys), 'host registry').finally(() => setImmediate(() => (hostsRead = undefined)));
+    return hostsRead;
+  };
+  const hostGauge = (name: string, help: string, value: (h: Awaited<ReturnType<typeof readHosts>>[number]) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['host'],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          for (const host of await hosts()) this.set({ host: host.host }, value(host));
+        } catch (error) {
+          if (name === 'fleet_host_up') failed('hosts')(error);
+        }
+      },
+    });
+  hostGauge('fleet_host_running_containers', 'Worker containers running on each spawn host (host registry)', (h) => h.running);
+  hostGauge('fleet_host_capacity', 'Worker containers each spawn host runs at most (FLEET_HOST_CONCURRENCY)', (h) => h.cap);
+  hostGauge('fleet_host_last_seen_timestamp_seconds', 'Unix time of each spawn host\'s last heartbeat', (h) => Date.parse(h.last_seen) / 1000);
+  hostGauge('fleet_host_up', '1 while a spawn host heartbeats, 0 once it missed three heartbeats', (h) => (h.stale ? 0 : 1));
+  hostGauge('fleet_host_drained', '1 while a spawn host takes no new jobs (fleet drain, or stopping)', (h) => (h.drained ? 1 : 0));
+
+  const jobDuration = new Histogram({
+    name: 'fleet_job_duration_seconds',
+    help: 'Time from a spawn job starting on this host to its final result, by outcome (success or error_type)',
+    labelNames: ['outcome'],
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
+    registers,
+  });
+  const startLatency = new Histogram({
+    name: 'fleet_container_start_latency_seconds',
+    help: 'Time from a spawn job starting on this host to its worker\'s `started` event',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
+    registers,
+  });
+  const rejected = new Counter({
+    name: 'fleet_rejected_messages_total',
+    help: 'Spawn messages the bridge rejected (invalid; see the rejected list in Redis for why)',
+    registers,
+  });
+  const accepted = new Counter({
+    name: 'fleet_accepted_requests_total',
+    help: 'Spawn requests the bridge accepted, by outcome (enqueued, duplicate, already_final)',
+    labelNames: ['outcome'],
+    registers,
+  });
+  const budgetRemaining = new Gauge({
+    name: 'fleet_github_budget_remaining',
+    help: 'GitHub rate-limit requests left in the current window, by resource, as last reported to this process',
+    labelNames: ['resource'],
+    registers,
+  });
+  const budgetLimit = new Gauge({
+    name: 'fleet_github_budget_limit',
+    help: 'GitHub rate-limit requests per window, by resource',
+    labelNames: ['resource'],
+    registers,
+  });
+  const budgetReset = new Gauge({
+    name: 'fleet_github_budget_reset_timestamp_seconds',
+    help: 'Unix time at which the GitHub rate-limit window of each resource resets',
+    labelNames: ['resource'],
+    registers,
+  });
+
+  return {
+    observer: {
+      containerStarted: ({ startLatencyMs }) => startLatency.observe(startLatencyMs / 1000),
+      jobFinished: ({ result, durationMs }) => jobDuration.observe({ outcome: outcomeLabel(result) }, durationMs / 1000),
+    },
+    onRejected: () => rejected.inc(),
+    onAccepted: (outcome) => accepted.inc({ outcome }),
+    onBudget: ({ remaining, limit, resetAt, resource }) => {
+      budgetRemaining.set({ resource }, remaining);
+      budgetLimit.set({ resource }, limit);
+      budgetReset.set({ resource }, (resetAt instanceof Date ? resetAt.getTime() : resetAt) / 1000);
+    },
+  };
+}

@@ -25,8 +25,12 @@ export interface BridgeDeps extends IntakeDeps {
 
 export interface Bridge {
   stop(): Promise<void>;
-  /** Settles when every message received so far has been handled (for tests and shutdown). */
+  /** Settles when every message received so far has been handled (shutdown). */
   idle(): Promise<void>;
+  /** Messages handled since start, spawn and cancel alike. */
+  handled(): number;
+  /** Settles once `count` messages have been handled: how tests wait without sleeping. */
+  waitForHandled(count: number): Promise<void>;
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -52,6 +56,15 @@ function excerpt(raw: Buffer): string {
 export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
   const log = deps.logger.child({ role: 'bridge' });
   const inFlight = new Set<Promise<void>>();
+  let handledCount = 0;
+  const handledWaiters: { count: number; resolve: () => void }[] = [];
+  const markHandled = () => {
+    handledCount++;
+    for (const waiter of handledWaiters.filter((w) => w.count <= handledCount)) {
+      handledWaiters.splice(handledWaiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  };
 
   const reject = async (raw: Buffer, reason: string, requestId: string | undefined, parsed?: unknown) => {
     deps.onRejected?.(reason);
@@ -116,7 +129,10 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
   const handle = (channel: string, raw: Buffer) => {
     const task = (channel === channels.spawn ? onSpawn(raw) : onCancel(raw))
       .catch((error) => log.error({ err: error, channel }, 'a message could not be handled (Redis unavailable?)'))
-      .finally(() => inFlight.delete(task));
+      .finally(() => {
+        inFlight.delete(task);
+        markHandled();
+      });
     inFlight.add(task);
   };
   const listener = (channel: Buffer, message: Buffer) => handle(channel.toString(), message);
@@ -129,6 +145,9 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
   };
   return {
     idle,
+    handled: () => handledCount,
+    waitForHandled: (count) =>
+      count <= handledCount ? Promise.resolve() : new Promise<void>((resolve) => handledWaiters.push({ count, resolve })),
     async stop() {
       await deps.subscriber.unsubscribe(channels.spawn, channels.cancel).catch(() => {});
       deps.subscriber.off('messageBuffer', listener);

@@ -1,0 +1,188 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import { startBridge, type Bridge } from '../../src/bridge.ts';
+import { fleetKeys } from '../../src/keys.ts';
+import { createLogger } from '../../src/logger.ts';
+import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
+import { createSecretBox } from '../../src/secrets.ts';
+import { legacyRequest, ResultListener, TEST_SECRET_KEY, TEST_TOKEN, uid } from '../support/fleet.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
+
+describe('bridge', () => {
+  let server: TestRedis;
+  let redis: Redis;
+  let results: ResultListener;
+  let prefix: string;
+  let queue: Queue<SpawnJobData, SpawnJobResult>;
+  const running: { bridge: Bridge; subscriber: Redis }[] = [];
+  const secrets = createSecretBox(TEST_SECRET_KEY);
+
+  async function bridges(count: number) {
+    for (let i = 0; i < count; i++) {
+      const subscriber = new Redis(server.url, { maxRetriesPerRequest: null });
+      const bridge = await startBridge({
+        subscriber,
+        redis,
+        queue,
+        secrets,
+        keys: fleetKeys(prefix),
+        logger: createLogger({ level: 'silent' }),
+        attempts: 3,
+        keepLogs: 100,
+      });
+      running.push({ bridge, subscriber });
+    }
+  }
+  let sent = 0;
+  /** Waits until every bridge has handled every message sent so far. */
+  const idle = () => Promise.all(running.map((r) => r.bridge.waitForHandled(sent)));
+
+  /** PUBLISH returns how many subscribers got the message: every bridge must have. */
+  async function send(body: unknown, channel: string = channels.spawn) {
+    const receivers = await redis.publish(channel, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body));
+    expect(receivers).toBe(running.length);
+    sent++;
+  }
+
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = new Redis(server.url, { maxRetriesPerRequest: null });
+    results = await ResultListener.start(server.url);
+  });
+  afterEach(async () => {
+    sent = 0;
+    for (const { bridge, subscriber } of running.splice(0)) {
+      await bridge.stop();
+      subscriber.disconnect();
+    }
+    await queue?.close();
+  });
+  afterAll(async () => {
+    await results.close();
+    redis.disconnect();
+    await server.stop();
+  });
+
+  function freshQueue() {
+    prefix = uid('fleet');
+    queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: server.url }, prefix });
+  }
+
+  it('makes exactly one job per request id from three bridges and resends', async () => {
+    freshQueue();
+    await bridges(3);
+    const requests = Array.from({ length: 20 }, () => legacyRequest());
+    for (const request of requests) {
+      await send(request);
+      await send(request); // a resend: still one job
+    }
+    await idle();
+    const jobs = await queue.getJobs(['waiting']);
+    expect(jobs.map((j) => j.id).sort()).toEqual(requests.map((r) => r.request_id as string).sort());
+    expect(await queue.count()).toBe(20);
+  });
+
+  it('seals the token in job data', async () => {
+    freshQueue();
+    await bridges(1);
+    const request = legacyRequest();
+    await send(request);
+    await idle();
+    const job = (await queue.getJob(request.request_id as string))!;
+    expect(JSON.stringify(job.data)).not.toContain(TEST_TOKEN);
+    expect(job.data.request).not.toHaveProperty('github_token');
+    expect(secrets.open(job.data.sealedToken!)).toBe(TEST_TOKEN);
+  });
+
+  it('answers invalid requests with invalid_request naming the field, and keeps working', async () => {
+    freshQueue();
+    await bridges(1);
+    const bad = [
+      legacyRequest({ timeout_seconds: 'soon' }),
+      legacyRequest({ repo: 'not a repo' }),
+      legacyRequest({ extra: 1 }),
+    ];
+    for (const request of bad) await send(request);
+    const fields = ['timeout_seconds', 'repo', 'extra'];
+    for (const [i, request] of bad.entries()) {
+      const id = request.request_id as string;
+      const result = await results.next(id, 10_000);
+      expect(Object.keys(JSON.parse(results.raw.get(id)![0]!))).toEqual([...LEGACY_RESULT_KEYS]);
+      expect(result).toMatchObject({ success: false, exit_code: -1, error_type: 'invalid_request' });
+      expect(result.error_message).toContain(fields[i]);
+    }
+    expect(await queue.count()).toBe(0);
+
+    const good = legacyRequest();
+    await send(good);
+    await idle();
+    expect(await queue.getJob(good.request_id as string)).toBeDefined();
+  });
+
+  it('survives any payload and keeps a bounded, redacted list of what it rejected', async () => {
+    freshQueue();
+    await bridges(1);
+    const idInHugeMessage = uid('huge');
+    const payloads: (string | Buffer)[] = [
+      'not json at all',
+      '',
+      '{"unterminated": ',
+      Buffer.from([0xff, 0xfe, 0x00, 0x81, 0xc3]),
+      JSON.stringify('a string'),
+      'null',
+      '[' .repeat(100_000) + ']'.repeat(100_000),
+      `{"a":${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}}`,
+      JSON.stringify({ request_id: idInHugeMessage, repo: 'acme/w', github_token: TEST_TOKEN, task_content: 'x'.repeat(5 * 1024 * 1024) }),
+      JSON.stringify({ github_token: TEST_TOKEN, note: 'no id here' }),
+    ];
+    for (const payload of payloads) await send(payload);
+    await idle();
+
+    const huge = await results.next(idInHugeMessage, 10_000);
+    expect(huge.error_type).toBe('invalid_request');
+    expect(huge.error_message).toMatch(/bytes/);
+
+    const rejected = await redis.lrange(fleetKeys(prefix).rejected, '0', '-1');
+    expect(rejected).toHaveLength(payloads.length);
+    expect(rejected.join('\n')).not.toContain(TEST_TOKEN);
+    expect(rejected.map((r) => JSON.parse(r).reason as string).join('\n')).toMatch(/not valid UTF-8/);
+
+    const good = legacyRequest();
+    await send(good);
+    await idle();
+    expect(await queue.getJob(good.request_id as string)).toBeDefined();
+  });
+
+  it('resubscribes after Redis restarts and loses no later request', async () => {
+    freshQueue();
+    await bridges(1);
+    await server.restart();
+    // PUBSUB NUMSUB tells when the bridge's reconnect has subscribed again: no guessing.
+    const probe = new Redis(server.url);
+    while (Number(((await probe.pubsub('NUMSUB', channels.spawn)) as [string, number])[1]) < 1) {
+      await new Promise((r) => setImmediate(r));
+    }
+    probe.disconnect();
+    const request = legacyRequest();
+    await send(request);
+    await idle();
+    expect(await queue.getJob(request.request_id as string)).toBeDefined();
+  });
+
+  it('cancels a waiting request: job removed, result cancelled', async () => {
+    freshQueue();
+    await bridges(1);
+    const request = legacyRequest();
+    const id = request.request_id as string;
+    await send(request);
+    await idle();
+    expect(await queue.getJob(id)).toBeDefined();
+    await send({ request_id: id }, channels.cancel);
+    const result = await results.next(id, 10_000);
+    expect(result).toMatchObject({ success: false, error_type: 'cancelled', exit_code: -1 });
+    expect(await queue.getJob(id)).toBeUndefined();
+    expect(await redis.exists(fleetKeys(prefix).cancelled(id))).toBe(1);
+  });
+});

@@ -5,7 +5,7 @@ import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import { cancelRequest } from './cancel.ts';
 import { InvalidRequestError } from './errors.ts';
 import { enqueueSpawn, validateSpawnRequest, type IntakeDeps } from './intake.ts';
-import { REJECTED_KEEP, type FleetKeys } from './keys.ts';
+import { REJECTED_KEEP } from './keys.ts';
 import { cancelRequestSchema, channels, failureResult, MAX_TASK_BYTES } from './protocol.ts';
 import { redactor } from './redact.ts';
 import { publishResultOnce } from './results.ts';
@@ -17,7 +17,6 @@ const EXCERPT_CHARS = 300;
 export interface BridgeDeps extends IntakeDeps {
   /** A connection used only for SUBSCRIBE; ioredis resubscribes on it after every reconnect. */
   subscriber: Redis;
-  keys: FleetKeys;
   logger: Logger;
   onRejected?: (reason: string) => void;
   onAccepted?: (outcome: string) => void;

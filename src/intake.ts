@@ -2,8 +2,9 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
 import { InvalidRequestError } from './errors.ts';
-import { spawnRequestSchema, type SpawnRequest } from './protocol.ts';
-import { readResult } from './results.ts';
+import { failureResult, spawnRequestSchema, type SpawnRequest } from './protocol.ts';
+import type { FleetKeys } from './keys.ts';
+import { publishResultOnce, readResult } from './results.ts';
 import type { SecretBox } from './secrets.ts';
 
 /** Validates a decoded message; the error names the first bad fields (at most five). */
@@ -26,12 +27,13 @@ export function validateSpawnRequest(input: unknown): SpawnRequest {
 export interface IntakeDeps {
   queue: Queue<SpawnJobData, SpawnJobResult>;
   redis: Redis;
+  keys: FleetKeys;
   secrets: SecretBox;
   attempts: number;
   keepLogs: number;
 }
 
-export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final';
+export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancelled';
 
 /**
  * Puts a valid request on the `spawn` queue with jobId = request_id: BullMQ's add is atomic on
@@ -42,6 +44,11 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   const id = request.request_id;
   if (await readResult(deps.redis, id)) return 'already_final';
   if (await deps.queue.getJob(id)) return 'duplicate';
+  if (await deps.redis.exists(deps.keys.cancelled(id))) {
+    // The cancel overtook the request (handlers run concurrently, senders reorder): never start it.
+    await publishResultOnce(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), request.result_format ?? 'legacy');
+    return 'cancelled';
+  }
   const { github_token: token, ...stored } = request;
   const data: SpawnJobData = {
     request: stored,

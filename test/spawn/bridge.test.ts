@@ -185,4 +185,17 @@ describe('bridge', () => {
     expect(await queue.getJob(id)).toBeUndefined();
     expect(await redis.exists(fleetKeys(prefix).cancelled(id))).toBe(1);
   });
+
+  it('never starts a request whose cancel arrived first', async () => {
+    freshQueue();
+    await bridges(1);
+    const request = legacyRequest();
+    const id = request.request_id as string;
+    await send({ request_id: id }, channels.cancel);
+    await idle();
+    await send(request);
+    await idle();
+    expect(await results.next(id, 10_000)).toMatchObject({ error_type: 'cancelled' });
+    expect(await queue.getJob(id)).toBeUndefined();
+  });
 });

@@ -69,6 +69,10 @@ if [ "$print_tag" = 1 ]; then echo "$hash_ref"; exit 0; fi
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# One build at a time on this host (test files start builds in parallel); the waiter then finds the tag.
+exec 9> "${TMPDIR:-/tmp}/fleet-worker-build.lock"
+flock 9
+
 make_debootstrap_base() {
   if image_exists "$base_tag"; then log "$base_tag exists, not rebuilding it"; return; fi
   command -v debootstrap >/dev/null || { log "debootstrap is not installed (apt-get install debootstrap)"; exit 1; }

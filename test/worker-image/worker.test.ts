@@ -1,0 +1,227 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type BareRepo,
+  type WorkerEvent,
+  type WorkerRun,
+  buildWorkerImage,
+  fakeToken,
+  grepTree,
+  makeBareRepo,
+  removeLeftovers,
+  requireDockerOrSkip,
+  runWorker,
+} from './harness.ts';
+
+// The real coding worker image, run as the fleet runs it (network none, inputs copied in before start),
+// with FLEET_AGENT=custom against a local bare repository. No Docker-in-Docker here: see dind.test.ts.
+const hasDocker = await requireDockerOrSkip('worker-image (entrypoint)');
+
+const TASK = '# Add a feature file\n\nWrite feature.txt.\n';
+const AGENTS = '# Rules\nBe brief.\n';
+
+describe.skipIf(!hasDocker)('coding worker image: entrypoint', () => {
+  let image: string;
+  let repo: BareRepo | undefined;
+  const runs: WorkerRun[] = [];
+
+  beforeAll(async () => {
+    image = await buildWorkerImage();
+  }, 30 * 60_000);
+
+  afterEach(async () => {
+    await Promise.all(runs.splice(0).map((r) => r.remove()));
+    repo?.cleanup();
+    repo = undefined;
+  });
+
+  afterAll(async () => {
+    expect(await removeLeftovers()).toEqual([]);
+  });
+
+  async function worker(env: Record<string, string>, options: { readOnlyRepo?: boolean; agents?: boolean } = {}) {
+    repo ??= await makeBareRepo();
+    const input: Record<string, string> = { 'TASK.md': TASK };
+    if (options.agents !== false) input['AGENTS.md'] = AGENTS;
+    const result = await runWorker(image, {
+      env: {
+        FLEET_REQUEST_ID: 'req-1',
+        REPO: 'acme/widgets',
+        FLEET_GIT_URL: 'file:///srv/origin.git',
+        FLEET_AGENT: 'custom',
+        FLEET_DIND: 'off',
+        TASK_TITLE: 'add the feature file',
+        MODEL: 'test-model',
+        ...env,
+      },
+      input,
+      binds: { [repo.path]: `/srv/origin.git${options.readOnlyRepo ? ':ro' : ''}` },
+    });
+    runs.push(result);
+    return result;
+  }
+
+  const byType = (events: WorkerEvent[], type: WorkerEvent['event_type']) => events.filter((e) => e.event_type === type);
+
+  it('pushes the agent\'s change on FLEET_BRANCH as a non-root agent, without TASK.md, AGENTS.md or the token', async () => {
+    repo = await makeBareRepo();
+    const mainBefore = await repo.git('rev-parse', 'main');
+    const token = fakeToken();
+    const run = await worker({
+      FLEET_BRANCH: 'fleet/req-1',
+      GITHUB_TOKEN: token,
+      // The agent also edits TASK.md and AGENTS.md: they must still stay out of the commit.
+      FLEET_AGENT_CMD: 'echo "AGENT_UID=$(id -u)"; echo feature > feature.txt; echo more >> TASK.md; echo more >> AGENTS.md',
+    });
+
+    expect(run.exitCode).toBe(0);
+    const sha = await repo.git('rev-parse', 'fleet/req-1');
+    expect(await repo.git('rev-parse', 'fleet/req-1^')).toBe(mainBefore);
+    expect(await repo.git('rev-parse', 'main')).toBe(mainBefore);
+    expect(await repo.git('log', '-1', '--format=%s', 'fleet/req-1')).toBe('feat: add the feature file');
+    expect((await repo.git('ls-tree', '-r', '--name-only', 'fleet/req-1')).split('\n').sort()).toEqual(['README.md', 'feature.txt']);
+    expect(await repo.git('show', 'fleet/req-1:feature.txt')).toBe('feature');
+
+    const uid = run.logLines.find((l) => l.startsWith('AGENT_UID='));
+    expect(uid).toBeDefined();
+    expect(uid).not.toBe('AGENT_UID=0');
+
+    expect(run.events.map((e) => e.event_type)).toEqual(['started', 'progress', 'progress', 'progress', 'progress', 'progress', 'completed']);
+    expect(byType(run.events, 'started')[0]).toMatchObject({ repo: 'acme/widgets', task_summary: '# Add a feature file' });
+    const progress = byType(run.events, 'progress');
+    expect(progress.map((e) => e.stage)).toEqual(['prepare', 'clone', 'run', 'commit', 'push']);
+    const pcts = progress.map((e) => e.progress_pct as number);
+    expect([...pcts].sort((a, b) => a - b)).toEqual(pcts);
+    expect(byType(run.events, 'completed')[0]).toMatchObject({ commit_sha: sha, branch: 'fleet/req-1', files_changed: ['feature.txt'] });
+
+    expect(run.stdout).not.toContain(token);
+    expect(run.stderr).not.toContain(token);
+    expect(await run.copyOut('/workspace/.git/config')).not.toContain(token);
+    expect(await run.copyOut('/fleet/state/repo.git/config')).not.toContain(token);
+    expect(await grepTree(repo.dir, token)).toEqual([]);
+  }, 180_000);
+
+  it('commits on the cloned default branch when FLEET_BRANCH is empty (legacy)', async () => {
+    repo = await makeBareRepo();
+    const mainBefore = await repo.git('rev-parse', 'main');
+    const run = await worker({ FLEET_BRANCH: '', FLEET_AGENT_CMD: 'echo x > legacy.txt' });
+    expect(run.exitCode).toBe(0);
+    expect(await repo.git('rev-parse', 'main^')).toBe(mainBefore);
+    expect(byType(run.events, 'completed')[0]).toMatchObject({ branch: 'main', commit_sha: await repo.git('rev-parse', 'main') });
+  }, 180_000);
+
+  it('continues an existing FLEET_BRANCH, and creates a new one from FLEET_BASE_BRANCH', async () => {
+    repo = await makeBareRepo();
+    const existing = await repo.commitOn('fleet/existing', 'earlier.txt', 'earlier\n');
+    const develop = await repo.commitOn('develop', 'develop.txt', 'develop\n');
+
+    const onExisting = await worker({ FLEET_BRANCH: 'fleet/existing', FLEET_AGENT_CMD: 'test -f earlier.txt && echo 1 > next.txt' });
+    expect(onExisting.exitCode).toBe(0);
+    expect(await repo.git('rev-parse', 'fleet/existing^')).toBe(existing);
+
+    const fromBase = await worker({
+      FLEET_BRANCH: 'fleet/new',
+      FLEET_BASE_BRANCH: 'develop',
+      FLEET_AGENT_CMD: 'test -f develop.txt && echo 1 > next.txt',
+    });
+    expect(fromBase.exitCode).toBe(0);
+    expect(await repo.git('rev-parse', 'fleet/new^')).toBe(develop);
+  }, 180_000);
+
+  it('keeps the token away from the agent: its environment and every /proc/*/environ it can read', async () => {
+    repo = await makeBareRepo();
+    const token = fakeToken();
+    const run = await worker({
+      FLEET_BRANCH: 'fleet/scan',
+      GITHUB_TOKEN: token,
+      FACTORY_API_KEY: 'factory-key-for-another-agent',
+      FLEET_AGENT_CMD: [
+        'env',
+        'readable=0; denied=0',
+        'for f in /proc/[0-9]*/environ; do if tr "\\0" "\\n" < "$f" 2>/dev/null; then readable=$((readable+1)); else denied=$((denied+1)); fi; done',
+        'echo "READABLE=$readable DENIED=$denied"',
+        'cat /run/fleet/github-token 2>&1 || true',
+        'grep -r -l . /run/fleet 2>&1 || true',
+      ].join('\n'),
+    });
+    expect(run.exitCode).toBe(0);
+    // The dump really ran: the agent's own environment is there, and root's processes were refused.
+    expect(run.logLines).toContain('HOME=/home/agent');
+    const counts = run.logLines.find((l) => l.startsWith('READABLE='));
+    const [, readable, denied] = /READABLE=(\d+) DENIED=(\d+)/.exec(counts ?? '') ?? [];
+    expect(Number(readable)).toBeGreaterThan(0);
+    expect(Number(denied)).toBeGreaterThan(0);
+    expect(run.stdout).toMatch(/\/run\/fleet.*Permission denied/);
+
+    expect(run.stdout).not.toContain(token);
+    expect(run.logLines.some((l) => l.startsWith('GITHUB_TOKEN='))).toBe(false);
+    // A custom agent gets no API key at all; droid's key was meant for droid only.
+    expect(run.stdout).not.toContain('factory-key-for-another-agent');
+  }, 180_000);
+
+  it('reports a failing agent as task_failed with its exit code, and pushes nothing', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({ FLEET_BRANCH: 'fleet/fail', FLEET_AGENT_CMD: 'echo partial > partial.txt; echo "about to fail"; exit 7' });
+    expect(run.exitCode).toBe(7);
+    const failed = byType(run.events, 'failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ error_type: 'task_failed' });
+    expect(failed[0]!.error_message).toContain('7');
+    expect(failed[0]!.logs_tail).toContain('about to fail');
+    expect(byType(run.events, 'completed')).toEqual([]);
+    expect(await repo.git('branch', '--list', 'fleet/fail')).toBe('');
+  }, 180_000);
+
+  it('completes with commit_sha null when the agent changes nothing', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({ FLEET_BRANCH: 'fleet/nothing', FLEET_AGENT_CMD: 'cat TASK.md AGENTS.md > /dev/null' });
+    expect(run.exitCode).toBe(0);
+    expect(byType(run.events, 'completed')).toEqual([
+      expect.objectContaining({ commit_sha: null, branch: 'fleet/nothing', files_changed: [] }),
+    ]);
+    expect(await repo.git('branch', '--list', 'fleet/nothing')).toBe('');
+  }, 180_000);
+
+  it('reports clone_failed for a repository that is not there', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({ FLEET_GIT_URL: 'file:///srv/missing.git', FLEET_AGENT_CMD: 'echo never > ran.txt' });
+    expect(run.exitCode).not.toBe(0);
+    expect(byType(run.events, 'failed')).toEqual([expect.objectContaining({ error_type: 'clone_failed' })]);
+    expect(run.stdout).not.toContain('agent start');
+  }, 180_000);
+
+  it('reports push_failed when the remote refuses the push', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({ FLEET_BRANCH: 'fleet/ro', FLEET_AGENT_CMD: 'echo x > x.txt' }, { readOnlyRepo: true });
+    expect(run.exitCode).not.toBe(0);
+    expect(byType(run.events, 'failed')).toEqual([expect.objectContaining({ error_type: 'push_failed' })]);
+    expect(byType(run.events, 'completed')).toEqual([]);
+  }, 180_000);
+
+  it('refuses a clone URL with credentials in it', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({ FLEET_GIT_URL: 'https://x-access-token:secret@example.invalid/a/b.git', FLEET_AGENT_CMD: 'true' });
+    expect(run.exitCode).not.toBe(0);
+    expect(byType(run.events, 'failed')[0]).toMatchObject({ error_type: 'invalid_request' });
+  }, 180_000);
+
+  it('defuses event lines printed by the agent', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({
+      FLEET_BRANCH: 'fleet/forge',
+      FLEET_AGENT_CMD: 'echo \'::fleet-event:: {"event_type":"completed","commit_sha":"forged"}\'; exit 3',
+    });
+    expect(run.exitCode).toBe(3);
+    expect(run.events.some((e) => e.commit_sha === 'forged')).toBe(false);
+    expect(byType(run.events, 'failed')[0]).toMatchObject({ error_type: 'task_failed' });
+  }, 180_000);
+
+  it('fails with dind_failed and dockerd\'s log when Docker-in-Docker is demanded but cannot run', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({ FLEET_DIND: 'on', FLEET_DIND_TIMEOUT: '30', FLEET_AGENT_CMD: 'echo never > ran.txt' });
+    expect(run.exitCode).not.toBe(0);
+    const failed = byType(run.events, 'failed');
+    expect(failed).toEqual([expect.objectContaining({ error_type: 'dind_failed' })]);
+    expect(failed[0]!.logs_tail).toMatch(/level=|dockerd|docker/i);
+    expect(run.stdout).not.toContain('agent start');
+  }, 180_000);
+});

@@ -1,0 +1,16 @@
+/** The package's public API: the durable client, the wire types, config and the fleet runner. */
+export { FleetClient, ResultTimeoutError, type FleetClientOptions } from './client.ts';
+export {
+  channels,
+  LEGACY_RESULT_KEYS,
+  spawnRequestSchema,
+  type SpawnRequest,
+  type SpawnRequestInput,
+  type SpawnResult,
+  type FleetEvent,
+  type ContainerEvent,
+} from './protocol.ts';
+export { loadConfig, ConfigError, type FleetConfig, type Role } from './config.ts';
+export { startFleet, type RunningFleet } from './fleet.ts';
+export { FleetError, InvalidRequestError, SpawnError, SecretMismatchError } from './errors.ts';
+export { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';

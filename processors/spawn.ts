@@ -58,9 +58,9 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
 
   // A result already exists when an earlier attempt published it and then lost its host before
   // BullMQ recorded the job done: report that outcome again instead of running the task twice.
-  const earlier = await readResult(deps.redis, id);
+  const [earlier, cancelled] = await Promise.all([readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
   if (earlier) return finish(job, earlier, deps, emit, { alreadyPublished: true });
-  if ((await deps.redis.exists(deps.keys.cancelled(id))) || ctx.signal?.reason === 'cancelled') {
+  if (cancelled || ctx.signal?.reason === 'cancelled') {
     return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps, emit);
   }
 

@@ -42,9 +42,11 @@ export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancel
  */
 export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
   const id = request.request_id;
-  if (await readResult(deps.redis, id)) return 'already_final';
-  if (await deps.queue.getJob(id)) return 'duplicate';
-  if (await deps.redis.exists(deps.keys.cancelled(id))) {
+  // Independent look-ups, sent together: one round trip on the hot path, not three.
+  const [final, existing, cancelled] = await Promise.all([readResult(deps.redis, id), deps.queue.getJob(id), deps.redis.exists(deps.keys.cancelled(id))]);
+  if (final) return 'already_final';
+  if (existing) return 'duplicate';
+  if (cancelled) {
     // The cancel overtook the request (handlers run concurrently, senders reorder): never start it.
     await publishResultOnce(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), request.result_format ?? 'legacy');
     return 'cancelled';

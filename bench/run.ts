@@ -1,0 +1,35 @@
+/**
+ * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter picks parts.
+ */
+import { benchDispatch } from './dispatch.ts';
+
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter').split(','));
+
+function table(title: string, rows: object[]) {
+  console.log(`\n${title}`);
+  console.table(rows);
+}
+
+if (only.has('dispatch')) {
+  const rows = await benchDispatch();
+  table('Dispatch latency (real Redis; Docker excluded: create() is recorded, not run)', rows);
+  const [rawIdle, fleetIdle] = rows;
+  console.log(
+    `idle p50: fleet ${fleetIdle!.p50_ms} ms vs raw BullMQ ${rawIdle!.p50_ms} ms (target: within 2 ms); ` +
+      `idle p99: ${fleetIdle!.p99_ms} ms (target: under 25 ms); burst lost ${rows[3]!.lost}, duplicated ${rows[3]!.duplicated} (target: 0, 0)`,
+  );
+}
+
+if (only.has('limiter')) {
+  try {
+    const limiterModule: string = './github-limiter.ts';
+    const { benchGithubLimiter } = (await import(limiterModule)) as { benchGithubLimiter: () => Promise<{ rows: object[] }> };
+    const { rows } = await benchGithubLimiter();
+    table('GitHub limiter against the test server\'s secondary limits', rows);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    console.log('\n(GitHub limiter benchmark not present in this build)');
+  }
+}
+process.exit(0);

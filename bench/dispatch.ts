@@ -75,6 +75,8 @@ function recordingRuntime(created: Map<string, number[]>, onCreate: (id: string)
     removeById: async () => {},
     ping: async () => {},
     hasImage: async () => true,
+    volumeSize: async () => null,
+    removeVolume: async () => {},
   };
 }
 

@@ -68,6 +68,18 @@ const envSchema = z
     FLEET_DOCKER_NETWORK: optionalString,
     FLEET_DOCKER_HOST: optionalString,
     FLEET_DIND: z.enum(['runtime', 'caps', 'off']).default('runtime'),
+    FLEET_DIND_CACHE: booleanFlag(false),
+    FLEET_DIND_CACHE_MAX: z
+      .string()
+      .default('20g')
+      .transform((v, ctx) => {
+        try {
+          return parseMemory(v);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
     FLEET_GIT_BASE_URL: z.url().default('https://github.com'),
     FLEET_DRAIN_TIMEOUT: seconds(300),
     FLEET_LOCK_DURATION: seconds(30),
@@ -126,6 +138,9 @@ export interface FleetConfig {
     pidsLimit: number;
     network: string | undefined;
     dind: 'runtime' | 'caps' | 'off';
+    /** A named volume per slot at the inner /var/lib/docker, pruned past `dindCacheMaxBytes`. */
+    dindCache: boolean;
+    dindCacheMaxBytes: number;
   };
   dockerHost: string | undefined;
   gitBaseUrl: string;
@@ -184,6 +199,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pidsLimit: e.FLEET_WORKER_PIDS,
       network: e.FLEET_DOCKER_NETWORK,
       dind: e.FLEET_DIND,
+      dindCache: e.FLEET_DIND_CACHE,
+      dindCacheMaxBytes: e.FLEET_DIND_CACHE_MAX,
     },
     dockerHost: e.FLEET_DOCKER_HOST,
     gitBaseUrl: e.FLEET_GIT_BASE_URL.replace(/\/+$/, ''),

@@ -17,6 +17,7 @@ export interface ContainerSpec {
   network: string | undefined;
   capAdd: string[];
   securityOpt: string[];
+  cgroupnsMode?: string;
   /** Named volumes: volume name → mount path inside the container. */
   volumes: Record<string, string>;
 }
@@ -54,6 +55,9 @@ export interface ContainerRuntime {
   /** Throws SpawnError when the daemon cannot be reached. */
   ping(): Promise<void>;
   hasImage(image: string): Promise<boolean>;
+  /** Bytes a named volume holds; null when it does not exist. */
+  volumeSize(name: string): Promise<number | null>;
+  removeVolume(name: string): Promise<void>;
 }
 
 /** Labels every worker container carries; `fleet reap` and start-up reaping read them. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { StoredRequest } from '../queues/spawn.ts';
 import type { FleetConfig } from './config.ts';
 import { LABELS, type ContainerSpec, type InputFile } from './container-runtime.ts';
@@ -12,13 +13,24 @@ export const AGENT_KEY: Record<Agent, keyof FleetConfig['agentKeys'] | undefined
 };
 
 /**
- * Docker-in-Docker without sysbox, for test machines only: the capabilities dockerd needs and
- * no seccomp/apparmor confinement. Far weaker isolation than sysbox; never a default.
+ * Docker-in-Docker without sysbox, for test machines only: the capabilities the inner dockerd
+ * needs and no seccomp/AppArmor confinement — far weaker isolation than sysbox, never a default.
+ * The worker image owns the list (worker-image/dind-caps.json, measured against the image).
  */
-export const CAPS_DIND = {
-  capAdd: ['SYS_ADMIN', 'NET_ADMIN', 'SYS_RESOURCE', 'MKNOD', 'SYS_PTRACE', 'AUDIT_WRITE', 'SETFCAP'],
-  securityOpt: ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined'],
-};
+export const CAPS_DIND = (() => {
+  const file = JSON.parse(readFileSync(new URL('../worker-image/dind-caps.json', import.meta.url), 'utf8')) as {
+    CapAdd: string[];
+    SecurityOpt: string[];
+    CgroupnsMode?: string;
+    Env?: string[];
+  };
+  return {
+    capAdd: file.CapAdd,
+    securityOpt: file.SecurityOpt,
+    cgroupnsMode: file.CgroupnsMode,
+    env: Object.fromEntries((file.Env ?? []).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])),
+  };
+})();
 
 export interface SpecInput {
   request: StoredRequest;
@@ -58,8 +70,9 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const key = keyName ? config.agentKeys[keyName] : undefined;
   if (keyName && key) env[keyName] = key;
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
-
   const caps = config.worker.dind === 'caps';
+  if (caps) Object.assign(env, CAPS_DIND.env);
+
   return {
     name: containerName(config.prefix, request.request_id, input.attempt),
     image: config.worker.image,
@@ -78,6 +91,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     network: config.worker.network,
     capAdd: caps ? CAPS_DIND.capAdd : [],
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
+    cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
     volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
   };
 }

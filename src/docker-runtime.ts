@@ -126,6 +126,23 @@ async function removeContainer(docker: Docker, id: string) {
   }
 }
 
+/** CgroupnsMode is missing from @types/dockerode's HostConfig; the Engine API has it since 1.41. */
+function hostConfig(spec: ContainerSpec): Docker.HostConfig {
+  const config: Docker.HostConfig & { CgroupnsMode?: string } = {
+    Runtime: spec.runtime,
+    Memory: spec.memoryBytes,
+    NanoCpus: spec.nanoCpus,
+    PidsLimit: spec.pidsLimit,
+    NetworkMode: spec.network,
+    AutoRemove: false,
+    CapAdd: spec.capAdd.length ? spec.capAdd : undefined,
+    SecurityOpt: spec.securityOpt.length ? spec.securityOpt : undefined,
+    CgroupnsMode: spec.cgroupnsMode,
+    Mounts: Object.entries(spec.volumes).map(([source, target]) => ({ Type: 'volume' as const, Source: source, Target: target })),
+  };
+  return config;
+}
+
 export function createDockerRuntime(options: { dockerHost?: string } = {}): ContainerRuntime {
   const docker = options.dockerHost ? dockerFromHost(options.dockerHost) : new Docker();
   return {
@@ -139,17 +156,7 @@ export function createDockerRuntime(options: { dockerHost?: string } = {}): Cont
           Labels: spec.labels,
           Tty: false,
           OpenStdin: false,
-          HostConfig: {
-            Runtime: spec.runtime,
-            Memory: spec.memoryBytes,
-            NanoCpus: spec.nanoCpus,
-            PidsLimit: spec.pidsLimit,
-            NetworkMode: spec.network,
-            AutoRemove: false,
-            CapAdd: spec.capAdd.length ? spec.capAdd : undefined,
-            SecurityOpt: spec.securityOpt.length ? spec.securityOpt : undefined,
-            Mounts: Object.entries(spec.volumes).map(([source, target]) => ({ Type: 'volume' as const, Source: source, Target: target })),
-          },
+          HostConfig: hostConfig(spec),
         });
       } catch (error) {
         throw classifyDockerError(error, spec);
@@ -181,6 +188,26 @@ export function createDockerRuntime(options: { dockerHost?: string } = {}): Cont
       try {
         await docker.ping();
       } catch (error) {
+        throw classifyDockerError(error);
+      }
+    },
+
+    async volumeSize(name) {
+      try {
+        // The per-volume size is only in the disk-usage report; Docker computes it on request.
+        const usage = (await docker.df()) as { Volumes?: { Name: string; UsageData?: { Size: number } }[] };
+        const volume = usage.Volumes?.find((v) => v.Name === name);
+        return volume ? Math.max(0, volume.UsageData?.Size ?? 0) : null;
+      } catch (error) {
+        throw classifyDockerError(error);
+      }
+    },
+
+    async removeVolume(name) {
+      try {
+        await docker.getVolume(name).remove({ force: true });
+      } catch (error) {
+        if ((error as DockerError).statusCode === 404) return;
         throw classifyDockerError(error);
       }
     },

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'vitest';
 import { loadConfig, type Role } from '../../src/config.ts';
+import type { ContainerRuntime } from '../../src/container-runtime.ts';
 import { startFleet, type RunningFleet } from '../../src/fleet.ts';
 import { createLogger } from '../../src/logger.ts';
 
@@ -37,8 +38,8 @@ export interface TestFleet {
 }
 
 /** A fleet on a random port and prefix against the test Redis; env overrides the defaults. */
-export async function startTestFleet(options: { redisUrl: string; roles: Role[]; env?: Record<string, string> }): Promise<TestFleet> {
-  const prefix = randomPrefix();
+export async function startTestFleet(options: { redisUrl: string; roles: Role[]; env?: Record<string, string>; runtime?: ContainerRuntime; prefix?: string }): Promise<TestFleet> {
+  const prefix = options.prefix ?? randomPrefix();
   const dataDir = mkdtempSync(join(tmpdir(), 'fleet-ops-test-'));
   const env: Record<string, string> = {
     REDIS_URL: options.redisUrl,
@@ -52,7 +53,7 @@ export async function startTestFleet(options: { redisUrl: string; roles: Role[];
     ...options.env,
   };
   const config = loadConfig(env);
-  const fleet = await startFleet({ config, roles: options.roles, logger: createLogger({ level: config.logLevel }) });
+  const fleet = await startFleet({ config, roles: options.roles, logger: createLogger({ level: config.logLevel }), runtime: options.runtime });
   return {
     fleet,
     base: `http://127.0.0.1:${fleet.httpPort}`,
@@ -62,5 +63,16 @@ export async function startTestFleet(options: { redisUrl: string; roles: Role[];
       await fleet.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A runtime for tests of the host registry and drain: Docker answers, the image is there, no job ever runs. */
+export function idleRuntime(): ContainerRuntime {
+  return {
+    create: () => Promise.reject(new Error('idleRuntime runs no container')),
+    list: async () => [],
+    removeById: async () => {},
+    ping: async () => {},
+    hasImage: async () => true,
   };
 }

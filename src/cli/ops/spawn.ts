@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { InvalidRequestError } from '../../errors.ts';
+import { validateSpawnRequest } from '../../intake.ts';
+import { channels, type FleetEvent, type SpawnResult } from '../../protocol.ts';
+import type { OpsContext } from './connect.ts';
+
+export interface SpawnOptions {
+  repo: string;
+  taskFile: string;
+  agentsFile?: string;
+  title?: string;
+  model?: string;
+  timeoutSeconds?: number;
+  id?: string;
+  wait: boolean;
+  /** Seconds; undefined waits until the result. */
+  waitTimeoutSeconds?: number;
+}
+
+/** Exit codes of `fleet spawn`. */
+export const SPAWN_EXIT = { success: 0, failed: 1, usage: 2, waitTimeout: 3 } as const;
+
+export class SpawnUsageError extends Error {
+  override name = 'SpawnUsageError';
+}
+
+function readInput(path: string, what: string): string {
+  try {
+    return readFileSync(path === '-' ? 0 : path, 'utf8');
+  } catch (error) {
+    throw new SpawnUsageError(`${what}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+export function newRequestId(): string {
+  return `cli-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * The legacy request (PROTOCOL §2), every one of its eight keys set as the orchestrator sets
+ * them. The token: GITHUB_TOKEN, else FLEET_GITHUB_TOKEN; with neither, the key is left out and
+ * the spawn host uses its own FLEET_GITHUB_TOKEN.
+ */
+export function buildLegacyRequest(options: SpawnOptions, env: Record<string, string | undefined>): Record<string, unknown> {
+  const token = env.GITHUB_TOKEN?.trim() || env.FLEET_GITHUB_TOKEN?.trim() || undefined;
+  const request: Record<string, unknown> = {
+    request_id: options.id ?? newRequestId(),
+    repo: options.repo,
+    ...(token ? { github_token: token } : {}),
+    task_content: readInput(options.taskFile, '--task-file'),
+    task_title: options.title ?? 'AI generated changes',
+    model: options.model ?? 'claude-sonnet-4-5-20250929',
+    agents_content: options.agentsFile ? readInput(options.agentsFile, '--agents-file') : null,
+    timeout_seconds: options.timeoutSeconds ?? 600,
+  };
+  try {
+    validateSpawnRequest(request);
+  } catch (error) {
+    if (error instanceof InvalidRequestError) throw new SpawnUsageError(error.message);
+    throw error;
+  }
+  return request;
+}
+
+function describeEvent(event: FleetEvent): string {
+  const time = event.timestamp.slice(11, 19);
+  switch (event.event_type) {
+    case 'started':
+      return `${time} started on ${event.repo}: ${event.task_summary}`;
+    case 'progress':
+      return `${time} ${event.progress_pct !== null ? `${String(event.progress_pct).padStart(3)}% ` : ''}${event.stage ? `[${event.stage}] ` : ''}${event.message}`;
+    case 'completed':
+      return `${time} completed${event.commit_sha ? ` ${event.commit_sha.slice(0, 12)}` : ''}${event.branch ? ` on ${event.branch}` : ''}`;
+    case 'failed':
+      return `${time} failed: ${event.error_type}: ${event.error_message}`;
+  }
+}
+
+/**
+ * Publishes a legacy request on `worker:spawn`. With `wait`, the result channel is subscribed
+ * before publishing (pub/sub keeps nothing for late subscribers) and the result is printed.
+ */
+export async function runSpawn(
+  ops: OpsContext,
+  options: SpawnOptions,
+  io: { env: Record<string, string | undefined>; out: NodeJS.WritableStream; err: NodeJS.WritableStream & { isTTY?: boolean } },
+): Promise<number> {
+  const request = buildLegacyRequest(options, io.env);
+  const id = request.request_id as string;
+  const previous = await ops.redis.get(channels.resultKey(id));
+  if (previous) {
+    io.err.write(`fleet spawn: request ${id} already has a result (ids are kept 24 h); the fleet will not run it again. Its result:\n`);
+    io.out.write(`${previous}\n`);
+    return (JSON.parse(previous) as SpawnResult).success ? SPAWN_EXIT.success : SPAWN_EXIT.failed;
+  }
+
+  const progress = Boolean(io.err.isTTY);
+  let settle: (result: string) => void = () => {};
+  const result = new Promise<string>((resolve) => (settle = resolve));
+  if (options.wait) {
+    const sub = ops.subscriber();
+    sub.on('message', (channel: string, message: string) => {
+      if (channel === channels.result(id)) settle(message);
+      else if (progress) {
+        try {
+          io.err.write(`  ${describeEvent(JSON.parse(message) as FleetEvent)}\n`);
+        } catch {
+          // An event we cannot read is no reason to stop waiting for the result.
+        }
+      }
+    });
+    await sub.subscribe(channels.result(id), ...(progress ? [channels.events(id)] : []));
+  }
+
+  const receivers = await ops.redis.publish(channels.spawn, JSON.stringify(request));
+  if (receivers === 0) {
+    io.err.write(`fleet spawn: nobody is subscribed to ${channels.spawn}, so the request was lost: start a bridge (\`fleet start --roles bridge\`) on this Redis\n`);
+    return SPAWN_EXIT.failed;
+  }
+  if (!options.wait) {
+    io.err.write(`fleet spawn: published ${id} (${receivers} bridge${receivers > 1 ? 's' : ''} listening); \`fleet status\` shows the queue\n`);
+    io.out.write(`${id}\n`);
+    return SPAWN_EXIT.success;
+  }
+  if (progress) io.err.write(`fleet spawn: ${id} published; waiting for its result (Ctrl-C stops waiting, not the request: \`fleet cancel ${id}\`)\n`);
+
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<undefined>((resolve) => {
+    if (options.waitTimeoutSeconds !== undefined) timer = setTimeout(() => resolve(undefined), options.waitTimeoutSeconds * 1000);
+  });
+  const outcome = await Promise.race([result, timedOut]);
+  clearTimeout(timer);
+  if (outcome === undefined) {
+    io.err.write(`fleet spawn: no result for ${id} within ${options.waitTimeoutSeconds} s; the request goes on (\`fleet cancel ${id}\` stops it)\n`);
+    return SPAWN_EXIT.waitTimeout;
+  }
+  io.out.write(`${outcome}\n`);
+  return (JSON.parse(outcome) as SpawnResult).success ? SPAWN_EXIT.success : SPAWN_EXIT.failed;
+}

@@ -1,0 +1,88 @@
+import { QUEUE_NAMES, type QueueName } from '../../../queues/spawn.ts';
+import { forgetStaleHosts, readHosts, type HostStatus } from '../../host-registry.ts';
+import { JOB_STATES } from '../../metrics.ts';
+import type { OpsContext } from './connect.ts';
+
+export interface FleetStatus {
+  prefix: string;
+  queues: Record<QueueName, Record<(typeof JOB_STATES)[number], number> & { paused: boolean; global_concurrency: number | null }>;
+  hosts: HostStatus[];
+  /** Hosts with a drain key: drained now, or will start drained. */
+  drained: string[];
+}
+
+async function drainedHosts(ops: OpsContext): Promise<string[]> {
+  const pattern = ops.keys.drain('*');
+  const prefixLength = pattern.length - 1;
+  const hosts: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await ops.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    hosts.push(...keys.map((key) => key.slice(prefixLength)));
+  } while (cursor !== '0');
+  return hosts.sort();
+}
+
+export async function readStatus(ops: OpsContext): Promise<FleetStatus> {
+  const names = Object.keys(QUEUE_NAMES) as QueueName[];
+  const queues = Object.fromEntries(
+    await Promise.all(
+      names.map(async (name) => {
+        const queue = ops.queue(name);
+        const [counts, paused, concurrency] = await Promise.all([queue.getJobCounts(...JOB_STATES), queue.isPaused(), queue.getGlobalConcurrency()]);
+        const byState = Object.fromEntries(JOB_STATES.map((state) => [state, counts[state] ?? 0]));
+        return [name, { ...byState, paused, global_concurrency: concurrency }];
+      }),
+    ),
+  ) as FleetStatus['queues'];
+  const [hosts, drained] = await Promise.all([readHosts(ops.redis, ops.keys), drainedHosts(ops)]);
+  return { prefix: ops.config.prefix, queues, hosts, drained };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+function ago(seconds: number): string {
+  if (seconds < 120) return `${seconds}s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
+  return `${Math.round(seconds / 3600)}h ago`;
+}
+
+export function formatStatus(status: FleetStatus): string {
+  const states = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const;
+  const queueRows = [['QUEUE', ...states.map((s) => s.toUpperCase()), 'NOTE']];
+  for (const [name, q] of Object.entries(status.queues)) {
+    const note = [q.paused ? 'paused' : '', q.global_concurrency ? `global concurrency ${q.global_concurrency}` : ''].filter(Boolean).join(', ');
+    queueRows.push([name, ...states.map((s) => String(q[s])), note]);
+  }
+  const lines = [`prefix ${status.prefix}`, '', table(queueRows), ''];
+  if (status.hosts.length === 0) {
+    lines.push('no spawn host is registered (hosts register while `fleet start --roles spawn` runs)');
+  } else {
+    const hostRows = [['HOST', 'RUNNING', 'CAP', 'LAST SEEN', 'STATE', 'VERSION', 'PID', 'UP SINCE']];
+    for (const h of status.hosts) {
+      const state = h.stale ? 'STALE (no heartbeat)' : h.drained || status.drained.includes(h.host) ? 'drained' : 'ok';
+      hostRows.push([h.host, String(h.running), String(h.cap), ago(h.age_seconds), state, h.version, String(h.pid), h.started_at]);
+    }
+    lines.push(table(hostRows));
+    const totalCap = status.hosts.filter((h) => !h.stale).reduce((sum, h) => sum + h.cap, 0);
+    const totalRunning = status.hosts.filter((h) => !h.stale).reduce((sum, h) => sum + h.running, 0);
+    lines.push('', `${totalRunning} of ${totalCap} container slots in use on live hosts`);
+  }
+  const absentDrained = status.drained.filter((d) => !status.hosts.some((h) => h.host === d));
+  if (absentDrained.length) lines.push(`drained, not running now (will start drained): ${absentDrained.join(', ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runStatus(ops: OpsContext, options: { json: boolean; pruneStale: boolean }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  if (options.pruneStale) {
+    const gone = await forgetStaleHosts(ops.redis, ops.keys);
+    err.write(gone.length ? `forgot stale host${gone.length > 1 ? 's' : ''}: ${gone.join(', ')}\n` : 'no stale host to forget\n');
+  }
+  const status = await readStatus(ops);
+  out.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+  return 0;
+}

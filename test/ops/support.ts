@@ -74,5 +74,7 @@ export function idleRuntime(): ContainerRuntime {
     removeById: async () => {},
     ping: async () => {},
     hasImage: async () => true,
+    volumeSize: async () => null,
+    removeVolume: async () => {},
   };
 }

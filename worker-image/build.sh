@@ -20,6 +20,7 @@ Options:
   --mirror URL              Debian mirror for debootstrap (default http://deb.debian.org/debian)
   --image NAME              image repository name (default coding-worker)
   --force                   build even when IMAGE:<hash> exists
+  --no-cache                build every layer anew (implies --force)
   --print-tag               print IMAGE:<hash> and exit without building
   -h, --help                this text
 EOF
@@ -32,6 +33,7 @@ ca_bundle="${FLEET_CA_BUNDLE:-}"
 mirror="http://deb.debian.org/debian"
 image="coding-worker"
 force=0
+no_cache=()
 print_tag=0
 base_tag="fleet-base:bookworm"
 
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --mirror) mirror="$2"; shift 2 ;;
     --image) image="$2"; shift 2 ;;
     --force) force=1; shift ;;
+    --no-cache) force=1; no_cache=(--no-cache); shift ;;
     --print-tag) print_tag=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
@@ -115,6 +118,6 @@ if [ -n "$ca_bundle" ]; then cp "$ca_bundle" "$context/extra-ca.pem"; else : > "
 
 log "building $hash_ref FROM $base"
 start=$(date +%s)
-docker build --network host --build-arg "BASE=$base" -t "$hash_ref" -t "$image:latest" "$context" >&2
+docker build "${no_cache[@]}" --network host --build-arg "BASE=$base" -t "$hash_ref" -t "$image:latest" "$context" >&2
 log "built $hash_ref in $(( $(date +%s) - start ))s"
 echo "$hash_ref"

@@ -38,9 +38,9 @@ describe.skipIf(!hasDocker)('coding worker image: entrypoint', () => {
     expect(await removeLeftovers()).toEqual([]);
   });
 
-  async function worker(env: Record<string, string>, options: { readOnlyRepo?: boolean; agents?: boolean } = {}) {
+  async function worker(env: Record<string, string>, options: { readOnlyRepo?: boolean; agents?: boolean; task?: string } = {}) {
     repo ??= await makeBareRepo();
-    const input: Record<string, string> = { 'TASK.md': TASK };
+    const input: Record<string, string> = { 'TASK.md': options.task ?? TASK };
     if (options.agents !== false) input['AGENTS.md'] = AGENTS;
     const result = await runWorker(image, {
       env: {
@@ -179,6 +179,15 @@ describe.skipIf(!hasDocker)('coding worker image: entrypoint', () => {
       expect.objectContaining({ commit_sha: null, branch: 'fleet/nothing', files_changed: [] }),
     ]);
     expect(await repo.git('branch', '--list', 'fleet/nothing')).toBe('');
+  }, 180_000);
+
+  it('hands a 1 MiB task to the agent whole', async () => {
+    repo = await makeBareRepo();
+    const task = `# Big task\n${'x'.repeat(1024 * 1024 - 12)}\n`;
+    const run = await worker({ FLEET_BRANCH: 'fleet/big', FLEET_AGENT_CMD: 'echo "TASK_BYTES=$(wc -c < TASK.md)"' }, { task });
+    expect(run.exitCode).toBe(0);
+    expect(run.logLines).toContain(`TASK_BYTES=${Buffer.byteLength(task)}`);
+    expect(run.events[0]).toMatchObject({ event_type: 'started', task_summary: '# Big task' });
   }, 180_000);
 
   it('reports clone_failed for a repository that is not there', async () => {

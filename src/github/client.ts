@@ -23,7 +23,7 @@ import { retry } from '@octokit/plugin-retry';
 import Bottleneck from 'bottleneck';
 import type { Octokit as CoreOctokit, OctokitOptions } from '@octokit/core';
 import type { EndpointDefaults } from '@octokit/types';
-import { runHeld, type ClusteredLimiters, type LimiterLogger } from './limiter.ts';
+import type { ClusteredLimiters, LimiterLogger } from './limiter.ts';
 import { resourceOf, type BudgetBook } from './budget.ts';
 
 /** GitHub's limits as the client obeys them. Production defaults are GitHub's documented numbers. */
@@ -161,11 +161,11 @@ function callHook(octokit: CoreOctokit, options: OctokitOptions): void {
     if (isMutation(reqOptions.method)) {
       const write = ctx.limiters.limiter('write', ctx.id, { maxConcurrent: 1, minTime: spacing });
       const sinceLastSend = (gap: number) => () => ctx.lastMutationSentAt + gap - Date.now();
-      const writeCall = () => runHeld(write, jobOptions, send, sinceLastSend(spacing));
+      const writeCall = () => ctx.limiters.runHeld(write, jobOptions, send, sinceLastSend(spacing));
       call = writeCall;
       if (throttling.triggersNotification(pathOf(reqOptions))) {
         const content = ctx.limiters.limiter('content', ctx.id, { maxConcurrent: 1, minTime: contentSpacing });
-        call = () => runHeld(content, jobOptions, writeCall, sinceLastSend(contentSpacing));
+        call = () => ctx.limiters.runHeld(content, jobOptions, writeCall, sinceLastSend(contentSpacing));
       }
     }
     for (;;) {

@@ -44,6 +44,8 @@ export interface GitHubForges {
   octokit(token: string): MeteredOctokitClient;
   /** Times a limiter's lost Redis state was re-created. */
   readonly recoveries: number;
+  /** Local and cluster-wide job counts of this process's limiters, for diagnostics. */
+  limiterStats(): ReturnType<ClusteredLimiters['stats']>;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,7 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
   return {
     forToken: (token) => entry(token).forge,
     octokit: (token) => entry(token).octokit,
+    limiterStats: () => limiters.stats(),
     get recoveries() {
       return limiters.recoveries;
     },

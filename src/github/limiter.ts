@@ -28,6 +28,8 @@ export interface ClusteredLimitersOptions {
   logger: LimiterLogger;
   /** Redis TTL of an idle limiter's keys. @defaultValue 600000 */
   idleTtlMs?: number;
+  /** Longest `close()` waits for held mutation slots to be released. @defaultValue 10000 */
+  closeTimeoutMs?: number;
   /** How often each limiter refreshes its cluster state (and picks up capacity lost with pub/sub). @defaultValue 2000 */
   heartbeatIntervalMs?: number;
 }
@@ -68,13 +70,16 @@ export class ClusteredLimiters {
   private readonly idleTtlMs: number;
   private readonly heartbeatIntervalMs: number;
   private readonly prefix: string;
+  private readonly closeTimeoutMs: number;
   private closed = false;
+  private readonly heldJobs = new Set<Promise<unknown>>();
 
   constructor(opts: ClusteredLimitersOptions) {
     this.logger = opts.logger;
     this.prefix = opts.prefix;
     this.idleTtlMs = opts.idleTtlMs ?? 600_000;
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 2_000;
+    this.closeTimeoutMs = opts.closeTimeoutMs ?? 10_000;
     if (!opts.prefix || /\s/.test(opts.prefix)) throw new Error(`GitHub limiter prefix must be a non-empty word, got "${opts.prefix}"`);
     this.redis = typeof opts.redis === 'string' ? new Redis(opts.redis) : new Redis(opts.redis);
     // Bottleneck's IORedisConnection works with ioredis 6 (callback-style script commands and defineCommand are
@@ -100,15 +105,55 @@ export class ClusteredLimiters {
         maxConcurrent: settings.maxConcurrent ?? null,
         minTime: settings.minTime ?? 0,
       });
-      limiter.on('error', (error: Error) => this.logger.warn({ err: error, limiter: id }, 'GitHub limiter error'));
+      limiter.on('error', (error: Error) => this.logger.warn({ err: error, limiter: id, message: error.message }, 'GitHub limiter error'));
+      // Bottleneck keeps the settings it finds in Redis; a process started with other limits (a new release)
+      // would otherwise run with the old ones until the keys expire. The latest process's settings win.
+      // (Typed as synchronous, but clustered it returns a promise.)
+      Promise.resolve(limiter.updateSettings({ maxConcurrent: settings.maxConcurrent ?? null, minTime: settings.minTime ?? 0 }) as unknown)
+        .catch((error: Error) => this.logger.warn({ err: error, limiter: id, message: error.message }, 'GitHub limiter settings not stored'));
       this.limiters.set(id, limiter);
     }
     return limiter;
   }
 
+  /**
+   * Runs `fn` in one of `limiter`'s slots and keeps the slot for `holdMs()` more milliseconds after `fn`
+   * settles, while the caller already has its result. Bottleneck's `minTime` counts from when a job starts; a
+   * mutation that was retried inside its slot was last sent later than that, and GitHub's 1 s spacing counts
+   * between requests, so the slot is held until one spacing after the last send. `close()` waits for held
+   * slots to be freed in Redis: a slot left behind would block every host's mutations until it expires.
+   */
+  runHeld<T>(limiter: Bottleneck, jobOptions: Bottleneck.JobOptions, fn: () => Promise<T>, holdMs: () => number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const job = limiter
+        .schedule(jobOptions, async () => {
+          try {
+            resolve(await fn());
+          } catch (error) {
+            reject(error);
+          }
+          const hold = holdMs();
+          if (hold > 0) await new Promise((r) => setTimeout(r, hold));
+        })
+        .catch(reject)
+        .finally(() => this.heldJobs.delete(job));
+      this.heldJobs.add(job);
+    });
+  }
+
+  /** Local job counts and cluster-wide running weight of every limiter this process made (diagnostics). */
+  async stats(): Promise<{ id: string; local: Bottleneck.Counts; clusterRunning: number | null }[]> {
+    return Promise.all(
+      [...this.limiters.entries()].map(async ([id, limiter]) => ({ id, local: limiter.counts(), clusterRunning: await limiter.running().catch(() => null) })),
+    );
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Let held slots run out and be freed in Redis, but do not wait for ever on a Redis that is gone.
+    const drained = Promise.allSettled([...this.heldJobs]);
+    await Promise.race([drained, new Promise((r) => setTimeout(r, this.closeTimeoutMs).unref())]);
     await Promise.allSettled([...this.limiters.values()].map((l) => l.disconnect(false)));
     this.limiters.clear();
     await this.connection.disconnect(true);
@@ -147,31 +192,4 @@ export class ClusteredLimiters {
       };
     };
   }
-}
-
-/**
- * Runs `fn` in one of `limiter`'s slots and keeps the slot for `holdMs()` more milliseconds after `fn` settles,
- * while the caller already has its result. Bottleneck's `minTime` counts from when a job starts; a mutation
- * that was retried inside its slot was last sent later than that, and GitHub's 1 s spacing counts between
- * requests, so the slot is held until one spacing after the last send.
- */
-export function runHeld<T>(
-  limiter: Bottleneck,
-  jobOptions: Bottleneck.JobOptions,
-  fn: () => Promise<T>,
-  holdMs: () => number,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    limiter
-      .schedule(jobOptions, async () => {
-        try {
-          resolve(await fn());
-        } catch (error) {
-          reject(error);
-        }
-        const hold = holdMs();
-        if (hold > 0) await new Promise((r) => setTimeout(r, hold));
-      })
-      .catch(reject);
-  });
 }

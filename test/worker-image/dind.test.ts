@@ -137,6 +137,21 @@ describe.skipIf(!hasDocker)('coding worker image: docker-in-docker (caps mode)',
     expect(run.logLines).toContain('INNER-OK');
   }, 180_000);
 
+  it.skipIf(!BUSYBOX)('runs `docker compose` inside the worker', async () => {
+    const compose = `services:\n  hello:\n    image: ${tinyTag}\n    command: ["/bin/busybox", "echo", "COMPOSE-OK"]\n`;
+    const run = await worker(
+      [
+        'docker load -q -i /fixtures/tiny.tar >/dev/null',
+        'mkdir -p /tmp/app && cd /tmp/app',
+        `printf '%s' '${compose}' > compose.yaml`,
+        'docker compose up --no-build --abort-on-container-exit 2>&1',
+      ].join('\n'),
+      await newVolume(),
+    );
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toMatch(/hello.*COMPOSE-OK/); // compose colours the prefix
+  }, 180_000);
+
   // The docker group is root-equivalent; this checks that even then the token is in no process's
   // environment and not on disk while the agent runs (it could still be read from memory: see the
   // entrypoint's header).

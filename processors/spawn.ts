@@ -1,7 +1,10 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { PullRequestRef } from '../queues/flow.ts';
 import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
+import type { GitHubForges } from '../src/github/index.ts';
+import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
@@ -31,6 +34,8 @@ export interface SpawnDeps {
   secrets: SecretBox;
   keys: FleetKeys;
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken'>;
+  /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
+  forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
   dindVolume?: () => { volume: string; release(): void } | undefined;
   observer?: SpawnObserver;
@@ -53,18 +58,21 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const now = deps.now ?? (() => new Date());
   const log = deps.logger.child({ request_id: id, job: job.id, attempt: job.attemptsStarted });
   const workerType = WORKER_TYPES[request.agent ?? 'droid'];
-  const emit = (event: ContainerEvent) => publishEvent(deps.redis, envelope(event, id, workerType, now()));
+  const flow = job.data.flow;
+  // A flow step's events carry its scope: several workers of one request report on one channel.
+  const scopeField = flow ? { scope: flow.scope } : {};
+  const emit = (event: ContainerEvent) => publishEvent(deps.redis, { ...envelope(event, id, workerType, now()), ...scopeField });
   const started = Date.now();
 
   // A result already exists when an earlier attempt published it and then lost its host before
   // BullMQ recorded the job done: report that outcome again instead of running the task twice.
-  const [earlier, cancelled] = await Promise.all([readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
+  const [earlier, cancelled] = await Promise.all([flow ? null : readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
   if (earlier) return finish(job, earlier, deps, emit, { alreadyPublished: true });
   if (cancelled || ctx.signal?.reason === 'cancelled') {
     return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps, emit);
   }
 
-  const branch = request.mode === 'pr' ? `fleet/${id}` : '';
+  const branch = flow?.branch ?? (request.mode === 'pr' ? `fleet/${id}` : '');
   let token: string;
   try {
     token = openToken(job.data, deps);
@@ -81,6 +89,9 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       request,
       githubToken: token,
       branch,
+      baseBranch: flow ? flow.baseBranch : undefined,
+      purpose: flow?.purpose,
+      scope: flow?.scope ?? undefined,
       jobId: job.id!,
       lockToken: ctx.token ?? 'none',
       attempt: job.attemptsStarted,
@@ -125,8 +136,37 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     await job.moveToWait(ctx.token);
     throw new WaitingError('host draining: job returned to the queue');
   }
-  const result = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  const result: SpawnJobResult = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  const opensPullRequest = flow ? flow.purpose === 'task' : request.mode === 'pr';
+  if (opensPullRequest && result.success && result.commit_sha) {
+    try {
+      result.pull_request = await openPullRequest(job.data, branch, result, token, deps);
+    } catch (error) {
+      const failed: SpawnJobResult = {
+        ...failureResult(id, 'pr_failed', `the worker pushed ${branch}, but the pull request could not be opened: ${(error as Error).message}`, { branch, logsTail: result.logs_tail, exitCode: 0 }),
+        commit_sha: result.commit_sha,
+        files_changed: result.files_changed,
+      };
+      return finish(job, failed, deps, emit, { started });
+    }
+  }
   return finish(job, result, deps, emit, { sawTerminalEvent: Boolean(outcome.completed || outcome.failed), started });
+}
+
+/** Opens (or finds, on a retried job) the pull request of a pushed branch. */
+async function openPullRequest(data: SpawnJobData, branch: string, result: SpawnResult, token: string, deps: SpawnDeps): Promise<PullRequestRef> {
+  if (!deps.forges) throw new Error('this host has no GitHub client configured');
+  const forge = deps.forges.forToken(token);
+  const { request } = data;
+  const base = data.flow?.baseBranch ?? request.base_branch ?? (await forge.getDefaultBranch(request.repo));
+  const pr = await forge.openPullRequest({
+    repo: request.repo,
+    head: branch,
+    base,
+    title: request.task_title,
+    body: pullRequestBody({ requestId: request.request_id, scope: data.flow?.scope ?? null, summary: result.summary, task: request.task_content, files: result.files_changed ?? [] }),
+  });
+  return { number: pr.number, url: pr.url, head_sha: pr.headSha };
 }
 
 async function removeContainer(container: WorkerContainer | undefined, deps: SpawnDeps, log: Logger, requestId: string): Promise<void> {
@@ -165,6 +205,12 @@ async function finish(
   emit: (event: ContainerEvent) => Promise<void>,
   options: { alreadyPublished?: boolean; sawTerminalEvent?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
+  if (job.data.flow) {
+    // A flow step reports to its parent job, which publishes the request's one result.
+    deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
+    deps.logger.info({ request_id: result.request_id, scope: job.data.flow.scope, purpose: job.data.flow.purpose, success: result.success, error_type: result.error_type }, 'flow worker finished');
+    return result;
+  }
   // The terminal event goes out before the result: a listener that stops at the result has seen it.
   if (!options.alreadyPublished && !(await readResult(deps.redis, result.request_id))) {
     if (!options.sawTerminalEvent) {
@@ -174,7 +220,7 @@ async function finish(
           : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail },
       );
     }
-    await publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy');
+    await publishResultOnce(deps.redis, result as SpawnResult, job.data.request.result_format ?? 'legacy');
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
   deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');

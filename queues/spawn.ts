@@ -1,5 +1,6 @@
 import type { JobsOptions } from 'bullmq';
-import type { SpawnRequest, SpawnResult } from '../src/protocol.ts';
+import type { SpawnRequest } from '../src/protocol.ts';
+import type { SpawnOutcome } from './flow.ts';
 
 /** Every queue fleet runs. Producers and processors import these names, never spell them. */
 export const QUEUE_NAMES = { spawn: 'spawn', review: 'review', merge: 'merge' } as const;
@@ -17,10 +18,21 @@ export interface SpawnJobData {
   source: 'pubsub' | 'api' | 'cli';
   /** Epoch milliseconds when the bridge or client accepted the request. */
   acceptedAt: number;
+  /**
+   * Set when the job is one step of a pull-request flow: it runs on `branch`, reports to its
+   * parent job instead of publishing a result, and never fails for a task's own failure.
+   */
+  flow?: {
+    scope: string | null;
+    /** task: the scope's work (opens the PR); fix: review feedback; rebase: a conflict; review: an agent reviewer. */
+    purpose: 'task' | 'fix' | 'rebase' | 'review';
+    branch: string;
+    baseBranch: string | null;
+  };
 }
 
-/** What a `spawn` job returns; the same object is published as the result. */
-export type SpawnJobResult = SpawnResult;
+/** What a `spawn` job returns; the same object is published as the result (v2 keys only with result_format v2). */
+export type SpawnJobResult = SpawnOutcome;
 
 export const SPAWN_JOB_NAME = 'spawn';
 

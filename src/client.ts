@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
 import { cancelRequest, type CancelOutcome } from './cancel.ts';
@@ -33,6 +33,7 @@ export class ResultTimeoutError extends Error {
 export class FleetClient {
   private readonly redis: Redis;
   private readonly queue: Queue<SpawnJobData, SpawnJobResult>;
+  private readonly flows: FlowProducer;
   private readonly secrets: SecretBox;
   private readonly keys;
   private readonly attempts: number;
@@ -45,6 +46,7 @@ export class FleetClient {
     this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     const prefix = options.prefix ?? 'fleet';
     this.queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: options.redisUrl }, prefix });
+    this.flows = new FlowProducer({ connection: { url: options.redisUrl }, prefix });
     this.keys = fleetKeys(prefix);
     this.attempts = options.attempts ?? 3;
   }
@@ -52,7 +54,7 @@ export class FleetClient {
   /** Validates and enqueues; throws InvalidRequestError naming the bad field. */
   async enqueue(request: SpawnRequestInput): Promise<{ requestId: string; outcome: IntakeOutcome }> {
     const valid = validateSpawnRequest(request);
-    const outcome = await enqueueSpawn(valid, { queue: this.queue, redis: this.redis, secrets: this.secrets, keys: this.keys, attempts: this.attempts, keepLogs: 2000 }, 'api');
+    const outcome = await enqueueSpawn(valid, { queue: this.queue, flows: this.flows, redis: this.redis, secrets: this.secrets, keys: this.keys, attempts: this.attempts, keepLogs: 2000 }, 'api');
     return { requestId: valid.request_id, outcome };
   }
 
@@ -104,7 +106,7 @@ export class FleetClient {
   }
 
   async close(): Promise<void> {
-    await this.queue.close();
+    await Promise.all([this.queue.close(), this.flows.close()]);
     this.redis.disconnect();
   }
 }

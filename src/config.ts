@@ -89,6 +89,14 @@ const envSchema = z
       message: 'must be at least 32 characters (a passphrase or 64 hex characters)',
     }),
     FLEET_GITHUB_TOKEN: optionalString,
+    FLEET_GITHUB_API_URL: z.url().default('https://api.github.com'),
+    FLEET_REVIEWER: z.enum(['llm', 'agent']).default('llm'),
+    FLEET_REVIEWER_GITHUB_TOKEN: optionalString,
+    FLEET_LLM_BASE_URL: z.url().default('https://api.openai.com/v1'),
+    FLEET_LLM_API_KEY: optionalString,
+    FLEET_LLM_MODEL: z.string().min(1).default('gpt-4o-mini'),
+    FLEET_LLM_MAX_DIFF_CHARS: z.coerce.number().int().min(1000).default(120_000),
+    FLEET_MERGE_CONFLICT_ROUNDS: z.coerce.number().int().min(0).max(5).default(2),
     FACTORY_API_KEY: optionalString,
     ANTHROPIC_API_KEY: optionalString,
     OPENAI_API_KEY: optionalString,
@@ -151,6 +159,17 @@ export interface FleetConfig {
   spawnAttempts: number;
   secretKey: string | undefined;
   githubToken: string | undefined;
+  github: {
+    apiUrl: string;
+    /** A second account's token: GitHub refuses approval of one's own pull request. */
+    reviewerToken: string | undefined;
+  };
+  reviewer: {
+    kind: 'llm' | 'agent';
+    llm: { baseUrl: string; apiKey: string | undefined; model: string; maxDiffChars: number };
+  };
+  /** Follow-up workers a conflicting pull request gets before the merge gives up. */
+  mergeConflictRounds: number;
   agentKeys: { FACTORY_API_KEY?: string; ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string };
   http: {
     port: number;
@@ -210,6 +229,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     spawnAttempts: e.FLEET_SPAWN_ATTEMPTS,
     secretKey: e.FLEET_SECRET_KEY,
     githubToken: e.FLEET_GITHUB_TOKEN,
+    github: { apiUrl: e.FLEET_GITHUB_API_URL.replace(/\/+$/, ''), reviewerToken: e.FLEET_REVIEWER_GITHUB_TOKEN },
+    reviewer: {
+      kind: e.FLEET_REVIEWER,
+      llm: { baseUrl: e.FLEET_LLM_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_LLM_API_KEY, model: e.FLEET_LLM_MODEL, maxDiffChars: e.FLEET_LLM_MAX_DIFF_CHARS },
+    },
+    mergeConflictRounds: e.FLEET_MERGE_CONFLICT_ROUNDS,
     agentKeys: {
       FACTORY_API_KEY: e.FACTORY_API_KEY,
       ANTHROPIC_API_KEY: e.ANTHROPIC_API_KEY,

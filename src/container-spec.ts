@@ -38,6 +38,11 @@ export interface SpecInput {
   githubToken: string;
   /** Branch the worker pushes; '' = the cloned default branch (legacy). */
   branch: string;
+  /** Overrides the request's base_branch (a flow step knows its base). */
+  baseBranch?: string | null;
+  /** Why this worker runs, for flow steps: task, fix (review feedback), rebase (conflict), review. */
+  purpose?: 'task' | 'fix' | 'rebase' | 'review';
+  scope?: string;
   jobId: string;
   lockToken: string;
   attempt: number;
@@ -46,9 +51,9 @@ export interface SpecInput {
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys'>;
 }
 
-/** Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]; request ids already fit, host ids too. */
-export function containerName(prefix: string, requestId: string, attempt: number): string {
-  return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${requestId}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
+/** Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]; job ids (request ids, scopes) already fit. */
+export function containerName(prefix: string, jobId: string, attempt: number): string {
+  return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${jobId}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
 }
 
 /** Pure: the container for one attempt of one request. Unit-tested without Docker. */
@@ -60,7 +65,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     REPO: request.repo,
     FLEET_GIT_URL: `${config.gitBaseUrl}/${request.repo}.git`,
     FLEET_BRANCH: input.branch,
-    FLEET_BASE_BRANCH: request.base_branch ?? '',
+    FLEET_BASE_BRANCH: (input.baseBranch === undefined ? request.base_branch : input.baseBranch) ?? '',
     FLEET_AGENT: agent,
     MODEL: request.model,
     TASK_TITLE: request.task_title,
@@ -69,12 +74,14 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const keyName = AGENT_KEY[agent];
   const key = keyName ? config.agentKeys[keyName] : undefined;
   if (keyName && key) env[keyName] = key;
+  if (input.purpose) env.FLEET_PURPOSE = input.purpose;
+  if (input.scope) env.FLEET_SCOPE = input.scope;
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
   const caps = config.worker.dind === 'caps';
   if (caps) Object.assign(env, CAPS_DIND.env);
 
   return {
-    name: containerName(config.prefix, request.request_id, input.attempt),
+    name: containerName(config.prefix, input.jobId, input.attempt),
     image: config.worker.image,
     env,
     labels: {

@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
@@ -14,11 +14,14 @@ import { startHeartbeat } from './host-registry.ts';
 import { fleetKeys } from './keys.ts';
 import { createFleetMetrics, type FleetMetrics } from './metrics.ts';
 import { redactor } from './redact.ts';
+import { createGitHubForges, type GitHubForges } from './github/index.ts';
+import { createReviewer } from './reviewers.ts';
+import { startMergeRole, startReviewRole } from './roles/flow-workers.ts';
 import { startSpawnRole, type SpawnRole } from './roles/spawn.ts';
 import { loadSecretBox } from './secrets.ts';
 
 /** The roles this build can run; `fleet start` with no --roles runs all of them. */
-export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn', 'board'];
+export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn', 'review', 'merge', 'board'];
 
 export interface RunningFleet {
   redisUrl: string;
@@ -90,12 +93,21 @@ export async function startFleet(options: {
 
     const running: RunningFleet = { redisUrl, httpPort: 0, metrics, stop: stopAll };
 
+    // One GitHub client set per process: every call of every token is metered by limiters shared
+    // over Redis with all other fleet processes.
+    let forges: GitHubForges | undefined;
+    if (options.roles.some((role) => role === 'spawn' || role === 'review' || role === 'merge')) {
+      const github = createGitHubForges({ apiUrl: config.github.apiUrl, redis: redisUrl, prefix: config.prefix, logger: logger.child({ component: 'github' }), onBudget: metrics.onBudget });
+      forges = github;
+      stack.push({ name: 'github clients', stop: () => github.close() });
+    }
+
     if (options.roles.includes('spawn')) {
       const runtime = options.runtime ?? createDockerRuntime({ dockerHost: config.dockerHost });
       const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:spawn-sub`);
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'spawn subscriber', stop: async () => subscriber.disconnect() });
-      const spawn = await startSpawnRole({ config, connection, redis, subscriber, runtime, secrets, keys, logger, observer: metrics.observer });
+      const spawn = await startSpawnRole({ config, connection, redis, subscriber, runtime, secrets, keys, logger, observer: metrics.observer, forges });
       let stopping = false;
       const heartbeat = await startHeartbeat({
         redis,
@@ -128,7 +140,16 @@ export async function startFleet(options: {
       running.spawn = spawn;
     }
 
+    for (const role of ['review', 'merge'] as const) {
+      if (!options.roles.includes(role)) continue;
+      const flowDeps = { config, connection, redis, secrets, keys, forges: forges!, logger };
+      const started = role === 'review' ? await startReviewRole({ ...flowDeps, reviewer: createReviewer(config, logger) }) : await startMergeRole(flowDeps);
+      stack.push({ name: `${role} role`, stop: () => started.stop() });
+    }
+
     if (options.roles.includes('bridge')) {
+      const flows = new FlowProducer({ connection, prefix: config.prefix });
+      stack.push({ name: 'flow producer', stop: () => flows.close() });
       const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:bridge-sub`);
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'bridge subscriber', stop: async () => subscriber.disconnect() });
@@ -136,6 +157,7 @@ export async function startFleet(options: {
         subscriber,
         redis,
         queue: spawnQueue,
+        flows,
         secrets,
         keys,
         logger,

@@ -1,7 +1,8 @@
-import type { Queue } from 'bullmq';
+import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
 import { InvalidRequestError } from './errors.ts';
+import { buildRequestFlow, needsFlow } from './flow.ts';
 import { failureResult, spawnRequestSchema, type SpawnRequest } from './protocol.ts';
 import type { FleetKeys } from './keys.ts';
 import { publishResultOnce, readResult } from './results.ts';
@@ -26,12 +27,16 @@ export function validateSpawnRequest(input: unknown): SpawnRequest {
 
 export interface IntakeDeps {
   queue: Queue<SpawnJobData, SpawnJobResult>;
+  /** Adds requests with tasks or review as flows (src/flow.ts). */
+  flows: FlowProducer;
   redis: Redis;
   keys: FleetKeys;
   secrets: SecretBox;
   attempts: number;
   keepLogs: number;
 }
+
+const FLOW_CLAIM_TTL_SECONDS = 7 * 24 * 3600;
 
 export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancelled';
 
@@ -58,6 +63,12 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
     source,
     acceptedAt: Date.now(),
   };
+  if (needsFlow(request)) {
+    // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
+    if ((await deps.redis.set(deps.keys.flowClaim(id), '1', 'EX', FLOW_CLAIM_TTL_SECONDS, 'NX')) !== 'OK') return 'duplicate';
+    await deps.flows.add(buildRequestFlow(request, data.sealedToken, { attempts: deps.attempts, keepLogs: deps.keepLogs, acceptedAt: data.acceptedAt, source }));
+    return 'enqueued';
+  }
   // The look-up above only spares work; two bridges passing it at once still make one job here.
   await deps.queue.add(SPAWN_JOB_NAME, data, spawnJobOptions(id, { attempts: deps.attempts, keepLogs: deps.keepLogs }));
   return 'enqueued';

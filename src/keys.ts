@@ -12,6 +12,8 @@ export function fleetKeys(prefix: string) {
     hosts: `${prefix}:hosts`,
     /** Set when an operator drains a host; the host stops taking jobs. */
     drain: (hostId: string) => `${prefix}:drain:${hostId}`,
+    /** Claimed once per flow request: a flow has no single job id BullMQ could deduplicate on. */
+    flowClaim: (requestId: string) => `${prefix}:flow:${requestId}`,
     /** Broadcasts between fleet processes: cancel a running job, drain a host. */
     control: `${prefix}:control`,
   };

@@ -11,6 +11,8 @@ import { failureResult } from '../protocol.ts';
 import { reapOrphans } from '../reaper.ts';
 import { publishResultOnce } from '../results.ts';
 import type { SecretBox } from '../secrets.ts';
+import { DindSlots } from '../dind-cache.ts';
+import type { GitHubForges } from '../github/index.ts';
 
 export interface SpawnRoleDeps {
   config: FleetConfig;
@@ -22,6 +24,8 @@ export interface SpawnRoleDeps {
   keys: FleetKeys;
   logger: Logger;
   observer?: SpawnObserver;
+  /** GitHub clients, for opening the pull requests of `mode: "pr"` requests. */
+  forges?: GitHubForges;
   /** Reaping period; the start-up pass always runs. */
   reapIntervalMs?: number;
 }
@@ -66,7 +70,13 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   const reap = () => reapOrphans({ runtime: deps.runtime, redis: deps.redis, prefix: config.prefix, hostId: config.hostId, logger: log });
   await reap();
 
-  let running = 0;
+  // Running jobs → their request id: a cancel names the request, and one request of a flow runs
+  // several spawn jobs (one per scope), each with its own job id.
+  const active = new Map<string, string>();
+  const slots = config.worker.dindCache
+    ? new DindSlots({ hostId: config.hostId, prefix: config.prefix, slots: config.hostConcurrency, maxBytes: config.worker.dindCacheMaxBytes, runtime: deps.runtime, logger: log })
+    : undefined;
+  const processDeps = { ...deps, logger: log, dindVolume: slots ? () => slots.acquire() : undefined };
   // `fleet drain` leaves a key behind so a drained host that restarts stays drained; such a host
   // never starts its worker loop until `fleet undrain`.
   let drained = (await deps.redis.exists(keys.drain(config.hostId))) === 1;
@@ -74,11 +84,11 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   const worker = new Worker<SpawnJobData, SpawnJobResult>(
     QUEUE_NAMES.spawn,
     async (job, token, signal) => {
-      running++;
+      active.set(job.id!, job.data.request.request_id);
       try {
-        return await processSpawn(job, { ...deps, logger: log }, { token, signal });
+        return await processSpawn(job, processDeps, { token, signal });
       } finally {
-        running--;
+        active.delete(job.id!);
       }
     },
     {
@@ -97,7 +107,8 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // kept dying) or an unexpected error used up its attempts. The request is final then, so it
   // gets a result; publishResultOnce makes this a no-op when the processor already published.
   worker.on('failed', (job: Job<SpawnJobData, SpawnJobResult> | undefined, error: Error) => {
-    if (!job) return;
+    // A flow step reports to its parent job (which reads the failure), never to the orchestrator.
+    if (!job || job.data.flow) return;
     const final = error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled/i.test(error.message);
     if (!final) return;
     const result = failureResult(job.data.request.request_id, 'crash', `the job failed on the fleet side: ${error.message}`);
@@ -115,8 +126,10 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     } catch {
       return;
     }
-    if (message.type === 'cancel' && worker.cancelJob(message.request_id, 'cancelled')) {
-      log.info({ request_id: message.request_id }, 'cancelling a running job');
+    if (message.type === 'cancel') {
+      for (const [jobId, requestId] of active) {
+        if (requestId === message.request_id && worker.cancelJob(jobId, 'cancelled')) log.info({ request_id: requestId, job: jobId }, 'cancelling a running job');
+      }
     }
     if (message.type === 'drain' && message.host === config.hostId) void role.drain().catch((error) => log.error({ err: error }, 'drain failed'));
     // `undrain` is sent by `fleet undrain`; ControlMessage (cancel.ts) does not list it yet.
@@ -133,7 +146,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
 
   const role: SpawnRole = {
     worker,
-    running: () => running,
+    running: () => active.size,
     drained: () => drained,
     async drain() {
       if (drained) return;
@@ -150,9 +163,9 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     },
     async stop() {
       clearInterval(reaper);
-      log.info({ running, drain_timeout_ms: config.drainTimeoutMs }, 'stopping: running jobs get the drain timeout');
+      log.info({ running: active.size, drain_timeout_ms: config.drainTimeoutMs }, 'stopping: running jobs get the drain timeout');
       const timer = setTimeout(() => {
-        log.warn({ running }, 'drain timeout: stopping containers, their jobs go back to the queue');
+        log.warn({ running: active.size }, 'drain timeout: stopping containers, their jobs go back to the queue');
         worker.cancelAllJobs('drain');
       }, config.drainTimeoutMs);
       try {

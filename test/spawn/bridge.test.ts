@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
@@ -16,6 +16,7 @@ describe('bridge', () => {
   let results: ResultListener;
   let prefix: string;
   let queue: Queue<SpawnJobData, SpawnJobResult>;
+  let flows: FlowProducer;
   const running: { bridge: Bridge; subscriber: Redis }[] = [];
   const secrets = createSecretBox(TEST_SECRET_KEY);
 
@@ -26,6 +27,7 @@ describe('bridge', () => {
         subscriber,
         redis,
         queue,
+        flows,
         secrets,
         keys: fleetKeys(prefix),
         logger: createLogger({ level: 'silent' }),
@@ -58,6 +60,7 @@ describe('bridge', () => {
       subscriber.disconnect();
     }
     await queue?.close();
+    await flows?.close();
   });
   afterAll(async () => {
     await results.close();
@@ -68,6 +71,7 @@ describe('bridge', () => {
   function freshQueue() {
     prefix = uid('fleet');
     queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: server.url }, prefix });
+    flows = new FlowProducer({ connection: { url: server.url }, prefix });
   }
 
   it('makes exactly one job per request id from three bridges and resends', async () => {

@@ -1,0 +1,58 @@
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { emptyOutcome, stepJobId, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
+import type { RequestJobData } from '../queues/merge.ts';
+import { envelope, publishEvent } from '../src/events.ts';
+import { allChildEnds } from '../src/flow-children.ts';
+import { aggregateFlowResult, outcomeFromWorker, type FlowResult } from '../src/flow-result.ts';
+import type { FleetKeys } from '../src/keys.ts';
+import { WORKER_TYPES } from '../src/protocol.ts';
+import { publishResultOnce } from '../src/results.ts';
+
+export interface RequestDeps {
+  redis: Redis;
+  keys: FleetKeys;
+  logger: Logger;
+  now?: () => number;
+}
+
+/**
+ * The root of a request's flow: it runs once every scope has ended, and publishes the request's
+ * one result (v2 with every scope's PR, verdict and merge when asked; legacy otherwise).
+ */
+export async function processRequest(job: Job<RequestJobData>, deps: RequestDeps): Promise<FlowResult> {
+  const { request, scopes } = job.data;
+  const ends = await allChildEnds<ScopeOutcome | SpawnOutcome>(job);
+  const cancelled = (await deps.redis.exists(deps.keys.cancelled(request.request_id))) === 1;
+  const step = request.merge ? 'merge' : request.review ? 'review' : 'spawn';
+  const outcomes = scopes.map((scope) => {
+    const branch = scope === null ? `fleet/${request.request_id}` : `fleet/${request.request_id}/${scope}`;
+    const ctxLike = { scope, branch } as ScopeContext;
+    const end = ends.get(stepJobId(request.request_id, scope, step));
+    if (!end) return { ...emptyOutcome(ctxLike), error_type: 'crash', error_message: 'the scope ended without a result' };
+    if (!end.ok) return { ...emptyOutcome(ctxLike), error_type: 'crash', error_message: end.reason };
+    const value = end.value;
+    const outcome = 'reviews' in value ? value : outcomeFromWorker(scope, branch, value);
+    return cancelled && !outcome.error_type && !outcome.merged ? { ...outcome, error_type: 'cancelled', error_message: 'the request was cancelled' } : outcome;
+  });
+  const result = aggregateFlowResult(request.request_id, outcomes, { review: Boolean(request.review), merge: Boolean(request.merge) }, {
+    acceptedAt: job.data.acceptedAt,
+    finishedAt: deps.now?.() ?? Date.now(),
+  });
+  const workerType = WORKER_TYPES[request.agent ?? 'droid'];
+  await publishEvent(
+    deps.redis,
+    envelope(
+      result.success
+        ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.output }
+        : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail },
+      request.request_id,
+      workerType,
+      new Date(),
+    ),
+  );
+  await publishResultOnce(deps.redis, result, request.result_format ?? 'legacy');
+  deps.logger.info({ request_id: request.request_id, success: result.success, scopes: scopes.length, error_type: result.error_type }, 'request finished');
+  return result;
+}

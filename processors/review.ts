@@ -1,0 +1,216 @@
+import type { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { emptyOutcome, stepJobId, type PullRequestRef, type ReviewRecord, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
+import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
+import { QUEUE_NAMES, SPAWN_JOB_NAME, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
+import { flowStepFailed, scopeToken, spawnChildData } from '../src/flow-steps.ts';
+import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
+import type { GitHubForges } from '../src/github/index.ts';
+import type { FleetKeys } from '../src/keys.ts';
+import { agentReviewTask, fixTask } from '../src/pr-text.ts';
+import type { SecretBox } from '../src/secrets.ts';
+
+/** Everything the review processor touches. */
+export interface ReviewDeps {
+  forges: GitHubForges;
+  /** The LLM reviewer; absent when reviews run as agent containers. */
+  reviewer: Reviewer | undefined;
+  reviewerKind: 'llm' | 'agent';
+  /** Posts reviews as a second account, so APPROVE is not refused as a self-review. */
+  reviewerToken: string | undefined;
+  hostToken: string | undefined;
+  secrets: SecretBox;
+  redis: Redis;
+  keys: FleetKeys;
+  prefix: string;
+  spawnQueue: Queue<SpawnJobData, SpawnJobResult>;
+  logger: Logger;
+}
+
+type State = NonNullable<ReviewJobData['state']>;
+
+/** The verdict an agent reviewer prints as its completed event's summary. */
+const agentVerdictSchema = z.object({
+  approved: z.boolean(),
+  feedback: z.string(),
+  comments: z.array(z.object({ path: z.string(), line: z.number().int().positive().optional(), body: z.string() })).default([]),
+});
+
+/**
+ * Reviews one scope's pull request and posts the verdict. Rejected with fix rounds left: the
+ * feedback goes to a fix worker on the same branch (a child job), and the new head is reviewed
+ * again. Returns the scope's outcome; the merge step merges only the head a verdict approved.
+ */
+export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps, lock: { token: string | undefined }): Promise<ReviewJobResult> {
+  const c = job.data.ctx;
+  const log = deps.logger.child({ request_id: c.requestId, scope: c.scope, job: job.id });
+  let state: State | ScopeOutcome = job.data.state ?? (await initialState(job, deps));
+  if ('scope' in state) return state; // the worker step already failed: nothing to review
+  const outcome = (s: State, error?: { type: string; message: string }): ScopeOutcome => ({
+    ...emptyOutcome(c),
+    worker: s.worker,
+    pull_request: s.pullRequest,
+    reviews: s.reviews,
+    fix_rounds_used: s.round,
+    error_type: error?.type ?? null,
+    error_message: error?.message ?? null,
+  });
+  const save = async (next: State) => {
+    state = next;
+    await job.updateData({ ...job.data, state: next });
+  };
+
+  try {
+    const forge = deps.forges.forToken(scopeToken(c, deps));
+    for (;;) {
+      const s = state as State;
+      if (await deps.redis.exists(deps.keys.cancelled(c.requestId))) return outcome(s, { type: 'cancelled', message: 'the request was cancelled during review' });
+      const pr = s.pullRequest!;
+
+      if (s.step === 'review') {
+        const current = await forge.getPullRequest(c.repo, pr.number);
+        const head: PullRequestRef = { ...pr, head_sha: current.headSha };
+        if (deps.reviewerKind === 'agent') {
+          const childId = `${stepJobId(c.requestId, c.scope, 'review')}.agent${s.reviews.length + 1}`;
+          await addChild(job, {
+            queue: deps.spawnQueue,
+            name: SPAWN_JOB_NAME,
+            id: childId,
+            data: spawnChildData(c, 'review', agentReviewTask({ title: c.task.title, task: c.task.content, base: current.baseRef, branch: c.branch }), current.baseRef),
+          });
+          await save({ ...s, step: 'await-agent', childId, pullRequest: head });
+          await parkUntilChildrenEnd(job, lock.token);
+          continue;
+        }
+        const diff = await forge.getPullRequestDiff(c.repo, pr.number);
+        const verdict = await deps.reviewer!.review({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha, diff });
+        const settled = await settleVerdict(job, deps, forge, { ...s, pullRequest: head }, verdict, log);
+        await save(settled.state);
+        if (settled.next === 'done') return outcome(settled.state);
+        if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
+        await parkUntilChildrenEnd(job, lock.token);
+        continue;
+      }
+
+      const end = await childEnd<SpawnOutcome>(job, deps.prefix, QUEUE_NAMES.spawn, s.childId!);
+      if (!end) throw new Error(`review ${job.id} resumed without the end of its child ${s.childId}`);
+      const failure = flowStepFailed(end);
+
+      if (s.step === 'await-agent') {
+        if (failure) return outcome(s, { type: 'review_error', message: `the agent reviewer failed: ${failure}` });
+        const parsed = parseAgentVerdict((end as { value: SpawnOutcome }).value.summary);
+        if (!parsed.ok) return outcome(s, { type: 'review_error', message: parsed.message });
+        const settled = await settleVerdict(job, deps, forge, { ...s, step: 'review', childId: undefined }, parsed.verdict, log);
+        await save(settled.state);
+        if (settled.next === 'done') return outcome(settled.state);
+        if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
+        await parkUntilChildrenEnd(job, lock.token);
+        continue;
+      }
+
+      // await-fix: the fix worker pushed (or failed); review the new head.
+      if (failure) return outcome(s, { type: 'fix_failed', message: `the fix worker of round ${s.round} failed: ${failure}` });
+      await save({ ...s, step: 'review', childId: undefined });
+    }
+  } catch (error) {
+    return flowErrorOrRetry(job, error, (e) => outcome(state as State, e));
+  }
+}
+
+/** Where the first review starts: the worker's outcome and the PR it opened, from the spawn child. */
+async function initialState(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps): Promise<State | ScopeOutcome> {
+  const c = job.data.ctx;
+  if (job.data.start) return { step: 'review', round: 0, worker: job.data.start.worker, pullRequest: job.data.start.pullRequest, reviews: [] };
+  const end = await childEnd<SpawnOutcome>(job, deps.prefix, QUEUE_NAMES.spawn, stepJobId(c.requestId, c.scope, 'spawn'));
+  const base = emptyOutcome(c);
+  if (!end || !end.ok) return { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` };
+  const worker = end.value;
+  if (!worker.success) return { ...base, worker, error_type: worker.error_type, error_message: worker.error_message };
+  if (!worker.pull_request) {
+    return { ...base, worker, error_type: 'no_changes', error_message: 'the worker made no changes, so there is no pull request to review' };
+  }
+  return { step: 'review', round: 0, worker, pullRequest: worker.pull_request, reviews: [] };
+}
+
+/**
+ * Posts a verdict as a PR review pinned to the reviewed head. Approved → 'done'. Rejected → the
+ * feedback as a comment, then a fix worker ('waiting') while rounds are left, else 'rejected'.
+ * Returns the state to save; the fix worker, when there is one, is already a child of the job.
+ */
+async function settleVerdict(
+  job: Job<ReviewJobData, ReviewJobResult>,
+  deps: ReviewDeps,
+  forge: Forge,
+  s: State,
+  verdict: Verdict,
+  log: Logger,
+): Promise<{ next: 'done' | 'rejected' | 'waiting'; state: State }> {
+  const c = job.data.ctx;
+  const pr = s.pullRequest!;
+  const poster = deps.reviewerToken ? deps.forges.forToken(deps.reviewerToken) : forge;
+  const event = verdict.approved ? 'APPROVE' : 'REQUEST_CHANGES';
+  const coverage = verdict.coverage.truncated
+    ? `\n\n_Reviewed ${verdict.coverage.reviewedBytes} of ${verdict.coverage.totalBytes} bytes of the diff; the rest did not fit the model._`
+    : '';
+  const body = `${verdict.feedback || (verdict.approved ? 'Looks good.' : 'Changes requested.')}${coverage}`;
+  let posted = await poster.postReview({ repo: c.repo, number: pr.number, event, body, commitId: pr.head_sha, comments: verdict.comments });
+  let selfFallback = false;
+  if (!posted.posted) {
+    // GitHub refuses APPROVE/REQUEST_CHANGES on one's own PR; without a reviewer token the verdict still goes on record.
+    log.warn('GitHub refused a review of our own pull request: posting the verdict as a COMMENT review (set FLEET_REVIEWER_GITHUB_TOKEN)');
+    posted = await poster.postReview({ repo: c.repo, number: pr.number, event: 'COMMENT', body: `**Verdict: ${verdict.approved ? 'approved' : 'changes requested'}**\n\n${body}`, commitId: pr.head_sha, comments: verdict.comments });
+    selfFallback = true;
+  }
+  const record: ReviewRecord = {
+    approved: verdict.approved,
+    feedback: verdict.feedback,
+    reviewed_sha: pr.head_sha,
+    review_event: selfFallback ? 'COMMENT' : event,
+    self_review_fallback: selfFallback,
+    coverage: { reviewed_bytes: verdict.coverage.reviewedBytes, total_bytes: verdict.coverage.totalBytes, truncated: verdict.coverage.truncated },
+  };
+  const reviews = [...s.reviews, record];
+  log.info({ approved: verdict.approved, pr: pr.number, sha: pr.head_sha, event: record.review_event }, 'review posted');
+  if (verdict.approved) return { next: 'done', state: { ...s, reviews } };
+  await forge.postComment(c.repo, pr.number, `Review feedback (round ${s.round + 1}):\n\n${verdict.feedback}`);
+  if (s.round >= c.fixRounds) return { next: 'rejected', state: { ...s, reviews } };
+  const round = s.round + 1;
+  const childId = `${stepJobId(c.requestId, c.scope, 'spawn')}.fix${round}`;
+  await addChild(job, {
+    queue: deps.spawnQueue,
+    name: SPAWN_JOB_NAME,
+    id: childId,
+    data: spawnChildData(c, 'fix', fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: c.task.content, round, branch: c.branch })),
+  });
+  return { next: 'waiting', state: { ...s, step: 'await-fix', round, childId, reviews } };
+}
+
+export function parseAgentVerdict(summary: string | null): { ok: true; verdict: Verdict } | { ok: false; message: string } {
+  const text = summary?.trim() ?? '';
+  const start = text.indexOf('{');
+  const end = text.lastIndexOf('}');
+  let json: unknown;
+  try {
+    json = JSON.parse(text.slice(start, end + 1));
+  } catch {
+    return { ok: false, message: 'the agent reviewer did not answer with a JSON verdict in its summary' };
+  }
+  const parsed = agentVerdictSchema.safeParse(json);
+  if (!parsed.success) return { ok: false, message: `the agent reviewer's verdict is malformed: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}` };
+  return { ok: true, verdict: { ...parsed.data, coverage: { reviewedBytes: 0, totalBytes: 0, truncated: false } } };
+}
+
+/** A step error: thrown again while BullMQ can retry it, else the scope's outcome says what failed. */
+export function flowErrorOrRetry(job: Job, error: unknown, outcome: (e: { type: string; message: string }) => ScopeOutcome): ScopeOutcome {
+  const e = error as Error & { retryable?: boolean; errorType?: string };
+  if (e.name === 'WaitingChildrenError' || e.name === 'DelayedError' || e.name === 'WaitingError') throw error;
+  const attempts = job.opts.attempts ?? 1;
+  if (e.retryable === true && job.attemptsMade + 1 < attempts) throw error;
+  const type = e.errorType ?? (e.name === 'ReviewError' ? 'review_error' : e.name?.endsWith('Error') && e.name !== 'Error' ? 'github_error' : 'crash');
+  return outcome({ type, message: e.message });
+}
+
+export type { ScopeContext };

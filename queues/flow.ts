@@ -1,0 +1,88 @@
+import type { SpawnRequest, SpawnResult } from '../src/protocol.ts';
+
+/**
+ * What every step of a pull-request flow knows about its request and scope. A request with
+ * `tasks` has one scope per task; a single `mode: "pr"` request with review is one scope (null).
+ */
+export interface ScopeContext {
+  /** The orchestrator's request id: the flow's root job, its cancel flag and its one result. */
+  requestId: string;
+  scope: string | null;
+  repo: string;
+  /** `fleet/{request_id}/{scope}`, or `fleet/{request_id}` for a single task. */
+  branch: string;
+  /** From the request, or null: the repository's default branch, looked up when the PR is opened. */
+  baseBranch: string | null;
+  sealedToken: string | null;
+  task: { content: string; title: string; agentsContent: string | null };
+  model: string;
+  agent: SpawnRequest['agent'];
+  timeoutSeconds: number;
+  review: boolean;
+  merge: boolean;
+  fixRounds: number;
+  resultFormat: 'legacy' | 'v2';
+}
+
+/** A pull request as results report it. */
+export interface PullRequestRef {
+  number: number;
+  url: string;
+  head_sha: string;
+}
+
+/** What a spawn job returns: the §3 result, plus the PR the processor opened (mode "pr"). */
+export type SpawnOutcome = SpawnResult & { pull_request?: PullRequestRef | null };
+
+/** The verdict as results report it. */
+export interface ReviewRecord {
+  approved: boolean;
+  feedback: string;
+  /** The head the verdict is about: the only SHA the merge step may merge. */
+  reviewed_sha: string;
+  /** APPROVE / REQUEST_CHANGES, or COMMENT when GitHub refused a review of one's own PR. */
+  review_event: 'APPROVE' | 'REQUEST_CHANGES' | 'COMMENT';
+  self_review_fallback: boolean;
+  coverage: { reviewed_bytes: number; total_bytes: number; truncated: boolean };
+}
+
+/** One scope's outcome; each step returns it, filled in as far as the scope got. */
+export interface ScopeOutcome {
+  scope: string | null;
+  branch: string;
+  worker: SpawnOutcome | null;
+  pull_request: PullRequestRef | null;
+  /** Every review of the PR, in order (a fix round adds one). */
+  reviews: ReviewRecord[];
+  fix_rounds_used: number;
+  merged: boolean;
+  merge_sha: string | null;
+  conflict_rounds_used: number;
+  /** Why the scope stopped short (null when it went as far as the request asked). */
+  error_type: string | null;
+  error_message: string | null;
+}
+
+/** Job ids of a scope's steps. BullMQ ids may not hold ':'; request ids and scopes never do. */
+export function stepJobId(requestId: string, scope: string | null, step: 'spawn' | 'review' | 'merge', round = 0): string {
+  const base = scope === null ? requestId : `${requestId}.${scope}`;
+  const suffix = step === 'spawn' ? '' : `.${step}`;
+  return `${base}${suffix}${round ? `.${round}` : ''}`;
+}
+
+/** A scope's outcome before anything ran: every step fills in what it learns. */
+export function emptyOutcome(ctx: ScopeContext): ScopeOutcome {
+  return {
+    scope: ctx.scope,
+    branch: ctx.branch,
+    worker: null,
+    pull_request: null,
+    reviews: [],
+    fix_rounds_used: 0,
+    merged: false,
+    merge_sha: null,
+    conflict_rounds_used: 0,
+    error_type: null,
+    error_message: null,
+  };
+}

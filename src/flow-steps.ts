@@ -1,0 +1,41 @@
+import type { ScopeContext, SpawnOutcome } from '../queues/flow.ts';
+import type { SpawnJobData } from '../queues/spawn.ts';
+import { SpawnError } from './errors.ts';
+import type { ChildEnd } from './flow-children.ts';
+import type { SecretBox } from './secrets.ts';
+
+/** The GitHub token a scope acts with: the request's (sealed in the flow) or the host's. */
+export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostToken: string | undefined }): string {
+  if (ctx.sealedToken) return deps.secrets.open(ctx.sealedToken);
+  if (deps.hostToken) return deps.hostToken;
+  throw new SpawnError('the request has no github_token and this host has no FLEET_GITHUB_TOKEN', false);
+}
+
+/** A spawn job that is one step of a scope: its own task, on the scope's branch, reporting to its parent. */
+export function spawnChildData(ctx: ScopeContext, purpose: NonNullable<SpawnJobData['flow']>['purpose'], task: string, baseBranch?: string): SpawnJobData {
+  return {
+    request: {
+      request_id: ctx.requestId,
+      repo: ctx.repo,
+      task_content: task,
+      task_title: ctx.task.title,
+      model: ctx.model,
+      agents_content: ctx.task.agentsContent,
+      timeout_seconds: ctx.timeoutSeconds,
+      agent: ctx.agent,
+      mode: 'pr',
+      result_format: ctx.resultFormat,
+    },
+    sealedToken: ctx.sealedToken,
+    source: 'api',
+    acceptedAt: Date.now(),
+    flow: { scope: ctx.scope, purpose, branch: ctx.branch, baseBranch: baseBranch ?? ctx.baseBranch },
+  };
+}
+
+/** Why a worker step did not succeed, or null when it did. */
+export function flowStepFailed(end: ChildEnd<SpawnOutcome>): string | null {
+  if (!end.ok) return end.reason;
+  if (!end.value.success) return `${end.value.error_type}: ${end.value.error_message}`;
+  return null;
+}

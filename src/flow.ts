@@ -1,0 +1,89 @@
+import type { FlowJob } from 'bullmq';
+import { stepJobId, type ScopeContext } from '../queues/flow.ts';
+import { MERGE_JOB_NAME, REQUEST_JOB_NAME, type MergeJobData, type RequestJobData } from '../queues/merge.ts';
+import { REVIEW_JOB_NAME, type ReviewJobData } from '../queues/review.ts';
+import { QUEUE_NAMES, SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type StoredRequest } from '../queues/spawn.ts';
+import type { SpawnRequest } from './protocol.ts';
+
+/** Requests with parallel tasks or a review run as a flow; a plain request is one spawn job. */
+export function needsFlow(request: Pick<SpawnRequest, 'tasks' | 'review'>): boolean {
+  return request.tasks !== undefined || request.review === true;
+}
+
+/** Review and merge steps talk to GitHub: transient failures (rate limits, 5xx) get retried. */
+const STEP_OPTIONS = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 10_000 },
+  ignoreDependencyOnFailure: true,
+  removeOnComplete: { age: 7 * 24 * 3600 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
+
+/**
+ * Pure: the flow of one request. The root (`request`, on the merge queue) runs last and
+ * publishes the result; under it each scope is a chain merge → review → spawn, children first,
+ * so the worker runs, then the review, then the merge.
+ */
+export function buildRequestFlow(
+  request: SpawnRequest,
+  sealedToken: string | null,
+  settings: { attempts: number; keepLogs: number; acceptedAt: number; source: SpawnJobData['source'] },
+): FlowJob {
+  const { github_token: _token, tasks, ...stored } = request;
+  const scopes = tasks ?? [{ scope: null, task_content: request.task_content, task_title: request.task_title, agents_content: request.agents_content }];
+  const review = Boolean(request.review);
+  const merge = Boolean(request.merge);
+
+  const children = scopes.map((t): FlowJob => {
+    const scope = t.scope;
+    const ctx: ScopeContext = {
+      requestId: request.request_id,
+      scope,
+      repo: request.repo,
+      branch: scope === null ? `fleet/${request.request_id}` : `fleet/${request.request_id}/${scope}`,
+      baseBranch: request.base_branch ?? null,
+      sealedToken,
+      task: { content: t.task_content, title: t.task_title ?? request.task_title, agentsContent: t.agents_content ?? request.agents_content },
+      model: request.model,
+      agent: request.agent,
+      timeoutSeconds: request.timeout_seconds,
+      review,
+      merge,
+      fixRounds: request.fix_rounds ?? 0,
+      resultFormat: request.result_format ?? 'legacy',
+    };
+    const spawnRequest: StoredRequest = { ...stored, task_content: ctx.task.content, task_title: ctx.task.title, agents_content: ctx.task.agentsContent, mode: 'pr' };
+    const spawnData: SpawnJobData = {
+      request: spawnRequest,
+      sealedToken,
+      source: settings.source,
+      acceptedAt: settings.acceptedAt,
+      flow: { scope, purpose: 'task', branch: ctx.branch, baseBranch: ctx.baseBranch },
+    };
+    let node: FlowJob = {
+      name: SPAWN_JOB_NAME,
+      queueName: QUEUE_NAMES.spawn,
+      data: spawnData,
+      opts: { ...spawnJobOptions(stepJobId(request.request_id, scope, 'spawn'), settings), ignoreDependencyOnFailure: true },
+    };
+    if (review) {
+      const data: ReviewJobData = { ctx, state: null };
+      node = { name: REVIEW_JOB_NAME, queueName: QUEUE_NAMES.review, data, opts: { ...STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'review') }, children: [node] };
+    }
+    if (merge) {
+      const data: MergeJobData = { kind: 'merge', ctx, state: null };
+      node = { name: MERGE_JOB_NAME, queueName: QUEUE_NAMES.merge, data, opts: { ...STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'merge') }, children: [node] };
+    }
+    return node;
+  });
+
+  const root: RequestJobData = { kind: 'request', request: { ...stored, tasks }, scopes: scopes.map((s) => s.scope), acceptedAt: settings.acceptedAt };
+  // The root keeps the tasks for the dashboard but never the token: that lives sealed in the steps.
+  return {
+    name: REQUEST_JOB_NAME,
+    queueName: QUEUE_NAMES.merge,
+    data: root,
+    opts: { jobId: request.request_id, attempts: 3, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } },
+    children,
+  };
+}

@@ -97,6 +97,7 @@ const envSchema = z
     FLEET_LLM_MODEL: z.string().min(1).default('gpt-4o-mini'),
     FLEET_LLM_MAX_DIFF_CHARS: z.coerce.number().int().min(1000).default(120_000),
     FLEET_MERGE_CONFLICT_ROUNDS: z.coerce.number().int().min(0).max(5).default(2),
+    FLEET_AGENT_CMD: optionalString,
     FACTORY_API_KEY: optionalString,
     ANTHROPIC_API_KEY: optionalString,
     OPENAI_API_KEY: optionalString,
@@ -171,6 +172,8 @@ export interface FleetConfig {
   /** Follow-up workers a conflicting pull request gets before the merge gives up. */
   mergeConflictRounds: number;
   agentKeys: { FACTORY_API_KEY?: string; ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string };
+  /** The command `agent: "custom"` workers run (`sh -c` in the workspace); set by the host, never by a request. */
+  customAgentCommand: string | undefined;
   http: {
     port: number;
     /** Where /metrics, /healthz, /readyz and the board listen; loopback unless the board has credentials. */
@@ -235,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       llm: { baseUrl: e.FLEET_LLM_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_LLM_API_KEY, model: e.FLEET_LLM_MODEL, maxDiffChars: e.FLEET_LLM_MAX_DIFF_CHARS },
     },
     mergeConflictRounds: e.FLEET_MERGE_CONFLICT_ROUNDS,
+    customAgentCommand: e.FLEET_AGENT_CMD,
     agentKeys: {
       FACTORY_API_KEY: e.FACTORY_API_KEY,
       ANTHROPIC_API_KEY: e.ANTHROPIC_API_KEY,

@@ -48,7 +48,7 @@ export interface SpecInput {
   attempt: number;
   /** Named volume for the inner /var/lib/docker, when the slot cache is on. */
   dindVolume?: string;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys'>;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand'>;
 }
 
 /** Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]; job ids (request ids, scopes) already fit. */
@@ -74,6 +74,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const keyName = AGENT_KEY[agent];
   const key = keyName ? config.agentKeys[keyName] : undefined;
   if (keyName && key) env[keyName] = key;
+  if (agent === 'custom' && config.customAgentCommand) env.FLEET_AGENT_CMD = config.customAgentCommand;
   if (input.purpose) env.FLEET_PURPOSE = input.purpose;
   if (input.scope) env.FLEET_SCOPE = input.scope;
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';

@@ -156,6 +156,8 @@ export function createDockerRuntime(options: { dockerHost?: string } = {}): Cont
           Labels: spec.labels,
           Tty: false,
           OpenStdin: false,
+          // A worker's inner dockerd needs time to shut down cleanly, or its cache volume is left unusable.
+          StopTimeout: 20,
           HostConfig: hostConfig(spec),
         });
       } catch (error) {

@@ -34,6 +34,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_LLM_MODEL: 'model of the llm reviewer (default gpt-4o-mini)',
   FLEET_LLM_MAX_DIFF_CHARS: 'diff characters one review request may carry; larger diffs are split or trimmed (default 120000)',
   FLEET_MERGE_CONFLICT_ROUNDS: 'follow-up workers a conflicting pull request gets before its merge gives up (default 2)',
+  FLEET_AGENT_CMD: 'command of agent "custom" workers, run with sh -c in the workspace (host setting, never from a request)',
   FACTORY_API_KEY: 'API key given to droid workers',
   ANTHROPIC_API_KEY: 'API key given to claude workers',
   OPENAI_API_KEY: 'API key given to codex workers',

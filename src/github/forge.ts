@@ -52,8 +52,11 @@ export function toForgeError(error: unknown, what: string): ForgeError {
   if (status === undefined) return new ForgeUnavailableError(message, undefined, error);
   if (status === 401) return new ForgeAuthError(message, status, error);
   if (status === 403) {
-    const remaining = e.response?.headers?.['x-ratelimit-remaining'];
-    if (/rate limit/i.test(e.message) || remaining === '0') return new RateLimitedError(message, status, error);
+    const headers = e.response?.headers ?? {};
+    // Older GitHub Enterprise words secondary limits as "abuse detection"; a retry-after gives them away.
+    if (/rate limit|abuse/i.test(e.message) || headers['x-ratelimit-remaining'] === '0' || headers['retry-after'] !== undefined) {
+      return new RateLimitedError(message, status, error);
+    }
     return new ForgeAuthError(message, status, error);
   }
   if (status === 429) return new RateLimitedError(message, status, error);

@@ -152,3 +152,26 @@ describe('GitHubForge', () => {
     expect(JSON.stringify(logger.entries)).not.toContain(AUTHOR);
   });
 });
+
+describe('toForgeError', () => {
+  it('types answers by status, and tells rate limits from refusals on 403', async () => {
+    const { toForgeError } = await import('../../src/github/index.ts');
+    const http = (status: number, message: string, headers: Record<string, string> = {}) => Object.assign(new Error(message), { status, response: { headers } });
+    expect(toForgeError(http(403, 'Resource not accessible by integration'), 'x').name).toBe('ForgeAuthError');
+    expect(toForgeError(http(403, 'You have exceeded a secondary rate limit'), 'x').name).toBe('RateLimitedError');
+    expect(toForgeError(http(403, 'You have triggered an abuse detection mechanism', { 'retry-after': '30' }), 'x')).toMatchObject({ name: 'RateLimitedError', retryable: true });
+    expect(toForgeError(http(401, 'Bad credentials'), 'x')).toMatchObject({ name: 'ForgeAuthError', retryable: false });
+    expect(toForgeError(http(502, 'Bad Gateway'), 'x')).toMatchObject({ name: 'ForgeUnavailableError', retryable: true });
+    expect(toForgeError(new Error('connect ECONNREFUSED'), 'x')).toMatchObject({ name: 'ForgeUnavailableError', retryable: true });
+  });
+});
+
+describe('createGitHubForge', () => {
+  it('gives a one-token forge that owns and closes its connections', async () => {
+    const { createGitHubForge } = await import('../../src/github/index.ts');
+    const one = createGitHubForge({ token: REVIEWER, apiUrl: server.url, redis: redis.url, prefix: randomPrefix(), logger: memoryLogger(), limits: FAST_LIMITS });
+    expect(await one.getDefaultBranch(REPO)).toBe('trunk');
+    await one.close();
+    await expect(one.getDefaultBranch(REPO)).rejects.toThrow();
+  });
+});

@@ -1,7 +1,6 @@
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { emptyOutcome, stepJobId, type PullRequestRef, type ReviewRecord, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
 import { QUEUE_NAMES, SPAWN_JOB_NAME, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
@@ -10,7 +9,8 @@ import { flowStepFailed, scopeToken, spawnChildData } from '../src/flow-steps.ts
 import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import type { FleetKeys } from '../src/keys.ts';
-import { agentReviewTask, fixTask } from '../src/pr-text.ts';
+import { fixTask } from '../src/pr-text.ts';
+import { buildAgentReviewTask, verdictFromAgentSummary } from '../src/reviewer/agent.ts';
 import type { SecretBox } from '../src/secrets.ts';
 
 /** Everything the review processor touches. */
@@ -31,13 +31,6 @@ export interface ReviewDeps {
 }
 
 type State = NonNullable<ReviewJobData['state']>;
-
-/** The verdict an agent reviewer prints as its completed event's summary. */
-const agentVerdictSchema = z.object({
-  approved: z.boolean(),
-  feedback: z.string(),
-  comments: z.array(z.object({ path: z.string(), line: z.number().int().positive().optional(), body: z.string() })).default([]),
-});
 
 /**
  * Reviews one scope's pull request and posts the verdict. Rejected with fix rounds left: the
@@ -75,12 +68,8 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         const head: PullRequestRef = { ...pr, head_sha: current.headSha };
         if (deps.reviewerKind === 'agent') {
           const childId = `${stepJobId(c.requestId, c.scope, 'review')}.agent${s.reviews.length + 1}`;
-          await addChild(job, {
-            queue: deps.spawnQueue,
-            name: SPAWN_JOB_NAME,
-            id: childId,
-            data: spawnChildData(c, 'review', agentReviewTask({ title: c.task.title, task: c.task.content, base: current.baseRef, branch: c.branch }), current.baseRef),
-          });
+          const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha });
+          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, current.baseRef) });
           await save({ ...s, step: 'await-agent', childId, pullRequest: head });
           await parkUntilChildrenEnd(job, lock.token);
           continue;
@@ -101,9 +90,15 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
 
       if (s.step === 'await-agent') {
         if (failure) return outcome(s, { type: 'review_error', message: `the agent reviewer failed: ${failure}` });
-        const parsed = parseAgentVerdict((end as { value: SpawnOutcome }).value.summary);
-        if (!parsed.ok) return outcome(s, { type: 'review_error', message: parsed.message });
-        const settled = await settleVerdict(job, deps, forge, { ...s, step: 'review', childId: undefined }, parsed.verdict, log);
+        const diff = await forge.getPullRequestDiff(c.repo, pr.number);
+        let verdict: Verdict;
+        try {
+          verdict = verdictFromAgentSummary((end as { value: SpawnOutcome }).value.summary, diff);
+        } catch (error) {
+          // Running the agent again costs a container run; a verdict it could not give is final.
+          return outcome(s, { type: 'review_error', message: (error as Error).message });
+        }
+        const settled = await settleVerdict(job, deps, forge, { ...s, step: 'review', childId: undefined }, verdict, log);
         await save(settled.state);
         if (settled.next === 'done') return outcome(settled.state);
         if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
@@ -186,21 +181,6 @@ async function settleVerdict(
     data: spawnChildData(c, 'fix', fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: c.task.content, round, branch: c.branch })),
   });
   return { next: 'waiting', state: { ...s, step: 'await-fix', round, childId, reviews } };
-}
-
-export function parseAgentVerdict(summary: string | null): { ok: true; verdict: Verdict } | { ok: false; message: string } {
-  const text = summary?.trim() ?? '';
-  const start = text.indexOf('{');
-  const end = text.lastIndexOf('}');
-  let json: unknown;
-  try {
-    json = JSON.parse(text.slice(start, end + 1));
-  } catch {
-    return { ok: false, message: 'the agent reviewer did not answer with a JSON verdict in its summary' };
-  }
-  const parsed = agentVerdictSchema.safeParse(json);
-  if (!parsed.success) return { ok: false, message: `the agent reviewer's verdict is malformed: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}` };
-  return { ok: true, verdict: { ...parsed.data, coverage: { reviewedBytes: 0, totalBytes: 0, truncated: false } } };
 }
 
 /** A step error: thrown again while BullMQ can retry it, else the scope's outcome says what failed. */

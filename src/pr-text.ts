@@ -39,14 +39,3 @@ export function conflictTask(input: { branch: string; base: string; originalTask
     `## The original task\n\n${input.originalTask}`,
   ].join('\n\n');
 }
-
-/** The task of an agent reviewer (FLEET_REVIEWER=agent). */
-export function agentReviewTask(input: { title: string; task: string; base: string; branch: string }): string {
-  return [
-    `# Review the pull request "${input.title}"`,
-    `The branch \`${input.branch}\` is checked out; compare it with \`${input.base}\` (\`git diff origin/${input.base}...HEAD\`). Run the project's tests where you can. Do not change any file.`,
-    'Decide whether the change does what the task asks, correctly and safely. Answer with ONLY this JSON as your final summary:',
-    '{"approved": true|false, "feedback": "what is wrong or why it is fine", "comments": [{"path": "file", "line": 12, "body": "…"}]}',
-    `## The task the change was made for\n\n${excerpt(input.task)}`,
-  ].join('\n\n');
-}

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { FleetConfig } from './config.ts';
 import type { Reviewer } from './forge.ts';
+import { createLlmReviewer } from './reviewer/llm.ts';
 
 /**
  * The reviewer the review role uses. `agent` reviews run as worker containers (a spawn child of
@@ -8,6 +9,7 @@ import type { Reviewer } from './forge.ts';
  */
 export function createReviewer(config: FleetConfig, logger: Logger): Reviewer | undefined {
   if (config.reviewer.kind === 'agent') return undefined;
-  void logger;
-  throw new Error('the llm reviewer is not wired yet');
+  const { llm } = config.reviewer;
+  if (!llm.apiKey) logger.warn('FLEET_LLM_API_KEY is not set: the llm reviewer calls its endpoint without a key');
+  return createLlmReviewer({ baseUrl: llm.baseUrl, apiKey: llm.apiKey ?? '', model: llm.model, maxDiffChars: llm.maxDiffChars, logger: logger.child({ component: 'reviewer' }) });
 }

@@ -6,14 +6,24 @@ import { join } from 'node:path';
 
 /**
  * The test worker: busybox-static plus an entrypoint that runs TASK.md as a shell script, so
- * each test writes its worker's behaviour (events, output, exit code, sleeps) as the task.
+ * each test writes its worker's behaviour (events, output, exit code, sleeps) as the task. When
+ * TASK.md holds a fenced sh block, only the first such block runs: fleet wraps a scope's task in
+ * prose for fix and conflict workers, and the script inside still runs (it can tell them apart
+ * by FLEET_PURPOSE).
  */
-const ENTRYPOINT = `#!/bin/sh
-cd /tmp
-exec sh /fleet/input/TASK.md
-`;
+const FENCE = '`'.repeat(3);
+const ENTRYPOINT = [
+  '#!/bin/sh',
+  'cd /tmp',
+  `if grep -q '^${FENCE}sh$' /fleet/input/TASK.md; then`,
+  `  awk '/^${FENCE}sh$/ { on = 1; next } on && /^${FENCE}$/ { exit } on { print }' /fleet/input/TASK.md > /tmp/task.sh`,
+  '  exec sh /tmp/task.sh',
+  'fi',
+  'exec sh /fleet/input/TASK.md',
+  '',
+].join('\n');
 const APPLETS = ['sh', 'echo', 'cat', 'ls', 'sleep', 'seq', 'head', 'tail', 'wc', 'env', 'id', 'printf', 'grep', 'sed',
-  'yes', 'kill', 'true', 'false', 'dd', 'base64', 'sha256sum', 'tr', 'test', '[', 'expr', 'date', 'cmp', 'stat', 'rm', 'mkdir', 'touch'];
+  'yes', 'kill', 'true', 'false', 'dd', 'base64', 'sha256sum', 'tr', 'test', '[', 'expr', 'date', 'cmp', 'stat', 'rm', 'mkdir', 'touch', 'wget', 'awk', 'cut'];
 
 function busyboxPath(): string {
   for (const candidate of ['/bin/busybox', '/usr/bin/busybox']) {

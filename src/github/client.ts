@@ -4,8 +4,8 @@
  *
  * Request path, outermost first:
  *   primary gate  — waits, outside every limiter slot, while the shared budget says the token is spent;
- *   mutation slots — POST/PUT/PATCH/DELETE run one at a time per token with GitHub's spacing, held until one
- *                    spacing after the last send; content-creating ones also obey the per-minute cap;
+ *   mutation slot — POST/PUT/PATCH/DELETE run one at a time per token, the slot held until one spacing after
+ *                    the last send (window/cap after a content-creating one, for the per-minute cap);
  *   plugin-retry  — 5xx and network errors, with backoff;
  *   plugin-throttling — retry-after on secondary limits, waiting for the reset on primary limits, and its
  *                    clustered `global` limiter (at most `maxConcurrent` requests in flight per token);
@@ -36,7 +36,10 @@ export interface GitHubLimits {
   contentPerWindow: number;
   /** The window of `contentPerWindow`. @defaultValue 60000 */
   contentWindowMs: number;
-  /** Added to each spacing: covers clock skew between processes and uneven network latency. @defaultValue 25 */
+  /**
+   * Added to each spacing: covers uneven latency between two requests' sends and their arrival at GitHub (the
+   * Redis hand-off between two holders adds a few ms more on top). @defaultValue 10
+   */
   spacingMarginMs: number;
   /** Requests kept unspent in each primary window (see budget.ts). @defaultValue maxConcurrent */
   primaryReserve: number;
@@ -55,7 +58,7 @@ export const DEFAULT_LIMITS: GitHubLimits = {
   mutationSpacingMs: 1_000,
   contentPerWindow: 80,
   contentWindowMs: 60_000,
-  spacingMarginMs: 25,
+  spacingMarginMs: 10,
   primaryReserve: 10,
   resetGraceMs: 1_000,
   maxRateLimitRetries: 5,
@@ -159,14 +162,13 @@ function callHook(octokit: CoreOctokit, options: OctokitOptions): void {
     const send = () => (request as unknown as RequestFn)(reqOptions);
     let call = send;
     if (isMutation(reqOptions.method)) {
+      // One serial slot per token for every mutation. The slot is held until one gap after the last send:
+      // the spacing after any mutation, and at least window/cap after a content-creating one. As every later
+      // mutation waits for that slot, consecutive content-creating requests are window/cap apart, so no window
+      // holds more than the cap — without a second clustered limiter (one Redis hand-off less per call).
       const write = ctx.limiters.limiter('write', ctx.id, { maxConcurrent: 1, minTime: spacing });
-      const sinceLastSend = (gap: number) => () => ctx.lastMutationSentAt + gap - Date.now();
-      const writeCall = () => ctx.limiters.runHeld(write, jobOptions, send, sinceLastSend(spacing));
-      call = writeCall;
-      if (throttling.triggersNotification(pathOf(reqOptions))) {
-        const content = ctx.limiters.limiter('content', ctx.id, { maxConcurrent: 1, minTime: contentSpacing });
-        call = () => ctx.limiters.runHeld(content, jobOptions, writeCall, sinceLastSend(contentSpacing));
-      }
+      const gap = throttling.triggersNotification(pathOf(reqOptions)) ? Math.max(spacing, contentSpacing) : spacing;
+      call = () => ctx.limiters.runHeld(write, jobOptions, send, () => ctx.lastMutationSentAt + gap - Date.now());
     }
     for (;;) {
       try {

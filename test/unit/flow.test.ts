@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { emptyOutcome, stepJobId, type ScopeContext, type ScopeOutcome } from '../../queues/flow.ts';
+import { buildRequestFlow, needsFlow } from '../../src/flow.ts';
+import { aggregateFlowResult } from '../../src/flow-result.ts';
+import { validateSpawnRequest } from '../../src/intake.ts';
+import { conflictTask, fixTask, pullRequestBody } from '../../src/pr-text.ts';
+import { LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
+import { legacyRequest } from '../support/fleet.ts';
+
+const ctx = { scope: 'web', branch: 'fleet/r/web' } as ScopeContext;
+const review = (approved: boolean) => ({
+  approved,
+  feedback: approved ? 'ok' : 'no',
+  reviewed_sha: 'abc',
+  review_event: approved ? ('APPROVE' as const) : ('REQUEST_CHANGES' as const),
+  self_review_fallback: false,
+  coverage: { reviewed_bytes: 10, total_bytes: 10, truncated: false },
+});
+const merged = (scope: string, sha: string): ScopeOutcome => ({
+  ...emptyOutcome({ ...ctx, scope }),
+  pull_request: { number: 1, url: 'u', head_sha: 'h' },
+  reviews: [review(true)],
+  merged: true,
+  merge_sha: sha,
+});
+
+describe('buildRequestFlow', () => {
+  it('chains merge → review → spawn per scope under one root that runs last', () => {
+    const request = validateSpawnRequest(legacyRequest({ request_id: 'r', tasks: [{ scope: 'web', task_content: 'a' }, { scope: 'api', task_content: 'b' }], review: true, merge: true }));
+    const flow = buildRequestFlow(request, 'sealed', { attempts: 3, keepLogs: 10, acceptedAt: 1, source: 'pubsub' });
+    expect(flow).toMatchObject({ name: 'request', queueName: 'merge', opts: { jobId: 'r' } });
+    expect(flow.children!.map((c) => c.opts?.jobId)).toEqual(['r.web.merge', 'r.api.merge']);
+    const review = flow.children![0]!.children![0]!;
+    const spawn = review.children![0]!;
+    expect([review.queueName, review.opts?.jobId, spawn.queueName, spawn.opts?.jobId]).toEqual(['review', 'r.web.review', 'spawn', 'r.web']);
+    expect(spawn.data.flow).toEqual({ scope: 'web', purpose: 'task', branch: 'fleet/r/web', baseBranch: null });
+    expect(spawn.data.request.task_content).toBe('a');
+    // The token is sealed in the steps and absent everywhere in clear.
+    expect(JSON.stringify(flow)).not.toContain('ghp_');
+  });
+
+  it('only flows requests with tasks or review', () => {
+    expect(needsFlow({ tasks: undefined, review: undefined })).toBe(false);
+    expect(needsFlow({ tasks: undefined, review: true })).toBe(true);
+    expect(needsFlow({ tasks: [], review: undefined })).toBe(true);
+    expect(stepJobId('r', null, 'review', 2)).toBe('r.review.2');
+  });
+});
+
+describe('aggregateFlowResult', () => {
+  const times = { acceptedAt: 0, finishedAt: 1000 };
+
+  it('succeeds only when every scope merged, and keeps the eleven legacy keys first', () => {
+    const result = aggregateFlowResult('r', [merged('web', 'm1'), merged('api', 'm2')], { review: true, merge: true }, times);
+    expect(Object.keys(result).slice(0, 11)).toEqual([...LEGACY_RESULT_KEYS]);
+    expect(result).toMatchObject({ success: true, commit_sha: 'm2', error_type: null });
+    expect(result.timings.duration_ms).toBe(1000);
+  });
+
+  it('names the scope that fell short', () => {
+    const rejected: ScopeOutcome = { ...merged('api', 'x'), merged: false, merge_sha: null, reviews: [review(false)], error_type: 'review_rejected', error_message: 'no' };
+    const result = aggregateFlowResult('r', [merged('web', 'm1'), rejected], { review: true, merge: true }, times);
+    expect(result).toMatchObject({ success: false, error_type: 'review_rejected', error_message: 'api: no' });
+    expect(result.output).toContain('api: PR #1, changes requested');
+  });
+
+  it('counts approval as success when merge was not asked for', () => {
+    const approved = { ...merged('web', 'x'), merged: false, merge_sha: null };
+    expect(aggregateFlowResult('r', [approved], { review: true, merge: false }, times).success).toBe(true);
+  });
+});
+
+describe('texts for GitHub and follow-up workers', () => {
+  it('puts summary, task and files in the PR body', () => {
+    const body = pullRequestBody({ requestId: 'r', scope: 'web', summary: 'Did it', task: 'Do it', files: ['a.ts'] });
+    expect(body).toContain('Did it');
+    expect(body).toContain('Do it');
+    expect(body).toContain('`a.ts`');
+    expect(body).toContain('scope `web`');
+  });
+
+  it('gives a fix worker the feedback, the line comments and the original task', () => {
+    const task = fixTask({ feedback: 'Handle nulls', comments: [{ path: 'a.ts', line: 3, body: 'here' }], originalTask: 'ORIGINAL', round: 1, branch: 'b' });
+    expect(task).toMatch(/Handle nulls[\s\S]*`a\.ts:3`: here[\s\S]*ORIGINAL/);
+  });
+
+  it('tells a conflict worker the branch and the base', () => {
+    expect(conflictTask({ branch: 'fleet/r/web', base: 'main', originalTask: 'T' })).toMatch(/`fleet\/r\/web` with `main`/);
+  });
+});

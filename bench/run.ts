@@ -3,6 +3,7 @@
  * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter picks parts.
  */
 import { benchDispatch } from './dispatch.ts';
+import { benchGithubLimiter } from './github-limiter.ts';
 
 const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter').split(','));
 
@@ -22,14 +23,7 @@ if (only.has('dispatch')) {
 }
 
 if (only.has('limiter')) {
-  try {
-    const limiterModule: string = './github-limiter.ts';
-    const { benchGithubLimiter } = (await import(limiterModule)) as { benchGithubLimiter: () => Promise<{ rows: object[] }> };
-    const { rows } = await benchGithubLimiter();
-    table('GitHub limiter against the test server\'s secondary limits', rows);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw error;
-    console.log('\n(GitHub limiter benchmark not present in this build)');
-  }
+  const { rows } = await benchGithubLimiter();
+  table('GitHub limiter against the test server\'s secondary limits', rows);
 }
 process.exit(0);

@@ -224,4 +224,17 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
     expect(pr.title).toBe('Test task');
     expect(pr.body).toContain('b ');
   });
+
+  it('an agent reviewer (FLEET_REVIEWER=agent) runs as a worker on the branch and its verdict is posted', async () => {
+    await fleet({ FLEET_REVIEWER: 'agent' });
+    const repo = newRepo();
+    const llmCalls = llm.requests.length;
+    const request = legacyRequest({ repo, github_token: WORKER_TOKEN, mode: 'pr', review: true, merge: true, result_format: 'v2', task_content: task('c.md', 'c') });
+    await publishJson(redis, channels.spawn, request);
+    const result = (await results.next(request.request_id as string, 120_000)) as FlowResult;
+    expect(result.success).toBe(true);
+    expect(result.scopes[0]!.reviews[0]).toMatchObject({ approved: true, feedback: 'agent approves', review_event: 'APPROVE' });
+    expect(llm.requests.length).toBe(llmCalls);
+    expect(github.pullState(repo, result.scopes[0]!.pull_request!.number).merged).toBe(true);
+  });
 });

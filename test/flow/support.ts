@@ -62,6 +62,11 @@ export function pushingTask(options: { pushUrl: string; file: string; summary: s
     `Change ${options.file}.`,
     '',
     '```sh',
+    // As an agent reviewer (FLEET_REVIEWER=agent) the same script answers with a verdict instead.
+    'if [ "$FLEET_PURPOSE" = review ]; then',
+    `  echo '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":null,"files_changed":[],"summary":"Verdict: {\\"approved\\": true, \\"feedback\\": \\"agent approves\\", \\"comments\\": []}"}'`,
+    '  exit 0',
+    'fi',
     'SHA=$(cat /proc/sys/kernel/random/uuid /proc/sys/kernel/random/uuid | sha256sum | cut -c1-40)',
     'RESOLVES=false; [ "$FLEET_PURPOSE" = rebase ] && RESOLVES=true',
     `BODY="{\\"repo\\":\\"$REPO\\",\\"branch\\":\\"$FLEET_BRANCH\\",\\"sha\\":\\"$SHA\\",\\"resolves_conflict\\":$RESOLVES}"`,

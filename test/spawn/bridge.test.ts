@@ -202,4 +202,18 @@ describe('bridge', () => {
     expect(await results.next(id, 10_000)).toMatchObject({ error_type: 'cancelled' });
     expect(await queue.getJob(id)).toBeUndefined();
   });
+
+  it('makes one flow per request id from three bridges, with one job per scope', async () => {
+    freshQueue();
+    await bridges(3);
+    const request = legacyRequest({ tasks: [{ scope: 'web', task_content: 'a' }, { scope: 'api', task_content: 'b' }], review: true, merge: true });
+    await send(request);
+    await send(request);
+    await idle();
+    const merge = new Queue(QUEUE_NAMES.merge, { connection: { url: server.url }, prefix });
+    const roots = (await merge.getJobs(['waiting-children'])).filter((j) => j.name === 'request');
+    expect(roots.map((j) => j.id)).toEqual([request.request_id]);
+    expect((await queue.getJobs(['waiting'])).map((j) => j.id).sort()).toEqual([`${request.request_id}.api`, `${request.request_id}.web`]);
+    await merge.close();
+  });
 });

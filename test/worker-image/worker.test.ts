@@ -173,6 +173,21 @@ describe.skipIf(!hasDocker)('coding worker image: entrypoint', () => {
     expect(await repo.git('branch', '--list', 'fleet/fail')).toBe('');
   }, 180_000);
 
+  it('keeps a failed event within the host\'s 16 KiB line limit, however long the agent\'s lines', async () => {
+    repo = await makeBareRepo();
+    const run = await worker({
+      FLEET_BRANCH: 'fleet/loud',
+      FLEET_AGENT_CMD: 'for i in $(seq 1 300); do printf "line %s \\"%0200d\\"\\n" "$i" 0; done; exit 4',
+    });
+    expect(run.exitCode).toBe(4);
+    const line = run.stdout.split('\n').find((l) => l.includes('"event_type":"failed"'))!;
+    expect(Buffer.byteLength(line)).toBeLessThanOrEqual(16_000);
+    const failed = byType(run.events, 'failed')[0]!;
+    expect(failed).toMatchObject({ error_type: 'task_failed' });
+    expect(failed.logs_tail).toContain('agent exit: 4');
+    expect(failed.logs_tail).toContain('line 300');
+  }, 180_000);
+
   it('completes with commit_sha null when the agent changes nothing', async () => {
     repo = await makeBareRepo();
     const run = await worker({ FLEET_BRANCH: 'fleet/nothing', FLEET_AGENT_CMD: 'cat TASK.md AGENTS.md > /dev/null' });

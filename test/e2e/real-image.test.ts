@@ -1,0 +1,250 @@
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { channels, LEGACY_RESULT_KEYS, type FleetEvent } from '../../src/protocol.ts';
+import { containersWithLabel, describeDocker } from '../support/docker.ts';
+import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
+import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
+import { buildWorkerImage } from '../worker-image/harness.ts';
+
+// The REAL coding worker image end to end through an in-process fleet (bridge + spawn roles): a
+// legacy request with `agent: "custom"` goes in, the worker clones from a loopback `git daemon`
+// (git://, so no credentials are involved), the custom agent runs the request's task as a script
+// (FLEET_AGENT_CMD='sh TASK.md'), the entrypoint commits and pushes, and one result comes out.
+// Workers use network `host` to reach the daemon on 127.0.0.1; nothing leaves loopback.
+
+const run = promisify(execFile);
+const REPO = 'acme/widgets';
+const AGENT_CMD = 'sh TASK.md';
+
+interface GitServer {
+  url: string;
+  /** The bare repository as the daemon serves it. */
+  git(...args: string[]): Promise<string>;
+  /** Adds files on main from a seed repository, pushing over git:// as any other client would. */
+  seed(files: Record<string, string | Buffer>): Promise<string>;
+  stop(): Promise<void>;
+}
+
+async function startGitServer(): Promise<GitServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-e2e-git-'));
+  const bare = join(dir, 'repos', `${REPO}.git`);
+  const work = join(dir, 'seed');
+  const git = async (cwd: string, ...args: string[]) =>
+    (await run('git', ['-c', 'user.name=fleet-e2e', '-c', 'user.email=e2e@fleet.invalid', '-C', cwd, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
+  mkdirSync(join(dir, 'repos', 'acme'), { recursive: true });
+  await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
+  await run('git', ['init', '--quiet', '--initial-branch=main', work]);
+
+  const port = await freePort();
+  const daemon: ChildProcess = spawn(
+    'git',
+    ['daemon', `--base-path=${join(dir, 'repos')}`, '--export-all', '--enable=receive-pack', '--listen=127.0.0.1', `--port=${port}`,
+      '--reuseaddr', '--informative-errors', join(dir, 'repos')],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  daemon.stderr!.on('data', (d) => (stderr += d));
+  const url = `git://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await run('git', ['ls-remote', `${url}/${REPO}.git`], { timeout: 5_000 });
+      break;
+    } catch (error) {
+      if (daemon.exitCode !== null || Date.now() > deadline) throw new Error(`git daemon did not answer: ${stderr || String(error)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  return {
+    url,
+    git: (...args) => git(bare, ...args),
+    async seed(files) {
+      if (await git(bare, 'rev-parse', '--verify', '--quiet', 'main').catch(() => '')) {
+        await git(work, 'fetch', '--quiet', `${url}/${REPO}.git`, 'main');
+        await git(work, 'reset', '--quiet', '--hard', 'FETCH_HEAD');
+      }
+      for (const [name, content] of Object.entries(files)) writeFileSync(join(work, name), content);
+      await git(work, 'add', '--all');
+      await git(work, 'commit', '--quiet', '-m', `seed ${Object.keys(files).join(', ')}`);
+      await git(work, 'push', '--quiet', `${url}/${REPO}.git`, 'HEAD:main');
+      return git(bare, 'rev-parse', 'main');
+    },
+    async stop() {
+      if (daemon.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          daemon.once('exit', () => resolve());
+          daemon.kill('SIGTERM');
+        });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Subscribes to every event before anything is published. */
+async function eventRecorder(url: string): Promise<{ of(id: string): FleetEvent[]; close(): void }> {
+  const events: FleetEvent[] = [];
+  const client = new Redis(url);
+  client.on('message', (_c, m: string) => events.push(JSON.parse(m) as FleetEvent));
+  await client.subscribe(channels.allEvents);
+  return { of: (id) => events.filter((e) => e.request_id === id), close: () => client.disconnect() };
+}
+
+/** A one-file image (a static busybox) as a `docker save` tar, for the inner dockerd to load. */
+function tinyImageTar(tag: string): Buffer {
+  const root = mkdtempSync(join(tmpdir(), 'fleet-e2e-tiny-'));
+  try {
+    mkdirSync(join(root, 'bin'));
+    const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
+    if (busybox) copyFileSync(busybox, join(root, 'bin', 'busybox'));
+    else writeFileSync(join(root, 'marker'), 'tiny\n');
+    const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
+    execFileSync('docker', ['import', '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+    return execFileSync('docker', ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
+  } finally {
+    execFileSync('docker', ['rmi', '--force', tag], { stdio: 'ignore' });
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+describeDocker('the real worker image through the fleet', () => {
+  let redisServer: TestRedis;
+  let redis: Redis;
+  let results: ResultListener;
+  let events: Awaited<ReturnType<typeof eventRecorder>>;
+  let gitServer: GitServer;
+  let image: string;
+
+  beforeAll(async () => {
+    image = await buildWorkerImage();
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url);
+    results = await ResultListener.start(redisServer.url);
+    events = await eventRecorder(redisServer.url);
+    gitServer = await startGitServer();
+    await gitServer.seed({ 'README.md': '# widgets\n' });
+  }, 30 * 60_000);
+
+  afterAll(async () => {
+    events?.close();
+    await results?.close();
+    redis?.disconnect();
+    await redisServer?.stop();
+    await gitServer?.stop();
+  });
+
+  const env = (overrides: Record<string, string> = {}) =>
+    testEnv(redisServer.url, image, {
+      FLEET_DOCKER_NETWORK: 'host',
+      FLEET_GIT_BASE_URL: gitServer.url,
+      FLEET_AGENT_CMD: AGENT_CMD,
+      FLEET_DIND: 'off',
+      FLEET_WORKER_MEMORY: '1g',
+      ...overrides,
+    });
+
+  describe('without Docker-in-Docker', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    beforeAll(async () => {
+      fleet = await startTestFleet(env(), ['bridge', 'spawn']);
+    });
+    afterAll(async () => {
+      await fleet?.stop();
+    });
+
+    it('answers a legacy request with the pushed commit: eleven keys, events in order, no TASK.md or AGENTS.md in the commit', async () => {
+      const before = await gitServer.git('rev-parse', 'main');
+      const request = legacyRequest({
+        agent: 'custom',
+        timeout_seconds: 300,
+        task_title: 'Add the greeting',
+        agents_content: '# Rules\nKeep it short.\n',
+        task_content: ['# Add the greeting', 'echo "hello from the agent" > hello.txt', 'mkdir -p src && echo "export {}" > src/index.ts', 'echo "AGENT_UID=$(id -u)"'].join('\n'),
+      });
+      const id = request.request_id as string;
+      await publishJson(redis, channels.spawn, request);
+      const result = await results.next(id, 240_000);
+
+      expect(Object.keys(JSON.parse(results.raw.get(id)![0]!))).toEqual([...LEGACY_RESULT_KEYS]);
+      const head = await gitServer.git('rev-parse', 'main');
+      expect(head).not.toBe(before);
+      expect(await gitServer.git('rev-parse', 'main^')).toBe(before);
+      expect(result).toMatchObject({ request_id: id, success: true, exit_code: 0, commit_sha: head, branch: 'main', error_type: null, error_message: null });
+      expect([...result.files_changed!].sort()).toEqual(['hello.txt', 'src/index.ts']);
+      expect(await gitServer.git('log', '-1', '--format=%s', head)).toBe('feat: Add the greeting');
+      expect((await gitServer.git('ls-tree', '-r', '--name-only', head)).split('\n').sort()).toEqual(['README.md', 'hello.txt', 'src/index.ts']);
+      expect(await gitServer.git('show', `${head}:hello.txt`)).toBe('hello from the agent');
+      expect(result.logs_tail).toMatch(/AGENT_UID=[1-9]/);
+      expect(JSON.stringify(result)).not.toContain(TEST_TOKEN);
+
+      const mine = events.of(id);
+      const types = mine.map((e) => e.event_type);
+      expect(types[0]).toBe('started');
+      expect(types.at(-1)).toBe('completed');
+      expect(types.slice(1, -1).every((t) => t === 'progress')).toBe(true);
+      expect(mine.filter((e) => e.event_type === 'progress').map((e) => (e as { stage?: string }).stage)).toEqual(['prepare', 'clone', 'run', 'commit', 'push']);
+      expect(mine[0]).toMatchObject({ repo: REPO, task_summary: '# Add the greeting', worker_type: 'custom' });
+      expect(mine.at(-1)).toMatchObject({ commit_sha: head });
+      expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+    }, 300_000);
+
+    it('reports a failing agent with a long log as task_failed, with its exit code', async () => {
+      const request = legacyRequest({
+        agent: 'custom',
+        timeout_seconds: 300,
+        task_content: '# Fail loudly\nfor i in $(seq 1 300); do printf "line %s %0200d\\n" "$i" 0; done\nexit 5\n',
+      });
+      const id = request.request_id as string;
+      await publishJson(redis, channels.spawn, request);
+      const result = await results.next(id, 240_000);
+      expect(result).toMatchObject({ success: false, exit_code: 5, error_type: 'task_failed', commit_sha: null });
+      expect(result.error_message).toContain('exited with code 5');
+      expect(result.logs_tail).toContain('line 300');
+      expect(events.of(id).map((e) => e.event_type).at(-1)).toBe('failed');
+    }, 300_000);
+  });
+
+  describe('Docker-in-Docker in caps mode with the slot cache', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    const tinyTag = `${uid('fleet-e2e-tiny')}:1`;
+
+    beforeAll(async () => {
+      await gitServer.seed({ 'tiny.tar': tinyImageTar(tinyTag) });
+      fleet = await startTestFleet(env({ FLEET_DIND: 'caps', FLEET_DIND_CACHE: 'on', FLEET_HOST_CONCURRENCY: '1' }), ['bridge', 'spawn']);
+    }, 300_000);
+
+    afterAll(async () => {
+      await fleet?.stop();
+      if (fleet) await run('docker', ['volume', 'rm', '--force', `${fleet.config.prefix}-dind-${fleet.config.hostId}-0`]).catch(() => {});
+    });
+
+    it('keeps an image one job loaded for the next job on the slot', async () => {
+      const volume = `${fleet.config.prefix}-dind-${fleet.config.hostId}-0`;
+      const load = legacyRequest({ agent: 'custom', timeout_seconds: 300, task_content: '# Load the image\ndocker load -i tiny.tar\n' });
+      await publishJson(redis, channels.spawn, load);
+      const loaded = await results.next(load.request_id as string, 240_000);
+      expect(loaded).toMatchObject({ success: true, commit_sha: null, error_type: null });
+      expect(loaded.logs_tail).toContain(`Loaded image: ${tinyTag}`);
+      expect((await run('docker', ['volume', 'inspect', '--format', '{{.Name}}', volume])).stdout.trim()).toBe(volume);
+
+      const list = legacyRequest({
+        agent: 'custom',
+        timeout_seconds: 300,
+        task_content: '# List the images\ndocker image ls --format "IMAGE={{.Repository}}:{{.Tag}}"\n',
+      });
+      await publishJson(redis, channels.spawn, list);
+      const listed = await results.next(list.request_id as string, 240_000);
+      expect(listed).toMatchObject({ success: true, error_type: null });
+      expect(listed.logs_tail!.split('\n')).toContain(`IMAGE=${tinyTag}`);
+      // The inner dockerd shared the host's network namespace: it was kept off the network.
+      expect(listed.logs_tail).toContain("shares the host's network namespace");
+      for (const request of [load, list]) expect(containersWithLabel(`fleet.request_id=${request.request_id as string}`)).toEqual([]);
+    }, 600_000);
+  });
+});

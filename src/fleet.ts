@@ -89,6 +89,8 @@ export async function startFleet(options: {
     const otherQueues = [QUEUE_NAMES.review, QUEUE_NAMES.merge].map((name) => new Queue(name, { connection, prefix: config.prefix }));
     stack.push({ name: 'review and merge queues', stop: async () => void (await Promise.all(otherQueues.map((q) => q.close()))) });
     const queues = [spawnQueue as Queue, ...otherQueues];
+    // Without a listener BullMQ prints every reconnect error to the console itself.
+    for (const queue of queues) queue.on('error', (error) => logger.warn({ err: error, queue: queue.name }, 'queue connection error'));
     const metrics = createFleetMetrics({ registry, queues, redis, keys, logger });
 
     const running: RunningFleet = { redisUrl, httpPort: 0, metrics, stop: stopAll };

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { SpawnObserver } from '../processors/spawn.ts';
-import { readHosts } from './host-registry.ts';
+import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
 import { ERROR_TYPES, type SpawnResult } from './protocol.ts';
 
@@ -63,15 +63,40 @@ export function createFleetMetrics(deps: {
   const { registry, logger } = deps;
   const registers = [registry];
 
+  // Fleet-wide state is read once per scrape and shared by every gauge that shows it; a part that
+  // Redis does not deliver in time is left out of this scrape and counted as a collect error.
+  type Snapshot = { counts?: Map<string, Record<string, number>>; hosts?: HostStatus[] };
+  let pending: Promise<Snapshot> | undefined;
+  const snapshot = () => {
+    pending ??= takeSnapshot().finally(() => setImmediate(() => (pending = undefined)));
+    return pending;
+  };
+  const takeSnapshot = async (): Promise<Snapshot> => {
+    const [counts, hosts] = await Promise.allSettled([
+      withTimeout(Promise.all(deps.queues.map(async (q) => [q.name, await q.getJobCounts(...JOB_STATES)] as const)), 'queue counts'),
+      withTimeout(readHosts(deps.redis, deps.keys), 'host registry'),
+    ]);
+    const snap: Snapshot = {};
+    if (counts.status === 'fulfilled') snap.counts = new Map(counts.value);
+    else failed('queue_jobs', counts.reason);
+    if (hosts.status === 'fulfilled') snap.hosts = hosts.value;
+    else failed('hosts', hosts.reason);
+    return snap;
+  };
+
   const collectErrors = new Counter({
     name: 'fleet_metrics_collect_errors_total',
-    help: 'Scrapes in which a fleet-wide gauge could not be read from Redis (its series are then absent)',
+    help: 'Scrapes in which fleet-wide state could not be read from Redis in time (its series are then absent)',
     labelNames: ['collector'],
     registers,
+    // Counts this scrape's failures too, not only earlier ones.
+    async collect() {
+      await snapshot();
+    },
   });
-  const failed = (collector: string) => (error: unknown) => {
+  const failed = (collector: string, error: unknown) => {
     collectErrors.inc({ collector });
-    logger.warn({ err: error, collector }, 'metrics: could not collect');
+    logger.warn({ err: error, collector }, 'metrics: could not read fleet-wide state from Redis');
   };
 
   new Gauge({
@@ -81,25 +106,13 @@ export function createFleetMetrics(deps: {
     registers,
     async collect() {
       this.reset();
-      await withTimeout(
-        Promise.all(
-          deps.queues.map(async (queue) => {
-            const counts = await queue.getJobCounts(...JOB_STATES);
-            for (const state of JOB_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
-          }),
-        ),
-        'queue counts',
-      ).catch(failed('queue_jobs'));
+      for (const [queue, counts] of (await snapshot()).counts ?? []) {
+        for (const state of JOB_STATES) this.set({ queue, state }, counts[state] ?? 0);
+      }
     },
   });
 
-  // The host registry feeds four gauges; one read per scrape serves them all.
-  let hostsRead: Promise<Awaited<ReturnType<typeof readHosts>>> | undefined;
-  const hosts = () => {
-    hostsRead ??= withTimeout(readHosts(deps.redis, deps.keys), 'host registry').finally(() => setImmediate(() => (hostsRead = undefined)));
-    return hostsRead;
-  };
-  const hostGauge = (name: string, help: string, value: (h: Awaited<ReturnType<typeof readHosts>>[number]) => number) =>
+  const hostGauge = (name: string, help: string, value: (h: HostStatus) => number) =>
     new Gauge({
       name,
       help,
@@ -107,11 +120,7 @@ export function createFleetMetrics(deps: {
       registers,
       async collect() {
         this.reset();
-        try {
-          for (const host of await hosts()) this.set({ host: host.host }, value(host));
-        } catch (error) {
-          if (name === 'fleet_host_up') failed('hosts')(error);
-        }
+        for (const host of (await snapshot()).hosts ?? []) this.set({ host: host.host }, value(host));
       },
     });
   hostGauge('fleet_host_running_containers', 'Worker containers running on each spawn host (host registry)', (h) => h.running);

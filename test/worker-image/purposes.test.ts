@@ -56,8 +56,9 @@ describe.skipIf(!hasDocker)('coding worker image: FLEET_PURPOSE', () => {
     return result;
   }
 
-  /** A branch and main that both add conflict.txt, differently. */
+  /** A branch and main that both add conflict.txt, differently. The remote accepts fast-forwards only. */
   async function conflicting(branch: string) {
+    await repo.git('config', 'receive.denyNonFastForwards', 'true');
     const branchHead = await repo.commitOn(branch, 'conflict.txt', 'from the branch\n');
     const mainHead = await repo.commitOn('main', 'conflict.txt', 'from main\n');
     await repo.commitOn('main', 'main-only.txt', 'main\n');

@@ -1,24 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe } from 'vitest';
 import { loadConfig, type Role } from '../../src/config.ts';
 import type { ContainerRuntime } from '../../src/container-runtime.ts';
 import { startFleet, type RunningFleet } from '../../src/fleet.ts';
 import { createLogger } from '../../src/logger.ts';
-
-/**
- * Docker-backed tests of the operations surface run when a daemon answers; with
- * FLEET_REQUIRE_DOCKER=1 (CI) a missing daemon fails the run instead, and a skip is announced.
- */
-export const dockerAvailable = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
-if (!dockerAvailable) {
-  if (process.env.FLEET_REQUIRE_DOCKER === '1') throw new Error('FLEET_REQUIRE_DOCKER=1 but no Docker daemon answers');
-  console.warn('\n*** NOTICE: no Docker daemon answers; Docker-backed board/metrics tests are SKIPPED (FLEET_REQUIRE_DOCKER=1 requires them) ***\n');
-}
-export const describeDocker = dockerAvailable ? describe : describe.skip;
 
 export const randomPrefix = () => `t${randomBytes(5).toString('hex')}`;
 

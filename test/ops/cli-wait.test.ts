@@ -1,0 +1,79 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { RunningFleet } from '../../src/fleet.ts';
+import { describeDocker, testImage } from '../support/docker.ts';
+import { completedLine, eventLine, startTestFleet, testEnv } from '../support/fleet.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
+
+const FLEET = resolve(import.meta.dirname, '../../bin/fleet.js');
+
+describeDocker('fleet spawn --wait through a real worker', () => {
+  let redis: TestRedis;
+  let fleet: RunningFleet;
+  let env: Record<string, string>;
+  let dir: string;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    env = testEnv(redis.url, testImage());
+    fleet = await startTestFleet(env, ['bridge', 'spawn']);
+    dir = mkdtempSync(join(tmpdir(), 'fleet-cli-wait-'));
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+    await redis?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const run = (command: string, args: string[], extraEnv: Record<string, string> = {}) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((ok) =>
+      execFile(command, args, { env: { PATH: process.env.PATH!, HOME: '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX!, ...extraEnv } }, (error, stdout, stderr) =>
+        ok({ code: error ? Number(error.code) : 0, stdout, stderr }),
+      ),
+    );
+
+  const writeTask = (name: string, lines: string[]) => {
+    const file = join(dir, name);
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    return file;
+  };
+
+  it('prints the success result and exits 0; on a terminal it shows the events while waiting', async () => {
+    const task = writeTask('ok.md', [
+      eventLine({ event_type: 'started', repo: 'acme/widgets', task_summary: 'cli wait' }),
+      eventLine({ event_type: 'progress', stage: 'edit', message: 'half way', progress_pct: 50 }),
+      completedLine('all done', 'cafe1234'),
+    ]);
+    // `script` gives the command a terminal, as an operator's shell would.
+    const command = `node ${FLEET} spawn --repo acme/widgets --task-file ${task} --id cli-tty-1 --wait`;
+    const tty = await run('script', ['-qec', command, '/dev/null'], { GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' });
+    expect(tty.code).toBe(0);
+    expect(tty.stdout).toContain('cli-tty-1 published; waiting for its result');
+    expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d started on acme\/widgets: cli wait/);
+    expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d  50% \[edit\] half way/);
+    expect(tty.stdout).toMatch(/completed cafe1234 on main/);
+    expect(tty.stdout).toContain('"request_id":"cli-tty-1","success":true');
+  });
+
+  it('prints only the result JSON when not on a terminal, and exits 1 for a failed request', async () => {
+    const task = writeTask('fail.md', ['echo going to fail', 'exit 4']);
+    // The token from FLEET_GITHUB_TOKEN this time (GITHUB_TOKEN unset).
+    const piped = await run(process.execPath, [FLEET, 'spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-pipe-1', '--wait'], {
+      FLEET_GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh',
+    });
+    expect(piped.code).toBe(1);
+    const result = JSON.parse(piped.stdout) as Record<string, unknown>;
+    expect(result).toMatchObject({ request_id: 'cli-pipe-1', success: false, error_type: 'crash', exit_code: 4 });
+    expect(piped.stderr).toBe('');
+  });
+
+  it('without any token the request carries none, and a host without FLEET_GITHUB_TOKEN says so', async () => {
+    const task = writeTask('none.md', ['echo never runs']);
+    const run1 = await run(process.execPath, [FLEET, 'spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-notoken-1', '--wait']);
+    expect(run1.code).toBe(1);
+    expect(JSON.parse(run1.stdout)).toMatchObject({ error_type: 'spawn_error', error_message: expect.stringContaining('FLEET_GITHUB_TOKEN') });
+  });
+});

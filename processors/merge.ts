@@ -89,7 +89,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           const round = state.conflictRounds + 1;
           const childId = `${stepJobId(c.requestId, c.scope, 'spawn')}.rebase${round}`;
           log.warn({ pr: o.pull_request.number, round }, 'pull request conflicts with its base: a worker resolves it');
-          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'rebase', conflictTask({ branch: c.branch, base, originalTask: c.task.content }), base) });
+          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'rebase', conflictTask({ branch: c.branch, base, originalTask: c.task.content }), { baseBranch: base }) });
           await save({ ...state, step: 'await-rebase', conflictRounds: round, childId });
         } finally {
           await deps.redis.eval(RELEASE, 1, lockKey, holder);

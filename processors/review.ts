@@ -69,7 +69,7 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         if (deps.reviewerKind === 'agent') {
           const childId = `${stepJobId(c.requestId, c.scope, 'review')}.agent${s.reviews.length + 1}`;
           const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha });
-          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, current.baseRef) });
+          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, { baseBranch: current.baseRef, headSha: current.headSha }) });
           await save({ ...s, step: 'await-agent', childId, pullRequest: head });
           await parkUntilChildrenEnd(job, lock.token);
           continue;

@@ -92,6 +92,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       baseBranch: flow ? flow.baseBranch : undefined,
       purpose: flow?.purpose,
       scope: flow?.scope ?? undefined,
+      headSha: flow?.headSha,
       jobId: job.id!,
       lockToken: ctx.token ?? 'none',
       attempt: job.attemptsStarted,

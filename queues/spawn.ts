@@ -28,6 +28,8 @@ export interface SpawnJobData {
     purpose: 'task' | 'fix' | 'rebase' | 'review';
     branch: string;
     baseBranch: string | null;
+    /** For a reviewer: the head it must review (FLEET_HEAD_SHA). */
+    headSha?: string;
   };
 }
 

@@ -43,6 +43,8 @@ export interface SpecInput {
   /** Why this worker runs, for flow steps: task, fix (review feedback), rebase (conflict), review. */
   purpose?: 'task' | 'fix' | 'rebase' | 'review';
   scope?: string;
+  /** The exact commit a reviewer must see; the worker fails with head_changed if the branch moved. */
+  headSha?: string;
   jobId: string;
   lockToken: string;
   attempt: number;
@@ -77,6 +79,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   if (agent === 'custom' && config.customAgentCommand) env.FLEET_AGENT_CMD = config.customAgentCommand;
   if (input.purpose) env.FLEET_PURPOSE = input.purpose;
   if (input.scope) env.FLEET_SCOPE = input.scope;
+  if (input.headSha) env.FLEET_HEAD_SHA = input.headSha;
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
   const caps = config.worker.dind === 'caps';
   if (caps) Object.assign(env, CAPS_DIND.env);

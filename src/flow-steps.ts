@@ -12,7 +12,12 @@ export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostTo
 }
 
 /** A spawn job that is one step of a scope: its own task, on the scope's branch, reporting to its parent. */
-export function spawnChildData(ctx: ScopeContext, purpose: NonNullable<SpawnJobData['flow']>['purpose'], task: string, baseBranch?: string): SpawnJobData {
+export function spawnChildData(
+  ctx: ScopeContext,
+  purpose: NonNullable<SpawnJobData['flow']>['purpose'],
+  task: string,
+  options: { baseBranch?: string; headSha?: string } = {},
+): SpawnJobData {
   return {
     request: {
       request_id: ctx.requestId,
@@ -29,7 +34,7 @@ export function spawnChildData(ctx: ScopeContext, purpose: NonNullable<SpawnJobD
     sealedToken: ctx.sealedToken,
     source: 'api',
     acceptedAt: Date.now(),
-    flow: { scope: ctx.scope, purpose, branch: ctx.branch, baseBranch: baseBranch ?? ctx.baseBranch },
+    flow: { scope: ctx.scope, purpose, branch: ctx.branch, baseBranch: options.baseBranch ?? ctx.baseBranch, ...(options.headSha ? { headSha: options.headSha } : {}) },
   };
 }
 

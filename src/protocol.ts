@@ -113,6 +113,8 @@ export const ERROR_TYPES = [
   'review_error',
   'pr_failed',
   'merge_failed',
+  'conflict_unresolved',
+  'head_changed',
 ] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number] | (string & {});
 

@@ -11,7 +11,7 @@ export function buildAgentReviewTask(input: Omit<ReviewInput, 'diff'>): string {
   const lines = [
     `# Review pull request #${input.number} of ${input.repo}: ${input.title}`,
     '',
-    `You are on the pull request's branch at commit ${input.headSha}. Do not commit or push anything.`,
+    `You are on the pull request's branch at commit ${input.headSha}. Do not commit or push: nothing you change in the workspace is kept.`,
     'Read the change (`git diff` against the base branch), run the project\'s tests and linters if it has them,',
     'and decide whether the change does what the task asks, is correct, and is safe to merge.',
   ];
@@ -21,7 +21,7 @@ export function buildAgentReviewTask(input: Omit<ReviewInput, 'diff'>): string {
     '',
     '## Your answer',
     '',
-    'Finish with a summary that is exactly one JSON object and nothing else:',
+    'Write your verdict as exactly one JSON object to the file `.fleet-verdict.json` at the top of the workspace (`/workspace/.fleet-verdict.json`), and end your final answer with the same JSON object:',
     '{"approved": boolean, "feedback": string, "comments": [{"path": string, "line": number, "body": string}]}',
     'When you reject, "feedback" must say exactly what to change: another agent gets it as its task.',
   );

@@ -187,6 +187,29 @@ describe.skipIf(!hasDocker)('coding worker image: FLEET_PURPOSE', () => {
       expect(await repo.git('branch', '--list')).toBe(branches);
     }, 180_000);
 
+    it('reviews only the commit it was asked about: a branch that moved is head_changed, before the agent runs', async () => {
+      repo = await makeBareRepo();
+      const asked = await repo.commitOn('fleet/moved', 'work.txt', 'first\n');
+      await repo.commitOn('fleet/moved', 'work.txt', 'pushed after the review was requested\n');
+      const pinned = await runWorker(image, {
+        env: {
+          FLEET_GIT_URL: 'file:///srv/origin.git',
+          FLEET_AGENT: 'custom',
+          FLEET_DIND: 'off',
+          FLEET_PURPOSE: 'review',
+          FLEET_BRANCH: 'fleet/moved',
+          FLEET_HEAD_SHA: asked,
+          FLEET_AGENT_CMD: 'echo AGENT-RAN; printf %s \'{"approved":true,"feedback":"ok","comments":[]}\' > .fleet-verdict.json',
+        },
+        input: { 'TASK.md': '# Review\n' },
+        binds: { [repo.path]: '/srv/origin.git' },
+      });
+      runs.push(pinned);
+      expect(pinned.exitCode).toBe(10);
+      expect(byType(pinned.events, 'failed')).toEqual([expect.objectContaining({ error_type: 'head_changed' })]);
+      expect(pinned.stdout).not.toContain('AGENT-RAN');
+    }, 180_000);
+
     it('falls back to the last JSON verdict in the agent\'s output', async () => {
       repo = await makeBareRepo();
       await repo.commitOn('fleet/review', 'work.txt', 'work\n');

@@ -124,7 +124,7 @@ export async function startFleet(options: {
         // The record stays, marked drained, while running jobs finish; it goes once they have.
         stop: async () => {
           stopping = true;
-          await heartbeat.beat().catch(() => {});
+          void heartbeat.beat().catch(() => {});
           try {
             await spawn.stop();
           } finally {

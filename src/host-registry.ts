@@ -31,6 +31,7 @@ export interface HostStatus extends HostRecord {
 
 /** @defaultValue 5 s between heartbeats. */
 export const HEARTBEAT_INTERVAL_MS = 5_000;
+const STOP_TIMEOUT_MS = 3_000;
 /** Missed beats after which a host counts as stale (crashed, partitioned, or stopped uncleanly). */
 export const STALE_BEATS = 3;
 
@@ -113,8 +114,15 @@ export async function startHeartbeat(deps: {
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await inFlight?.catch(() => {});
-      await deps.redis.eval(FORGET_IF_OURS, 1, deps.keys.hosts, deps.hostId, String(process.pid), startedAt);
+      // Bounded: a stop must go on when Redis is away (the record then goes stale instead).
+      const forget = (async () => {
+        await inFlight?.catch(() => {});
+        await deps.redis.eval(FORGET_IF_OURS, 1, deps.keys.hosts, deps.hostId, String(process.pid), startedAt);
+      })();
+      let timeout: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<'timeout'>((resolve) => (timeout = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS)));
+      const outcome = await Promise.race([forget.then(() => 'done' as const, () => 'failed' as const), gaveUp]).finally(() => clearTimeout(timeout));
+      if (outcome !== 'done') deps.logger.warn({ host: deps.hostId }, 'could not remove the host record (Redis away?); it will show as stale');
     },
   };
 }

@@ -225,6 +225,8 @@ async function finish(
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
   deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');
+  // The board shows the last progress a worker reported; a finished request is at 100 %.
+  if (result.success) await job.updateProgress(100);
   if (!result.success) throw new UnrecoverableError(`${result.error_type}: ${result.error_message}`);
   return result;
 }

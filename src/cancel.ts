@@ -7,7 +7,7 @@ import { failureResult, WORKER_TYPES } from './protocol.ts';
 import { publishResultOnce } from './results.ts';
 
 /** A broadcast on the fleet's control channel. */
-export type ControlMessage = { type: 'cancel'; request_id: string } | { type: 'drain'; host: string };
+export type ControlMessage = { type: 'cancel'; request_id: string } | { type: 'drain'; host: string } | { type: 'undrain'; host: string };
 
 export type CancelOutcome = 'removed_waiting' | 'signalled_running' | 'already_final' | 'unknown_yet';
 

@@ -132,9 +132,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       }
     }
     if (message.type === 'drain' && message.host === config.hostId) void role.drain().catch((error) => log.error({ err: error }, 'drain failed'));
-    // `undrain` is sent by `fleet undrain`; ControlMessage (cancel.ts) does not list it yet.
-    const other = message as { type: string; host?: string };
-    if (other.type === 'undrain' && other.host === config.hostId) void role.undrain().catch((error) => log.error({ err: error }, 'undrain failed'));
+    if (message.type === 'undrain' && message.host === config.hostId) void role.undrain().catch((error) => log.error({ err: error }, 'undrain failed'));
   };
   deps.subscriber.on('message', onControl);
   await deps.subscriber.subscribe(keys.control);

@@ -98,7 +98,9 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
   });
 
   it('holds the per-host cap and the global cap with two spawn processes', async () => {
-    const shared = { FLEET_PREFIX: `fleet-caps-${Date.now()}`, FLEET_HOST_CONCURRENCY: '2' };
+    // Locks long enough that a loaded CI machine never lets a live job stall (a stall would rightly
+    // start a second container and blur the count); kill -9 below tests the short-lock path.
+    const shared = { FLEET_PREFIX: `fleet-caps-${Date.now()}`, FLEET_HOST_CONCURRENCY: '2', FLEET_LOCK_DURATION: '15', FLEET_STALLED_INTERVAL: '5' };
     const a = env({ ...shared, FLEET_GLOBAL_CONCURRENCY: '3' });
     const b = env({ ...shared });
     const meterA = concurrencyMeter(`fleet.host=${a.FLEET_HOST_ID}`);

@@ -31,6 +31,20 @@ const booleanFlag = (fallback: boolean) =>
     .optional()
     .transform((v) => (v === undefined ? fallback : ['1', 'true', 'yes', 'on'].includes(v)));
 
+/** A Docker-style size (`4g`, `512m`) in bytes; a bad one is an issue naming its setting. */
+const memorySize = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      try {
+        return parseMemory(v);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+
 /**
  * Every setting, read from the environment. Each key is named once, with its default and unit;
  * the names are the environment variables themselves so an error message names what to fix.
@@ -52,34 +66,14 @@ const envSchema = z
     FLEET_GLOBAL_CONCURRENCY: z.coerce.number().int().min(0).optional(),
     FLEET_WORKER_IMAGE: z.string().min(1).default('coding-worker:latest'),
     FLEET_RUNTIME: z.string().regex(/^[A-Za-z0-9._-]+$/).default('sysbox-runc'),
-    FLEET_WORKER_MEMORY: z
-      .string()
-      .default('4g')
-      .transform((v, ctx) => {
-        try {
-          return parseMemory(v);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: (error as Error).message });
-          return z.NEVER;
-        }
-      }),
+    FLEET_WORKER_MEMORY: memorySize('4g'),
     FLEET_WORKER_CPUS: z.coerce.number().positive().max(1024).optional(),
     FLEET_WORKER_PIDS: z.coerce.number().int().min(16).default(4096),
     FLEET_DOCKER_NETWORK: optionalString,
     FLEET_DOCKER_HOST: optionalString,
     FLEET_DIND: z.enum(['runtime', 'caps', 'off']).default('runtime'),
     FLEET_DIND_CACHE: booleanFlag(false),
-    FLEET_DIND_CACHE_MAX: z
-      .string()
-      .default('20g')
-      .transform((v, ctx) => {
-        try {
-          return parseMemory(v);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: (error as Error).message });
-          return z.NEVER;
-        }
-      }),
+    FLEET_DIND_CACHE_MAX: memorySize('20g'),
     FLEET_GIT_BASE_URL: z.url().default('https://github.com'),
     FLEET_DRAIN_TIMEOUT: seconds(300),
     FLEET_LOCK_DURATION: seconds(30),

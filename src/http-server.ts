@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import express, { type Router } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { withTimeout } from './timeout.ts';
 
 /** A readiness check: resolves when the dependency is usable, throws saying why not. */
 export type ReadinessCheck = { name: string; check: () => Promise<void> };
@@ -14,16 +15,6 @@ export interface HttpServer {
 }
 
 const CHECK_TIMEOUT_MS = 2_000;
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Every fleet process serves /healthz, /readyz and /metrics; the board role mounts its router

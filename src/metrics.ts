@@ -6,6 +6,7 @@ import type { SpawnObserver } from '../processors/spawn.ts';
 import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
 import { ERROR_TYPES, type SpawnResult } from './protocol.ts';
+import { withTimeout } from './timeout.ts';
 
 /** One reading of a GitHub rate-limit budget (the shape src/github/budget.ts reports). */
 export interface BudgetReading {
@@ -37,16 +38,6 @@ export const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiti
 /** A scrape must answer even when Redis does not: collectors give up after this. */
 const COLLECT_TIMEOUT_MS = 2_000;
 
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${COLLECT_TIMEOUT_MS} ms`)), COLLECT_TIMEOUT_MS);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 /** A worker may invent error types; the label keeps to the known ones so its cardinality stays bounded. */
 function outcomeLabel(result: SpawnResult): string {
   if (result.success) return 'success';
@@ -73,8 +64,8 @@ export function createFleetMetrics(deps: {
   };
   const takeSnapshot = async (): Promise<Snapshot> => {
     const [counts, hosts] = await Promise.allSettled([
-      withTimeout(Promise.all(deps.queues.map(async (q) => [q.name, await q.getJobCounts(...JOB_STATES)] as const)), 'queue counts'),
-      withTimeout(readHosts(deps.redis, deps.keys), 'host registry'),
+      withTimeout(Promise.all(deps.queues.map(async (q) => [q.name, await q.getJobCounts(...JOB_STATES)] as const)), COLLECT_TIMEOUT_MS, 'queue counts'),
+      withTimeout(readHosts(deps.redis, deps.keys), COLLECT_TIMEOUT_MS, 'host registry'),
     ]);
     const snap: Snapshot = {};
     if (counts.status === 'fulfilled') snap.counts = new Map(counts.value);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetKeys } from './keys.ts';
+import { withTimeout } from './timeout.ts';
 
 /** The heartbeat record of one spawn host, as JSON in the `hosts` hash (field = host id). */
 export interface HostRecord {
@@ -115,14 +116,18 @@ export async function startHeartbeat(deps: {
       stopped = true;
       clearInterval(timer);
       // Bounded: a stop must go on when Redis is away (the record then goes stale instead).
-      const forget = (async () => {
-        await inFlight?.catch(() => {});
-        await deps.redis.eval(FORGET_IF_OURS, 1, deps.keys.hosts, deps.hostId, String(process.pid), startedAt);
-      })();
-      let timeout: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<'timeout'>((resolve) => (timeout = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS)));
-      const outcome = await Promise.race([forget.then(() => 'done' as const, () => 'failed' as const), gaveUp]).finally(() => clearTimeout(timeout));
-      if (outcome !== 'done') deps.logger.warn({ host: deps.hostId }, 'could not remove the host record (Redis away?); it will show as stale');
+      try {
+        await withTimeout(
+          (async () => {
+            await inFlight?.catch(() => {});
+            await deps.redis.eval(FORGET_IF_OURS, 1, deps.keys.hosts, deps.hostId, String(process.pid), startedAt);
+          })(),
+          STOP_TIMEOUT_MS,
+          'Redis',
+        );
+      } catch (error) {
+        deps.logger.warn({ host: deps.hostId, err: error }, 'could not remove the host record; it will show as stale');
+      }
     },
   };
 }

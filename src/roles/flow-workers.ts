@@ -1,4 +1,4 @@
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { processMerge } from '../../processors/merge.ts';
@@ -12,6 +12,8 @@ import type { Reviewer } from '../forge.ts';
 import type { GitHubForges } from '../github/index.ts';
 import type { FleetKeys } from '../keys.ts';
 import type { SecretBox } from '../secrets.ts';
+import { failureResult } from '../protocol.ts';
+import { publishResultOnce } from '../results.ts';
 
 export interface FlowRoleDeps {
   config: FleetConfig;
@@ -100,11 +102,21 @@ export async function startMergeRole(deps: FlowRoleDeps): Promise<FlowRole> {
     // One queue, two kinds of job: a scope's merge step and the request's root, which ends the flow.
     (job, token) =>
       job.data.kind === 'request'
-        ? processRequest(job as never as import('bullmq').Job<RequestJobData>, requestDeps)
-        : processMerge(job as never as import('bullmq').Job<MergeJobData>, mergeDeps, { token }),
+        ? processRequest(job as Job<RequestJobData>, requestDeps)
+        : processMerge(job as Job<MergeJobData>, mergeDeps, { token }),
     workerOptions(deps.config, deps.connection),
   );
   worker.on('error', (error) => log.error({ err: error }, 'merge worker error'));
+  // The root of a flow failing for good (Redis trouble through all its attempts, stalls) would
+  // leave the orchestrator waiting forever: it still gets a final result.
+  worker.on('failed', (job, error) => {
+    if (!job || job.data.kind !== 'request') return;
+    if (job.attemptsMade < (job.opts.attempts ?? 1) && !/stalled/i.test(error.message)) return;
+    const { request } = job.data;
+    publishResultOnce(deps.redis, failureResult(request.request_id, 'crash', `the request's flow failed on the fleet side: ${error.message}`), request.result_format ?? 'legacy').catch((e) =>
+      log.error({ err: e, request_id: request.request_id }, 'could not publish the result of a failed flow'),
+    );
+  });
   await worker.waitUntilReady();
   log.info({ conflict_rounds: deps.config.mergeConflictRounds }, 'merge role ready');
   return {

@@ -37,7 +37,7 @@ export interface SpawnDeps {
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
-  dindVolume?: () => { volume: string; release(): void } | undefined;
+  dindVolume?: () => Promise<{ volume: string; release(): void }>;
   observer?: SpawnObserver;
   now?: () => Date;
 }
@@ -81,7 +81,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps, emit);
   }
   const forgetToken = redactor.add(token);
-  const slot = deps.dindVolume?.();
+  const slot = await deps.dindVolume?.();
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
   try {

@@ -11,6 +11,7 @@ import type { ContainerRuntime } from './container-runtime.ts';
 export class DindSlots {
   private readonly free: number[];
   private readonly checks = new Set<Promise<void>>();
+  private readonly waiters: (() => void)[] = [];
 
   constructor(
     private readonly options: { hostId: string; prefix: string; slots: number; maxBytes: number; runtime: ContainerRuntime; logger: Logger },
@@ -22,12 +23,15 @@ export class DindSlots {
     return `${this.options.prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-dind-${this.options.hostId}-${slot}`;
   }
 
-  /** A free slot's volume; undefined only if the host runs more jobs than slots (it never should). */
-  acquire(): { volume: string; release(): void } | undefined {
-    const slot = this.free.shift();
-    if (slot === undefined) {
-      this.options.logger.error('no free Docker-in-Docker cache slot: running without a cache volume');
-      return undefined;
+  /**
+   * A free slot's volume. The host never runs more jobs than slots, but a slot comes back only
+   * after its size check, so a job that starts right after another may wait that long for it.
+   */
+  async acquire(): Promise<{ volume: string; release(): void }> {
+    let slot = this.free.shift();
+    while (slot === undefined) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      slot = this.free.shift();
     }
     let released = false;
     return {
@@ -38,6 +42,7 @@ export class DindSlots {
         const check = this.prune(slot).finally(() => {
           this.free.push(slot);
           this.checks.delete(check);
+          this.waiters.shift()?.();
         });
         this.checks.add(check);
       },

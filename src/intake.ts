@@ -66,7 +66,13 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   if (needsFlow(request)) {
     // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
     if ((await deps.redis.set(deps.keys.flowClaim(id), '1', 'EX', FLOW_CLAIM_TTL_SECONDS, 'NX')) !== 'OK') return 'duplicate';
-    await deps.flows.add(buildRequestFlow(request, data.sealedToken, { attempts: deps.attempts, keepLogs: deps.keepLogs, acceptedAt: data.acceptedAt, source }));
+    try {
+      await deps.flows.add(buildRequestFlow(request, data.sealedToken, { attempts: deps.attempts, keepLogs: deps.keepLogs, acceptedAt: data.acceptedAt, source }));
+    } catch (error) {
+      // Nothing was added: free the id so a resend is not taken for a duplicate of nothing.
+      await deps.redis.del(deps.keys.flowClaim(id)).catch(() => {});
+      throw error;
+    }
     return 'enqueued';
   }
   // The look-up above only spares work; two bridges passing it at once still make one job here.

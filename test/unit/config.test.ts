@@ -74,3 +74,11 @@ describe('--help', () => {
     expect(Object.keys(SETTING_DESCRIPTIONS).sort()).toEqual([...SETTINGS].sort());
   });
 });
+
+describe('README', () => {
+  it('names every setting the schema reads', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(SETTINGS.filter((s) => !readme.includes(s))).toEqual([]);
+  });
+});

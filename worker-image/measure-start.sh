@@ -4,6 +4,10 @@
 # each run and the medians. Network none; a local bare repository stands in for GitHub.
 # Usage: worker-image/measure-start.sh [IMAGE] [RUNS]   (defaults: coding-worker:latest, 5)
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+  exit 0
+fi
 image="${1:-coding-worker:latest}"
 runs="${2:-5}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

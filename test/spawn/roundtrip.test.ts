@@ -164,4 +164,20 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     expect(Date.now() - sent).toBeLessThan(30_000);
     expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
   });
+
+  it('works with a Redis Cluster hash-tag prefix: every fleet key shares the tag', async () => {
+    const prefix = `{fleet${Date.now()}}`;
+    const tagged = await startTestFleet(testEnv(server.url, testImage(), { FLEET_PREFIX: prefix }), ['bridge', 'spawn']);
+    try {
+      const request = legacyRequest({ task_content: completedLine('tagged') });
+      await publishJson(redis, channels.spawn, request);
+      expect(await results.next(request.request_id as string)).toMatchObject({ success: true, summary: 'tagged' });
+      const keys = await redis.keys(`*${prefix}*`);
+      expect(keys.length).toBeGreaterThan(0);
+      // Cluster slots follow the text inside the first {...}: all of them must start with the tag.
+      expect(keys.filter((k) => !k.startsWith(prefix) && !k.startsWith(`b_${prefix}`))).toEqual([]);
+    } finally {
+      await tagged.stop();
+    }
+  });
 });

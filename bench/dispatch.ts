@@ -5,6 +5,7 @@ import type { ContainerRuntime, ContainerSpec, WorkerContainer } from '../src/co
 import { startFleet } from '../src/fleet.ts';
 import { createLogger } from '../src/logger.ts';
 import { channels } from '../src/protocol.ts';
+import { idleRuntime } from '../test/ops/support.ts';
 import { startRedis } from '../test/support/redis.ts';
 
 /**
@@ -53,9 +54,10 @@ function row(path: string, scenario: string, expected: string[], created: Map<st
   };
 }
 
-/** A runtime that only records when fleet asked for a container. */
+/** A runtime that only records when fleet asked for a container; everything else answers as an idle host. */
 function recordingRuntime(created: Map<string, number[]>, onCreate: (id: string) => void): ContainerRuntime {
   return {
+    ...idleRuntime(),
     async create(spec: ContainerSpec): Promise<WorkerContainer> {
       const id = spec.env.FLEET_REQUEST_ID!;
       created.set(id, [...(created.get(id) ?? []), now()]);
@@ -71,12 +73,6 @@ function recordingRuntime(created: Map<string, number[]>, onCreate: (id: string)
         remove: async () => {},
       };
     },
-    list: async () => [],
-    removeById: async () => {},
-    ping: async () => {},
-    hasImage: async () => true,
-    volumeSize: async () => null,
-    removeVolume: async () => {},
   };
 }
 

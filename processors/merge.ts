@@ -1,31 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { DelayedError, type Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
 import { emptyOutcome, stepJobId, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { MergeJobData } from '../queues/merge.ts';
-import { QUEUE_NAMES as Q, SPAWN_JOB_NAME, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { QUEUE_NAMES as Q, SPAWN_JOB_NAME } from '../queues/spawn.ts';
 import { REVIEW_JOB_NAME, type ReviewJobData, type ReviewJobResult } from '../queues/review.ts';
 import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
-import { flowStepFailed, scopeToken, spawnChildData } from '../src/flow-steps.ts';
+import { flowStepFailed, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow-steps.ts';
 import { isForgeErrorNamed } from '../src/forge.ts';
-import type { GitHubForges } from '../src/github/index.ts';
-import type { FleetKeys } from '../src/keys.ts';
 import { conflictTask } from '../src/pr-text.ts';
-import type { SecretBox } from '../src/secrets.ts';
 import { flowErrorOrRetry } from './review.ts';
 
-export interface MergeDeps {
-  forges: GitHubForges;
-  hostToken: string | undefined;
-  secrets: SecretBox;
-  redis: Redis;
-  keys: FleetKeys;
-  prefix: string;
-  spawnQueue: Queue<SpawnJobData, SpawnJobResult>;
+export interface MergeDeps extends FlowStepDeps {
   reviewQueue: Queue<ReviewJobData, ReviewJobResult>;
   conflictRounds: number;
-  logger: Logger;
   /** How long a merge waits before asking again for a repository another merge holds. */
   lockRetryMs?: number;
 }

@@ -1,33 +1,21 @@
-import type { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { emptyOutcome, stepJobId, type PullRequestRef, type ReviewRecord, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
-import { QUEUE_NAMES, SPAWN_JOB_NAME, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { QUEUE_NAMES, SPAWN_JOB_NAME } from '../queues/spawn.ts';
 import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
-import { flowStepFailed, scopeToken, spawnChildData } from '../src/flow-steps.ts';
+import { flowStepFailed, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow-steps.ts';
 import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
-import type { GitHubForges } from '../src/github/index.ts';
-import type { FleetKeys } from '../src/keys.ts';
 import { fixTask } from '../src/pr-text.ts';
 import { buildAgentReviewTask, verdictFromAgentSummary } from '../src/reviewer/agent.ts';
-import type { SecretBox } from '../src/secrets.ts';
 
 /** Everything the review processor touches. */
-export interface ReviewDeps {
-  forges: GitHubForges;
+export interface ReviewDeps extends FlowStepDeps {
   /** The LLM reviewer; absent when reviews run as agent containers. */
   reviewer: Reviewer | undefined;
   reviewerKind: 'llm' | 'agent';
   /** Posts reviews as a second account, so APPROVE is not refused as a self-review. */
   reviewerToken: string | undefined;
-  hostToken: string | undefined;
-  secrets: SecretBox;
-  redis: Redis;
-  keys: FleetKeys;
-  prefix: string;
-  spawnQueue: Queue<SpawnJobData, SpawnJobResult>;
-  logger: Logger;
 }
 
 type State = NonNullable<ReviewJobData['state']>;

@@ -1,7 +1,5 @@
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import { cancelRequest } from './cancel.ts';
 import { InvalidRequestError } from './errors.ts';
 import { enqueueSpawn, validateSpawnRequest, type IntakeDeps } from './intake.ts';

@@ -2,6 +2,7 @@ import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
+import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
 import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
 import { BOARD_PATH, createBoardRouter } from '../board/board.ts';
 import { startBridge, type Bridge } from './bridge.ts';
@@ -83,12 +84,12 @@ export async function startFleet(options: {
     collectDefaultMetrics({ register: registry, prefix: 'fleet_process_' });
     const checks: ReadinessCheck[] = [{ name: 'redis', check: async () => void (await redis.ping()) }];
 
+    // One Queue object per queue for the whole process: roles, board and metrics share them.
     const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix: config.prefix });
-    stack.push({ name: 'spawn queue', stop: () => spawnQueue.close() });
-    // The board and the queue gauges show every queue, including those no role here consumes.
-    const otherQueues = [QUEUE_NAMES.review, QUEUE_NAMES.merge].map((name) => new Queue(name, { connection, prefix: config.prefix }));
-    stack.push({ name: 'review and merge queues', stop: async () => void (await Promise.all(otherQueues.map((q) => q.close()))) });
-    const queues = [spawnQueue as Queue, ...otherQueues];
+    const reviewQueue = new Queue<ReviewJobData, ReviewJobResult>(QUEUE_NAMES.review, { connection, prefix: config.prefix });
+    const mergeQueue = new Queue(QUEUE_NAMES.merge, { connection, prefix: config.prefix });
+    const queues = [spawnQueue, reviewQueue, mergeQueue] as Queue[];
+    stack.push({ name: 'queues', stop: async () => void (await Promise.all(queues.map((q) => q.close()))) });
     // Without a listener BullMQ prints every reconnect error to the console itself.
     for (const queue of queues) queue.on('error', (error) => logger.warn({ err: error, queue: queue.name }, 'queue connection error'));
     const metrics = createFleetMetrics({ registry, queues, redis, keys, logger });
@@ -109,7 +110,7 @@ export async function startFleet(options: {
       const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:spawn-sub`);
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'spawn subscriber', stop: async () => subscriber.disconnect() });
-      const spawn = await startSpawnRole({ config, connection, redis, subscriber, runtime, secrets, keys, logger, observer: metrics.observer, forges });
+      const spawn = await startSpawnRole({ config, connection, queue: spawnQueue, redis, subscriber, runtime, secrets, keys, logger, observer: metrics.observer, forges });
       let stopping = false;
       const heartbeat = await startHeartbeat({
         redis,
@@ -144,7 +145,7 @@ export async function startFleet(options: {
 
     for (const role of ['review', 'merge'] as const) {
       if (!options.roles.includes(role)) continue;
-      const flowDeps = { config, connection, redis, secrets, keys, forges: forges!, logger };
+      const flowDeps = { config, connection, queues: { spawn: spawnQueue, review: reviewQueue }, redis, secrets, keys, forges: forges!, logger };
       const started = role === 'review' ? await startReviewRole({ ...flowDeps, reviewer: createReviewer(config, logger) }) : await startMergeRole(flowDeps);
       stack.push({ name: `${role} role`, stop: () => started.stop() });
     }

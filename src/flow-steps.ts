@@ -1,8 +1,27 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import type { ScopeContext, SpawnOutcome } from '../queues/flow.ts';
-import type { SpawnJobData } from '../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
+import type { GitHubForges } from './github/index.ts';
+import type { FleetKeys } from './keys.ts';
 import { SpawnError } from './errors.ts';
 import type { ChildEnd } from './flow-children.ts';
 import type { SecretBox } from './secrets.ts';
+
+/** What the review and merge steps both touch; neither builds a client of its own. */
+export interface FlowStepDeps {
+  forges: GitHubForges;
+  /** The host's own token, for requests that brought none. */
+  hostToken: string | undefined;
+  secrets: SecretBox;
+  redis: Redis;
+  keys: FleetKeys;
+  prefix: string;
+  /** Where follow-up workers (fix, conflict, agent reviewer) are added as children. */
+  spawnQueue: Queue<SpawnJobData, SpawnJobResult>;
+  logger: Logger;
+}
 
 /** The GitHub token a scope acts with: the request's (sealed in the flow) or the host's. */
 export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostToken: string | undefined }): string {

@@ -1,4 +1,4 @@
-import { Queue, Worker, type Job } from 'bullmq';
+import { Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { processMerge } from '../../processors/merge.ts';
@@ -11,13 +11,15 @@ import type { FleetConfig } from '../config.ts';
 import type { Reviewer } from '../forge.ts';
 import type { GitHubForges } from '../github/index.ts';
 import type { FleetKeys } from '../keys.ts';
+import type { FlowStepDeps } from '../flow-steps.ts';
+import { publishResultOfFailedJob, workerOptions } from './worker-common.ts';
 import type { SecretBox } from '../secrets.ts';
-import { failureResult } from '../protocol.ts';
-import { publishResultOnce } from '../results.ts';
 
 export interface FlowRoleDeps {
   config: FleetConfig;
   connection: { url: string };
+  /** The process's queue objects: steps add follow-up children to them. */
+  queues: { spawn: Queue<SpawnJobData, SpawnJobResult>; review: Queue<ReviewJobData, ReviewJobResult> };
   redis: Redis;
   secrets: SecretBox;
   keys: FleetKeys;
@@ -33,69 +35,46 @@ export interface FlowRole {
 /** Review and merge steps mostly wait on GitHub and the model, so a host runs several at once. */
 const STEP_CONCURRENCY = 8;
 
-function workerOptions(config: FleetConfig, connection: { url: string }) {
+function stepDeps(deps: FlowRoleDeps, log: Logger): FlowStepDeps {
   return {
-    connection,
-    prefix: config.prefix,
-    concurrency: STEP_CONCURRENCY,
-    lockDuration: config.lockDurationMs,
-    stalledInterval: config.stalledIntervalMs,
-    maxStalledCount: 2,
-    name: config.hostId,
+    forges: deps.forges,
+    hostToken: deps.config.githubToken,
+    secrets: deps.secrets,
+    redis: deps.redis,
+    keys: deps.keys,
+    prefix: deps.config.prefix,
+    spawnQueue: deps.queues.spawn,
+    logger: log,
   };
 }
 
 /** The `review` role: one worker on the review queue. */
 export async function startReviewRole(deps: FlowRoleDeps & { reviewer: Reviewer | undefined }): Promise<FlowRole> {
   const log = deps.logger.child({ role: 'review', host: deps.config.hostId });
-  const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection: deps.connection, prefix: deps.config.prefix });
   const reviewDeps = {
-    forges: deps.forges,
+    ...stepDeps(deps, log),
     reviewer: deps.reviewer,
     reviewerKind: deps.config.reviewer.kind,
     reviewerToken: deps.config.github.reviewerToken,
-    hostToken: deps.config.githubToken,
-    secrets: deps.secrets,
-    redis: deps.redis,
-    keys: deps.keys,
-    prefix: deps.config.prefix,
-    spawnQueue,
-    logger: log,
   };
   const worker = new Worker<ReviewJobData, ReviewJobResult>(
     QUEUE_NAMES.review,
     (job, token) => processReview(job, reviewDeps, { token }),
-    workerOptions(deps.config, deps.connection),
+    workerOptions(deps.config, deps.connection, STEP_CONCURRENCY),
   );
   worker.on('error', (error) => log.error({ err: error }, 'review worker error'));
   await worker.waitUntilReady();
   log.info({ reviewer: deps.config.reviewer.kind, reviewer_token: Boolean(deps.config.github.reviewerToken) }, 'review role ready');
   return {
     worker,
-    async stop() {
-      await worker.close();
-      await spawnQueue.close();
-    },
+    stop: () => worker.close(),
   };
 }
 
 /** The `merge` role: merges scopes (one at a time per repository) and finishes requests. */
 export async function startMergeRole(deps: FlowRoleDeps): Promise<FlowRole> {
   const log = deps.logger.child({ role: 'merge', host: deps.config.hostId });
-  const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection: deps.connection, prefix: deps.config.prefix });
-  const reviewQueue = new Queue<ReviewJobData, ReviewJobResult>(QUEUE_NAMES.review, { connection: deps.connection, prefix: deps.config.prefix });
-  const mergeDeps = {
-    forges: deps.forges,
-    hostToken: deps.config.githubToken,
-    secrets: deps.secrets,
-    redis: deps.redis,
-    keys: deps.keys,
-    prefix: deps.config.prefix,
-    spawnQueue,
-    reviewQueue,
-    conflictRounds: deps.config.mergeConflictRounds,
-    logger: log,
-  };
+  const mergeDeps = { ...stepDeps(deps, log), reviewQueue: deps.queues.review, conflictRounds: deps.config.mergeConflictRounds };
   const requestDeps = { redis: deps.redis, keys: deps.keys, logger: log };
   const worker = new Worker<MergeQueueJobData>(
     QUEUE_NAMES.merge,
@@ -104,26 +83,17 @@ export async function startMergeRole(deps: FlowRoleDeps): Promise<FlowRole> {
       job.data.kind === 'request'
         ? processRequest(job as Job<RequestJobData>, requestDeps)
         : processMerge(job as Job<MergeJobData>, mergeDeps, { token }),
-    workerOptions(deps.config, deps.connection),
+    workerOptions(deps.config, deps.connection, STEP_CONCURRENCY),
   );
   worker.on('error', (error) => log.error({ err: error }, 'merge worker error'));
-  // The root of a flow failing for good (Redis trouble through all its attempts, stalls) would
-  // leave the orchestrator waiting forever: it still gets a final result.
   worker.on('failed', (job, error) => {
-    if (!job || job.data.kind !== 'request') return;
-    if (job.attemptsMade < (job.opts.attempts ?? 1) && !/stalled/i.test(error.message)) return;
-    const { request } = job.data;
-    publishResultOnce(deps.redis, failureResult(request.request_id, 'crash', `the request's flow failed on the fleet side: ${error.message}`), request.result_format ?? 'legacy').catch((e) =>
-      log.error({ err: e, request_id: request.request_id }, 'could not publish the result of a failed flow'),
-    );
+    // Only the root speaks for the request; a failed merge step is read by the root.
+    if (job?.data.kind === 'request') publishResultOfFailedJob(job, error, job.data.request, { redis: deps.redis, logger: log });
   });
   await worker.waitUntilReady();
   log.info({ conflict_rounds: deps.config.mergeConflictRounds }, 'merge role ready');
   return {
     worker,
-    async stop() {
-      await worker.close();
-      await Promise.all([spawnQueue.close(), reviewQueue.close()]);
-    },
+    stop: () => worker.close(),
   };
 }

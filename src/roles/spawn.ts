@@ -1,4 +1,4 @@
-import { Queue, Worker, type Job } from 'bullmq';
+import { Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { processSpawn, type SpawnObserver } from '../../processors/spawn.ts';
@@ -7,16 +7,17 @@ import type { ControlMessage } from '../cancel.ts';
 import type { FleetConfig } from '../config.ts';
 import type { ContainerRuntime } from '../container-runtime.ts';
 import type { FleetKeys } from '../keys.ts';
-import { failureResult } from '../protocol.ts';
 import { reapOrphans } from '../reaper.ts';
-import { publishResultOnce } from '../results.ts';
 import type { SecretBox } from '../secrets.ts';
+import { publishResultOfFailedJob, workerOptions } from './worker-common.ts';
 import { DindSlots } from '../dind-cache.ts';
 import type { GitHubForges } from '../github/index.ts';
 
 export interface SpawnRoleDeps {
   config: FleetConfig;
   connection: { url: string };
+  /** The process's spawn queue, where the fleet-wide concurrency is set. */
+  queue: Queue<SpawnJobData, SpawnJobResult>;
   redis: Redis;
   subscriber: Redis;
   runtime: ContainerRuntime;
@@ -60,10 +61,8 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   }
 
   if (config.globalConcurrency !== undefined) {
-    const queue = new Queue(QUEUE_NAMES.spawn, { connection: deps.connection, prefix: config.prefix });
-    if (config.globalConcurrency === 0) await queue.removeGlobalConcurrency();
-    else await queue.setGlobalConcurrency(config.globalConcurrency);
-    await queue.close();
+    if (config.globalConcurrency === 0) await deps.queue.removeGlobalConcurrency();
+    else await deps.queue.setGlobalConcurrency(config.globalConcurrency);
     log.info({ global_concurrency: config.globalConcurrency || 'none' }, 'fleet-wide concurrency set');
   }
 
@@ -91,30 +90,12 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
         active.delete(job.id!);
       }
     },
-    {
-      connection: deps.connection,
-      prefix: config.prefix,
-      concurrency: config.hostConcurrency,
-      lockDuration: config.lockDurationMs,
-      stalledInterval: config.stalledIntervalMs,
-      maxStalledCount: 2,
-      name: config.hostId,
-      autorun: !drained,
-    },
+    { ...workerOptions(config, deps.connection, config.hostConcurrency), autorun: !drained },
   );
 
-  // A job can fail without its processor publishing anything: it stalled too often (its hosts
-  // kept dying) or an unexpected error used up its attempts. The request is final then, so it
-  // gets a result; publishResultOnce makes this a no-op when the processor already published.
-  worker.on('failed', (job: Job<SpawnJobData, SpawnJobResult> | undefined, error: Error) => {
+  worker.on('failed', (job, error) => {
     // A flow step reports to its parent job (which reads the failure), never to the orchestrator.
-    if (!job || job.data.flow) return;
-    const final = error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled/i.test(error.message);
-    if (!final) return;
-    const result = failureResult(job.data.request.request_id, 'crash', `the job failed on the fleet side: ${error.message}`);
-    publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy').catch((e) =>
-      log.error({ err: e, request_id: job.id }, 'could not publish the result of a failed job'),
-    );
+    if (job && !job.data.flow) publishResultOfFailedJob(job, error, job.data.request, { redis: deps.redis, logger: log });
   });
   worker.on('error', (error) => log.error({ err: error }, 'spawn worker error'));
 

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { cancelRequest } from './cancel.ts';
 import { InvalidRequestError } from './errors.ts';
-import { enqueueSpawn, validateSpawnRequest, type IntakeDeps } from './intake.ts';
+import { enqueueSpawn, requestExists, validateSpawnRequest, type IntakeDeps } from './intake.ts';
 import { REJECTED_KEEP } from './keys.ts';
 import { cancelRequestSchema, channels, failureResult, MAX_TASK_BYTES } from './protocol.ts';
 import { redactor } from './redact.ts';
@@ -69,8 +69,8 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
     const entry = JSON.stringify({ at: new Date().toISOString(), reason, request_id: requestId ?? null, bytes: raw.length, excerpt: excerpt(raw) });
     await deps.redis.multi().lpush(deps.keys.rejected, entry).ltrim(deps.keys.rejected, 0, REJECTED_KEEP - 1).exec();
     if (!requestId) return;
-    // A malformed duplicate of a request that is already queued must not overwrite its real result.
-    if (await deps.queue.getJob(requestId).catch(() => undefined)) {
+    // A malformed duplicate of a request that is already queued (a job or a flow) gets no result of its own.
+    if (await requestExists(requestId, deps)) {
       log.warn({ request_id: requestId }, 'a job with this id exists: the invalid duplicate gets no result of its own');
       return;
     }

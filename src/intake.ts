@@ -40,6 +40,12 @@ const FLOW_CLAIM_TTL_SECONDS = 7 * 24 * 3600;
 
 export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancelled';
 
+/** Whether a request id is taken: a spawn job, or a flow (whose root lives on another queue) claimed it. */
+export async function requestExists(id: string, deps: Pick<IntakeDeps, 'queue' | 'redis' | 'keys'>): Promise<boolean> {
+  const [job, claimed] = await Promise.all([deps.queue.getJob(id), deps.redis.exists(deps.keys.flowClaim(id))]);
+  return job !== undefined || claimed === 1;
+}
+
 /**
  * Puts a valid request on the `spawn` queue with jobId = request_id: BullMQ's add is atomic on
  * the id, so any number of bridges and resends make one job. The token is sealed before it
@@ -48,7 +54,7 @@ export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancel
 export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
   const id = request.request_id;
   // Independent look-ups, sent together: one round trip on the hot path, not three.
-  const [final, existing, cancelled] = await Promise.all([readResult(deps.redis, id), deps.queue.getJob(id), deps.redis.exists(deps.keys.cancelled(id))]);
+  const [final, existing, cancelled] = await Promise.all([readResult(deps.redis, id), requestExists(id, deps), deps.redis.exists(deps.keys.cancelled(id))]);
   if (final) return 'already_final';
   if (existing) return 'duplicate';
   if (cancelled) {

@@ -216,4 +216,16 @@ describe('bridge', () => {
     expect((await queue.getJobs(['waiting'])).map((j) => j.id).sort()).toEqual([`${request.request_id}.api`, `${request.request_id}.web`]);
     await merge.close();
   });
+
+  it('gives an invalid duplicate of a queued flow no result of its own', async () => {
+    freshQueue();
+    await bridges(1);
+    const request = legacyRequest({ tasks: [{ scope: 'web', task_content: 'a' }], review: true });
+    await send(request);
+    await idle();
+    await send({ ...request, timeout_seconds: 'never' });
+    await idle();
+    expect(results.all(request.request_id as string)).toEqual([]);
+    expect(await redis.exists(channels.resultKey(request.request_id as string))).toBe(0);
+  });
 });

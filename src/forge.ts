@@ -218,11 +218,14 @@ export class ForgeAuthError extends ForgeError {
   }
 }
 
-/** 422 other than self-approval: the request is invalid (missing branch, bad body). Not retryable. */
+/**
+ * 422 other than self-approval: the request is invalid (missing branch, bad body). Not retryable.
+ * Without a status it was refused before any call (a malformed repository name).
+ */
 export class ForgeValidationError extends ForgeError {
   override name = 'ForgeValidationError';
-  constructor(message: string, status = 422, cause?: unknown) {
-    super(message, { retryable: false, status, cause });
+  constructor(message: string, status?: number, cause?: unknown) {
+    super(message, { retryable: false, ...(status === undefined ? {} : { status }), cause });
   }
 }
 
@@ -268,7 +271,3 @@ export function isForgeErrorNamed(error: unknown, name: ForgeErrorName | 'Review
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === name;
 }
 
-/** Whether a retry of the same call can help: the error's own `retryable`, else false for unknown errors. */
-export function isRetryable(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === true;
-}

@@ -7,14 +7,9 @@ import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
 import { ERROR_TYPES, type SpawnResult } from './protocol.ts';
 import { withTimeout } from './timeout.ts';
+import type { BudgetReading } from './github/budget.ts';
 
-/** One reading of a GitHub rate-limit budget (the shape src/github/budget.ts reports). */
-export interface BudgetReading {
-  remaining: number;
-  limit: number;
-  resetAt: Date | number;
-  resource: string;
-}
+export type { BudgetReading };
 
 /**
  * The hooks through which the rest of fleet reports to Prometheus. Gauges describing the whole
@@ -173,7 +168,7 @@ export function createFleetMetrics(deps: {
     onBudget: ({ remaining, limit, resetAt, resource }) => {
       budgetRemaining.set({ resource }, remaining);
       budgetLimit.set({ resource }, limit);
-      budgetReset.set({ resource }, (resetAt instanceof Date ? resetAt.getTime() : resetAt) / 1000);
+      budgetReset.set({ resource }, resetAt.getTime() / 1000);
     },
   };
 }

@@ -25,7 +25,7 @@ const REPO_NAME = /^([A-Za-z0-9-]+)\/([A-Za-z0-9._-]+)$/;
 
 function splitRepo(repo: RepoName): { owner: string; repo: string } {
   const match = REPO_NAME.exec(repo);
-  if (!match) throw new ForgeValidationError(`repo must be "owner/name", got "${repo}"`, 0);
+  if (!match) throw new ForgeValidationError(`repo must be "owner/name", got "${repo}"`);
   return { owner: match[1]!, repo: match[2]! };
 }
 

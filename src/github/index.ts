@@ -6,7 +6,7 @@
 import type { RedisOptions } from 'ioredis';
 import type { Forge } from '../forge.ts';
 import { BudgetBook, type BudgetReading } from './budget.ts';
-import { createMeteredOctokit, resolveLimits, tokenId, type GitHubLimits, type MeteredOctokitClient } from './client.ts';
+import { createMeteredOctokit, resolveLimits, tokenId, type GitHubLimits } from './client.ts';
 import { GitHubForge } from './forge.ts';
 import { ClusteredLimiters, type LimiterLogger } from './limiter.ts';
 
@@ -40,8 +40,6 @@ export interface GitHubForgesOptions {
 export interface GitHubForges {
   /** The forge that acts with `token` (cached per token). */
   forToken(token: string): Forge;
-  /** The underlying metered Octokit of a token, for calls the Forge does not cover. */
-  octokit(token: string): MeteredOctokitClient;
   /** Times a limiter's lost Redis state was re-created. */
   readonly recoveries: number;
   /** Local and cluster-wide job counts of this process's limiters, for diagnostics. */
@@ -60,7 +58,7 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
     ...(opts.idleTtlMs === undefined ? {} : { idleTtlMs: opts.idleTtlMs }),
     ...(opts.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: opts.heartbeatIntervalMs }),
   });
-  const clients = new Map<string, { octokit: MeteredOctokitClient; forge: Forge }>();
+  const clients = new Map<string, Forge>();
   const entry = (token: string) => {
     if (!token) throw new Error('GitHub token is empty');
     const id = tokenId(token);
@@ -76,14 +74,13 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
         ...(onBudget ? { onBudget: (reading: BudgetReading) => onBudget({ ...reading, token: id }) } : {}),
       });
       const octokit = createMeteredOctokit({ token, apiUrl, limits, limiters, budget, logger: opts.logger, ...(opts.userAgent ? { userAgent: opts.userAgent } : {}) });
-      found = { octokit, forge: new GitHubForge(octokit) };
+      found = new GitHubForge(octokit);
       clients.set(id, found);
     }
     return found;
   };
   return {
-    forToken: (token) => entry(token).forge,
-    octokit: (token) => entry(token).octokit,
+    forToken: entry,
     limiterStats: () => limiters.stats(),
     get recoveries() {
       return limiters.recoveries;
@@ -93,11 +90,4 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
       await limiters.close();
     },
   };
-}
-
-/** A forge for one token that owns its connections: `close()` it when done. */
-export function createGitHubForge(opts: GitHubForgesOptions & { token: string }): Forge & { close(): Promise<void> } {
-  const forges = createGitHubForges(opts);
-  const forge = forges.forToken(opts.token);
-  return Object.assign(Object.create(forge) as Forge, { close: () => forges.close() });
 }

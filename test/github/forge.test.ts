@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
 import { createGitHubForges, type BudgetReading, type GitHubForges } from '../../src/github/index.ts';
-import { isForgeErrorNamed, isRetryable, type Forge } from '../../src/forge.ts';
+import { isForgeErrorNamed, type Forge } from '../../src/forge.ts';
 import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
 
 const AUTHOR = 'ghp_author_token_0123456789';
@@ -50,7 +50,7 @@ describe('GitHubForge', () => {
     expect(await author.getDefaultBranch(REPO)).toBe('trunk');
     const error = await author.getDefaultBranch('acme/nope').catch((e: unknown) => e);
     expect(isForgeErrorNamed(error, 'NotFoundError')).toBe(true);
-    expect(isRetryable(error)).toBe(false);
+    expect(error).toMatchObject({ retryable: false });
   });
 
   it('opens a pull request, and finds it again when asked twice (a retried job)', async () => {
@@ -117,7 +117,7 @@ describe('GitHubForge', () => {
     const moved = server.pushBranch(REPO, pr.headRef);
     const error = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: headSha }).catch((e: unknown) => e);
     expect(isForgeErrorNamed(error, 'HeadChangedError')).toBe(true);
-    expect(isRetryable(error)).toBe(false);
+    expect(error).toMatchObject({ retryable: false });
     expect(server.pullState(REPO, pr.number).merged).toBe(false);
 
     const merged = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: moved, commitTitle: 'Add widget (#1)' });
@@ -166,12 +166,3 @@ describe('toForgeError', () => {
   });
 });
 
-describe('createGitHubForge', () => {
-  it('gives a one-token forge that owns and closes its connections', async () => {
-    const { createGitHubForge } = await import('../../src/github/index.ts');
-    const one = createGitHubForge({ token: REVIEWER, apiUrl: server.url, redis: redis.url, prefix: randomPrefix(), logger: memoryLogger(), limits: FAST_LIMITS });
-    expect(await one.getDefaultBranch(REPO)).toBe('trunk');
-    await one.close();
-    await expect(one.getDefaultBranch(REPO)).rejects.toThrow();
-  });
-});

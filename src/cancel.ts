@@ -9,6 +9,11 @@ import { publishResultOnce } from './results.ts';
 /** A broadcast on the fleet's control channel. */
 export type ControlMessage = { type: 'cancel'; request_id: string } | { type: 'drain'; host: string } | { type: 'undrain'; host: string };
 
+/** The one way onto the control channel, so a message's shape is checked where it is made. */
+export async function publishControl(redis: Redis, keys: FleetKeys, message: ControlMessage): Promise<void> {
+  await redis.publish(keys.control, JSON.stringify(message));
+}
+
 export type CancelOutcome = 'removed_waiting' | 'signalled_running' | 'already_final' | 'unknown_yet';
 
 /**
@@ -21,8 +26,7 @@ export async function cancelRequest(
   deps: { redis: Redis; queue: Queue<SpawnJobData, SpawnJobResult>; keys: FleetKeys },
 ): Promise<CancelOutcome> {
   await deps.redis.set(deps.keys.cancelled(requestId), '1', 'EX', CANCEL_TTL_SECONDS);
-  const message: ControlMessage = { type: 'cancel', request_id: requestId };
-  await deps.redis.publish(deps.keys.control, JSON.stringify(message));
+  await publishControl(deps.redis, deps.keys, { type: 'cancel', request_id: requestId });
 
   const job = await deps.queue.getJob(requestId);
   if (!job) return 'unknown_yet';

@@ -8,6 +8,9 @@ export type Role = (typeof ROLES)[number];
 
 const GIB = 1024 ** 3;
 
+/** A host id: it goes into container labels, volume names and Redis keys. */
+export const HOST_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
 /** Docker-style memory size: `4g`, `512m`, `2048k`, or plain bytes. */
 export function parseMemory(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$/i.exec(text.trim());
@@ -60,7 +63,7 @@ const envSchema = z
     FLEET_REDIS_PORT: z.coerce.number().int().min(1).max(65535).default(6379),
     FLEET_HOST_ID: z
       .string()
-      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'use 1-64 of [A-Za-z0-9._-]')
+      .regex(HOST_ID_PATTERN, 'use 1-64 of [A-Za-z0-9._-]')
       .optional(),
     FLEET_HOST_CONCURRENCY: z.coerce.number().int().min(1).max(1024).optional(),
     FLEET_GLOBAL_CONCURRENCY: z.coerce.number().int().min(0).optional(),

@@ -10,8 +10,8 @@ export function fleetKeys(prefix: string) {
     rejected: `${prefix}:rejected`,
     /** Hash: host id → JSON heartbeat record. */
     hosts: `${prefix}:hosts`,
-    /** Set when an operator drains a host; the host stops taking jobs. */
-    drain: (hostId: string) => `${prefix}:drain:${hostId}`,
+    /** Hash: host id → when an operator drained it. A drained host takes no jobs, across restarts too. */
+    drained: `${prefix}:drained`,
     /** Claimed once per flow request: a flow has no single job id BullMQ could deduplicate on. */
     flowClaim: (requestId: string) => `${prefix}:flow:${requestId}`,
     /** Broadcasts between fleet processes: cancel a running job, drain a host. */

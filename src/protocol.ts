@@ -21,11 +21,14 @@ export const LOGS_TAIL_LINES = 200;
 export const AGENTS = ['droid', 'claude', 'codex', 'custom'] as const;
 export type Agent = (typeof AGENTS)[number];
 
+/** BullMQ job ids may not contain ':'; request ids become job ids, channel names and branch names. */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
 const requestIdSchema = z
   .string({ error: 'must be a string' })
   .min(1, 'must not be empty')
   .max(128, 'must be at most 128 characters')
-  .regex(/^[A-Za-z0-9._-]+$/, 'may only hold letters, digits, ".", "_" and "-"');
+  .regex(REQUEST_ID_PATTERN, 'may only hold letters, digits, ".", "_" and "-"');
 
 const repoSchema = z
   .string({ error: 'must be a string like "owner/name"' })

@@ -2,7 +2,9 @@ import { parseArgs } from 'node:util';
 import { channels } from '../protocol.ts';
 import { UsageError, type Command } from './main.ts';
 import { withOps } from './ops/connect.ts';
-import { HOST_ID, REQUEST_ID, runCancel, runDrain, runReap, runUndrain } from './ops/control.ts';
+import { HOST_ID_PATTERN } from '../config.ts';
+import { REQUEST_ID_PATTERN } from '../protocol.ts';
+import { runCancel, runDrain, runReap, runUndrain } from './ops/control.ts';
 import { runSpawn, SPAWN_EXIT, SpawnUsageError } from './ops/spawn.ts';
 import { runStatus } from './ops/status.ts';
 
@@ -104,7 +106,7 @@ cancellation is recorded, 1 when Redis cannot be reached.
 
 ${CONNECTION_HELP}`,
   async run(args) {
-    const id = positional(args, 'request id', REQUEST_ID);
+    const id = positional(args, 'request id', REQUEST_ID_PATTERN);
     return withOps((ops) => runCancel(ops, id, process.stdout));
   },
 };
@@ -115,7 +117,7 @@ const status: Command = {
   help: `Shows job counts of the spawn, review and merge queues (waiting, prioritized, delayed, active,
 completed, failed; paused and global concurrency when set) and every registered spawn host: its cap,
 running containers, last heartbeat, state (ok, drained, or STALE when it missed three heartbeats,
-i.e. it crashed or lost Redis), version, pid and start time. Hosts with a drain key that are not
+i.e. it crashed or lost Redis), version, pid and start time. Drained hosts that are not
 running are listed too.
 
 Options:
@@ -144,7 +146,7 @@ Exit status: 0, 2 for a malformed host id, 1 when Redis cannot be reached.
 
 ${CONNECTION_HELP}`,
   async run(args) {
-    const host = positional(args, 'host id', HOST_ID);
+    const host = positional(args, 'host id', HOST_ID_PATTERN);
     return withOps((ops) => runDrain(ops, host, process.stdout));
   },
 };
@@ -152,13 +154,13 @@ ${CONNECTION_HELP}`,
 const undrain: Command = {
   summary: 'let a drained host take jobs again',
   usage: 'fleet undrain HOST',
-  help: `Removes HOST's drain key and tells the host, if running, to take jobs again.
+  help: `Removes HOST's drain mark and tells the host, if running, to take jobs again.
 
 Exit status: 0, 2 for a malformed host id, 1 when Redis cannot be reached.
 
 ${CONNECTION_HELP}`,
   async run(args) {
-    const host = positional(args, 'host id', HOST_ID);
+    const host = positional(args, 'host id', HOST_ID_PATTERN);
     return withOps((ops) => runUndrain(ops, host, process.stdout));
   },
 };

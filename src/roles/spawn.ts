@@ -78,7 +78,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   const processDeps = { ...deps, logger: log, dindVolume: slots ? () => slots.acquire() : undefined };
   // `fleet drain` leaves a key behind so a drained host that restarts stays drained; such a host
   // never starts its worker loop until `fleet undrain`.
-  let drained = (await deps.redis.exists(keys.drain(config.hostId))) === 1;
+  let drained = (await deps.redis.hexists(keys.drained, config.hostId)) === 1;
   if (drained) log.warn(`this host is drained: it takes no jobs until \`fleet undrain ${config.hostId}\``);
   const worker = new Worker<SpawnJobData, SpawnJobResult>(
     QUEUE_NAMES.spawn,

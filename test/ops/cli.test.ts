@@ -239,7 +239,7 @@ describe('with a running fleet', () => {
     await expect.poll(() => t!.fleet.spawn!.drained()).toBe(false);
     await expect.poll(() => t!.fleet.spawn!.worker.isRunning()).toBe(true);
     const client = new Redis(redis.url);
-    expect(await client.exists(keys.drain(host))).toBe(0);
+    expect(await client.hexists(keys.drained, host)).toBe(0);
     await client.quit();
 
     // A host not running now starts drained.

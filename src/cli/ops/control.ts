@@ -1,12 +1,9 @@
-import { cancelRequest, type CancelOutcome } from '../../cancel.ts';
+import { cancelRequest, publishControl, type CancelOutcome } from '../../cancel.ts';
 import { createDockerRuntime } from '../../docker-runtime.ts';
 import { readHosts } from '../../host-registry.ts';
 import { createLogger } from '../../logger.ts';
 import { reapOrphans } from '../../reaper.ts';
 import type { OpsContext } from './connect.ts';
-
-export const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
-export const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 const CANCEL_MESSAGES: Record<CancelOutcome, string> = {
   removed_waiting: 'was waiting; removed from the queue, and its failure result (error_type "cancelled") is published',
@@ -26,8 +23,8 @@ export async function runCancel(ops: OpsContext, requestId: string, out: NodeJS.
  * comes first, so a host that restarts between the two still sees it.
  */
 export async function runDrain(ops: OpsContext, host: string, out: NodeJS.WritableStream): Promise<number> {
-  await ops.redis.set(ops.keys.drain(host), new Date().toISOString());
-  await ops.redis.publish(ops.keys.control, JSON.stringify({ type: 'drain', host }));
+  await ops.redis.hset(ops.keys.drained, host, new Date().toISOString());
+  await publishControl(ops.redis, ops.keys, { type: 'drain', host });
   const record = (await readHosts(ops.redis, ops.keys)).find((h) => h.host === host && !h.stale);
   out.write(
     record
@@ -38,8 +35,8 @@ export async function runDrain(ops: OpsContext, host: string, out: NodeJS.Writab
 }
 
 export async function runUndrain(ops: OpsContext, host: string, out: NodeJS.WritableStream): Promise<number> {
-  const removed = await ops.redis.del(ops.keys.drain(host));
-  await ops.redis.publish(ops.keys.control, JSON.stringify({ type: 'undrain', host }));
+  const removed = await ops.redis.hdel(ops.keys.drained, host);
+  await publishControl(ops.redis, ops.keys, { type: 'undrain', host });
   out.write(removed ? `${host} undrained: it takes jobs again\n` : `${host} was not drained (told it to take jobs anyway)\n`);
   return 0;
 }

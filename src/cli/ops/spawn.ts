@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidRequestError } from '../../errors.ts';
 import { validateSpawnRequest } from '../../intake.ts';
 import { channels, type FleetEvent, type SpawnResult } from '../../protocol.ts';
+import { withTimeout } from '../../timeout.ts';
 import type { OpsContext } from './connect.ts';
 
 export interface SpawnOptions {
@@ -96,7 +97,7 @@ export async function runSpawn(
   }
 
   const progress = Boolean(io.err.isTTY);
-  let settle: (result: string) => void = () => {};
+  let settle!: (result: string) => void;
   const result = new Promise<string>((resolve) => (settle = resolve));
   if (options.wait) {
     const sub = ops.subscriber();
@@ -125,12 +126,8 @@ export async function runSpawn(
   }
   if (progress) io.err.write(`fleet spawn: ${id} published; waiting for its result (Ctrl-C stops waiting, not the request: \`fleet cancel ${id}\`)\n`);
 
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<undefined>((resolve) => {
-    if (options.waitTimeoutSeconds !== undefined) timer = setTimeout(() => resolve(undefined), options.waitTimeoutSeconds * 1000);
-  });
-  const outcome = await Promise.race([result, timedOut]);
-  clearTimeout(timer);
+  // `result` never rejects: a rejection here is the wait running out.
+  const outcome = options.waitTimeoutSeconds === undefined ? await result : await withTimeout(result, options.waitTimeoutSeconds * 1000, 'the result').catch(() => undefined);
   if (outcome === undefined) {
     io.err.write(`fleet spawn: no result for ${id} within ${options.waitTimeoutSeconds} s; the request goes on (\`fleet cancel ${id}\` stops it)\n`);
     return SPAWN_EXIT.waitTimeout;

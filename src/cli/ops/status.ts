@@ -7,21 +7,12 @@ export interface FleetStatus {
   prefix: string;
   queues: Record<QueueName, Record<(typeof JOB_STATES)[number], number> & { paused: boolean; global_concurrency: number | null }>;
   hosts: HostStatus[];
-  /** Hosts with a drain key: drained now, or will start drained. */
+  /** Hosts an operator drained: drained now, or will start drained. */
   drained: string[];
 }
 
 async function drainedHosts(ops: OpsContext): Promise<string[]> {
-  const pattern = ops.keys.drain('*');
-  const prefixLength = pattern.length - 1;
-  const hosts: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await ops.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    hosts.push(...keys.map((key) => key.slice(prefixLength)));
-  } while (cursor !== '0');
-  return hosts.sort();
+  return (await ops.redis.hkeys(ops.keys.drained)).sort();
 }
 
 export async function readStatus(ops: OpsContext): Promise<FleetStatus> {

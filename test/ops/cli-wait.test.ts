@@ -1,14 +1,12 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningFleet } from '../../src/fleet.ts';
 import { describeDocker, testImage } from '../support/docker.ts';
 import { completedLine, eventLine, startTestFleet, testEnv } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-
-const FLEET = resolve(import.meta.dirname, '../../bin/fleet.js');
+import { runFleet } from './support.ts';
 
 describeDocker('fleet spawn --wait through a real worker', () => {
   let redis: TestRedis;
@@ -28,12 +26,8 @@ describeDocker('fleet spawn --wait through a real worker', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const run = (command: string, args: string[], extraEnv: Record<string, string> = {}) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((ok) =>
-      execFile(command, args, { env: { PATH: process.env.PATH!, HOME: '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX!, ...extraEnv } }, (error, stdout, stderr) =>
-        ok({ code: error ? Number(error.code) : 0, stdout, stderr }),
-      ),
-    );
+  const run = (args: string[], extraEnv: Record<string, string> = {}, options: { viaScript?: boolean } = {}) =>
+    runFleet(args, { HOME: '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX!, ...extraEnv }, options);
 
   const writeTask = (name: string, lines: string[]) => {
     const file = join(dir, name);
@@ -48,8 +42,7 @@ describeDocker('fleet spawn --wait through a real worker', () => {
       completedLine('all done', 'cafe1234'),
     ]);
     // `script` gives the command a terminal, as an operator's shell would.
-    const command = `node ${FLEET} spawn --repo acme/widgets --task-file ${task} --id cli-tty-1 --wait`;
-    const tty = await run('script', ['-qec', command, '/dev/null'], { GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' });
+    const tty = await run(['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-tty-1', '--wait'], { GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' }, { viaScript: true });
     expect(tty.code).toBe(0);
     expect(tty.stdout).toContain('cli-tty-1 published; waiting for its result');
     expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d started on acme\/widgets: cli wait/);
@@ -61,7 +54,7 @@ describeDocker('fleet spawn --wait through a real worker', () => {
   it('prints only the result JSON when not on a terminal, and exits 1 for a failed request', async () => {
     const task = writeTask('fail.md', ['echo going to fail', 'exit 4']);
     // The token from FLEET_GITHUB_TOKEN this time (GITHUB_TOKEN unset).
-    const piped = await run(process.execPath, [FLEET, 'spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-pipe-1', '--wait'], {
+    const piped = await run(['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-pipe-1', '--wait'], {
       FLEET_GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh',
     });
     expect(piped.code).toBe(1);
@@ -72,7 +65,7 @@ describeDocker('fleet spawn --wait through a real worker', () => {
 
   it('without any token the request carries none, and a host without FLEET_GITHUB_TOKEN says so', async () => {
     const task = writeTask('none.md', ['echo never runs']);
-    const run1 = await run(process.execPath, [FLEET, 'spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-notoken-1', '--wait']);
+    const run1 = await run(['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-notoken-1', '--wait']);
     expect(run1.code).toBe(1);
     expect(JSON.parse(run1.stdout)).toMatchObject({ error_type: 'spawn_error', error_message: expect.stringContaining('FLEET_GITHUB_TOKEN') });
   });

@@ -1,31 +1,13 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys } from '../../src/keys.ts';
 import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
-import { idleRuntime, randomPrefix, startTestFleet, type TestFleet } from './support.ts';
-
-const FLEET = resolve(import.meta.dirname, '../../bin/fleet.js');
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node bin/fleet.js ...` with only the environment given (nothing inherited but PATH and HOME). */
-function fleet(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolvePromise) => {
-    execFile(process.execPath, [FLEET, ...args], { env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
-}
+import { FLEET_BIN, idleRuntime, randomPrefix, runFleet, startTestFleet, type TestFleet } from './support.ts';
 
 let redis: TestRedis;
 let dir: string;
@@ -42,7 +24,7 @@ afterAll(async () => {
 
 describe('fleet --help', () => {
   it('lists every command and exits 0; no command at all is a usage error', async () => {
-    const [help, none, unknown] = await Promise.all([fleet(['--help']), fleet([]), fleet(['frobnicate'])]);
+    const [help, none, unknown] = await Promise.all([runFleet(['--help']), runFleet([]), runFleet(['frobnicate'])]);
     expect(help.code).toBe(0);
     for (const command of ['start', 'spawn', 'cancel', 'status', 'drain', 'undrain', 'reap']) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect(none.code).toBe(2);
@@ -60,7 +42,7 @@ describe('fleet --help', () => {
       reap: ['FLEET_HOST_ID', 'orphaned', 'Docker'],
       start: ['--roles', 'board', 'FLEET_BOARD_USER'],
     };
-    const runs = await Promise.all(Object.keys(expectations).map((command) => fleet([command, '--help'])));
+    const runs = await Promise.all(Object.keys(expectations).map((command) => runFleet([command, '--help'])));
     for (const [i, [command, words]] of Object.entries(expectations).entries()) {
       const run = runs[i]!;
       expect(run.code, command).toBe(0);
@@ -74,12 +56,12 @@ describe('failures exit non-zero', () => {
   it('says where it looked when Redis is not there', async () => {
     const port = await freePort();
     const commands = [['status'], ['cancel', 'abc'], ['drain', 'h1'], ['undrain', 'h1'], ['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')]];
-    const runs = await Promise.all(commands.map((args) => fleet(args, { REDIS_URL: `redis://127.0.0.1:${port}` })));
+    const runs = await Promise.all(commands.map((args) => runFleet(args, { REDIS_URL: `redis://127.0.0.1:${port}` })));
     runs.forEach((run, i) => {
       expect(run.code, commands[i]!.join(' ')).toBe(1);
       expect(run.stderr).toContain(`cannot reach Redis at redis://127.0.0.1:${port}`);
     });
-    const embedded = await fleet(['status'], { FLEET_REDIS_PORT: String(port) });
+    const embedded = await runFleet(['status'], { FLEET_REDIS_PORT: String(port) });
     expect(embedded.code).toBe(1);
     expect(embedded.stderr).toContain('REDIS_URL is unset');
   });
@@ -99,7 +81,7 @@ describe('failures exit non-zero', () => {
       [['cancel'], 'expected exactly one request id'],
       [['drain', 'not/a/host'], 'is not a valid host id'],
     ];
-    const runs = await Promise.all(cases.map(([args]) => fleet(args, env)));
+    const runs = await Promise.all(cases.map(([args]) => runFleet(args, env)));
     runs.forEach((run, i) => {
       expect(run.code, cases[i]![0].join(' ')).toBe(2);
       expect(run.stderr).toContain(cases[i]![1]);
@@ -107,7 +89,7 @@ describe('failures exit non-zero', () => {
   });
 
   it('reports a request lost when no bridge listens', async () => {
-    const run = await fleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], { REDIS_URL: redis.url, FLEET_PREFIX: randomPrefix() });
+    const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], { REDIS_URL: redis.url, FLEET_PREFIX: randomPrefix() });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('nobody is subscribed to worker:spawn');
   });
@@ -128,7 +110,7 @@ describe('with a running fleet', () => {
     await events.waitUntilReady();
     const queued = new Promise<string>((ok) => events.on('waiting', ({ jobId }) => ok(jobId)));
     try {
-      const child = spawn(process.execPath, [FLEET, 'spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--id', 'cli-wait-1', '--wait', '--title', 'T'], {
+      const child = spawn(process.execPath, [FLEET_BIN, 'spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--id', 'cli-wait-1', '--wait', '--title', 'T'], {
         env: { PATH: process.env.PATH!, ...env },
       });
       let stdout = '';
@@ -143,7 +125,7 @@ describe('with a running fleet', () => {
       expect(JSON.stringify(job!.data)).not.toContain('ghp_');
       await queue.close();
 
-      const cancel = await fleet(['cancel', 'cli-wait-1'], env);
+      const cancel = await runFleet(['cancel', 'cli-wait-1'], env);
       expect(cancel.code).toBe(0);
       expect(cancel.stdout).toContain('cli-wait-1 was waiting; removed');
 
@@ -153,7 +135,7 @@ describe('with a running fleet', () => {
       expect(result).toMatchObject({ request_id: 'cli-wait-1', success: false, error_type: 'cancelled' });
 
       // The same id again: not run twice, the stored result is printed.
-      const again = await fleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--id', 'cli-wait-1'], env);
+      const again = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--id', 'cli-wait-1'], env);
       expect(again.code).toBe(1);
       expect(again.stderr).toContain('already has a result');
     } finally {
@@ -164,10 +146,10 @@ describe('with a running fleet', () => {
   it('spawn without --wait prints the id; --wait-timeout gives up with exit 3', async () => {
     t = await startTestFleet({ redisUrl: redis.url, roles: ['bridge'] });
     env = { REDIS_URL: redis.url, FLEET_PREFIX: t.prefix };
-    const run = await fleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], env);
+    const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], env);
     expect(run.code).toBe(0);
     expect(run.stdout.trim()).toMatch(/^cli-[a-z0-9]+-[0-9a-f]{8}$/);
-    const waited = await fleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--wait', '--wait-timeout', '1'], env);
+    const waited = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--wait', '--wait-timeout', '1'], env);
     expect(waited.code).toBe(3);
     expect(waited.stderr).toContain('no result for');
   });
@@ -176,7 +158,7 @@ describe('with a running fleet', () => {
     const prefix = randomPrefix();
     t = await startTestFleet({ redisUrl: redis.url, roles: ['spawn'], runtime: idleRuntime(), prefix, env: { FLEET_HOST_CONCURRENCY: '3' } });
     env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
-    const run = await fleet(['status', '--json'], env);
+    const run = await runFleet(['status', '--json'], env);
     expect(run.code).toBe(0);
     const status = JSON.parse(run.stdout);
     expect(Object.keys(status.queues).sort()).toEqual(['merge', 'review', 'spawn']);
@@ -185,13 +167,13 @@ describe('with a running fleet', () => {
     expect(status.hosts[0]).toMatchObject({ host: `host-${prefix}`, cap: 3, running: 0, drained: false, stale: false, version: '0.1.0', pid: process.pid });
     expect(Date.parse(status.hosts[0].last_seen)).toBeGreaterThan(Date.now() - 60_000);
 
-    const text = await fleet(['status'], env);
+    const text = await runFleet(['status'], env);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(new RegExp(`host-${prefix}\\s+0\\s+3\\s+\\d+s ago\\s+ok`));
 
     await t.stop();
     t = undefined;
-    const after = JSON.parse((await fleet(['status', '--json'], env)).stdout);
+    const after = JSON.parse((await runFleet(['status', '--json'], env)).stdout);
     expect(after.hosts).toEqual([]);
   });
 
@@ -203,9 +185,9 @@ describe('with a running fleet', () => {
       const old = new Date(Date.now() - 10 * 60_000).toISOString();
       await client.hset(keys.hosts, 'gone-host', JSON.stringify({ host: 'gone-host', cap: 2, running: 1, drained: false, version: '0.1.0', pid: 1, started_at: old, last_seen: old, heartbeat_ms: 5000 }));
       env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
-      const text = await fleet(['status'], env);
+      const text = await runFleet(['status'], env);
       expect(text.stdout).toMatch(/gone-host\s+1\s+2\s+10m ago\s+STALE/);
-      const pruned = await fleet(['status', '--json', '--prune-stale'], env);
+      const pruned = await runFleet(['status', '--json', '--prune-stale'], env);
       expect(pruned.stderr).toContain('forgot stale host: gone-host');
       expect(JSON.parse(pruned.stdout).hosts).toEqual([]);
     } finally {
@@ -221,7 +203,7 @@ describe('with a running fleet', () => {
     t = await start();
     env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
 
-    const drain = await fleet(['drain', host], env);
+    const drain = await runFleet(['drain', host], env);
     expect(drain.code).toBe(0);
     expect(drain.stdout).toContain(`${host} drained`);
     await expect.poll(() => t!.fleet.spawn!.drained()).toBe(true);
@@ -231,10 +213,10 @@ describe('with a running fleet', () => {
     t = await start();
     expect(t.fleet.spawn!.drained()).toBe(true);
     expect(t.fleet.spawn!.worker.isRunning()).toBe(false);
-    const status = JSON.parse((await fleet(['status', '--json'], env)).stdout);
+    const status = JSON.parse((await runFleet(['status', '--json'], env)).stdout);
     expect(status.drained).toEqual([host]);
 
-    const undrain = await fleet(['undrain', host], env);
+    const undrain = await runFleet(['undrain', host], env);
     expect(undrain.code).toBe(0);
     await expect.poll(() => t!.fleet.spawn!.drained()).toBe(false);
     await expect.poll(() => t!.fleet.spawn!.worker.isRunning()).toBe(true);
@@ -243,7 +225,7 @@ describe('with a running fleet', () => {
     await client.quit();
 
     // A host not running now starts drained.
-    const absent = await fleet(['drain', 'not-running-host'], env);
+    const absent = await runFleet(['drain', 'not-running-host'], env);
     expect(absent.stdout).toContain('not-running-host is not running now; it will start drained');
   });
 
@@ -254,7 +236,7 @@ describe('with a running fleet', () => {
     try {
       await sub.subscribe(keys.control);
       const message = new Promise<string>((ok) => sub.on('message', (_c, m) => ok(m)));
-      await fleet(['drain', 'h9'], { REDIS_URL: redis.url, FLEET_PREFIX: prefix });
+      await runFleet(['drain', 'h9'], { REDIS_URL: redis.url, FLEET_PREFIX: prefix });
       expect(JSON.parse(await message)).toEqual({ type: 'drain', host: 'h9' });
     } finally {
       sub.disconnect();

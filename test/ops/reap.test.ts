@@ -1,13 +1,10 @@
-import { execFile, spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LABELS } from '../../src/container-runtime.ts';
 import { containersWithLabel, describeDocker, removeContainersWithLabel, testImage } from '../support/docker.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-import { randomPrefix } from './support.ts';
-
-const FLEET = resolve(import.meta.dirname, '../../bin/fleet.js');
+import { randomPrefix, runFleet } from './support.ts';
 
 describeDocker('fleet reap', () => {
   let redis: TestRedis;
@@ -39,17 +36,16 @@ describeDocker('fleet reap', () => {
     await client.set(`${prefix}:spawn:job-live:lock`, 'token-live');
     await client.quit();
 
-    const env = { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: prefix, FLEET_HOST_ID: host };
-    const run = await new Promise<{ code: number; stdout: string }>((ok) =>
-      execFile(process.execPath, [FLEET, 'reap'], { env }, (error, stdout) => ok({ code: error ? Number(error.code) : 0, stdout })),
-    );
+    const env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix, FLEET_HOST_ID: host };
+    const run = await runFleet(['reap'], env);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`removed 2 orphaned worker container(s) of host ${host}`);
     expect(run.stdout).toContain(orphan.slice(0, 12));
     expect(run.stdout).toContain(stale.slice(0, 12));
     expect(containersWithLabel(`${LABELS.host}=${host}`)).toEqual([live]);
 
-    const again = await new Promise<string>((ok) => execFile(process.execPath, [FLEET, 'reap'], { env }, (_e, stdout) => ok(stdout)));
-    expect(again).toContain(`no orphaned worker container of host ${host}`);
+    const again = await runFleet(['reap'], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain(`no orphaned worker container of host ${host}`);
   });
 });

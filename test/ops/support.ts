@@ -1,13 +1,42 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadConfig, type Role } from '../../src/config.ts';
 import type { ContainerRuntime } from '../../src/container-runtime.ts';
 import { startFleet, type RunningFleet } from '../../src/fleet.ts';
 import { createLogger } from '../../src/logger.ts';
 
 export const randomPrefix = () => `t${randomBytes(5).toString('hex')}`;
+
+export const FLEET_BIN = resolve(import.meta.dirname, '../../bin/fleet.js');
+
+export interface FleetRun {
+  /** The exit status; -1 when there is none (killed by a signal, or the command could not start). */
+  code: number;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const shellQuote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * `node bin/fleet.js ...` with only the environment given (nothing inherited but PATH and HOME), killed after 60 s.
+ * viaScript runs it under `script`, which gives it a terminal as an operator's shell would.
+ */
+export function runFleet(args: string[], env: Record<string, string> = {}, options: { viaScript?: boolean } = {}): Promise<FleetRun> {
+  const [command, commandArgs] = options.viaScript
+    ? ['script', ['-qec', [process.execPath, FLEET_BIN, ...args].map(shellQuote).join(' '), '/dev/null']]
+    : [process.execPath, [FLEET_BIN, ...args]];
+  return new Promise((resolvePromise) => {
+    execFile(command, commandArgs, { env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolvePromise({ code, signal: error?.signal ?? null, stdout, stderr });
+    });
+  });
+}
 
 export const ADMIN = { user: 'admin', password: 'admin-password-0123456789' };
 export const READER = { user: 'viewer', password: 'viewer-password-0123456789' };

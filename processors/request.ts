@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { emptyOutcome, stepJobId, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
+import { emptyOutcome, scopeBranch, stepJobId, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { RequestJobData } from '../queues/merge.ts';
 import { envelope, publishEvent } from '../src/events.ts';
 import { allChildEnds } from '../src/flow-children.ts';
@@ -27,11 +27,10 @@ export async function processRequest(job: Job<RequestJobData>, deps: RequestDeps
   const cancelled = (await deps.redis.exists(deps.keys.cancelled(request.request_id))) === 1;
   const step = request.merge ? 'merge' : request.review ? 'review' : 'spawn';
   const outcomes = scopes.map((scope) => {
-    const branch = scope === null ? `fleet/${request.request_id}` : `fleet/${request.request_id}/${scope}`;
-    const ctxLike = { scope, branch } as ScopeContext;
+    const branch = scopeBranch(request.request_id, scope);
     const end = ends.get(stepJobId(request.request_id, scope, step));
-    if (!end) return { ...emptyOutcome(ctxLike), error_type: 'crash', error_message: 'the scope ended without a result' };
-    if (!end.ok) return { ...emptyOutcome(ctxLike), error_type: 'crash', error_message: end.reason };
+    if (!end) return { ...emptyOutcome({ scope, branch }), error_type: 'crash', error_message: 'the scope ended without a result' };
+    if (!end.ok) return { ...emptyOutcome({ scope, branch }), error_type: 'crash', error_message: end.reason };
     const value = end.value;
     const outcome = 'reviews' in value ? value : outcomeFromWorker(scope, branch, value);
     return cancelled && !outcome.error_type && !outcome.merged ? { ...outcome, error_type: 'cancelled', error_message: 'the request was cancelled' } : outcome;

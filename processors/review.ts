@@ -43,6 +43,14 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
     state = next;
     await job.updateData({ ...job.data, state: next });
   };
+  // After a verdict the scope is approved, rejected for good, or parked until its fix worker ends.
+  const conclude = async (settled: Awaited<ReturnType<typeof settleVerdict>>): Promise<ScopeOutcome | undefined> => {
+    await save(settled.state);
+    if (settled.next === 'done') return outcome(settled.state);
+    if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
+    await parkUntilChildrenEnd(job, lock.token);
+    return undefined;
+  };
 
   try {
     const forge = deps.forges.forToken(scopeToken(c, deps));
@@ -64,11 +72,8 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         }
         const diff = await forge.getPullRequestDiff(c.repo, pr.number);
         const verdict = await deps.reviewer!.review({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha, diff });
-        const settled = await settleVerdict(job, deps, forge, { ...s, pullRequest: head }, verdict, log);
-        await save(settled.state);
-        if (settled.next === 'done') return outcome(settled.state);
-        if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
-        await parkUntilChildrenEnd(job, lock.token);
+        const ended = await conclude(await settleVerdict(job, deps, forge, { ...s, pullRequest: head }, verdict, log));
+        if (ended) return ended;
         continue;
       }
 
@@ -86,11 +91,8 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
           // Running the agent again costs a container run; a verdict it could not give is final.
           return outcome(s, { type: 'review_error', message: (error as Error).message });
         }
-        const settled = await settleVerdict(job, deps, forge, { ...s, step: 'review', childId: undefined }, verdict, log);
-        await save(settled.state);
-        if (settled.next === 'done') return outcome(settled.state);
-        if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
-        await parkUntilChildrenEnd(job, lock.token);
+        const ended = await conclude(await settleVerdict(job, deps, forge, { ...s, step: 'review', childId: undefined }, verdict, log));
+        if (ended) return ended;
         continue;
       }
 

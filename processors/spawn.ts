@@ -1,7 +1,7 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { PullRequestRef } from '../queues/flow.ts';
+import { scopeBranch, type PullRequestRef } from '../queues/flow.ts';
 import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
@@ -72,7 +72,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps, emit);
   }
 
-  const branch = flow?.branch ?? (request.mode === 'pr' ? `fleet/${id}` : '');
+  const branch = flow?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
   let token: string;
   try {
     token = openToken(job.data, deps);

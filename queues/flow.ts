@@ -63,6 +63,11 @@ export interface ScopeOutcome {
   error_message: string | null;
 }
 
+/** The branch a request's worker pushes in `pr` mode: `fleet/{request_id}`, or `fleet/{request_id}/{scope}` (PROTOCOL §2). */
+export function scopeBranch(requestId: string, scope: string | null): string {
+  return scope === null ? `fleet/${requestId}` : `fleet/${requestId}/${scope}`;
+}
+
 /** Job ids of a scope's steps. BullMQ ids may not hold ':'; request ids and scopes never do. */
 export function stepJobId(requestId: string, scope: string | null, step: 'spawn' | 'review' | 'merge', round = 0): string {
   const base = scope === null ? requestId : `${requestId}.${scope}`;
@@ -71,7 +76,7 @@ export function stepJobId(requestId: string, scope: string | null, step: 'spawn'
 }
 
 /** A scope's outcome before anything ran: every step fills in what it learns. */
-export function emptyOutcome(ctx: ScopeContext): ScopeOutcome {
+export function emptyOutcome(ctx: Pick<ScopeContext, 'scope' | 'branch'>): ScopeOutcome {
   return {
     scope: ctx.scope,
     branch: ctx.branch,

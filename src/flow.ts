@@ -1,5 +1,5 @@
 import type { FlowJob } from 'bullmq';
-import { stepJobId, type ScopeContext } from '../queues/flow.ts';
+import { scopeBranch, stepJobId, type ScopeContext } from '../queues/flow.ts';
 import { MERGE_JOB_NAME, REQUEST_JOB_NAME, type MergeJobData, type RequestJobData } from '../queues/merge.ts';
 import { REVIEW_JOB_NAME, type ReviewJobData } from '../queues/review.ts';
 import { QUEUE_NAMES, SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type StoredRequest } from '../queues/spawn.ts';
@@ -40,7 +40,7 @@ export function buildRequestFlow(
       requestId: request.request_id,
       scope,
       repo: request.repo,
-      branch: scope === null ? `fleet/${request.request_id}` : `fleet/${request.request_id}/${scope}`,
+      branch: scopeBranch(request.request_id, scope),
       baseBranch: request.base_branch ?? null,
       sealedToken,
       task: { content: t.task_content, title: t.task_title ?? request.task_title, agentsContent: t.agents_content ?? request.agents_content },

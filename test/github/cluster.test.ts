@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
-import { FAST_LIMITS, FAST_SECONDARY, randomPrefix } from './helpers.ts';
+import { createGitHubForges } from '../../src/github/index.ts';
+import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
 
 const CALLER = fileURLToPath(new URL('./fixtures/caller.ts', import.meta.url));
 const TOKEN = 'ghp_shared_by_two_hosts';
@@ -57,9 +58,7 @@ async function twoHosts(calls: number, mutationEvery: number) {
   const prefix = randomPrefix();
   const base = { apiUrl: server.url, redisUrl: redis.url, prefix, token: TOKEN, repo: REPO, pullNumber: 1, calls, mutationEvery, limits: { ...FAST_LIMITS, maxConcurrent: 4 } };
   // The pull request the callers comment on, opened through the server's own state.
-  const { createGitHubForges } = await import('../../src/github/index.ts');
-  const quiet = () => {};
-  const setup = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix, logger: { debug: quiet, info: quiet, warn: quiet, error: quiet } as never, limits: FAST_LIMITS });
+  const setup = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix, logger: memoryLogger(), limits: FAST_LIMITS });
   await setup.forToken(TOKEN).openPullRequest({ repo: REPO, head: 'feature', base: 'main', title: 't', body: '' });
   await setup.close();
   const a = await startCaller({ ...base, label: 'a' });

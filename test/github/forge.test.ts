@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
-import { createGitHubForges, type BudgetReading, type GitHubForges } from '../../src/github/index.ts';
+import { createGitHubForges, toForgeError, type BudgetReading, type GitHubForges } from '../../src/github/index.ts';
 import { isForgeErrorNamed, type Forge } from '../../src/forge.ts';
 import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
 
@@ -154,8 +154,7 @@ describe('GitHubForge', () => {
 });
 
 describe('toForgeError', () => {
-  it('types answers by status, and tells rate limits from refusals on 403', async () => {
-    const { toForgeError } = await import('../../src/github/index.ts');
+  it('types answers by status, and tells rate limits from refusals on 403', () => {
     const http = (status: number, message: string, headers: Record<string, string> = {}) => Object.assign(new Error(message), { status, response: { headers } });
     expect(toForgeError(http(403, 'Resource not accessible by integration'), 'x').name).toBe('ForgeAuthError');
     expect(toForgeError(http(403, 'You have exceeded a secondary rate limit'), 'x').name).toBe('RateLimitedError');

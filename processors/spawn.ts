@@ -8,7 +8,7 @@ import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
-import { FleetError, SpawnError, type StopReason } from '../src/errors.ts';
+import { FleetError, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
 import type { FleetKeys } from '../src/keys.ts';
 import { failureResult, WORKER_TYPES, type ContainerEvent, type SpawnResult } from '../src/protocol.ts';
@@ -231,4 +231,3 @@ async function finish(
   return result;
 }
 
-export type { StopReason };

@@ -43,7 +43,3 @@ export class SecretMismatchError extends FleetError {
 
 /** Why a running job was told to stop, carried on its AbortSignal. */
 export type StopReason = 'cancelled' | 'drain';
-
-export function isRetryable(error: unknown): boolean {
-  return error instanceof FleetError ? error.retryable : true;
-}

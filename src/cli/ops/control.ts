@@ -19,8 +19,8 @@ export async function runCancel(ops: OpsContext, requestId: string, out: NodeJS.
 }
 
 /**
- * Drains a host: the key keeps it drained across restarts, the broadcast reaches it now. The key
- * comes first, so a host that restarts between the two still sees it.
+ * Drains a host: its field in the drained hash keeps it drained across restarts, the broadcast
+ * reaches it now. The mark comes first, so a host that restarts between the two still sees it.
  */
 export async function runDrain(ops: OpsContext, host: string, out: NodeJS.WritableStream): Promise<number> {
   await ops.redis.hset(ops.keys.drained, host, new Date().toISOString());

@@ -98,6 +98,9 @@ describe('board authentication', () => {
 
   it('leaves /healthz, /readyz and /metrics outside the board', async () => {
     expect((await call('/healthz')).status).toBe(200);
+    const ready = await call('/readyz');
+    expect(ready.status).toBe(200); // Redis is up, so every check passes
+    expect(await ready.json()).toMatchObject({ status: 'ready' });
     expect((await call('/metrics')).status).toBe(200);
   });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FLEET_VERSION } from '../../src/host-registry.ts';
 import { fleetKeys } from '../../src/keys.ts';
 import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
 import { FLEET_BIN, idleRuntime, randomPrefix, runFleet, startTestFleet, type TestFleet } from './support.ts';
@@ -164,7 +165,8 @@ describe('with a running fleet', () => {
     expect(Object.keys(status.queues).sort()).toEqual(['merge', 'review', 'spawn']);
     expect(status.queues.spawn).toMatchObject({ waiting: 0, active: 0, completed: 0, failed: 0, paused: false });
     expect(status.hosts).toHaveLength(1);
-    expect(status.hosts[0]).toMatchObject({ host: `host-${prefix}`, cap: 3, running: 0, drained: false, stale: false, version: '0.1.0', pid: process.pid });
+    expect(FLEET_VERSION).toMatch(/^\d+\.\d+\.\d+/); // read from package.json, not the 'unknown' fallback
+    expect(status.hosts[0]).toMatchObject({ host: `host-${prefix}`, cap: 3, running: 0, drained: false, stale: false, version: FLEET_VERSION, pid: process.pid });
     expect(Date.parse(status.hosts[0].last_seen)).toBeGreaterThan(Date.now() - 60_000);
 
     const text = await runFleet(['status'], env);
@@ -234,10 +236,15 @@ describe('with a running fleet', () => {
     const keys = fleetKeys(prefix);
     const sub = new Redis(redis.url);
     try {
-      await sub.subscribe(keys.control);
-      const message = new Promise<string>((ok) => sub.on('message', (_c, m) => ok(m)));
-      await runFleet(['drain', 'h9'], { REDIS_URL: redis.url, FLEET_PREFIX: prefix });
-      expect(JSON.parse(await message)).toEqual({ type: 'drain', host: 'h9' });
+      // Every channel: this file's Redis has no fleet running now, so whatever arrives is the CLI's.
+      const messages: [string, unknown][] = [];
+      sub.on('pmessage', (_pattern, channel, message: string) => messages.push([channel, JSON.parse(message)]));
+      await sub.psubscribe('*');
+      const drain = await runFleet(['drain', 'h9'], { REDIS_URL: redis.url, FLEET_PREFIX: prefix });
+      expect(drain.code).toBe(0);
+      // Redis answers in order: once this PING is answered, everything the CLI published has arrived.
+      await sub.ping();
+      expect(messages).toEqual([[keys.control, { type: 'drain', host: 'h9' }]]);
     } finally {
       sub.disconnect();
     }

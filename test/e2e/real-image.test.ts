@@ -1,5 +1,5 @@
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,7 +9,7 @@ import { channels, LEGACY_RESULT_KEYS, type FleetEvent } from '../../src/protoco
 import { containersWithLabel, describeDocker } from '../support/docker.ts';
 import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
 import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
-import { buildWorkerImage } from '../worker-image/harness.ts';
+import { buildWorkerImage, tinyImageTar } from '../worker-image/harness.ts';
 
 // The REAL coding worker image end to end through an in-process fleet (bridge + spawn roles): a
 // legacy request with `agent: "custom"` goes in, the worker clones from a loopback `git daemon`
@@ -94,23 +94,6 @@ async function eventRecorder(url: string): Promise<{ of(id: string): FleetEvent[
   client.on('message', (_c, m: string) => events.push(JSON.parse(m) as FleetEvent));
   await client.subscribe(channels.allEvents);
   return { of: (id) => events.filter((e) => e.request_id === id), close: () => client.disconnect() };
-}
-
-/** A one-file image (a static busybox) as a `docker save` tar, for the inner dockerd to load. */
-function tinyImageTar(tag: string): Buffer {
-  const root = mkdtempSync(join(tmpdir(), 'fleet-e2e-tiny-'));
-  try {
-    mkdirSync(join(root, 'bin'));
-    const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
-    if (busybox) copyFileSync(busybox, join(root, 'bin', 'busybox'));
-    else writeFileSync(join(root, 'marker'), 'tiny\n');
-    const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
-    execFileSync('docker', ['import', '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
-    return execFileSync('docker', ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
-  } finally {
-    execFileSync('docker', ['rmi', '--force', tag], { stdio: 'ignore' });
-    rmSync(root, { recursive: true, force: true });
-  }
 }
 
 describeDocker('the real worker image through the fleet', () => {

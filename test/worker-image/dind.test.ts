@@ -1,20 +1,21 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { describeDocker } from '../support/docker.ts';
 import {
   type BareRepo,
   type RunOptions,
   type WorkerRun,
+  BUSYBOX,
   buildWorkerImage,
   docker,
   fakeToken,
   makeBareRepo,
   openForAgent,
   removeLeftovers,
-  requireDockerOrSkip,
   runWorker,
+  tinyImageTar,
   uniqueName,
   workerImageDir,
 } from './harness.ts';
@@ -22,8 +23,6 @@ import {
 // Docker-in-Docker in the TEST-ONLY caps mode, with exactly the settings in worker-image/dind-caps.json
 // (what the spawn role applies for FLEET_DIND=caps). The inner /var/lib/docker is a named volume, as the
 // per-slot cache (FLEET_DIND_CACHE) gives it.
-const hasDocker = await requireDockerOrSkip('worker-image (docker-in-docker, caps mode)');
-
 interface DindCaps {
   CapAdd: string[];
   SecurityOpt: string[];
@@ -33,10 +32,7 @@ interface DindCaps {
 }
 const caps = JSON.parse(readFileSync(join(workerImageDir, 'dind-caps.json'), 'utf8')) as DindCaps;
 
-// A tiny image: a static busybox, if the host has one, else a single file (enough for load and list).
-const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
-
-describe.skipIf(!hasDocker)('coding worker image: docker-in-docker (caps mode)', () => {
+describeDocker('coding worker image: docker-in-docker (caps mode)', () => {
   let image: string;
   let repo: BareRepo;
   let fixtures: string;
@@ -49,13 +45,8 @@ describe.skipIf(!hasDocker)('coding worker image: docker-in-docker (caps mode)',
     repo = await makeBareRepo();
     fixtures = mkdtempSync(join(tmpdir(), 'fleet-test-fixtures-'));
     openForAgent(fixtures);
-    const root = join(fixtures, 'root');
-    mkdirSync(join(root, 'bin'), { recursive: true });
-    if (BUSYBOX) copyFileSync(BUSYBOX, join(root, 'bin', 'busybox'));
-    else copyFileSync(join(workerImageDir, 'dind-caps.json'), join(root, 'marker'));
-    await dockerImport(execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 * 1024 * 1024 }), tinyTag);
-    await docker(['save', '-o', join(fixtures, 'tiny.tar'), tinyTag]);
-    await docker(['rmi', tinyTag]);
+    // A tiny image: it runs when the host has a static busybox, else it can only be loaded and listed.
+    writeFileSync(join(fixtures, 'tiny.tar'), tinyImageTar(tinyTag));
     openForAgent(join(fixtures, 'tiny.tar'));
   }, 30 * 60_000);
 
@@ -176,14 +167,3 @@ describe.skipIf(!hasDocker)('coding worker image: docker-in-docker (caps mode)',
     expect(run.stdout).not.toContain(token);
   }, 180_000);
 });
-
-async function dockerImport(tar: Buffer, tag: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn('docker', ['import', '--change', 'CMD ["/bin/busybox","true"]', '-', tag], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`docker import: ${code} ${stderr}`))));
-    child.stdin.end(tar);
-  });
-}

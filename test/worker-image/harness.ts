@@ -1,6 +1,6 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,25 +60,6 @@ export async function docker(args: string[], input?: string): Promise<{ stdout: 
   });
 }
 
-/** Whether a Docker daemon answers; tests are skipped (with a notice) when not, unless FLEET_REQUIRE_DOCKER=1. */
-export async function dockerAvailable(): Promise<boolean> {
-  try {
-    await run('docker', ['version', '--format', '{{.Server.Version}}'], { timeout: 15_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export async function requireDockerOrSkip(suite: string): Promise<boolean> {
-  const available = await dockerAvailable();
-  if (!available && process.env.FLEET_REQUIRE_DOCKER === '1') {
-    throw new Error(`${suite}: FLEET_REQUIRE_DOCKER=1 but no Docker daemon answers`);
-  }
-  if (!available) console.warn(`\n*** ${suite}: SKIPPED — no Docker daemon (set FLEET_REQUIRE_DOCKER=1 to make this a failure) ***\n`);
-  return available;
-}
-
 /**
  * Builds the worker image with build.sh (a no-op when its hash tag exists) and returns that tag.
  * The base is a local debootstrap bookworm unless FLEET_WORKER_BASE names one; the CA bundle is
@@ -103,6 +84,27 @@ export async function buildWorkerImage(): Promise<string> {
       else reject(new Error(`build.sh exited with ${code}; log in ${logFile}:\n${log.split('\n').slice(-40).join('\n')}`));
     });
   });
+}
+
+export const byType = (events: WorkerEvent[], type: WorkerEvent['event_type']) => events.filter((e) => e.event_type === type);
+
+/** The host's static busybox, if it has one: the tiny image can then run; without it, it can only be loaded and listed. */
+export const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
+
+/** A one-file image (BUSYBOX, else a marker file) as a `docker save` tar, for an inner dockerd to load; the tag is removed from the host again. */
+export function tinyImageTar(tag: string): Buffer {
+  const root = mkdtempSync(join(tmpdir(), 'fleet-test-tiny-'));
+  try {
+    mkdirSync(join(root, 'bin'));
+    if (BUSYBOX) copyFileSync(BUSYBOX, join(root, 'bin', 'busybox'));
+    else writeFileSync(join(root, 'marker'), 'tiny\n');
+    const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
+    execFileSync('docker', ['import', '--change', 'CMD ["/bin/busybox","true"]', '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+    return execFileSync('docker', ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
+  } finally {
+    spawnSync('docker', ['rmi', '--force', tag], { stdio: 'ignore' });
+    rmSync(root, { recursive: true, force: true });
+  }
 }
 
 export function parseOutput(stdout: string): { events: WorkerEvent[]; logLines: string[] } {

@@ -1,23 +1,20 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describeDocker } from '../support/docker.ts';
 import {
   type BareRepo,
-  type WorkerEvent,
   type WorkerRun,
   buildWorkerImage,
+  byType,
   makeBareRepo,
   removeLeftovers,
-  requireDockerOrSkip,
   runWorker,
 } from './harness.ts';
 
 // FLEET_PURPOSE: the flow steps after a task (fix, rebase, review), run on the real image with a custom
 // agent against a local bare repository, network none.
-const hasDocker = await requireDockerOrSkip('worker-image (purposes)');
-
-const byType = (events: WorkerEvent[], type: WorkerEvent['event_type']) => events.filter((e) => e.event_type === type);
 const completed = (run: WorkerRun) => byType(run.events, 'completed')[0];
 
-describe.skipIf(!hasDocker)('coding worker image: FLEET_PURPOSE', () => {
+describeDocker('coding worker image: FLEET_PURPOSE', () => {
   let image: string;
   let repo: BareRepo;
   const runs: WorkerRun[] = [];

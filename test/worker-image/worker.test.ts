@@ -1,26 +1,24 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { describeDocker } from '../support/docker.ts';
 import {
   type BareRepo,
-  type WorkerEvent,
   type WorkerRun,
   buildWorkerImage,
+  byType,
   docker,
   fakeToken,
   grepTree,
   makeBareRepo,
   removeLeftovers,
-  requireDockerOrSkip,
   runWorker,
 } from './harness.ts';
 
 // The real coding worker image, run as the fleet runs it (network none, inputs copied in before start),
 // with FLEET_AGENT=custom against a local bare repository. No Docker-in-Docker here: see dind.test.ts.
-const hasDocker = await requireDockerOrSkip('worker-image (entrypoint)');
-
 const TASK = '# Add a feature file\n\nWrite feature.txt.\n';
 const AGENTS = '# Rules\nBe brief.\n';
 
-describe.skipIf(!hasDocker)('coding worker image: entrypoint', () => {
+describeDocker('coding worker image: entrypoint', () => {
   let image: string;
   let repo: BareRepo | undefined;
   const runs: WorkerRun[] = [];
@@ -61,8 +59,7 @@ describe.skipIf(!hasDocker)('coding worker image: entrypoint', () => {
     return result;
   }
 
-  const byType = (events: WorkerEvent[], type: WorkerEvent['event_type']) => events.filter((e) => e.event_type === type);
-
+  
   it('pushes the agent\'s change on FLEET_BRANCH as a non-root agent, without TASK.md, AGENTS.md or the token', async () => {
     repo = await makeBareRepo();
     const mainBefore = await repo.git('rev-parse', 'main');

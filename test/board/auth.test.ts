@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBoardRouter } from '../../board/board.ts';
 import { createLogger } from '../../src/logger.ts';
-import { ADMIN, READER, basic, startTestFleet, type TestFleet } from '../ops/support.ts';
+import { ADMIN, READER, basic, baseUrl, opsEnv } from '../ops/support.ts';
+import { startTestFleet, type TestFleet } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 
 const API = '/admin/queues/api/queues';
@@ -18,18 +19,17 @@ let failed: Job;
 
 beforeAll(async () => {
   redis = await startRedis();
-  t = await startTestFleet({
-    redisUrl: redis.url,
-    roles: ['board'],
-    env: {
+  t = await startTestFleet(
+    opsEnv(redis.url, {
       FLEET_BOARD_USER: ADMIN.user,
       FLEET_BOARD_PASSWORD: ADMIN.password,
       FLEET_BOARD_READONLY_USER: READER.user,
       FLEET_BOARD_READONLY_PASSWORD: READER.password,
-    },
-  });
+    }),
+    ['board'],
+  );
   // Jobs made by a plain BullMQ worker: these tests are about the board, not the spawn path.
-  queue = new Queue('spawn', { connection: { url: redis.url }, prefix: t.prefix });
+  queue = new Queue('spawn', { connection: { url: redis.url }, prefix: t.config.prefix });
   const data = (id: string) => ({ request: { request_id: id, repo: 'o/r', task_content: 'x' }, sealedToken: 'v1.SEALED-CIPHERTEXT-abcdef', source: 'cli', acceptedAt: Date.now() });
   await queue.add('spawn', data('ok-1'), { jobId: 'ok-1' });
   await queue.add('spawn', data('bad-1'), { jobId: 'bad-1' });
@@ -40,7 +40,7 @@ beforeAll(async () => {
       if (job.id === 'bad-1') throw new Error('task failed on purpose');
       return { success: true };
     },
-    { connection: { url: redis.url }, prefix: t.prefix },
+    { connection: { url: redis.url }, prefix: t.config.prefix },
   );
   const settled = new Promise<void>((resolve) => {
     let n = 0;
@@ -61,7 +61,7 @@ afterAll(async () => {
 });
 
 const call = (path: string, init: { method?: string; auth?: { user: string; password: string }; headers?: Record<string, string>; body?: unknown } = {}) =>
-  fetch(`${t.base}${path}`, {
+  fetch(`${baseUrl(t)}${path}`, {
     method: init.method ?? 'GET',
     headers: {
       ...(init.auth ? { authorization: basic(init.auth) } : {}),

@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
 import { createGitHubForges } from '../../src/github/index.ts';
-import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
+import { FAST_LIMITS, FAST_SECONDARY, memoryLogger } from './helpers.ts';
+import { uid } from '../support/fleet.ts';
 
 const CALLER = fileURLToPath(new URL('./fixtures/caller.ts', import.meta.url));
 const TOKEN = 'ghp_shared_by_two_hosts';
@@ -55,7 +56,7 @@ async function twoHosts(calls: number, mutationEvery: number) {
   server = await startGitHubTestServer({ secondary: FAST_SECONDARY, primary: { limit: 100, windowMs: 1_000 }, mutationLatencyMs: 5 });
   server.addRepo(REPO);
   server.pushBranch(REPO, 'feature');
-  const prefix = randomPrefix();
+  const prefix = uid();
   const base = { apiUrl: server.url, redisUrl: redis.url, prefix, token: TOKEN, repo: REPO, pullNumber: 1, calls, mutationEvery, limits: { ...FAST_LIMITS, maxConcurrent: 4 } };
   // The pull request the callers comment on, opened through the server's own state.
   const setup = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix, logger: memoryLogger(), limits: FAST_LIMITS });

@@ -4,7 +4,8 @@ import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
 import { createGitHubForges, toForgeError, type BudgetReading, type GitHubForges } from '../../src/github/index.ts';
 import { isForgeErrorNamed, type Forge } from '../../src/forge.ts';
-import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
+import { FAST_LIMITS, FAST_SECONDARY, memoryLogger } from './helpers.ts';
+import { uid } from '../support/fleet.ts';
 
 const AUTHOR = 'ghp_author_token_0123456789';
 const REVIEWER = 'ghp_reviewer_token_0123456789';
@@ -30,7 +31,7 @@ beforeEach(async () => {
   server.addRepo(REPO, { defaultBranch: 'trunk' });
   budgets = [];
   logger = memoryLogger();
-  forges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: randomPrefix(), logger, limits: FAST_LIMITS, onBudget: (b) => budgets.push(b) });
+  forges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: uid(), logger, limits: FAST_LIMITS, onBudget: (b) => budgets.push(b) });
   author = forges.forToken(AUTHOR);
   reviewer = forges.forToken(REVIEWER);
 });

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { LimiterLogger } from '../../src/github/limiter.ts';
 import type { GitHubLimits } from '../../src/github/index.ts';
 import type { SecondaryLimits } from '../servers/github.ts';
@@ -16,10 +15,6 @@ export function memoryLogger(): LimiterLogger & { entries: LogEntry[] } {
     entries.push({ level, msg: typeof fields === 'string' ? fields : (msg ?? ''), fields });
   };
   return { entries, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } as unknown as LimiterLogger & { entries: LogEntry[] };
-}
-
-export function randomPrefix(): string {
-  return `t${randomBytes(4).toString('hex')}`;
 }
 
 /** Secondary limits scaled down for tests: same rules, 40 ms instead of 1 s. */

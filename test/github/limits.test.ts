@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer, type GitHubTestServerOptions } from '../servers/github.ts';
 import { createGitHubForges, type GitHubForges, type GitHubLimits } from '../../src/github/index.ts';
-import { FAST_LIMITS, FAST_SECONDARY, memoryLogger, randomPrefix } from './helpers.ts';
+import { FAST_LIMITS, FAST_SECONDARY, memoryLogger } from './helpers.ts';
+import { uid } from '../support/fleet.ts';
 
 const TOKEN = 'ghp_limits_token';
 const REPO = 'acme/limits';
@@ -27,7 +28,7 @@ async function setup(serverOpts: GitHubTestServerOptions = {}, limits: Partial<G
   const server = await startGitHubTestServer({ secondary: FAST_SECONDARY, ...serverOpts });
   server.addRepo(REPO);
   const logger = memoryLogger();
-  const forges: GitHubForges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: randomPrefix(), logger, limits: { ...FAST_LIMITS, ...limits } });
+  const forges: GitHubForges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: uid(), logger, limits: { ...FAST_LIMITS, ...limits } });
   cleanups.push(() => server.close(), () => forges.close());
   const forge = forges.forToken(TOKEN);
   const headSha = server.pushBranch(REPO, 'feature');

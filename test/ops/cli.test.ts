@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FLEET_VERSION } from '../../src/host-registry.ts';
 import { fleetKeys } from '../../src/keys.ts';
 import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
-import { FLEET_BIN, idleRuntime, randomPrefix, runFleet, startTestFleet, type TestFleet } from './support.ts';
+import { startTestFleet, uid, type TestFleet } from '../support/fleet.ts';
+import { FLEET_BIN, idleRuntime, opsEnv, runFleet } from './support.ts';
 
 let redis: TestRedis;
 let dir: string;
@@ -90,7 +91,7 @@ describe('failures exit non-zero', () => {
   });
 
   it('reports a request lost when no bridge listens', async () => {
-    const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], { REDIS_URL: redis.url, FLEET_PREFIX: randomPrefix() });
+    const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], { REDIS_URL: redis.url, FLEET_PREFIX: uid() });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('nobody is subscribed to worker:spawn');
   });
@@ -105,9 +106,9 @@ describe('with a running fleet', () => {
   });
 
   it('spawn --wait prints the result of a request that cancel stops while it waits', async () => {
-    t = await startTestFleet({ redisUrl: redis.url, roles: ['bridge'] });
-    env = { REDIS_URL: redis.url, FLEET_PREFIX: t.prefix, GITHUB_TOKEN: 'ghp_thisisnotarealtokenbutlooksreal0123' };
-    const events = new QueueEvents('spawn', { connection: { url: redis.url }, prefix: t.prefix });
+    t = await startTestFleet(opsEnv(redis.url), ['bridge']);
+    env = { REDIS_URL: redis.url, FLEET_PREFIX: t.config.prefix, GITHUB_TOKEN: 'ghp_thisisnotarealtokenbutlooksreal0123' };
+    const events = new QueueEvents('spawn', { connection: { url: redis.url }, prefix: t.config.prefix });
     await events.waitUntilReady();
     const queued = new Promise<string>((ok) => events.on('waiting', ({ jobId }) => ok(jobId)));
     try {
@@ -119,7 +120,7 @@ describe('with a running fleet', () => {
       const exited = new Promise<number>((ok) => child.on('exit', (code) => ok(code ?? -1)));
       expect(await queued).toBe('cli-wait-1');
 
-      const queue = new Queue('spawn', { connection: { url: redis.url }, prefix: t.prefix });
+      const queue = new Queue('spawn', { connection: { url: redis.url }, prefix: t.config.prefix });
       const job = await queue.getJob('cli-wait-1');
       expect(job!.data.request).toMatchObject({ repo: 'o/r', task_title: 'T', task_content: 'echo hello from the task\n', timeout_seconds: 600 });
       expect(job!.data.sealedToken).toBeTruthy();
@@ -145,8 +146,8 @@ describe('with a running fleet', () => {
   });
 
   it('spawn without --wait prints the id; --wait-timeout gives up with exit 3', async () => {
-    t = await startTestFleet({ redisUrl: redis.url, roles: ['bridge'] });
-    env = { REDIS_URL: redis.url, FLEET_PREFIX: t.prefix };
+    t = await startTestFleet(opsEnv(redis.url), ['bridge']);
+    env = { REDIS_URL: redis.url, FLEET_PREFIX: t.config.prefix };
     const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], env);
     expect(run.code).toBe(0);
     expect(run.stdout.trim()).toMatch(/^cli-[a-z0-9]+-[0-9a-f]{8}$/);
@@ -156,8 +157,8 @@ describe('with a running fleet', () => {
   });
 
   it('status --json shows queue counts and the registered host; a clean stop removes it', async () => {
-    const prefix = randomPrefix();
-    t = await startTestFleet({ redisUrl: redis.url, roles: ['spawn'], runtime: idleRuntime(), prefix, env: { FLEET_HOST_CONCURRENCY: '3' } });
+    const prefix = uid();
+    t = await startTestFleet(opsEnv(redis.url, { FLEET_PREFIX: prefix, FLEET_HOST_CONCURRENCY: '3' }), ['spawn'], { runtime: idleRuntime() });
     env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
     const run = await runFleet(['status', '--json'], env);
     expect(run.code).toBe(0);
@@ -180,7 +181,7 @@ describe('with a running fleet', () => {
   });
 
   it('status marks a host that stopped heartbeating as stale, and --prune-stale forgets it', async () => {
-    const prefix = randomPrefix();
+    const prefix = uid();
     const keys = fleetKeys(prefix);
     const client = new Redis(redis.url);
     try {
@@ -198,30 +199,30 @@ describe('with a running fleet', () => {
   });
 
   it('drain stops a host taking jobs, across a restart, until undrain', async () => {
-    const prefix = randomPrefix();
+    const prefix = uid();
     const host = `host-${prefix}`;
     const keys = fleetKeys(prefix);
-    const start = () => startTestFleet({ redisUrl: redis.url, roles: ['spawn'], runtime: idleRuntime(), prefix });
+    const start = () => startTestFleet(opsEnv(redis.url, { FLEET_PREFIX: prefix }), ['spawn'], { runtime: idleRuntime() });
     t = await start();
     env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
 
     const drain = await runFleet(['drain', host], env);
     expect(drain.code).toBe(0);
     expect(drain.stdout).toContain(`${host} drained`);
-    await expect.poll(() => t!.fleet.spawn!.drained()).toBe(true);
-    await expect.poll(() => t!.fleet.spawn!.worker.isPaused()).toBe(true);
+    await expect.poll(() => t!.spawn!.drained()).toBe(true);
+    await expect.poll(() => t!.spawn!.worker.isPaused()).toBe(true);
 
     await t.stop();
     t = await start();
-    expect(t.fleet.spawn!.drained()).toBe(true);
-    expect(t.fleet.spawn!.worker.isRunning()).toBe(false);
+    expect(t.spawn!.drained()).toBe(true);
+    expect(t.spawn!.worker.isRunning()).toBe(false);
     const status = JSON.parse((await runFleet(['status', '--json'], env)).stdout);
     expect(status.drained).toEqual([host]);
 
     const undrain = await runFleet(['undrain', host], env);
     expect(undrain.code).toBe(0);
-    await expect.poll(() => t!.fleet.spawn!.drained()).toBe(false);
-    await expect.poll(() => t!.fleet.spawn!.worker.isRunning()).toBe(true);
+    await expect.poll(() => t!.spawn!.drained()).toBe(false);
+    await expect.poll(() => t!.spawn!.worker.isRunning()).toBe(true);
     const client = new Redis(redis.url);
     expect(await client.hexists(keys.drained, host)).toBe(0);
     await client.quit();
@@ -232,7 +233,7 @@ describe('with a running fleet', () => {
   });
 
   it('publishes nothing but the control message for drain', async () => {
-    const prefix = randomPrefix();
+    const prefix = uid();
     const keys = fleetKeys(prefix);
     const sub = new Redis(redis.url);
     try {

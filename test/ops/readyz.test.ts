@@ -1,13 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-import { startTestFleet, type TestFleet } from './support.ts';
+import { startTestFleet, type TestFleet } from '../support/fleet.ts';
+import { baseUrl, opsEnv } from './support.ts';
 
 let redis: TestRedis;
 let t: TestFleet;
 
 beforeAll(async () => {
   redis = await startRedis();
-  t = await startTestFleet({ redisUrl: redis.url, roles: ['bridge', 'board'] });
+  t = await startTestFleet(opsEnv(redis.url), ['bridge', 'board']);
 });
 afterAll(async () => {
   await t?.stop();
@@ -21,21 +22,21 @@ interface Readiness {
 
 describe('/readyz and /healthz', () => {
   it('is ready with Redis up, 503 with Redis down, and ready again once Redis is back', async () => {
-    const up = await fetch(`${t.base}/readyz`);
+    const up = await fetch(`${baseUrl(t)}/readyz`);
     expect(up.status).toBe(200);
     expect(((await up.json()) as Readiness).checks).toEqual([{ name: 'redis', ok: true }]);
 
     await redis.kill();
     try {
-      const down = await fetch(`${t.base}/readyz`);
+      const down = await fetch(`${baseUrl(t)}/readyz`);
       expect(down.status).toBe(503);
       const body = (await down.json()) as Readiness;
       expect(body.status).toBe('not ready');
       expect(body.checks[0]).toMatchObject({ name: 'redis', ok: false });
 
       // The process itself is fine, and a scrape still answers, fleet-wide gauges left out.
-      expect((await fetch(`${t.base}/healthz`)).status).toBe(200);
-      const metrics = await fetch(`${t.base}/metrics`);
+      expect((await fetch(`${baseUrl(t)}/healthz`)).status).toBe(200);
+      const metrics = await fetch(`${baseUrl(t)}/metrics`);
       expect(metrics.status).toBe(200);
       const text = await metrics.text();
       expect(text).toMatch(/^fleet_metrics_collect_errors_total\{collector="queue_jobs"\} 1$/m);
@@ -45,6 +46,6 @@ describe('/readyz and /healthz', () => {
       // A fleet cannot stop cleanly without its Redis; bring it back whatever happened above.
       await redis.restart();
     }
-    await expect.poll(async () => (await fetch(`${t.base}/readyz`)).status, { timeout: 30_000, interval: 200 }).toBe(200);
+    await expect.poll(async () => (await fetch(`${baseUrl(t)}/readyz`)).status, { timeout: 30_000, interval: 200 }).toBe(200);
   });
 });

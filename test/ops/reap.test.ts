@@ -4,11 +4,12 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { LABELS } from '../../src/container-runtime.ts';
 import { containersWithLabel, describeDocker, removeContainersWithLabel, testImage } from '../support/docker.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-import { randomPrefix, runFleet } from './support.ts';
+import { uid } from '../support/fleet.ts';
+import { runFleet } from './support.ts';
 
 describeDocker('fleet reap', () => {
   let redis: TestRedis;
-  const prefix = randomPrefix();
+  const prefix = uid();
   const host = `reap-${prefix}`;
 
   beforeAll(async () => {

@@ -1,14 +1,8 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { loadConfig, type Role } from '../../src/config.ts';
+import { resolve } from 'node:path';
 import type { ContainerRuntime } from '../../src/container-runtime.ts';
-import { startFleet, type RunningFleet } from '../../src/fleet.ts';
-import { createLogger } from '../../src/logger.ts';
-
-export const randomPrefix = () => `t${randomBytes(5).toString('hex')}`;
+import type { RunningFleet } from '../../src/fleet.ts';
+import { testEnv } from '../support/fleet.ts';
 
 export const FLEET_BIN = resolve(import.meta.dirname, '../../bin/fleet.js');
 
@@ -45,41 +39,18 @@ export function basic(account: { user: string; password: string }): string {
   return `Basic ${Buffer.from(`${account.user}:${account.password}`).toString('base64')}`;
 }
 
-export interface TestFleet {
-  fleet: RunningFleet;
-  base: string;
-  prefix: string;
-  env: Record<string, string>;
-  stop(): Promise<void>;
-}
+/** Where a fleet's HTTP server (healthz, readyz, metrics, board) answers. */
+export const baseUrl = (fleet: RunningFleet) => `http://127.0.0.1:${fleet.httpPort}`;
 
-/** A fleet on a random port and prefix against the test Redis; env overrides the defaults. */
-export async function startTestFleet(options: { redisUrl: string; roles: Role[]; env?: Record<string, string>; runtime?: ContainerRuntime; prefix?: string }): Promise<TestFleet> {
-  const prefix = options.prefix ?? randomPrefix();
-  const dataDir = mkdtempSync(join(tmpdir(), 'fleet-ops-test-'));
-  const env: Record<string, string> = {
-    REDIS_URL: options.redisUrl,
-    FLEET_PREFIX: prefix,
-    FLEET_DATA_DIR: dataDir,
-    FLEET_BOARD_PORT: '0',
-    FLEET_BOARD_HOST: '127.0.0.1',
-    FLEET_HOST_ID: `host-${prefix}`,
-    FLEET_SECRET_KEY: 'a test secret key that is long enough to use',
-    FLEET_LOG_LEVEL: 'silent',
-    ...options.env,
-  };
-  const config = loadConfig(env);
-  const fleet = await startFleet({ config, roles: options.roles, logger: createLogger({ level: config.logLevel }), runtime: options.runtime });
-  return {
-    fleet,
-    base: `http://127.0.0.1:${fleet.httpPort}`,
-    prefix,
-    env,
-    async stop() {
-      await fleet.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+/** Settings testEnv sets for the worker tests that the ops tests leave at the fleet's defaults. */
+const WORKER_TEST_SETTINGS = ['FLEET_RUNTIME', 'FLEET_DOCKER_NETWORK', 'FLEET_WORKER_MEMORY', 'FLEET_HOST_CONCURRENCY', 'FLEET_LOCK_DURATION', 'FLEET_STALLED_INTERVAL', 'FLEET_DRAIN_TIMEOUT'];
+
+/** testEnv for the ops tests: no worker image, the fleet's own timing and concurrency, host `host-<prefix>`, HTTP on loopback. */
+export function opsEnv(redisUrl: string, overrides: Record<string, string> = {}): Record<string, string> {
+  const env = testEnv(redisUrl);
+  for (const key of WORKER_TEST_SETTINGS) delete env[key];
+  const prefix = overrides.FLEET_PREFIX ?? env.FLEET_PREFIX!;
+  return { ...env, FLEET_PREFIX: prefix, FLEET_HOST_ID: `host-${prefix}`, FLEET_BOARD_HOST: '127.0.0.1', ...overrides };
 }
 
 /** A runtime for tests of the host registry and drain: Docker answers, the image is there, no job ever runs. */

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { loadConfig, type FleetConfig, type Role } from '../../src/config.ts';
+import type { ContainerRuntime } from '../../src/container-runtime.ts';
 import { startFleet, type RunningFleet } from '../../src/fleet.ts';
 import { createLogger } from '../../src/logger.ts';
 import { channels, type SpawnResult } from '../../src/protocol.ts';
@@ -17,14 +18,17 @@ const ROOT = resolve(import.meta.dirname, '../..');
 
 export const uid = (label = 't') => `${label}-${randomBytes(4).toString('hex')}`;
 
-/** Settings for a fleet under test: its own prefix and host id, the busybox image, no network. */
-export function testEnv(redisUrl: string, image: string, overrides: Record<string, string> = {}): Record<string, string> {
+/**
+ * Settings for a fleet under test: its own prefix, host id and data dir (startTestFleet's stop removes it),
+ * the given worker image (none: the fleet's default), no network.
+ */
+export function testEnv(redisUrl: string, image?: string, overrides: Record<string, string> = {}): Record<string, string> {
   return {
     REDIS_URL: redisUrl,
     FLEET_PREFIX: uid('fleet'),
     FLEET_HOST_ID: uid('host'),
     FLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'fleet-data-')),
-    FLEET_WORKER_IMAGE: image,
+    ...(image === undefined ? {} : { FLEET_WORKER_IMAGE: image }),
     FLEET_RUNTIME: 'runc',
     FLEET_DOCKER_NETWORK: 'none',
     FLEET_WORKER_MEMORY: '256m',
@@ -39,10 +43,20 @@ export function testEnv(redisUrl: string, image: string, overrides: Record<strin
   };
 }
 
-export async function startTestFleet(env: Record<string, string>, roles: Role[]): Promise<RunningFleet & { config: FleetConfig }> {
+export type TestFleet = RunningFleet & { config: FleetConfig };
+
+/** A fleet in this process; its stop() also removes env.FLEET_DATA_DIR. */
+export async function startTestFleet(env: Record<string, string>, roles: Role[], options: { runtime?: ContainerRuntime } = {}): Promise<TestFleet> {
   const config = loadConfig(env);
-  const fleet = await startFleet({ config, roles, logger: createLogger({ level: config.logLevel }) });
-  return Object.assign(fleet, { config });
+  const fleet = await startFleet({ config, roles, logger: createLogger({ level: config.logLevel }), runtime: options.runtime });
+  const stopFleet = fleet.stop.bind(fleet);
+  return Object.assign(fleet, {
+    config,
+    async stop() {
+      await stopFleet();
+      if (env.FLEET_DATA_DIR) rmSync(env.FLEET_DATA_DIR, { recursive: true, force: true });
+    },
+  });
 }
 
 /** A fleet in a child process, for kill -9 and multi-host tests. `ready` resolves on its "fleet started" log line. */

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -70,10 +71,12 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
   const processes: FleetProcess[] = [];
   const fleets: { stop(): Promise<void> }[] = [];
   const hostLabels: string[] = [];
+  const dataDirs: string[] = [];
 
   const env = (overrides: Record<string, string> = {}) => {
     const e = testEnv(server.url, image, overrides);
     hostLabels.push(`fleet.host=${e.FLEET_HOST_ID}`);
+    dataDirs.push(e.FLEET_DATA_DIR!);
     return e;
   };
 
@@ -90,6 +93,7 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     }
     for (const f of fleets.splice(0)) await f.stop();
     for (const label of hostLabels.splice(0)) removeContainersWithLabel(label);
+    for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
   afterAll(async () => {
     await results.close();

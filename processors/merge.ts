@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DelayedError, type Job, type Queue } from 'bullmq';
-import { emptyOutcome, stepJobId, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
+import { emptyOutcome, followUpJobId, stepJobId, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { MergeJobData } from '../queues/merge.ts';
 import { QUEUE_NAMES as Q, SPAWN_JOB_NAME } from '../queues/spawn.ts';
 import { REVIEW_JOB_NAME, type ReviewJobData, type ReviewJobResult } from '../queues/review.ts';
@@ -74,7 +74,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           }
           const base = (await forge.getPullRequest(c.repo, o.pull_request.number)).baseRef;
           const round = state.conflictRounds + 1;
-          const childId = `${stepJobId(c.requestId, c.scope, 'spawn')}.rebase${round}`;
+          const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'rebase', round);
           log.warn({ pr: o.pull_request.number, round }, 'pull request conflicts with its base: a worker resolves it');
           await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'rebase', conflictTask({ branch: c.branch, base, originalTask: c.task.content }), { baseBranch: base }) });
           await save({ ...state, step: 'await-rebase', conflictRounds: round, childId });
@@ -91,7 +91,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         const failure = flowStepFailed(end);
         if (failure) return fail('conflict_unresolved', `the conflict worker failed: ${failure}`);
         const worker = (end as { value: SpawnOutcome }).value;
-        const childId = `${stepJobId(c.requestId, c.scope, 'review')}.${state.conflictRounds}`;
+        const childId = stepJobId(c.requestId, c.scope, 'review', state.conflictRounds);
         const pullRequest = { ...o.pull_request!, head_sha: worker.commit_sha ?? o.pull_request!.head_sha };
         await addChild<ReviewJobData>(job, {
           queue: deps.reviewQueue as unknown as Queue,

@@ -1,6 +1,6 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
-import { emptyOutcome, stepJobId, type PullRequestRef, type ReviewRecord, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
+import { emptyOutcome, followUpJobId, stepJobId, type PullRequestRef, type ReviewRecord, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
 import { QUEUE_NAMES, SPAWN_JOB_NAME } from '../queues/spawn.ts';
 import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
@@ -63,7 +63,7 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         const current = await forge.getPullRequest(c.repo, pr.number);
         const head: PullRequestRef = { ...pr, head_sha: current.headSha };
         if (deps.reviewerKind === 'agent') {
-          const childId = `${stepJobId(c.requestId, c.scope, 'review')}.agent${s.reviews.length + 1}`;
+          const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'review'), 'agent', s.reviews.length + 1);
           const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha });
           await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, { baseBranch: current.baseRef, headSha: current.headSha }) });
           await save({ ...s, step: 'await-agent', childId, pullRequest: head });
@@ -163,7 +163,7 @@ async function settleVerdict(
   await forge.postComment(c.repo, pr.number, `Review feedback (round ${s.round + 1}):\n\n${verdict.feedback}`);
   if (s.round >= c.fixRounds) return { next: 'rejected', state: { ...s, reviews } };
   const round = s.round + 1;
-  const childId = `${stepJobId(c.requestId, c.scope, 'spawn')}.fix${round}`;
+  const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round);
   await addChild(job, {
     queue: deps.spawnQueue,
     name: SPAWN_JOB_NAME,

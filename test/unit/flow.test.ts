@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { emptyOutcome, stepJobId, type ScopeContext, type ScopeOutcome } from '../../queues/flow.ts';
+import { emptyOutcome, followUpJobId, stepJobId, type ScopeContext, type ScopeOutcome } from '../../queues/flow.ts';
 import { buildRequestFlow, needsFlow } from '../../src/flow.ts';
 import { aggregateFlowResult } from '../../src/flow-result.ts';
 import { validateSpawnRequest } from '../../src/intake.ts';
 import { conflictTask, fixTask, pullRequestBody } from '../../src/pr-text.ts';
-import { LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
+import { LEGACY_RESULT_KEYS, REQUEST_ID_PATTERN } from '../../src/protocol.ts';
 import { legacyRequest } from '../support/fleet.ts';
 
 const ctx = { scope: 'web', branch: 'fleet/r/web' } as ScopeContext;
@@ -29,10 +29,10 @@ describe('buildRequestFlow', () => {
     const request = validateSpawnRequest(legacyRequest({ request_id: 'r', tasks: [{ scope: 'web', task_content: 'a' }, { scope: 'api', task_content: 'b' }], review: true, merge: true }));
     const flow = buildRequestFlow(request, 'sealed', { attempts: 3, keepLogs: 10, acceptedAt: 1, source: 'pubsub' });
     expect(flow).toMatchObject({ name: 'request', queueName: 'merge', opts: { jobId: 'r' } });
-    expect(flow.children!.map((c) => c.opts?.jobId)).toEqual(['r.web.merge', 'r.api.merge']);
+    expect(flow.children!.map((c) => c.opts?.jobId)).toEqual(['r~web~merge', 'r~api~merge']);
     const review = flow.children![0]!.children![0]!;
     const spawn = review.children![0]!;
-    expect([review.queueName, review.opts?.jobId, spawn.queueName, spawn.opts?.jobId]).toEqual(['review', 'r.web.review', 'spawn', 'r.web']);
+    expect([review.queueName, review.opts?.jobId, spawn.queueName, spawn.opts?.jobId]).toEqual(['review', 'r~web~review', 'spawn', 'r~web']);
     expect(spawn.data.flow).toEqual({ scope: 'web', purpose: 'task', branch: 'fleet/r/web', baseBranch: null });
     expect(spawn.data.request.task_content).toBe('a');
     // The token is sealed in the steps and absent everywhere in clear.
@@ -43,7 +43,31 @@ describe('buildRequestFlow', () => {
     expect(needsFlow({ tasks: undefined, review: undefined })).toBe(false);
     expect(needsFlow({ tasks: undefined, review: true })).toBe(true);
     expect(needsFlow({ tasks: [], review: undefined })).toBe(true);
-    expect(stepJobId('r', null, 'review', 2)).toBe('r.review.2');
+    expect(stepJobId('r', null, 'review', 2)).toBe('r~review~2');
+  });
+});
+
+describe('derived job ids', () => {
+  // A sender who could pick a step's id would become that step: its job is attached as the child, and
+  // its summary read as the verdict or its PR number used (security review, finding 2).
+  it('never equal a request id a sender may choose', () => {
+    const derived = [
+      stepJobId('a', 'x', 'spawn'),
+      stepJobId('V', null, 'review'),
+      stepJobId('V', 's1', 'merge'),
+      stepJobId('V', null, 'review', 1),
+      followUpJobId(stepJobId('V', null, 'review'), 'agent', 1),
+      followUpJobId(stepJobId('V', 'web', 'spawn'), 'fix', 2),
+      followUpJobId(stepJobId('V', null, 'spawn'), 'rebase', 1),
+    ];
+    for (const id of derived) expect(REQUEST_ID_PATTERN.test(id), id).toBe(false);
+    expect(stepJobId('a', 'x', 'spawn')).not.toBe(stepJobId('a.x', null, 'spawn'));
+    expect(followUpJobId(stepJobId('V', null, 'review'), 'agent', 1)).not.toBe(stepJobId('V.review.agent1', null, 'spawn'));
+  });
+
+  it('refuses the separator in request ids and scopes', () => {
+    expect(() => validateSpawnRequest(legacyRequest({ request_id: 'V~review~agent1' }))).toThrow(/request_id/);
+    expect(() => validateSpawnRequest(legacyRequest({ tasks: [{ scope: 'a~b', task_content: 'x' }] }))).toThrow(/tasks\.0\.scope/);
   });
 });
 

@@ -53,9 +53,14 @@ export interface SpecInput {
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand'>;
 }
 
-/** Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]; job ids (request ids, scopes) already fit. */
+/**
+ * Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]. A flow step's job id holds '~' (src/flow ids), which Docker
+ * refuses; '_' is doubled first so that the escape is one-to-one and a request id can never take the
+ * container name of another request's step.
+ */
 export function containerName(prefix: string, jobId: string, attempt: number): string {
-  return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${jobId}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
+  const escaped = jobId.replace(/_/g, '__').replace(/~/g, '_t');
+  return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${escaped}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
 }
 
 /** Pure: the container for one attempt of one request. Unit-tested without Docker. */

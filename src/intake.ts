@@ -8,6 +8,22 @@ import type { FleetKeys } from './keys.ts';
 import { publishResultOnce, readResult } from './results.ts';
 import type { SecretBox } from './secrets.ts';
 
+/** A rejection reason is kept in a list, a log line and a 24 h result: it names a few problems, briefly. */
+export const MAX_REASON_CHARS = 1000;
+const MAX_ISSUES_NAMED = 5;
+const MAX_KEYS_NAMED = 5;
+
+/** `"a", "b" and 3 more`: a message with thousands of unknown keys still makes a short reason. */
+function nameKeys(keys: string[]): string {
+  const named = keys.slice(0, MAX_KEYS_NAMED).map((k) => JSON.stringify(k.slice(0, 64)));
+  return keys.length > MAX_KEYS_NAMED ? `${named.join(', ')} and ${keys.length - MAX_KEYS_NAMED} more` : named.join(', ');
+}
+
+/** Cuts a reason to {@link MAX_REASON_CHARS}, marking the cut. */
+export function boundReason(reason: string): string {
+  return reason.length <= MAX_REASON_CHARS ? reason : `${reason.slice(0, MAX_REASON_CHARS - 1)}…`;
+}
+
 /** Validates a decoded message; the error names the first bad fields (at most five). */
 export function validateSpawnRequest(input: unknown): SpawnRequest {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
@@ -15,14 +31,14 @@ export function validateSpawnRequest(input: unknown): SpawnRequest {
   }
   const parsed = spawnRequestSchema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const issues = parsed.error.issues.slice(0, 5).map((issue) => {
-    if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k.slice(0, 64)}"`).join(', ')}`;
+  const issues = parsed.error.issues.slice(0, MAX_ISSUES_NAMED).map((issue) => {
+    if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${nameKeys(issue.keys)}`;
     const field = issue.path.join('.') || '(request)';
     const missing = issue.code === 'invalid_type' && (input as Record<string, unknown>)[String(issue.path[0])] === undefined && issue.path.length === 1;
     return missing ? `field "${field}" is required` : `field "${field}" ${issue.message}`;
   });
   const first = parsed.error.issues[0]?.path.join('.');
-  throw new InvalidRequestError(`invalid spawn request: ${issues.join('; ')}`, first);
+  throw new InvalidRequestError(boundReason(`invalid spawn request: ${issues.join('; ')}`), first);
 }
 
 export interface IntakeDeps {

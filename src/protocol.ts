@@ -16,6 +16,11 @@ export const channels = {
 /** How long a late reader can still find a result under `fleet:result:{id}`. */
 export const RESULT_TTL_SECONDS = 24 * 60 * 60;
 export const MAX_TASK_BYTES = 1024 * 1024;
+/** AGENTS.md is guidance, not payload: it is copied into every step of a flow, so it stays small. */
+export const MAX_AGENTS_BYTES = 256 * 1024;
+/** Every text of one request together (tasks and AGENTS.md): what one message may make fleet store. */
+export const MAX_REQUEST_TEXT_BYTES = 4 * 1024 * 1024;
+export const MAX_TASKS = 20;
 export const LOGS_TAIL_LINES = 200;
 
 export const AGENTS = ['droid', 'claude', 'codex', 'custom'] as const;
@@ -24,15 +29,49 @@ export type Agent = (typeof AGENTS)[number];
 /** BullMQ job ids may not contain ':'; request ids become job ids, channel names and branch names. */
 export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
-const requestIdSchema = z
-  .string({ error: 'must be a string' })
-  .min(1, 'must not be empty')
-  .max(128, 'must be at most 128 characters')
-  .regex(REQUEST_ID_PATTERN, 'may only hold letters, digits, ".", "_" and "-"');
+/**
+ * Why a name cannot be one component of a git branch (`fleet/{request_id}/{scope}`), or null. The
+ * characters are already limited to [A-Za-z0-9._-]; these are git's own rules for the rest.
+ */
+function refComponentProblem(name: string): string | null {
+  if (name.startsWith('.')) return 'may not start with "."';
+  if (name.endsWith('.')) return 'may not end with "."';
+  if (name.includes('..')) return 'may not contain ".."';
+  if (name.endsWith('.lock')) return 'may not end with ".lock"';
+  return null;
+}
 
+/** Why `name` is not a branch name git accepts (as `git check-ref-format --branch` judges), or null. */
+export function branchNameProblem(name: string): string | null {
+  if (name.startsWith('-')) return 'may not start with "-"';
+  if (name.endsWith('/')) return 'may not end with "/"';
+  for (const component of name.split('/')) {
+    if (component === '') return 'may not contain "//" or start with "/"';
+    const problem = refComponentProblem(component);
+    if (problem) return `${problem} in any part between "/"`;
+  }
+  return null;
+}
+
+const refComponent = (schema: z.ZodString) =>
+  schema.superRefine((value, ctx) => {
+    const problem = refComponentProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem} (it becomes part of a git branch name)` });
+  });
+
+const requestIdSchema = refComponent(
+  z
+    .string({ error: 'must be a string' })
+    .min(1, 'must not be empty')
+    .max(128, 'must be at most 128 characters')
+    .regex(REQUEST_ID_PATTERN, 'may only hold letters, digits, ".", "_" and "-"'),
+);
+
+/** GitHub's rules: an owner is letters, digits and single inner hyphens; a name is not "." or "..". */
 const repoSchema = z
   .string({ error: 'must be a string like "owner/name"' })
   .regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, 'must be "owner/name" (GitHub owner and repository name, nothing else)')
+  .refine((repo) => /^[A-Za-z0-9](?:-?[A-Za-z0-9])*\//.test(repo), 'the owner may not start or end with "-" or hold "--"')
   .refine((repo) => !/\/\.{1,2}$/.test(repo), 'the repository name may not be "." or ".."');
 
 const utf8Bytes = (text: string) => Buffer.byteLength(text, 'utf8');
@@ -42,15 +81,31 @@ const taskContentSchema = z
   .refine((t) => t.trim().length > 0, 'must not be empty')
   .refine((t) => utf8Bytes(t) <= MAX_TASK_BYTES, `must be at most ${MAX_TASK_BYTES} bytes (1 MiB)`);
 
-const scopeSchema = z
+/** A title becomes a commit subject and a PR title: one line, no control characters (NUL breaks the container env). */
+const titleSchema = z
   .string({ error: 'must be a string' })
-  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9._-] (it becomes part of a branch name)');
+  .min(1, 'must not be empty')
+  .max(200, 'must be at most 200 characters')
+  .refine((t) => t.trim().length > 0, 'must not be blank')
+  // eslint-disable-next-line no-control-regex
+  .refine((t) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(t), 'must be one line without control characters');
+
+const agentsContentSchema = z
+  .string({ error: 'must be a string or null' })
+  .refine((a) => utf8Bytes(a) <= MAX_AGENTS_BYTES, `must be at most ${MAX_AGENTS_BYTES} bytes (256 KiB)`);
+
+/** Passed to the agent CLI as `--model`: never an option, never a shell word. */
+export const MODEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
+
+const scopeSchema = refComponent(
+  z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9._-] (it becomes part of a branch name)'),
+);
 
 const scopedTaskSchema = z.strictObject({
   scope: scopeSchema,
   task_content: taskContentSchema,
-  task_title: z.string({ error: 'must be a string' }).max(200).optional(),
-  agents_content: z.string({ error: 'must be a string or null' }).nullable().optional(),
+  task_title: titleSchema.optional(),
+  agents_content: agentsContentSchema.nullable().optional(),
 });
 
 /** The spawn request: the eight legacy keys, then the optional v2 keys. Unknown keys are refused. */
@@ -60,10 +115,13 @@ export const spawnRequestSchema = z
     repo: repoSchema,
     github_token: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(1024).optional(),
     task_content: taskContentSchema,
-    task_title: z.string({ error: 'must be a string' }).max(200, 'must be at most 200 characters').nullish()
-      .transform((t) => t ?? 'AI generated changes'),
-    model: z.string({ error: 'must be a string' }).max(200).nullish().transform((m) => m ?? 'claude-sonnet-4-5-20250929'),
-    agents_content: z.string({ error: 'must be a string or null' }).nullable().optional().transform((a) => a ?? null),
+    task_title: titleSchema.nullish().transform((t) => t ?? 'AI generated changes'),
+    model: z
+      .string({ error: 'must be a string' })
+      .regex(MODEL_PATTERN, 'must be 1-200 of letters, digits and "._:/-", starting with a letter or digit')
+      .nullish()
+      .transform((m) => m ?? 'claude-sonnet-4-5-20250929'),
+    agents_content: agentsContentSchema.nullable().optional().transform((a) => a ?? null),
     timeout_seconds: z
       .number({ error: 'must be an integer number of seconds' })
       .int('must be an integer number of seconds')
@@ -74,17 +132,33 @@ export const spawnRequestSchema = z
     // v2
     agent: z.enum(AGENTS, { error: `must be one of ${AGENTS.join(', ')}` }).optional(),
     mode: z.enum(['push', 'pr'], { error: 'must be "push" or "pr"' }).optional(),
-    base_branch: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9._/-]{1,200}$/, 'is not a branch name').optional(),
+    base_branch: z
+      .string({ error: 'must be a string' })
+      .regex(/^[A-Za-z0-9._/-]{1,200}$/, 'must be 1-200 of [A-Za-z0-9._/-]')
+      .superRefine((name, ctx) => {
+        const problem = branchNameProblem(name);
+        if (problem) ctx.addIssue({ code: 'custom', message: `is not a branch name git accepts: it ${problem}` });
+      })
+      .optional(),
     review: z.boolean({ error: 'must be true or false' }).optional(),
     merge: z.boolean({ error: 'must be true or false' }).optional(),
     fix_rounds: z.number({ error: 'must be an integer' }).int().min(0).max(5).optional(),
-    tasks: z.array(scopedTaskSchema, { error: 'must be a list of {scope, task_content}' }).min(1).max(20).optional(),
+    tasks: z
+      .array(scopedTaskSchema, { error: 'must be a list of {scope, task_content}' })
+      .min(1, 'must hold at least one task')
+      .max(MAX_TASKS, `must hold at most ${MAX_TASKS} tasks`)
+      .optional(),
     result_format: z.enum(['legacy', 'v2'], { error: 'must be "legacy" or "v2"' }).optional(),
   })
   .superRefine((req, ctx) => {
     if (req.merge && !req.review) ctx.addIssue({ code: 'custom', path: ['merge'], message: 'needs "review": true' });
     if (req.review && req.mode !== 'pr' && !req.tasks) {
       ctx.addIssue({ code: 'custom', path: ['review'], message: 'needs "mode": "pr"' });
+    }
+    const textBytes = [req.task_content, req.agents_content, ...(req.tasks ?? []).flatMap((t) => [t.task_content, t.agents_content])]
+      .reduce((sum, text) => sum + (typeof text === 'string' ? utf8Bytes(text) : 0), 0);
+    if (textBytes > MAX_REQUEST_TEXT_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['tasks'], message: `the tasks and AGENTS.md texts together are ${textBytes} bytes; at most ${MAX_REQUEST_TEXT_BYTES} (4 MiB) are accepted` });
     }
     if (req.tasks) {
       const seen = new Set<string>();

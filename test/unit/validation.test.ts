@@ -44,8 +44,61 @@ describe('validateSpawnRequest', () => {
     ['review without pr mode', legacyRequest({ review: true }), /review.*mode/],
     ['duplicate scopes', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x' }, { scope: 'a', task_content: 'y' }] }), /scope.*twice/],
     ['scope with a slash', legacyRequest({ tasks: [{ scope: 'a/b', task_content: 'x' }] }), /tasks\.0\.scope/],
+    // Names that would make a branch git refuses (fleet/{request_id}/{scope}, base_branch).
+    ['request_id ".."', legacyRequest({ request_id: '..' }), /request_id.*"\."/],
+    ['request_id ending in .lock', legacyRequest({ request_id: 'a.lock' }), /request_id.*\.lock/],
+    ['request_id starting with "."', legacyRequest({ request_id: '.hidden' }), /request_id.*start/],
+    ['request_id ending with "."', legacyRequest({ request_id: 'a.' }), /request_id.*end/],
+    ['scope ".."', legacyRequest({ tasks: [{ scope: '..', task_content: 'x' }] }), /tasks\.0\.scope/],
+    ['scope ending in .lock', legacyRequest({ tasks: [{ scope: 'web.lock', task_content: 'x' }] }), /tasks\.0\.scope.*\.lock/],
+    ['base_branch with ".."', legacyRequest({ mode: 'pr', base_branch: 'main..x' }), /base_branch.*"\.\."/],
+    ['base_branch starting with "-"', legacyRequest({ mode: 'pr', base_branch: '-main' }), /base_branch.*"-"/],
+    ['base_branch with "//"', legacyRequest({ mode: 'pr', base_branch: 'a//b' }), /base_branch/],
+    ['base_branch ending with "/"', legacyRequest({ mode: 'pr', base_branch: 'a/' }), /base_branch/],
+    ['base_branch with a .lock part', legacyRequest({ mode: 'pr', base_branch: 'release.lock/x' }), /base_branch.*\.lock/],
+    ['base_branch part starting with "."', legacyRequest({ mode: 'pr', base_branch: 'a/.b' }), /base_branch/],
+    // A title becomes a commit subject: a newline would forge trailers, NUL breaks the container env.
+    ['task_title with a newline', legacyRequest({ task_title: 'fix\n\nSigned-off-by: ceo' }), /task_title.*one line/],
+    ['task_title with NUL', legacyRequest({ task_title: 'a\u0000b' }), /task_title/],
+    ['task_title with an escape', legacyRequest({ task_title: 'a\u001b[2Jb' }), /task_title/],
+    ['task_title empty', legacyRequest({ task_title: '' }), /task_title.*empty/],
+    ['task_title blank', legacyRequest({ task_title: '   ' }), /task_title.*blank/],
+    ['a scoped task_title with a newline', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', task_title: 'a\nb' }] }), /tasks\.0\.task_title/],
+    // model reaches `--model "$MODEL"`: never an option.
+    ['model starting with "-"', legacyRequest({ model: '--dangerously-skip-permissions' }), /model.*letter or digit/],
+    ['model with a space', legacyRequest({ model: 'gpt 4' }), /model/],
+    ['model with a shell character', legacyRequest({ model: 'm;id' }), /model/],
+    ['owner starting with "-"', legacyRequest({ repo: '-acme/widgets' }), /repo.*owner/],
+    ['owner ending with "-"', legacyRequest({ repo: 'acme-/widgets' }), /repo.*owner/],
+    ['owner with "--"', legacyRequest({ repo: 'ac--me/widgets' }), /repo.*owner/],
+    // What one message may make fleet store (Redis runs with noeviction: full means stopped).
+    ['agents_content over 256 KiB', legacyRequest({ agents_content: 'a'.repeat(256 * 1024 + 1) }), /agents_content.*256 KiB/],
+    ['a scoped agents_content over 256 KiB', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', agents_content: 'a'.repeat(256 * 1024 + 1) }] }), /tasks\.0\.agents_content/],
+    ['21 tasks', legacyRequest({ tasks: Array.from({ length: 21 }, (_, i) => ({ scope: `s${i}`, task_content: 'x' })) }), /tasks.*at most 20/],
+    ['texts over 4 MiB together', legacyRequest({ tasks: Array.from({ length: 5 }, (_, i) => ({ scope: `s${i}`, task_content: 'x'.repeat(900 * 1024) })) }), /tasks.*4 MiB/],
     ['deeply nested value', legacyRequest({ model: JSON.parse('['.repeat(5000) + ']'.repeat(5000)) }), /model/],
   ];
+
+  it('accepts the names and values git and the agents take', () => {
+    const ok = validateSpawnRequest(
+      legacyRequest({ request_id: 'req-1.2_3', repo: 'a-b/.github', model: 'openai/gpt-4.1:latest', mode: 'pr', base_branch: 'release/v1.2', task_title: 'Fix: the «parser»' }),
+    );
+    expect(ok.model).toBe('openai/gpt-4.1:latest');
+    expect(() => validateSpawnRequest(legacyRequest({ agents_content: 'a'.repeat(256 * 1024) }))).not.toThrow();
+  });
+
+  // A 3 MB message of unknown keys once made a 3 MB reason, kept in a list, a log line and a result.
+  it('keeps the reason short whatever the message holds', () => {
+    const junk = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`key_${i}_${'x'.repeat(40)}`, 1]));
+    let message = '';
+    try {
+      validateSpawnRequest(legacyRequest(junk));
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/unknown fields "key_0_x+", .* and 49995 more/);
+    expect(message.length).toBeLessThanOrEqual(1000);
+  });
 
   it.each(corpus)('refuses %s', (_name, input, message) => {
     let error: unknown;

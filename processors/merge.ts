@@ -5,7 +5,7 @@ import type { MergeJobData } from '../queues/merge.ts';
 import { QUEUE_NAMES as Q, SPAWN_JOB_NAME } from '../queues/spawn.ts';
 import { REVIEW_JOB_NAME, type ReviewJobData, type ReviewJobResult } from '../queues/review.ts';
 import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
-import { flowStepFailed, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow-steps.ts';
+import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow-steps.ts';
 import { isForgeErrorNamed } from '../src/forge.ts';
 import { conflictTask } from '../src/pr-text.ts';
 import { flowErrorOrRetry } from './review.ts';
@@ -76,7 +76,9 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           const round = state.conflictRounds + 1;
           const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'rebase', round);
           log.warn({ pr: o.pull_request.number, round }, 'pull request conflicts with its base: a worker resolves it');
-          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'rebase', conflictTask({ branch: c.branch, base, originalTask: c.task.content }), { baseBranch: base }) });
+          const texts = await scopeTexts(c, deps);
+          const task = conflictTask({ branch: c.branch, base, originalTask: texts.task });
+          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'rebase', task, texts.agentsContent, { baseBranch: base }) });
           await save({ ...state, step: 'await-rebase', conflictRounds: round, childId });
         } finally {
           await deps.redis.eval(RELEASE, 1, lockKey, holder);

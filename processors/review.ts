@@ -4,7 +4,7 @@ import { emptyOutcome, followUpJobId, stepJobId, type PullRequestRef, type Revie
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
 import { QUEUE_NAMES, SPAWN_JOB_NAME } from '../queues/spawn.ts';
 import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
-import { flowStepFailed, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow-steps.ts';
+import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps, type ScopeTexts } from '../src/flow-steps.ts';
 import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
 import { fixTask } from '../src/pr-text.ts';
 import { buildAgentReviewTask, verdictFromAgentSummary } from '../src/reviewer/agent.ts';
@@ -54,6 +54,7 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
 
   try {
     const forge = deps.forges.forToken(scopeToken(c, deps));
+    const texts = await scopeTexts(c, deps);
     for (;;) {
       const s = state as State;
       if (await deps.redis.exists(deps.keys.cancelled(c.requestId))) return outcome(s, { type: 'cancelled', message: 'the request was cancelled during review' });
@@ -64,15 +65,15 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         const head: PullRequestRef = { ...pr, head_sha: current.headSha };
         if (deps.reviewerKind === 'agent') {
           const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'review'), 'agent', s.reviews.length + 1);
-          const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha });
-          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, { baseBranch: current.baseRef, headSha: current.headSha }) });
+          const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: texts.task, headSha: current.headSha });
+          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, texts.agentsContent, { baseBranch: current.baseRef, headSha: current.headSha }) });
           await save({ ...s, step: 'await-agent', childId, pullRequest: head });
           await parkUntilChildrenEnd(job, lock.token);
           continue;
         }
         const diff = await forge.getPullRequestDiff(c.repo, pr.number);
-        const verdict = await deps.reviewer!.review({ repo: c.repo, number: pr.number, title: current.title, task: c.task.content, headSha: current.headSha, diff });
-        const ended = await conclude(await settleVerdict(job, deps, forge, { ...s, pullRequest: head }, verdict, log));
+        const verdict = await deps.reviewer!.review({ repo: c.repo, number: pr.number, title: current.title, task: texts.task, headSha: current.headSha, diff });
+        const ended = await conclude(await settleVerdict(job, deps, forge, texts, { ...s, pullRequest: head }, verdict, log));
         if (ended) return ended;
         continue;
       }
@@ -91,7 +92,7 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
           // Running the agent again costs a container run; a verdict it could not give is final.
           return outcome(s, { type: 'review_error', message: (error as Error).message });
         }
-        const ended = await conclude(await settleVerdict(job, deps, forge, { ...s, step: 'review', childId: undefined }, verdict, log));
+        const ended = await conclude(await settleVerdict(job, deps, forge, texts, { ...s, step: 'review', childId: undefined }, verdict, log));
         if (ended) return ended;
         continue;
       }
@@ -129,6 +130,7 @@ async function settleVerdict(
   job: Job<ReviewJobData, ReviewJobResult>,
   deps: ReviewDeps,
   forge: Forge,
+  texts: ScopeTexts,
   s: State,
   verdict: Verdict,
   log: Logger,
@@ -168,7 +170,7 @@ async function settleVerdict(
     queue: deps.spawnQueue,
     name: SPAWN_JOB_NAME,
     id: childId,
-    data: spawnChildData(c, 'fix', fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: c.task.content, round, branch: c.branch })),
+    data: spawnChildData(c, 'fix', fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: texts.task, round, branch: c.branch }), texts.agentsContent),
   });
   return { next: 'waiting', state: { ...s, step: 'await-fix', round, childId, reviews } };
 }

@@ -14,7 +14,12 @@ export interface ScopeContext {
   /** From the request, or null: the repository's default branch, looked up when the PR is opened. */
   baseBranch: string | null;
   sealedToken: string | null;
-  task: { content: string; title: string; agentsContent: string | null };
+  /**
+   * The scope's title. Its task and AGENTS.md texts are stored once, in the flow's root job, and read
+   * with `scopeTexts` when a step needs them: copying them into every step made one 3.5 MB message
+   * with 20 tasks into 213 MB of flow data.
+   */
+  task: { title: string };
   model: string;
   agent: SpawnRequest['agent'];
   timeoutSeconds: number;

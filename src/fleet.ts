@@ -145,7 +145,7 @@ export async function startFleet(options: {
 
     for (const role of ['review', 'merge'] as const) {
       if (!options.roles.includes(role)) continue;
-      const flowDeps = { config, connection, queues: { spawn: spawnQueue, review: reviewQueue }, redis, secrets, keys, forges: forges!, logger };
+      const flowDeps = { config, connection, queues: { spawn: spawnQueue, review: reviewQueue, merge: mergeQueue }, redis, secrets, keys, forges: forges!, logger };
       const started = role === 'review' ? await startReviewRole({ ...flowDeps, reviewer: createReviewer(config, logger) }) : await startMergeRole(flowDeps);
       stack.push({ name: `${role} role`, stop: () => started.stop() });
     }

@@ -1,7 +1,8 @@
-import type { Queue } from 'bullmq';
+import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ScopeContext, SpawnOutcome } from '../queues/flow.ts';
+import type { RequestJobData } from '../queues/merge.ts';
 import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import type { GitHubForges } from './github/index.ts';
 import type { FleetKeys } from './keys.ts';
@@ -20,7 +21,29 @@ export interface FlowStepDeps {
   prefix: string;
   /** Where follow-up workers (fix, conflict, agent reviewer) are added as children. */
   spawnQueue: Queue<SpawnJobData, SpawnJobResult>;
+  /** The merge queue, where each flow's root job keeps the request's texts (read with {@link scopeTexts}). */
+  requestQueue: Queue;
   logger: Logger;
+}
+
+/** A scope's task and AGENTS.md, as the request gave them. */
+export interface ScopeTexts {
+  task: string;
+  agentsContent: string | null;
+}
+
+/**
+ * Reads a scope's texts from its flow's root job, the one place a flow stores them. The root lives
+ * until every step has ended, so a step that finds none was given a context of another flow.
+ */
+export async function scopeTexts(ctx: ScopeContext, deps: Pick<FlowStepDeps, 'requestQueue'>): Promise<ScopeTexts> {
+  const root = (await Job.fromId(deps.requestQueue, ctx.requestId)) as Job<RequestJobData> | undefined;
+  const request = root?.data.kind === 'request' ? root.data.request : undefined;
+  if (!request) throw new SpawnError(`the root job of request ${ctx.requestId} is gone: its texts cannot be read`, false);
+  if (ctx.scope === null) return { task: request.task_content, agentsContent: request.agents_content };
+  const task = request.tasks?.find((t) => t.scope === ctx.scope);
+  if (!task) throw new SpawnError(`request ${ctx.requestId} has no scope "${ctx.scope}"`, false);
+  return { task: task.task_content, agentsContent: task.agents_content ?? request.agents_content };
 }
 
 /** The GitHub token a scope acts with: the request's (sealed in the flow) or the host's. */
@@ -35,6 +58,7 @@ export function spawnChildData(
   ctx: ScopeContext,
   purpose: NonNullable<SpawnJobData['flow']>['purpose'],
   task: string,
+  agentsContent: string | null,
   options: { baseBranch?: string; headSha?: string } = {},
 ): SpawnJobData {
   return {
@@ -44,7 +68,7 @@ export function spawnChildData(
       task_content: task,
       task_title: ctx.task.title,
       model: ctx.model,
-      agents_content: ctx.task.agentsContent,
+      agents_content: agentsContent,
       timeout_seconds: ctx.timeoutSeconds,
       agent: ctx.agent,
       mode: 'pr',

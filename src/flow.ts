@@ -43,7 +43,7 @@ export function buildRequestFlow(
       branch: scopeBranch(request.request_id, scope),
       baseBranch: request.base_branch ?? null,
       sealedToken,
-      task: { content: t.task_content, title: t.task_title ?? request.task_title, agentsContent: t.agents_content ?? request.agents_content },
+      task: { title: t.task_title ?? request.task_title },
       model: request.model,
       agent: request.agent,
       timeoutSeconds: request.timeout_seconds,
@@ -52,7 +52,7 @@ export function buildRequestFlow(
       fixRounds: request.fix_rounds ?? 0,
       resultFormat: request.result_format ?? 'legacy',
     };
-    const spawnRequest: StoredRequest = { ...stored, task_content: ctx.task.content, task_title: ctx.task.title, agents_content: ctx.task.agentsContent, mode: 'pr' };
+    const spawnRequest: StoredRequest = { ...stored, task_content: t.task_content, task_title: ctx.task.title, agents_content: t.agents_content ?? request.agents_content, mode: 'pr' };
     const spawnData: SpawnJobData = {
       request: spawnRequest,
       sealedToken,

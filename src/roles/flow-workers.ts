@@ -19,7 +19,7 @@ export interface FlowRoleDeps {
   config: FleetConfig;
   connection: { url: string };
   /** The process's queue objects: steps add follow-up children to them. */
-  queues: { spawn: Queue<SpawnJobData, SpawnJobResult>; review: Queue<ReviewJobData, ReviewJobResult> };
+  queues: { spawn: Queue<SpawnJobData, SpawnJobResult>; review: Queue<ReviewJobData, ReviewJobResult>; merge: Queue };
   redis: Redis;
   secrets: SecretBox;
   keys: FleetKeys;
@@ -44,6 +44,7 @@ function stepDeps(deps: FlowRoleDeps, log: Logger): FlowStepDeps {
     keys: deps.keys,
     prefix: deps.config.prefix,
     spawnQueue: deps.queues.spawn,
+    requestQueue: deps.queues.merge,
     logger: log,
   };
 }

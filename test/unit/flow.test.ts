@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { emptyOutcome, followUpJobId, stepJobId, type ScopeContext, type ScopeOutcome } from '../../queues/flow.ts';
+import { containerName } from '../../src/container-spec.ts';
 import { buildRequestFlow, needsFlow } from '../../src/flow.ts';
 import { aggregateFlowResult } from '../../src/flow-result.ts';
 import { validateSpawnRequest } from '../../src/intake.ts';
@@ -47,6 +48,28 @@ describe('buildRequestFlow', () => {
   });
 });
 
+describe('flow storage', () => {
+  // One message with 20 tasks once became 213 MB of flow data: every step copied AGENTS.md and the task.
+  it('keeps the texts in the root and the workers only, not in review and merge steps', () => {
+    const agents = 'a'.repeat(200 * 1024);
+    const tasks = Array.from({ length: 20 }, (_, i) => ({ scope: `s${i}`, task_content: 't'.repeat(100 * 1024) }));
+    const request = validateSpawnRequest(legacyRequest({ request_id: 'big', agents_content: agents, mode: 'pr', review: true, merge: true, tasks }));
+    const flow = buildRequestFlow(request, 'sealed', { attempts: 3, keepLogs: 10, acceptedAt: 1, source: 'pubsub' });
+    const size = (data: unknown) => Buffer.byteLength(JSON.stringify(data));
+    let total = size(flow.data);
+    for (const merge of flow.children!) {
+      const review = merge.children![0]!;
+      const spawn = review.children![0]!;
+      expect(size(merge.data)).toBeLessThan(4096);
+      expect(size(review.data)).toBeLessThan(4096);
+      expect(spawn.data.request.agents_content).toBe(agents);
+      total += size(merge.data) + size(review.data) + size(spawn.data);
+    }
+    const workerTexts = 20 * (agents.length + 100 * 1024);
+    expect(total).toBeLessThan(size(flow.data) + workerTexts + 200 * 1024);
+  });
+});
+
 describe('derived job ids', () => {
   // A sender who could pick a step's id would become that step: its job is attached as the child, and
   // its summary read as the verdict or its PR number used (security review, finding 2).
@@ -63,6 +86,12 @@ describe('derived job ids', () => {
     for (const id of derived) expect(REQUEST_ID_PATTERN.test(id), id).toBe(false);
     expect(stepJobId('a', 'x', 'spawn')).not.toBe(stepJobId('a.x', null, 'spawn'));
     expect(followUpJobId(stepJobId('V', null, 'review'), 'agent', 1)).not.toBe(stepJobId('V.review.agent1', null, 'spawn'));
+  });
+
+  it('make container names Docker takes, never another request\'s', () => {
+    const names = ['a~b', 'a_tb', 'a_b', 'a__b', 'V~s1~fix1', 'V_ts1_tfix1'].map((id) => containerName('{fleet}', id, 1));
+    for (const name of names) expect(name).toMatch(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/);
+    expect(new Set(names).size).toBe(names.length);
   });
 
   it('refuses the separator in request ids and scopes', () => {

@@ -47,6 +47,10 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
       if (state.step === 'merge') {
         const review = o.reviews.at(-1);
         if (o.error_type || !o.pull_request || !review?.approved) return { ...o, conflict_rounds_used: state.conflictRounds };
+        // An approval of part of a diff is no approval: whatever produced it, it is never merged.
+        if (review.coverage.truncated) {
+          return fail('review_incomplete', `the review read ${review.coverage.reviewed_bytes} of ${review.coverage.total_bytes} bytes of the diff; fleet merges only fully reviewed changes`);
+        }
         const forge = deps.forges.forToken(scopeToken(c, deps));
         const holder = randomBytes(8).toString('hex');
         const lockKey = `${deps.prefix}:merge-lock:${c.repo.toLowerCase()}`;

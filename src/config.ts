@@ -93,6 +93,7 @@ const envSchema = z
     FLEET_LLM_API_KEY: optionalString,
     FLEET_LLM_MODEL: z.string().min(1).default('gpt-4o-mini'),
     FLEET_LLM_MAX_DIFF_CHARS: z.coerce.number().int().min(1000).default(120_000),
+    FLEET_LLM_MAX_CHUNKS: z.coerce.number().int().min(1).max(100).default(8),
     FLEET_MERGE_CONFLICT_ROUNDS: z.coerce.number().int().min(0).max(5).default(2),
     FLEET_AGENT_CMD: optionalString,
     FACTORY_API_KEY: optionalString,
@@ -164,7 +165,7 @@ export interface FleetConfig {
   };
   reviewer: {
     kind: 'llm' | 'agent';
-    llm: { baseUrl: string; apiKey: string | undefined; model: string; maxDiffChars: number };
+    llm: { baseUrl: string; apiKey: string | undefined; model: string; maxDiffChars: number; maxChunks: number };
   };
   /** Follow-up workers a conflicting pull request gets before the merge gives up. */
   mergeConflictRounds: number;
@@ -232,7 +233,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     github: { apiUrl: e.FLEET_GITHUB_API_URL.replace(/\/+$/, ''), reviewerToken: e.FLEET_REVIEWER_GITHUB_TOKEN },
     reviewer: {
       kind: e.FLEET_REVIEWER,
-      llm: { baseUrl: e.FLEET_LLM_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_LLM_API_KEY, model: e.FLEET_LLM_MODEL, maxDiffChars: e.FLEET_LLM_MAX_DIFF_CHARS },
+      llm: { baseUrl: e.FLEET_LLM_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_LLM_API_KEY, model: e.FLEET_LLM_MODEL, maxDiffChars: e.FLEET_LLM_MAX_DIFF_CHARS, maxChunks: e.FLEET_LLM_MAX_CHUNKS },
     },
     mergeConflictRounds: e.FLEET_MERGE_CONFLICT_ROUNDS,
     customAgentCommand: e.FLEET_AGENT_CMD,

@@ -248,11 +248,13 @@ export class ForgeUnavailableError extends ForgeError {
 /** The reviewer could not produce a verdict (`error_type: "review_error"` in results). */
 export class ReviewError extends Error {
   override name = 'ReviewError';
-  readonly errorType = 'review_error' as const;
+  /** review_incomplete: the reviewer could not read the whole diff, so it gives no verdict at all. */
+  readonly errorType: 'review_error' | 'review_incomplete';
   readonly retryable: boolean;
-  constructor(message: string, opts: { retryable: boolean; cause?: unknown }) {
+  constructor(message: string, opts: { retryable: boolean; cause?: unknown; errorType?: 'review_error' | 'review_incomplete' }) {
     super(message, { cause: opts.cause });
     this.retryable = opts.retryable;
+    this.errorType = opts.errorType ?? 'review_error';
   }
 }
 

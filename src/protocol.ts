@@ -188,6 +188,7 @@ export const ERROR_TYPES = [
   'dind_failed',
   'secret_mismatch',
   'review_error',
+  'review_incomplete',
   'pr_failed',
   'merge_failed',
   'conflict_unresolved',

@@ -30,14 +30,8 @@ export function buildAgentReviewTask(input: Omit<ReviewInput, 'diff'>): string {
 
 /** The verdict in a reviewer worker's summary; the agent saw the whole branch, so coverage is complete. */
 export function verdictFromAgentSummary(summary: string | null | undefined, diff: string): Verdict {
-  const text = summary ?? '';
-  let parsed = parseAnswer(text);
-  if (!parsed.ok) {
-    // Agents often put a sentence around the object; take the outermost braces.
-    const start = text.indexOf('{');
-    const end = text.lastIndexOf('}');
-    if (start >= 0 && end > start) parsed = parseAnswer(text.slice(start, end + 1));
-  }
+  // The worker already extracted the verdict object from the agent's final message: read it strictly.
+  const parsed = parseAnswer(summary ?? '');
   if (!parsed.ok) throw new ReviewError(`reviewer agent's summary holds no verdict (${parsed.error})`, { retryable: true });
   const totalBytes = Buffer.byteLength(diff, 'utf8');
   return { ...parsed.value, coverage: { reviewedBytes: totalBytes, totalBytes, truncated: false } };

@@ -1,7 +1,8 @@
 /**
  * `FLEET_REVIEWER=llm`: a {@link Reviewer} on an OpenAI-compatible chat-completions endpoint. A diff too large
- * for the model is split per file into at most `maxChunks` calls (and cut beyond that); the verdict's
- * coverage says how much was read. A malformed answer is asked for again a bounded number of times.
+ * for the model is split per file (a large file across calls) into at most `maxChunks` calls; a diff that
+ * needs more gets no verdict at all (`review_incomplete`): nothing is approved unread. A malformed answer
+ * is asked for again a bounded number of times.
  */
 import type { Logger } from 'pino';
 import { ReviewError, type ReviewInput, type Reviewer, type Verdict } from '../forge.ts';
@@ -17,7 +18,7 @@ export interface LlmReviewerOptions {
   logger: Pick<Logger, 'debug' | 'info' | 'warn'>;
   /** Characters of diff per model call. @defaultValue 60000 */
   maxDiffChars?: number;
-  /** Model calls per review at most; the diff beyond them is not reviewed. @defaultValue 4 */
+  /** Model calls per review at most; a diff that needs more gets no verdict (review_incomplete). @defaultValue 8 */
   maxChunks?: number;
   /** Answers per chunk before a malformed answer becomes a ReviewError. @defaultValue 3 */
   maxAttempts?: number;
@@ -32,7 +33,7 @@ export interface LlmReviewerOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-const DEFAULTS = { maxDiffChars: 60_000, maxChunks: 4, maxAttempts: 3, maxHttpRetries: 3, maxRetryAfterMs: 60_000, timeoutMs: 120_000 };
+const DEFAULTS = { maxDiffChars: 60_000, maxChunks: 8, maxAttempts: 3, maxHttpRetries: 3, maxRetryAfterMs: 60_000, timeoutMs: 120_000 };
 
 interface ChatCompletion {
   choices?: { message?: { content?: string | null } }[];
@@ -56,6 +57,12 @@ export class LlmReviewer implements Reviewer {
     const plan = planChunks(input.diff, this.opts.maxDiffChars, this.opts.maxChunks);
     if (plan.chunks.length === 0) {
       return { approved: false, feedback: 'The pull request has no diff to review.', comments: [], coverage: plan.coverage };
+    }
+    if (plan.coverage.truncated) {
+      throw new ReviewError(
+        `the diff of ${input.repo}#${input.number} is ${plan.coverage.totalBytes} bytes: ${this.opts.maxChunks} review calls of ${this.opts.maxDiffChars} characters cover ${plan.coverage.reviewedBytes}, and a partly read diff is never approved (raise FLEET_LLM_MAX_CHUNKS or split the task)`,
+        { retryable: false, errorType: 'review_incomplete' },
+      );
     }
     const answers: ModelAnswer[] = [];
     for (const [index, chunk] of plan.chunks.entries()) {

@@ -62,9 +62,10 @@ export function pushingTask(options: { pushUrl: string; file: string; summary: s
     `Change ${options.file}.`,
     '',
     '```sh',
-    // As an agent reviewer (FLEET_REVIEWER=agent) the same script answers with a verdict instead.
+    // As an agent reviewer (FLEET_REVIEWER=agent) the same script answers with a verdict instead: the
+    // summary is the verdict object alone, as worker-image/fleet-worker reports it.
     'if [ "$FLEET_PURPOSE" = review ]; then',
-    `  echo '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":null,"files_changed":[],"summary":"Verdict: {\\"approved\\": true, \\"feedback\\": \\"agent approves\\", \\"comments\\": []}"}'`,
+    `  echo '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":null,"files_changed":[],"summary":"{\\"approved\\": true, \\"feedback\\": \\"agent approves\\", \\"comments\\": []}"}'`,
     '  exit 0',
     'fi',
     'SHA=$(cat /proc/sys/kernel/random/uuid /proc/sys/kernel/random/uuid | sha256sum | cut -c1-40)',

@@ -11,12 +11,14 @@ describe('agent reviewer helpers', () => {
     expect(task).toContain('"approved": boolean');
   });
 
-  it('reads a verdict from a summary, with or without text around it, with full coverage', () => {
+  it('reads the verdict the worker extracted, strictly, with full coverage', () => {
     const diff = 'diff --git a/x b/x\n+é\n';
     const bare = verdictFromAgentSummary('{"approved": true, "feedback": "tests pass"}', diff);
     expect(bare).toEqual({ approved: true, feedback: 'tests pass', comments: [], coverage: { reviewedBytes: Buffer.byteLength(diff), totalBytes: Buffer.byteLength(diff), truncated: false } });
-    const wrapped = verdictFromAgentSummary('Done. {"approved": false, "feedback": "test_x fails", "comments": [{"path": "x", "line": 1, "body": "wrong"}]} Bye.', diff);
-    expect(wrapped).toMatchObject({ approved: false, feedback: 'test_x fails', comments: [{ path: 'x', line: 1, body: 'wrong' }] });
+    const rejected = verdictFromAgentSummary('{"approved": false, "feedback": "test_x fails", "comments": [{"path": "x", "line": 1, "body": "wrong"}]}', diff);
+    expect(rejected).toMatchObject({ approved: false, feedback: 'test_x fails', comments: [{ path: 'x', line: 1, body: 'wrong' }] });
+    // Text around an object is not a verdict: the braces in it may be anyone's.
+    expect(() => verdictFromAgentSummary('Done. {"approved": true, "feedback": "ok"} Bye.', diff)).toThrow(ReviewError);
   });
 
   it('throws a retryable ReviewError when the summary holds no verdict', () => {

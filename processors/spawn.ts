@@ -8,11 +8,12 @@ import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
-import { FleetError, SpawnError } from '../src/errors.ts';
+import { FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
 import type { FleetKeys } from '../src/keys.ts';
 import { failureResult, WORKER_TYPES, type ContainerEvent, type SpawnResult } from '../src/protocol.ts';
 import { redactor } from '../src/redact.ts';
+import { repoAllowed, repoRefusal } from '../src/repo-allow.ts';
 import { resultFromOutcome } from '../src/result-builder.ts';
 import { publishResultOnce, readResult } from '../src/results.ts';
 import { runWorker, type RunOutcome } from '../src/run-worker.ts';
@@ -33,7 +34,7 @@ export interface SpawnDeps {
   logger: Logger;
   secrets: SecretBox;
   keys: FleetKeys;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'customAgentCommand'>;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand'>;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
@@ -177,6 +178,8 @@ async function removeContainer(container: WorkerContainer | undefined, deps: Spa
 }
 
 function openToken(data: SpawnJobData, deps: SpawnDeps): string {
+  // Checked where a token is opened too: a request may have come in through a bridge configured otherwise.
+  if (!repoAllowed(data.request.repo, deps.config.repoAllow)) throw new InvalidRequestError(repoRefusal(data.request.repo), 'repo');
   if (data.sealedToken) return deps.secrets.open(data.sealedToken);
   if (deps.config.githubToken) return deps.config.githubToken;
   throw new SpawnError('the request has no github_token and this host has no FLEET_GITHUB_TOKEN: send one or configure the host', false);

@@ -1,6 +1,7 @@
 import { hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
 
 /** The roles one fleet process can run; `fleet start` runs all of them by default. */
 export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board'] as const;
@@ -86,6 +87,10 @@ const envSchema = z
       message: 'must be at least 32 characters (a passphrase or 64 hex characters)',
     }),
     FLEET_GITHUB_TOKEN: optionalString,
+    FLEET_REPO_ALLOW: optionalString.superRefine((v, ctx) => {
+      const problem = v === undefined ? null : repoAllowProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
     FLEET_GITHUB_API_URL: z.url().default('https://api.github.com'),
     FLEET_REVIEWER: z.enum(['llm', 'agent']).default('llm'),
     FLEET_REVIEWER_GITHUB_TOKEN: optionalString,
@@ -158,6 +163,8 @@ export interface FleetConfig {
   spawnAttempts: number;
   secretKey: string | undefined;
   githubToken: string | undefined;
+  /** FLEET_REPO_ALLOW entries; undefined: every repository. */
+  repoAllow: string[] | undefined;
   github: {
     apiUrl: string;
     /** A second account's token: GitHub refuses approval of one's own pull request. */
@@ -230,6 +237,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     spawnAttempts: e.FLEET_SPAWN_ATTEMPTS,
     secretKey: e.FLEET_SECRET_KEY,
     githubToken: e.FLEET_GITHUB_TOKEN,
+    repoAllow: e.FLEET_REPO_ALLOW === undefined ? undefined : parseRepoAllow(e.FLEET_REPO_ALLOW),
     github: { apiUrl: e.FLEET_GITHUB_API_URL.replace(/\/+$/, ''), reviewerToken: e.FLEET_REVIEWER_GITHUB_TOKEN },
     reviewer: {
       kind: e.FLEET_REVIEWER,

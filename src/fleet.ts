@@ -165,6 +165,7 @@ export async function startFleet(options: {
         keys,
         logger,
         attempts: config.spawnAttempts,
+        repoAllow: config.repoAllow,
         keepLogs: config.jobLogLines,
         onRejected: metrics.onRejected,
         onAccepted: metrics.onAccepted,

@@ -6,7 +6,8 @@ import type { RequestJobData } from '../queues/merge.ts';
 import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import type { GitHubForges } from './github/index.ts';
 import type { FleetKeys } from './keys.ts';
-import { SpawnError } from './errors.ts';
+import { InvalidRequestError, SpawnError } from './errors.ts';
+import { repoAllowed, repoRefusal } from './repo-allow.ts';
 import type { ChildEnd } from './flow-children.ts';
 import type { SecretBox } from './secrets.ts';
 
@@ -15,6 +16,8 @@ export interface FlowStepDeps {
   forges: GitHubForges;
   /** The host's own token, for requests that brought none. */
   hostToken: string | undefined;
+  /** FLEET_REPO_ALLOW; undefined: every repository. */
+  repoAllow?: readonly string[];
   secrets: SecretBox;
   redis: Redis;
   keys: FleetKeys;
@@ -47,7 +50,8 @@ export async function scopeTexts(ctx: ScopeContext, deps: Pick<FlowStepDeps, 're
 }
 
 /** The GitHub token a scope acts with: the request's (sealed in the flow) or the host's. */
-export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostToken: string | undefined }): string {
+export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostToken: string | undefined; repoAllow?: readonly string[] }): string {
+  if (!repoAllowed(ctx.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(ctx.repo), 'repo');
   if (ctx.sealedToken) return deps.secrets.open(ctx.sealedToken);
   if (deps.hostToken) return deps.hostToken;
   throw new SpawnError('the request has no github_token and this host has no FLEET_GITHUB_TOKEN', false);

@@ -6,6 +6,7 @@ import { buildRequestFlow, needsFlow } from './flow.ts';
 import { failureResult, spawnRequestSchema, type SpawnRequest } from './protocol.ts';
 import type { FleetKeys } from './keys.ts';
 import { publishResultOnce, readResult } from './results.ts';
+import { repoAllowed, repoRefusal } from './repo-allow.ts';
 import type { SecretBox } from './secrets.ts';
 
 /** A rejection reason is kept in a list, a log line and a 24 h result: it names a few problems, briefly. */
@@ -50,6 +51,8 @@ export interface IntakeDeps {
   secrets: SecretBox;
   attempts: number;
   keepLogs: number;
+  /** FLEET_REPO_ALLOW; undefined: every repository. */
+  repoAllow?: readonly string[];
 }
 
 const FLOW_CLAIM_TTL_SECONDS = 7 * 24 * 3600;
@@ -69,6 +72,7 @@ export async function requestExists(id: string, deps: Pick<IntakeDeps, 'queue' |
  */
 export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
   const id = request.request_id;
+  if (!repoAllowed(request.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(request.repo), 'repo');
   // Independent look-ups, sent together: one round trip on the hot path, not three.
   const [final, existing, cancelled] = await Promise.all([readResult(deps.redis, id), requestExists(id, deps), deps.redis.exists(deps.keys.cancelled(id))]);
   if (final) return 'already_final';

@@ -26,6 +26,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_SPAWN_ATTEMPTS: 'tries of a spawn job when Docker fails transiently (default 3)',
   FLEET_SECRET_KEY: 'key (32+ characters) sealing tokens in Redis; the same on every host (default: generated in FLEET_DATA_DIR)',
   FLEET_GITHUB_TOKEN: 'token used when a request carries none',
+  FLEET_REPO_ALLOW: 'repositories this fleet works on: comma-separated owner/name globs (acme/*,tools/cli); unset: any',
   FLEET_GITHUB_API_URL: 'GitHub REST API (default https://api.github.com; GitHub Enterprise: https://HOST/api/v3)',
   FLEET_REVIEWER: 'llm (an OpenAI-compatible model reads the diff, default) or agent (a worker container reviews the branch)',
   FLEET_REVIEWER_GITHUB_TOKEN: 'a second account\'s token for posting reviews (GitHub refuses approving one\'s own PR)',

@@ -39,6 +39,7 @@ function stepDeps(deps: FlowRoleDeps, log: Logger): FlowStepDeps {
   return {
     forges: deps.forges,
     hostToken: deps.config.githubToken,
+    repoAllow: deps.config.repoAllow,
     secrets: deps.secrets,
     redis: deps.redis,
     keys: deps.keys,

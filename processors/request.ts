@@ -1,14 +1,13 @@
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { emptyOutcome, scopeBranch, stepJobId, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
 import type { RequestJobData } from '../queues/merge.ts';
-import { envelope, publishEvent } from '../src/events.ts';
-import { allChildEnds } from '../src/flow-children.ts';
-import { aggregateFlowResult, outcomeFromWorker, type FlowResult } from '../src/flow-result.ts';
+import { allChildEnds } from '../src/flow/children.ts';
+import { scopeBranch, stepJobId } from '../src/flow/ids.ts';
+import { aggregateFlowResult, emptyOutcome, outcomeFromWorker } from '../src/flow/result.ts';
 import type { FleetKeys } from '../src/keys.ts';
-import { WORKER_TYPES } from '../src/protocol.ts';
-import { publishResultOnce } from '../src/results.ts';
+import { WORKER_TYPES, type FlowResult, type ScopeOutcome, type WorkerResult } from '../src/protocol.ts';
+import { publishFinal } from '../src/results.ts';
 
 export interface RequestDeps {
   redis: Redis;
@@ -23,10 +22,11 @@ export interface RequestDeps {
  */
 export async function processRequest(job: Job<RequestJobData>, deps: RequestDeps): Promise<FlowResult> {
   const { request, scopes } = job.data;
-  const ends = await allChildEnds<ScopeOutcome | SpawnOutcome>(job);
+  const finishedAt = deps.now?.() ?? Date.now();
+  const ends = await allChildEnds<ScopeOutcome | WorkerResult>(job);
   const cancelled = (await deps.redis.exists(deps.keys.cancelled(request.request_id))) === 1;
   const step = request.merge ? 'merge' : request.review ? 'review' : 'spawn';
-  const outcomes = scopes.map((scope) => {
+  const outcomes = scopes.map((scope): ScopeOutcome => {
     const branch = scopeBranch(request.request_id, scope);
     const end = ends.get(stepJobId(request.request_id, scope, step));
     if (!end) return { ...emptyOutcome({ scope, branch }), error_type: 'crash', error_message: 'the scope ended without a result' };
@@ -37,21 +37,9 @@ export async function processRequest(job: Job<RequestJobData>, deps: RequestDeps
   });
   const result = aggregateFlowResult(request.request_id, outcomes, { review: Boolean(request.review), merge: Boolean(request.merge) }, {
     acceptedAt: job.data.acceptedAt,
-    finishedAt: deps.now?.() ?? Date.now(),
+    finishedAt,
   });
-  const workerType = WORKER_TYPES[request.agent ?? 'droid'];
-  await publishEvent(
-    deps.redis,
-    envelope(
-      result.success
-        ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.output }
-        : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail },
-      request.request_id,
-      workerType,
-      new Date(),
-    ),
-  );
-  await publishResultOnce(deps.redis, result, request.result_format ?? 'legacy');
+  await publishFinal(deps.redis, result, { format: request.result_format, workerType: WORKER_TYPES[request.agent], now: new Date(finishedAt) });
   deps.logger.info({ request_id: request.request_id, success: result.success, scopes: scopes.length, error_type: result.error_type }, 'request finished');
   return result;
 }

@@ -1,12 +1,17 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
-import { emptyOutcome, followUpJobId, stepJobId, type PullRequestRef, type ReviewRecord, type ScopeContext, type ScopeOutcome, type SpawnOutcome } from '../queues/flow.ts';
+import { QUEUE_NAMES } from '../queues/common.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
-import { QUEUE_NAMES, SPAWN_JOB_NAME } from '../queues/spawn.ts';
-import { addChild, childEnd, parkUntilChildrenEnd } from '../src/flow-children.ts';
-import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps, type ScopeTexts } from '../src/flow-steps.ts';
+import { addSpawnChild } from '../queues/spawn.ts';
+import { childEnd } from '../src/flow/children.ts';
+import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
+import { runResumableStep, type StepFailure, type StepRun } from '../src/flow/resumable.ts';
+import { emptyOutcome, scopeErrorType } from '../src/flow/result.ts';
+import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps, type ScopeTexts } from '../src/flow/steps.ts';
 import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
+import { ReviewError } from '../src/errors.ts';
 import { fixTask } from '../src/pr-text.ts';
+import type { PullRequestRef, ReviewRecord, ScopeOutcome, WorkerResult } from '../src/protocol.ts';
 import { buildAgentReviewTask, verdictFromAgentSummary } from '../src/reviewer/agent.ts';
 
 /** Everything the review processor touches. */
@@ -28,9 +33,7 @@ type State = NonNullable<ReviewJobData['state']>;
 export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps, lock: { token: string | undefined }): Promise<ReviewJobResult> {
   const c = job.data.ctx;
   const log = deps.logger.child({ request_id: c.requestId, scope: c.scope, job: job.id });
-  let state: State | ScopeOutcome = job.data.state ?? (await initialState(job, deps));
-  if ('scope' in state) return state; // the worker step already failed: nothing to review
-  const outcome = (s: State, error?: { type: string; message: string }): ScopeOutcome => ({
+  const outcome = (s: State, error?: StepFailure): ScopeOutcome => ({
     ...emptyOutcome(c),
     worker: s.worker,
     pull_request: s.pullRequest,
@@ -39,25 +42,18 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
     error_type: error?.type ?? null,
     error_message: error?.message ?? null,
   });
-  const save = async (next: State) => {
-    state = next;
-    await job.updateData({ ...job.data, state: next });
-  };
-  // After a verdict the scope is approved, rejected for good, or parked until its fix worker ends.
-  const conclude = async (settled: Awaited<ReturnType<typeof settleVerdict>>): Promise<ScopeOutcome | undefined> => {
-    await save(settled.state);
-    if (settled.next === 'done') return outcome(settled.state);
-    if (settled.next === 'rejected') return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
-    await parkUntilChildrenEnd(job, lock.token);
-    return undefined;
-  };
+  let forge: Forge | undefined;
+  let texts: ScopeTexts | undefined;
 
-  try {
-    const forge = deps.forges.forToken(scopeToken(c, deps));
-    const texts = await scopeTexts(c, deps);
-    for (;;) {
-      const s = state as State;
-      if (await deps.redis.exists(deps.keys.cancelled(c.requestId))) return outcome(s, { type: 'cancelled', message: 'the request was cancelled during review' });
+  return runResumableStep<State, ScopeOutcome>(job, lock.token, deps, {
+    requestId: c.requestId,
+    begin: () => firstReview(job, deps),
+    cancelled: (s) => outcome(s, { type: 'cancelled', message: 'the request was cancelled during review' }),
+    failed: (s, failure) => outcome(s, failure),
+    async pass(run) {
+      forge ??= deps.forges.forToken(scopeToken(c, deps));
+      texts ??= await scopeTexts(c, deps);
+      const s = run.state;
       const pr = s.pullRequest!;
 
       if (s.step === 'review') {
@@ -66,19 +62,16 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         if (deps.reviewerKind === 'agent') {
           const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'review'), 'agent', s.reviews.length + 1);
           const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: texts.task, headSha: current.headSha });
-          await addChild(job, { queue: deps.spawnQueue, name: SPAWN_JOB_NAME, id: childId, data: spawnChildData(c, 'review', task, texts.agentsContent, { baseBranch: current.baseRef, headSha: current.headSha }) });
-          await save({ ...s, step: 'await-agent', childId, pullRequest: head });
-          await parkUntilChildrenEnd(job, lock.token);
-          continue;
+          await addSpawnChild(deps.spawnQueue, job, childId, spawnChildData(deps.now(), c, 'review', task, texts.agentsContent, { baseBranch: current.baseRef, headSha: current.headSha }));
+          await run.waitForChildren({ ...s, step: 'await-agent', childId, pullRequest: head });
+          return undefined;
         }
         const diff = await forge.getPullRequestDiff(c.repo, pr.number);
         const verdict = await deps.reviewer!.review({ repo: c.repo, number: pr.number, title: current.title, task: texts.task, headSha: current.headSha, diff });
-        const ended = await conclude(await settleVerdict(job, deps, forge, texts, { ...s, pullRequest: head }, verdict, log));
-        if (ended) return ended;
-        continue;
+        return conclude(run, await settleVerdict(job, deps, forge, texts, { ...s, pullRequest: head }, verdict, log));
       }
 
-      const end = await childEnd<SpawnOutcome>(job, deps.prefix, QUEUE_NAMES.spawn, s.childId!);
+      const end = await childEnd<WorkerResult>(job, deps.keys.bullJob(QUEUE_NAMES.spawn, s.childId!));
       if (!end) throw new Error(`review ${job.id} resumed without the end of its child ${s.childId}`);
       const failure = flowStepFailed(end);
 
@@ -87,38 +80,46 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         const diff = await forge.getPullRequestDiff(c.repo, pr.number);
         let verdict: Verdict;
         try {
-          verdict = verdictFromAgentSummary((end as { value: SpawnOutcome }).value.summary, diff);
+          verdict = verdictFromAgentSummary((end as { value: WorkerResult }).value.summary, diff);
         } catch (error) {
           // Running the agent again costs a container run; a verdict it could not give is final.
-          return outcome(s, { type: 'review_error', message: (error as Error).message });
+          return outcome(s, { type: 'review_error', message: (error as ReviewError).message });
         }
-        const ended = await conclude(await settleVerdict(job, deps, forge, texts, { ...s, step: 'review', childId: undefined }, verdict, log));
-        if (ended) return ended;
-        continue;
+        return conclude(run, await settleVerdict(job, deps, forge, texts, { ...s, step: 'review', childId: undefined }, verdict, log));
       }
 
       // await-fix: the fix worker pushed (or failed); review the new head.
       if (failure) return outcome(s, { type: 'fix_failed', message: `the fix worker of round ${s.round} failed: ${failure}` });
-      await save({ ...s, step: 'review', childId: undefined });
+      await run.save({ ...s, step: 'review', childId: undefined });
+      return undefined;
+    },
+  });
+
+  // After a verdict the scope is approved, rejected for good, or parked until its fix worker ends.
+  async function conclude(run: StepRun<State>, settled: Awaited<ReturnType<typeof settleVerdict>>): Promise<ScopeOutcome | undefined> {
+    if (settled.next === 'waiting') {
+      await run.waitForChildren(settled.state);
+      return undefined;
     }
-  } catch (error) {
-    return flowErrorOrRetry(job, error, (e) => outcome(state as State, e));
+    await run.save(settled.state);
+    if (settled.next === 'done') return outcome(settled.state);
+    return outcome(settled.state, { type: 'review_rejected', message: settled.state.reviews.at(-1)!.feedback });
   }
 }
 
 /** Where the first review starts: the worker's outcome and the PR it opened, from the spawn child. */
-async function initialState(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps): Promise<State | ScopeOutcome> {
+async function firstReview(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps): Promise<{ state: State } | { done: ScopeOutcome }> {
   const c = job.data.ctx;
-  if (job.data.start) return { step: 'review', round: 0, worker: job.data.start.worker, pullRequest: job.data.start.pullRequest, reviews: [] };
-  const end = await childEnd<SpawnOutcome>(job, deps.prefix, QUEUE_NAMES.spawn, stepJobId(c.requestId, c.scope, 'spawn'));
+  if (job.data.start) return { state: { step: 'review', round: 0, worker: job.data.start.worker, pullRequest: job.data.start.pullRequest, reviews: [] } };
+  const end = await childEnd<WorkerResult>(job, deps.keys.bullJob(QUEUE_NAMES.spawn, stepJobId(c.requestId, c.scope, 'spawn')));
   const base = emptyOutcome(c);
-  if (!end || !end.ok) return { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` };
+  if (!end || !end.ok) return { done: { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` } };
   const worker = end.value;
-  if (!worker.success) return { ...base, worker, error_type: worker.error_type, error_message: worker.error_message };
+  if (!worker.success) return { done: { ...base, worker, error_type: scopeErrorType(worker.error_type), error_message: worker.error_message } };
   if (!worker.pull_request) {
-    return { ...base, worker, error_type: 'no_changes', error_message: 'the worker made no changes, so there is no pull request to review' };
+    return { done: { ...base, worker, error_type: 'no_changes', error_message: 'the worker made no changes, so there is no pull request to review' } };
   }
-  return { step: 'review', round: 0, worker, pullRequest: worker.pull_request, reviews: [] };
+  return { state: { step: 'review', round: 0, worker, pullRequest: worker.pull_request, reviews: [] } };
 }
 
 /**
@@ -165,24 +166,7 @@ async function settleVerdict(
   await forge.postComment(c.repo, pr.number, `Review feedback (round ${s.round + 1}):\n\n${verdict.feedback}`);
   if (s.round >= c.fixRounds) return { next: 'rejected', state: { ...s, reviews } };
   const round = s.round + 1;
-  const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round);
-  await addChild(job, {
-    queue: deps.spawnQueue,
-    name: SPAWN_JOB_NAME,
-    id: childId,
-    data: spawnChildData(c, 'fix', fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: texts.task, round, branch: c.branch }), texts.agentsContent),
-  });
-  return { next: 'waiting', state: { ...s, step: 'await-fix', round, childId, reviews } };
+  const task = fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: texts.task, round, branch: c.branch });
+  await addSpawnChild(deps.spawnQueue, job, followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round), spawnChildData(deps.now(), c, 'fix', task, texts.agentsContent));
+  return { next: 'waiting', state: { ...s, step: 'await-fix', round, childId: followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round), reviews } };
 }
-
-/** A step error: thrown again while BullMQ can retry it, else the scope's outcome says what failed. */
-export function flowErrorOrRetry(job: Job, error: unknown, outcome: (e: { type: string; message: string }) => ScopeOutcome): ScopeOutcome {
-  const e = error as Error & { retryable?: boolean; errorType?: string };
-  if (e.name === 'WaitingChildrenError' || e.name === 'DelayedError' || e.name === 'WaitingError') throw error;
-  const attempts = job.opts.attempts ?? 1;
-  if (e.retryable === true && job.attemptsMade + 1 < attempts) throw error;
-  const type = e.errorType ?? (e.name === 'ReviewError' ? 'review_error' : e.name?.endsWith('Error') && e.name !== 'Error' ? 'github_error' : 'crash');
-  return outcome({ type, message: e.message });
-}
-
-export type { ScopeContext };

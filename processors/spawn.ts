@@ -1,7 +1,6 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { scopeBranch, type PullRequestRef } from '../queues/flow.ts';
 import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
@@ -11,11 +10,11 @@ import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime
 import { FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
 import type { FleetKeys } from '../src/keys.ts';
-import { failureResult, WORKER_TYPES, type ContainerEvent, type SpawnResult } from '../src/protocol.ts';
+import { WORKER_TYPES, type ContainerEvent, type PullRequestRef } from '../src/protocol.ts';
 import { redactor } from '../src/redact.ts';
 import { repoAllowed, repoRefusal } from '../src/repo-allow.ts';
-import { resultFromOutcome } from '../src/result-builder.ts';
-import { publishResultOnce, readResult } from '../src/results.ts';
+import { scopeBranch } from '../src/flow/ids.ts';
+import { failureResult, publishFinal, readResult, resultFromOutcome } from '../src/results.ts';
 import { runWorker, type RunOutcome } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
 
@@ -23,7 +22,7 @@ import type { SecretBox } from '../src/secrets.ts';
 export interface SpawnObserver {
   containerStarted?(info: { requestId: string; startLatencyMs: number }): void;
   containerStopped?(info: { requestId: string }): void;
-  jobFinished?(info: { requestId: string; result: SpawnResult; durationMs: number }): void;
+  jobFinished?(info: { requestId: string; result: SpawnJobResult; durationMs: number }): void;
 }
 
 /** Everything the spawn processor touches; it builds no client of its own. */
@@ -58,7 +57,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const id = request.request_id;
   const now = deps.now ?? (() => new Date());
   const log = deps.logger.child({ request_id: id, job: job.id, attempt: job.attemptsStarted });
-  const workerType = WORKER_TYPES[request.agent ?? 'droid'];
+  const workerType = WORKER_TYPES[request.agent];
   const flow = job.data.flow;
   // A flow step's events carry its scope: several workers of one request report on one channel.
   const scopeField = flow ? { scope: flow.scope } : {};
@@ -156,7 +155,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
 }
 
 /** Opens (or finds, on a retried job) the pull request of a pushed branch. */
-async function openPullRequest(data: SpawnJobData, branch: string, result: SpawnResult, token: string, deps: SpawnDeps): Promise<PullRequestRef> {
+async function openPullRequest(data: SpawnJobData, branch: string, result: SpawnJobResult, token: string, deps: SpawnDeps): Promise<PullRequestRef> {
   if (!deps.forges) throw new Error('this host has no GitHub client configured');
   const forge = deps.forges.forToken(token);
   const { request } = data;
@@ -204,27 +203,20 @@ async function launchFailed(
 /** Publishes the final result (once), the terminal event when the container sent none, and settles the job. */
 async function finish(
   job: Job<SpawnJobData, SpawnJobResult>,
-  result: SpawnResult,
+  result: SpawnJobResult,
   deps: SpawnDeps,
   emit: (event: ContainerEvent) => Promise<void>,
   options: { alreadyPublished?: boolean; sawTerminalEvent?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
   if (job.data.flow) {
-    // A flow step reports to its parent job, which publishes the request's one result.
+    // A flow step reports to its parent job, which publishes the request's one result and event.
     deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
     deps.logger.info({ request_id: result.request_id, scope: job.data.flow.scope, purpose: job.data.flow.purpose, success: result.success, error_type: result.error_type }, 'flow worker finished');
     return result;
   }
-  // The terminal event goes out before the result: a listener that stops at the result has seen it.
-  if (!options.alreadyPublished && !(await readResult(deps.redis, result.request_id))) {
-    if (!options.sawTerminalEvent) {
-      await emit(
-        result.success
-          ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.summary }
-          : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail },
-      );
-    }
-    await publishResultOnce(deps.redis, result as SpawnResult, job.data.request.result_format ?? 'legacy');
+  if (!options.alreadyPublished) {
+    const { request } = job.data;
+    await publishFinal(deps.redis, result, { format: request.result_format, workerType: WORKER_TYPES[request.agent], event: !options.sawTerminalEvent, now: (deps.now ?? (() => new Date()))() });
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
   deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');

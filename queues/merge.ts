@@ -1,5 +1,7 @@
+import type { Queue } from 'bullmq';
+import type { FlowResult, ScopeOutcome } from '../src/protocol.ts';
+import type { ScopeContext } from './review.ts';
 import type { StoredRequest } from './spawn.ts';
-import type { ScopeContext, ScopeOutcome } from './flow.ts';
 
 /** A `merge` job: squash-merge one scope's approved PR, one at a time per repository. */
 export interface MergeJobData {
@@ -15,7 +17,7 @@ export interface MergeJobData {
 
 /**
  * The root of a request's flow, also on the `merge` queue: it runs when every scope has finished
- * and publishes the request's one result.
+ * and publishes the request's one result. It is also the one place the request's texts are kept.
  */
 export interface RequestJobData {
   kind: 'request';
@@ -25,7 +27,10 @@ export interface RequestJobData {
 }
 
 export type MergeQueueJobData = MergeJobData | RequestJobData;
-export type MergeQueueJobResult = ScopeOutcome | Record<string, unknown>;
+/** A merge step returns its scope's outcome; the root returns the request's result. */
+export type MergeQueueJobResult = ScopeOutcome | FlowResult;
+
+export type MergeQueue = Queue<MergeQueueJobData, MergeQueueJobResult>;
 
 export const MERGE_JOB_NAME = 'merge';
 export const REQUEST_JOB_NAME = 'request';

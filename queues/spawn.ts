@@ -1,10 +1,6 @@
-import type { JobsOptions } from 'bullmq';
-import type { SpawnRequest } from '../src/protocol.ts';
-import type { SpawnOutcome } from './flow.ts';
-
-/** Every queue fleet runs. Producers and processors import these names, never spell them. */
-export const QUEUE_NAMES = { spawn: 'spawn', review: 'review', merge: 'merge' } as const;
-export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
+import type { Job, JobsOptions, Queue } from 'bullmq';
+import type { SpawnRequest, WorkerResult } from '../src/protocol.ts';
+import { childJobOptions } from './common.ts';
 
 /** The request as it rests in Redis: everything but the token, which travels sealed. */
 export type StoredRequest = Omit<SpawnRequest, 'github_token'>;
@@ -34,7 +30,9 @@ export interface SpawnJobData {
 }
 
 /** What a `spawn` job returns; the same object is published as the result (v2 keys only with result_format v2). */
-export type SpawnJobResult = SpawnOutcome;
+export type SpawnJobResult = WorkerResult;
+
+export type SpawnQueue = Queue<SpawnJobData, SpawnJobResult>;
 
 export const SPAWN_JOB_NAME = 'spawn';
 
@@ -49,4 +47,9 @@ export function spawnJobOptions(requestId: string, settings: { attempts: number;
     removeOnComplete: { age: 24 * 60 * 60, count: 50_000 },
     removeOnFail: { age: 7 * 24 * 60 * 60, count: 50_000 },
   };
+}
+
+/** Adds a follow-up worker (fix, conflict, agent reviewer) under a running flow step. */
+export async function addSpawnChild(queue: SpawnQueue, parent: Job, id: string, data: SpawnJobData): Promise<void> {
+  await queue.add(SPAWN_JOB_NAME, data, childJobOptions(parent, id));
 }

@@ -4,9 +4,9 @@ import { cancelRequest } from './cancel.ts';
 import { InvalidRequestError } from './errors.ts';
 import { enqueueSpawn, requestExists, validateSpawnRequest, type IntakeDeps } from './intake.ts';
 import { REJECTED_KEEP } from './keys.ts';
-import { cancelRequestSchema, channels, failureResult, MAX_TASK_BYTES } from './protocol.ts';
+import { cancelRequestSchema, channels, MAX_TASK_BYTES } from './protocol.ts';
 import { redactor } from './redact.ts';
-import { publishResultOnce } from './results.ts';
+import { failureResult, publishFinal } from './results.ts';
 
 /** A 1 MiB task can double in size when JSON-escaped; anything past this is not a request. */
 export const MAX_MESSAGE_BYTES = 4 * MAX_TASK_BYTES;
@@ -75,7 +75,7 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
       return;
     }
     const requestFormat = (parsed as { result_format?: unknown } | undefined)?.result_format === 'v2' ? 'v2' : 'legacy';
-    await publishResultOnce(deps.redis, failureResult(requestId, 'invalid_request', reason), requestFormat);
+    await publishFinal(deps.redis, failureResult(requestId, 'invalid_request', reason), { format: requestFormat });
   };
 
   const onSpawn = async (raw: Buffer) => {

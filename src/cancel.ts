@@ -1,10 +1,8 @@
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
-import { envelope, publishEvent } from './events.ts';
+import type { SpawnQueue } from '../queues/spawn.ts';
 import { CANCEL_TTL_SECONDS, type FleetKeys } from './keys.ts';
-import { failureResult, WORKER_TYPES } from './protocol.ts';
-import { publishResultOnce } from './results.ts';
+import { WORKER_TYPES } from './protocol.ts';
+import { failureResult, publishFinal } from './results.ts';
 
 /** A broadcast on the fleet's control channel. */
 export type ControlMessage = { type: 'cancel'; request_id: string } | { type: 'drain'; host: string } | { type: 'undrain'; host: string };
@@ -23,7 +21,7 @@ export type CancelOutcome = 'removed_waiting' | 'signalled_running' | 'already_f
  */
 export async function cancelRequest(
   requestId: string,
-  deps: { redis: Redis; queue: Queue<SpawnJobData, SpawnJobResult>; keys: FleetKeys },
+  deps: { redis: Redis; queue: SpawnQueue; keys: FleetKeys },
 ): Promise<CancelOutcome> {
   await deps.redis.set(deps.keys.cancelled(requestId), '1', 'EX', CANCEL_TTL_SECONDS);
   await publishControl(deps.redis, deps.keys, { type: 'cancel', request_id: requestId });
@@ -39,13 +37,10 @@ export async function cancelRequest(
     // Taken by a worker between getState and remove: the flag and the broadcast reach it there.
     return 'signalled_running';
   }
-  const result = failureResult(requestId, 'cancelled', 'the request was cancelled before a worker took it');
-  if (await publishResultOnce(deps.redis, result, job.data.request.result_format ?? 'legacy')) {
-    const workerType = WORKER_TYPES[job.data.request.agent ?? 'droid'];
-    await publishEvent(
-      deps.redis,
-      envelope({ event_type: 'failed', error_type: 'cancelled', error_message: result.error_message!, logs_tail: null }, requestId, workerType, new Date()),
-    );
-  }
+  const { request } = job.data;
+  await publishFinal(deps.redis, failureResult(requestId, 'cancelled', 'the request was cancelled before a worker took it'), {
+    format: request.result_format,
+    workerType: WORKER_TYPES[request.agent],
+  });
   return 'removed_waiting';
 }

@@ -2,8 +2,10 @@ import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
+import type { MergeQueueJobData, MergeQueueJobResult } from '../queues/merge.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
-import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { QUEUE_NAMES } from '../queues/common.ts';
+import { type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
 import { BOARD_PATH, createBoardRouter } from '../board/board.ts';
 import { startBridge, type Bridge } from './bridge.ts';
 import type { FleetConfig, Role } from './config.ts';
@@ -87,7 +89,7 @@ export async function startFleet(options: {
     // One Queue object per queue for the whole process: roles, board and metrics share them.
     const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix: config.prefix });
     const reviewQueue = new Queue<ReviewJobData, ReviewJobResult>(QUEUE_NAMES.review, { connection, prefix: config.prefix });
-    const mergeQueue = new Queue(QUEUE_NAMES.merge, { connection, prefix: config.prefix });
+    const mergeQueue = new Queue<MergeQueueJobData, MergeQueueJobResult>(QUEUE_NAMES.merge, { connection, prefix: config.prefix });
     const queues = [spawnQueue, reviewQueue, mergeQueue] as Queue[];
     stack.push({ name: 'queues', stop: async () => void (await Promise.all(queues.map((q) => q.close()))) });
     // Without a listener BullMQ prints every reconnect error to the console itself.

@@ -3,7 +3,7 @@
  * interfaces only; `src/github/` is the GitHub implementation and `src/reviewer/` holds the reviewers.
  *
  * Errors cross process boundaries (BullMQ serialises a failed job's error by `name` and `message`), so every
- * error here sets `name` and is recognised with {@link isForgeErrorNamed}, never with `instanceof` alone.
+ * error here sets `name` and is recognised with {@link isErrorNamed}, never with `instanceof` alone.
  */
 
 /** A repository as `owner/name` (PROTOCOL §2 `repo`). */
@@ -166,110 +166,3 @@ export interface ReviewInput {
 export interface Reviewer {
   review(input: ReviewInput): Promise<Verdict>;
 }
-
-// ---------------------------------------------------------------------------------------------------------
-// Errors
-
-/** Base of the forge's errors. `retryable` says whether running the same call again later can succeed. */
-export class ForgeError extends Error {
-  override name = 'ForgeError';
-  readonly retryable: boolean;
-  /** HTTP status from the code host, when there was one. */
-  readonly status: number | undefined;
-  constructor(message: string, opts: { retryable: boolean; status?: number; cause?: unknown }) {
-    super(message, { cause: opts.cause });
-    this.retryable = opts.retryable;
-    this.status = opts.status;
-  }
-}
-
-/** 409 on merge: the head moved after the review; the new head must be reviewed first. Not retryable. */
-export class HeadChangedError extends ForgeError {
-  override name = 'HeadChangedError';
-  constructor(message: string, status = 409, cause?: unknown) {
-    super(message, { retryable: false, status, cause });
-  }
-}
-
-/**
- * 405 on merge: conflict with the base, closed, or blocked by branch protection. Retrying the same merge does
- * not help; a rebase (fix worker) does.
- */
-export class NotMergeableError extends ForgeError {
-  override name = 'NotMergeableError';
-  constructor(message: string, status = 405, cause?: unknown) {
-    super(message, { retryable: false, status, cause });
-  }
-}
-
-/** 404: unknown repository or pull request, or a token that cannot see it. Not retryable. */
-export class NotFoundError extends ForgeError {
-  override name = 'NotFoundError';
-  constructor(message: string, status = 404, cause?: unknown) {
-    super(message, { retryable: false, status, cause });
-  }
-}
-
-/** 401, or 403 that is not a rate limit: bad or under-privileged token. Not retryable. */
-export class ForgeAuthError extends ForgeError {
-  override name = 'ForgeAuthError';
-  constructor(message: string, status: number, cause?: unknown) {
-    super(message, { retryable: false, status, cause });
-  }
-}
-
-/**
- * 422 other than self-approval: the request is invalid (missing branch, bad body). Not retryable.
- * Without a status it was refused before any call (a malformed repository name).
- */
-export class ForgeValidationError extends ForgeError {
-  override name = 'ForgeValidationError';
-  constructor(message: string, status?: number, cause?: unknown) {
-    super(message, { retryable: false, ...(status === undefined ? {} : { status }), cause });
-  }
-}
-
-/** A rate limit the client gave up waiting for (retries exhausted). Retryable later. */
-export class RateLimitedError extends ForgeError {
-  override name = 'RateLimitedError';
-  constructor(message: string, status: number, cause?: unknown) {
-    super(message, { retryable: true, status, cause });
-  }
-}
-
-/** 5xx, a network failure or a limiter (Redis) failure. Retryable. */
-export class ForgeUnavailableError extends ForgeError {
-  override name = 'ForgeUnavailableError';
-  constructor(message: string, status?: number, cause?: unknown) {
-    super(message, { retryable: true, ...(status === undefined ? {} : { status }), cause });
-  }
-}
-
-/** The reviewer could not produce a verdict (`error_type: "review_error"` in results). */
-export class ReviewError extends Error {
-  override name = 'ReviewError';
-  /** review_incomplete: the reviewer could not read the whole diff, so it gives no verdict at all. */
-  readonly errorType: 'review_error' | 'review_incomplete';
-  readonly retryable: boolean;
-  constructor(message: string, opts: { retryable: boolean; cause?: unknown; errorType?: 'review_error' | 'review_incomplete' }) {
-    super(message, { cause: opts.cause });
-    this.retryable = opts.retryable;
-    this.errorType = opts.errorType ?? 'review_error';
-  }
-}
-
-export type ForgeErrorName =
-  | 'ForgeError'
-  | 'HeadChangedError'
-  | 'NotMergeableError'
-  | 'NotFoundError'
-  | 'ForgeAuthError'
-  | 'ForgeValidationError'
-  | 'RateLimitedError'
-  | 'ForgeUnavailableError';
-
-/** Recognises an error by `name`, so it works on errors rebuilt from another process (a failed job's reason). */
-export function isForgeErrorNamed(error: unknown, name: ForgeErrorName | 'ReviewError'): boolean {
-  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === name;
-}
-

@@ -13,4 +13,5 @@ export {
 export { loadConfig, ConfigError, type FleetConfig, type Role } from './config.ts';
 export { startFleet, type RunningFleet } from './fleet.ts';
 export { FleetError, InvalidRequestError, SpawnError, SecretMismatchError } from './errors.ts';
-export { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+export { QUEUE_NAMES } from '../queues/common.ts';
+export type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';

@@ -1,11 +1,12 @@
-import type { FlowProducer, Queue } from 'bullmq';
+import type { FlowProducer } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import { FLOW_RETENTION_SECONDS } from '../queues/common.ts';
+import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnQueue } from '../queues/spawn.ts';
 import { InvalidRequestError } from './errors.ts';
-import { buildRequestFlow, needsFlow } from './flow.ts';
-import { failureResult, spawnRequestSchema, type SpawnRequest } from './protocol.ts';
+import { buildRequestFlow, needsFlow } from './flow/build.ts';
+import { spawnRequestSchema, WORKER_TYPES, type SpawnRequest } from './protocol.ts';
 import type { FleetKeys } from './keys.ts';
-import { publishResultOnce, readResult } from './results.ts';
+import { failureResult, publishFinal, readResult } from './results.ts';
 import { repoAllowed, repoRefusal } from './repo-allow.ts';
 import type { SecretBox } from './secrets.ts';
 
@@ -43,7 +44,7 @@ export function validateSpawnRequest(input: unknown): SpawnRequest {
 }
 
 export interface IntakeDeps {
-  queue: Queue<SpawnJobData, SpawnJobResult>;
+  queue: SpawnQueue;
   /** Adds requests with tasks or review as flows (src/flow.ts). */
   flows: FlowProducer;
   redis: Redis;
@@ -55,7 +56,6 @@ export interface IntakeDeps {
   repoAllow?: readonly string[];
 }
 
-const FLOW_CLAIM_TTL_SECONDS = 7 * 24 * 3600;
 
 export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancelled';
 
@@ -79,7 +79,7 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   if (existing) return 'duplicate';
   if (cancelled) {
     // The cancel overtook the request (handlers run concurrently, senders reorder): never start it.
-    await publishResultOnce(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), request.result_format ?? 'legacy');
+    await publishFinal(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), { format: request.result_format, workerType: WORKER_TYPES[request.agent] });
     return 'cancelled';
   }
   const { github_token: token, ...stored } = request;
@@ -91,7 +91,7 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   };
   if (needsFlow(request)) {
     // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
-    if ((await deps.redis.set(deps.keys.flowClaim(id), '1', 'EX', FLOW_CLAIM_TTL_SECONDS, 'NX')) !== 'OK') return 'duplicate';
+    if ((await deps.redis.set(deps.keys.flowClaim(id), '1', 'EX', FLOW_RETENTION_SECONDS, 'NX')) !== 'OK') return 'duplicate';
     try {
       await deps.flows.add(buildRequestFlow(request, data.sealedToken, { attempts: deps.attempts, keepLogs: deps.keepLogs, acceptedAt: data.acceptedAt, source }));
     } catch (error) {

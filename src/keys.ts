@@ -16,6 +16,15 @@ export function fleetKeys(prefix: string) {
     flowClaim: (requestId: string) => `${prefix}:flow:${requestId}`,
     /** Broadcasts between fleet processes: cancel a running job, drain a host. */
     control: `${prefix}:control`,
+    /** Held while one merge of a repository runs: merges of one repository go one at a time, fleet-wide. */
+    mergeLock: (repo: string) => `${prefix}:merge-lock:${repo.toLowerCase()}`,
+    /** Bottleneck's clustered limiter of one token's calls of one kind (its own keys start here). */
+    githubLimiter: (kind: string, tokenId: string) => `${prefix}:gh:${kind}:${tokenId}`,
+    /** One token's last seen GitHub budget of one resource. */
+    githubBudget: (tokenId: string, resource: string) => `${prefix}:gh:budget:${tokenId}:${resource}`,
+    /** BullMQ's own hash of a job: fleet reads it (a child's end, a job's lock), never writes it. */
+    bullJob: (queue: string, jobId: string) => `${prefix}:${queue}:${jobId}`,
+    bullJobLock: (queue: string, jobId: string) => `${prefix}:${queue}:${jobId}:lock`,
   };
 }
 export type FleetKeys = ReturnType<typeof fleetKeys>;

@@ -130,7 +130,7 @@ export const spawnRequestSchema = z
       .nullish()
       .transform((t) => t ?? 600),
     // v2
-    agent: z.enum(AGENTS, { error: `must be one of ${AGENTS.join(', ')}` }).optional(),
+    agent: z.enum(AGENTS, { error: `must be one of ${AGENTS.join(', ')}` }).default('droid'),
     mode: z.enum(['push', 'pr'], { error: 'must be "push" or "pr"' }).optional(),
     base_branch: z
       .string({ error: 'must be a string' })
@@ -148,7 +148,7 @@ export const spawnRequestSchema = z
       .min(1, 'must hold at least one task')
       .max(MAX_TASKS, `must hold at most ${MAX_TASKS} tasks`)
       .optional(),
-    result_format: z.enum(['legacy', 'v2'], { error: 'must be "legacy" or "v2"' }).optional(),
+    result_format: z.enum(['legacy', 'v2'], { error: 'must be "legacy" or "v2"' }).default('legacy'),
   })
   .superRefine((req, ctx) => {
     if (req.merge && !req.review) ctx.addIssue({ code: 'custom', path: ['merge'], message: 'needs "review": true' });
@@ -176,25 +176,41 @@ export type SpawnRequestInput = z.input<typeof spawnRequestSchema>;
 
 export const cancelRequestSchema = z.strictObject({ request_id: requestIdSchema });
 
+/**
+ * Every `error_type` fleet and its worker image can report: the one list. Results, metrics and the
+ * error classes use it, and a test checks it against every type the code and the worker image produce.
+ */
 export const ERROR_TYPES = [
+  // the request
   'invalid_request',
-  'timeout',
   'cancelled',
+  'timeout',
+  // launching and running the worker
   'spawn_error',
-  'task_failed',
+  'secret_mismatch',
   'crash',
+  'task_failed',
   'clone_failed',
   'push_failed',
   'dind_failed',
-  'secret_mismatch',
+  // pull-request flows
+  'no_changes',
+  'pr_failed',
   'review_error',
   'review_incomplete',
-  'pr_failed',
-  'merge_failed',
-  'conflict_unresolved',
+  'review_rejected',
+  'fix_failed',
   'head_changed',
+  'merge_conflict',
+  'conflict_unresolved',
+  'github_error',
 ] as const;
-export type ErrorType = (typeof ERROR_TYPES)[number] | (string & {});
+export type ErrorType = (typeof ERROR_TYPES)[number];
+
+/** A type a worker reported that fleet does not know stays visible as itself, but is counted as `other`. */
+export function isKnownErrorType(type: string): type is ErrorType {
+  return (ERROR_TYPES as readonly string[]).includes(type);
+}
 
 /** The legacy result: exactly these eleven keys, in this order. */
 export interface SpawnResult {
@@ -206,7 +222,8 @@ export interface SpawnResult {
   branch: string | null;
   files_changed: string[] | null;
   summary: string | null;
-  error_type: ErrorType | null;
+  /** One of {@link ERROR_TYPES}, or what a worker container reported (checked when it is counted). */
+  error_type: string | null;
   error_message: string | null;
   logs_tail: string | null;
 }
@@ -225,32 +242,51 @@ export const LEGACY_RESULT_KEYS = [
   'logs_tail',
 ] as const satisfies readonly (keyof SpawnResult)[];
 
-/** Drops every key the legacy orchestrator does not know, whatever the builder added. */
-export function toLegacyResult(result: SpawnResult): SpawnResult {
-  return Object.fromEntries(LEGACY_RESULT_KEYS.map((key) => [key, result[key]])) as unknown as SpawnResult;
+/** A pull request as v2 results report it. */
+export interface PullRequestRef {
+  number: number;
+  url: string;
+  head_sha: string;
 }
 
-export function failureResult(
-  requestId: string,
-  errorType: ErrorType,
-  errorMessage: string,
-  extra: { exitCode?: number; logsTail?: string | null; branch?: string | null } = {},
-): SpawnResult {
-  const logsTail = extra.logsTail ?? null;
-  return {
-    request_id: requestId,
-    success: false,
-    exit_code: extra.exitCode ?? -1,
-    output: logsTail ? `${errorMessage}\n\n${logsTail}` : errorMessage,
-    commit_sha: null,
-    branch: extra.branch ?? null,
-    files_changed: null,
-    summary: null,
-    error_type: errorType,
-    error_message: errorMessage,
-    logs_tail: logsTail,
-  };
+/** A review's verdict as v2 results report it. */
+export interface ReviewRecord {
+  approved: boolean;
+  feedback: string;
+  /** The head the verdict is about: the only SHA the merge step may merge. */
+  reviewed_sha: string;
+  /** APPROVE / REQUEST_CHANGES, or COMMENT when GitHub refused a review of one's own PR. */
+  review_event: 'APPROVE' | 'REQUEST_CHANGES' | 'COMMENT';
+  self_review_fallback: boolean;
+  coverage: { reviewed_bytes: number; total_bytes: number; truncated: boolean };
 }
+
+/** What one worker run reports: the §3 result, plus the pull request fleet opened for it (mode "pr"). */
+export type WorkerResult = SpawnResult & { pull_request?: PullRequestRef | null };
+
+/** One scope of a flow as v2 results report it, filled in as far as the scope got. */
+export interface ScopeOutcome {
+  scope: string | null;
+  branch: string;
+  worker: WorkerResult | null;
+  pull_request: PullRequestRef | null;
+  /** Every review of the PR, in order (a fix round adds one). */
+  reviews: ReviewRecord[];
+  fix_rounds_used: number;
+  merged: boolean;
+  merge_sha: string | null;
+  conflict_rounds_used: number;
+  /** Why the scope stopped short (null when it went as far as the request asked). */
+  error_type: ErrorType | null;
+  error_message: string | null;
+}
+
+/** The result of a request that ran as a flow: the legacy keys summarise, v2 keys detail each scope. */
+export type FlowResult = SpawnResult & {
+  scopes: ScopeOutcome[];
+  pull_requests: { scope: string | null; number: number; url: string; approved: boolean | null; merged: boolean }[];
+  timings: { accepted_at: string; finished_at: string; duration_ms: number };
+};
 
 export const WORKER_TYPES = { droid: 'droid', claude: 'claude_code', codex: 'codex', custom: 'custom' } as const;
 export type WorkerType = (typeof WORKER_TYPES)[Agent];

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { QUEUE_NAMES } from '../queues/spawn.ts';
+import { QUEUE_NAMES } from '../queues/common.ts';
+import { fleetKeys } from './keys.ts';
 import { LABELS, type ContainerRuntime } from './container-runtime.ts';
 
 /**
@@ -20,8 +21,7 @@ export async function reapOrphans(deps: {
   const reaped: string[] = [];
   for (const container of containers) {
     const jobId = container.labels[LABELS.job];
-    const lockKey = `${deps.prefix}:${QUEUE_NAMES.spawn}:${jobId}:lock`;
-    const holder = jobId ? await deps.redis.get(lockKey) : null;
+    const holder = jobId ? await deps.redis.get(fleetKeys(deps.prefix).bullJobLock(QUEUE_NAMES.spawn, jobId)) : null;
     if (holder !== null && holder === container.labels[LABELS.lock]) continue;
     await deps.runtime.removeById(container.id);
     reaped.push(container.id);

@@ -8,6 +8,7 @@
  * while `R >= maxConcurrent`.
  */
 import type { Redis } from 'ioredis';
+import { fleetKeys } from '../keys.ts';
 import type { LimiterLogger } from './limiter.ts';
 
 /** One reading of the budget of a token for one resource (`core`, `search`, `graphql`, ...). */
@@ -75,7 +76,7 @@ export class BudgetBook {
   }
 
   private key(tokenId: string, resource: string): string {
-    return `${this.opts.prefix}:gh:budget:${tokenId}:${resource}`;
+    return fleetKeys(this.opts.prefix).githubBudget(tokenId, resource);
   }
 
   /**

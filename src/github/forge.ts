@@ -8,16 +8,18 @@ import {
   NotFoundError,
   NotMergeableError,
   RateLimitedError,
-  type Forge,
-  type LineComment,
-  type MergeInput,
-  type MergeResult,
-  type OpenPullRequestInput,
-  type OpenedPullRequest,
-  type PostReviewInput,
-  type PostReviewResult,
-  type PullRequest,
-  type RepoName,
+} from '../errors.ts';
+import type {
+  Forge,
+  LineComment,
+  MergeInput,
+  MergeResult,
+  OpenPullRequestInput,
+  OpenedPullRequest,
+  PostReviewInput,
+  PostReviewResult,
+  PullRequest,
+  RepoName,
 } from '../forge.ts';
 import type { MeteredOctokitClient } from './client.ts';
 

@@ -17,6 +17,7 @@
 import Bottleneck from 'bottleneck';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { fleetKeys } from '../keys.ts';
 
 export type LimiterLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
@@ -93,7 +94,7 @@ export class ClusteredLimiters {
   /** The limiter of one kind (`global`, `write`, ...) for one token id; created on first use. */
   limiter(kind: string, tokenId: string, settings: LimiterSettings): Bottleneck {
     if (this.closed) throw new Error('GitHub limiters are closed');
-    const id = `${this.prefix}:gh:${kind}:${tokenId}`;
+    const id = fleetKeys(this.prefix).githubLimiter(kind, tokenId);
     let limiter = this.limiters.get(id);
     if (!limiter) {
       limiter = new Bottleneck({

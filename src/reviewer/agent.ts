@@ -3,7 +3,8 @@
  * the project's tests); the review processor starts it with {@link buildAgentReviewTask} as its task and reads
  * the verdict from its `completed` event's summary with {@link verdictFromAgentSummary}. Both are pure.
  */
-import { ReviewError, type ReviewInput, type Verdict } from '../forge.ts';
+import { ReviewError } from '../errors.ts';
+import type { ReviewInput, Verdict } from '../forge.ts';
 import { parseAnswer } from './prompt.ts';
 
 /** TASK.md for the reviewer worker. */

@@ -5,7 +5,8 @@
  * is asked for again a bounded number of times.
  */
 import type { Logger } from 'pino';
-import { ReviewError, type ReviewInput, type Reviewer, type Verdict } from '../forge.ts';
+import { ReviewError } from '../errors.ts';
+import type { ReviewInput, Reviewer, Verdict } from '../forge.ts';
 import { buildRepairMessage, buildReviewMessages, mergeAnswers, parseAnswer, planChunks, type ChatMessage, type ModelAnswer } from './prompt.ts';
 
 export interface LlmReviewerOptions {

@@ -1,17 +1,18 @@
-import { Worker, type Job, type Queue } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { processMerge } from '../../processors/merge.ts';
 import { processRequest } from '../../processors/request.ts';
 import { processReview } from '../../processors/review.ts';
-import type { MergeJobData, MergeQueueJobData, RequestJobData } from '../../queues/merge.ts';
-import type { ReviewJobData, ReviewJobResult } from '../../queues/review.ts';
-import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import { QUEUE_NAMES } from '../../queues/common.ts';
+import type { MergeJobData, MergeQueue, MergeQueueJobData, MergeQueueJobResult, RequestJobData } from '../../queues/merge.ts';
+import type { ReviewJobData, ReviewJobResult, ReviewQueue } from '../../queues/review.ts';
+import type { SpawnQueue } from '../../queues/spawn.ts';
 import type { FleetConfig } from '../config.ts';
 import type { Reviewer } from '../forge.ts';
 import type { GitHubForges } from '../github/index.ts';
 import type { FleetKeys } from '../keys.ts';
-import type { FlowStepDeps } from '../flow-steps.ts';
+import type { FlowStepDeps } from '../flow/steps.ts';
 import { publishResultOfFailedJob, workerOptions } from './worker-common.ts';
 import type { SecretBox } from '../secrets.ts';
 
@@ -19,7 +20,7 @@ export interface FlowRoleDeps {
   config: FleetConfig;
   connection: { url: string };
   /** The process's queue objects: steps add follow-up children to them. */
-  queues: { spawn: Queue<SpawnJobData, SpawnJobResult>; review: Queue<ReviewJobData, ReviewJobResult>; merge: Queue };
+  queues: { spawn: SpawnQueue; review: ReviewQueue; merge: MergeQueue };
   redis: Redis;
   secrets: SecretBox;
   keys: FleetKeys;
@@ -43,9 +44,10 @@ function stepDeps(deps: FlowRoleDeps, log: Logger): FlowStepDeps {
     secrets: deps.secrets,
     redis: deps.redis,
     keys: deps.keys,
-    prefix: deps.config.prefix,
     spawnQueue: deps.queues.spawn,
+    reviewQueue: deps.queues.review,
     requestQueue: deps.queues.merge,
+    now: Date.now,
     logger: log,
   };
 }
@@ -76,9 +78,9 @@ export async function startReviewRole(deps: FlowRoleDeps & { reviewer: Reviewer 
 /** The `merge` role: merges scopes (one at a time per repository) and finishes requests. */
 export async function startMergeRole(deps: FlowRoleDeps): Promise<FlowRole> {
   const log = deps.logger.child({ role: 'merge', host: deps.config.hostId });
-  const mergeDeps = { ...stepDeps(deps, log), reviewQueue: deps.queues.review, conflictRounds: deps.config.mergeConflictRounds };
+  const mergeDeps = { ...stepDeps(deps, log), conflictRounds: deps.config.mergeConflictRounds };
   const requestDeps = { redis: deps.redis, keys: deps.keys, logger: log };
-  const worker = new Worker<MergeQueueJobData>(
+  const worker = new Worker<MergeQueueJobData, MergeQueueJobResult>(
     QUEUE_NAMES.merge,
     // One queue, two kinds of job: a scope's merge step and the request's root, which ends the flow.
     (job, token) =>

@@ -2,8 +2,7 @@ import type { Job, WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config.ts';
-import { failureResult } from '../protocol.ts';
-import { publishResultOnce } from '../results.ts';
+import { failureResult, publishFinal, type ResultFormat } from '../results.ts';
 
 /** The BullMQ worker settings every role shares; only the concurrency differs between them. */
 export function workerOptions(config: FleetConfig, connection: { url: string }, concurrency: number): WorkerOptions {
@@ -22,19 +21,19 @@ export function workerOptions(config: FleetConfig, connection: { url: string }, 
 /**
  * A job can fail without its processor publishing anything: it stalled too often (its hosts kept
  * dying) or an unexpected error used up its attempts. Its request is final then and must still get
- * a result, or the orchestrator waits forever; publishResultOnce makes this a no-op when the
+ * a result, or the orchestrator waits forever; publishFinal makes this a no-op when the
  * processor already published one.
  */
 export function publishResultOfFailedJob(
   job: Job,
   error: Error,
-  request: { request_id: string; result_format?: 'legacy' | 'v2' },
+  request: { request_id: string; result_format?: ResultFormat },
   deps: { redis: Redis; logger: Logger },
 ): void {
   const final = error.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled/i.test(error.message);
   if (!final) return;
   const result = failureResult(request.request_id, 'crash', `the job failed on the fleet side: ${error.message}`);
-  publishResultOnce(deps.redis, result, request.result_format ?? 'legacy').catch((e) =>
+  publishFinal(deps.redis, result, { format: request.result_format }).catch((e) =>
     deps.logger.error({ err: e, request_id: request.request_id }, 'could not publish the result of a failed job'),
   );
 }

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
-import type { FlowResult } from '../../src/flow-result.ts';
+import type { FlowResult } from '../../src/protocol.ts';
 import { describeDocker, testImage } from '../support/docker.ts';
 import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, uid } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';

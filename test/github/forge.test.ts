@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
 import { createGitHubForges, toForgeError, type BudgetReading, type GitHubForges } from '../../src/github/index.ts';
-import { isForgeErrorNamed, type Forge } from '../../src/forge.ts';
+import { isErrorNamed } from '../../src/errors.ts';
+import type { Forge } from '../../src/forge.ts';
 import { FAST_LIMITS, FAST_SECONDARY, memoryLogger } from './helpers.ts';
 import { uid } from '../support/fleet.ts';
 
@@ -50,7 +51,7 @@ describe('GitHubForge', () => {
   it('reads the default branch and types a missing repository as NotFoundError', async () => {
     expect(await author.getDefaultBranch(REPO)).toBe('trunk');
     const error = await author.getDefaultBranch('acme/nope').catch((e: unknown) => e);
-    expect(isForgeErrorNamed(error, 'NotFoundError')).toBe(true);
+    expect(isErrorNamed(error, 'NotFoundError')).toBe(true);
     expect(error).toMatchObject({ retryable: false });
   });
 
@@ -64,7 +65,7 @@ describe('GitHubForge', () => {
 
   it('refuses a pull request from a branch that does not exist with a validation error', async () => {
     const error = await author.openPullRequest({ repo: REPO, head: 'nope', base: 'trunk', title: 't', body: '' }).catch((e: unknown) => e);
-    expect(isForgeErrorNamed(error, 'ForgeValidationError')).toBe(true);
+    expect(isErrorNamed(error, 'ForgeValidationError')).toBe(true);
   });
 
   it('gets a pull request and its diff as text', async () => {
@@ -117,7 +118,7 @@ describe('GitHubForge', () => {
     const { pr, headSha } = await openPr();
     const moved = server.pushBranch(REPO, pr.headRef);
     const error = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: headSha }).catch((e: unknown) => e);
-    expect(isForgeErrorNamed(error, 'HeadChangedError')).toBe(true);
+    expect(isErrorNamed(error, 'HeadChangedError')).toBe(true);
     expect(error).toMatchObject({ retryable: false });
     expect(server.pullState(REPO, pr.number).merged).toBe(false);
 
@@ -133,7 +134,7 @@ describe('GitHubForge', () => {
     server.setConflicting(REPO, pr.number);
     expect((await author.getPullRequest(REPO, pr.number)).mergeable).toBe(false);
     const error = await author.mergePullRequest({ repo: REPO, number: pr.number, sha: headSha }).catch((e: unknown) => e);
-    expect(isForgeErrorNamed(error, 'NotMergeableError')).toBe(true);
+    expect(isErrorNamed(error, 'NotMergeableError')).toBe(true);
     expect((error as Error).message).toContain('not mergeable');
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildAgentReviewTask, verdictFromAgentSummary } from '../../src/reviewer/agent.ts';
-import { ReviewError } from '../../src/forge.ts';
+import { ReviewError } from '../../src/errors.ts';
 
 describe('agent reviewer helpers', () => {
   it('builds a task that pins the commit, includes the task, and asks for the JSON verdict', () => {

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
 import { LlmReviewer, type LlmReviewerOptions } from '../../src/reviewer/llm.ts';
-import { isForgeErrorNamed, ReviewError, type ReviewInput } from '../../src/forge.ts';
+import { isErrorNamed, ReviewError } from '../../src/errors.ts';
+import type { ReviewInput } from '../../src/forge.ts';
 import { memoryLogger } from '../github/helpers.ts';
 import { fileDiff } from './prompt.test.ts';
 
@@ -57,7 +58,7 @@ describe('LlmReviewer', () => {
     server.answer({ kind: 'malformed' }, { kind: 'malformed', text: '{"approved": "maybe"}' }, { kind: 'malformed' });
     const error = await reviewer({ maxAttempts: 3 }).review(input).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ReviewError);
-    expect(isForgeErrorNamed(error, 'ReviewError')).toBe(true);
+    expect(isErrorNamed(error, 'ReviewError')).toBe(true);
     expect((error as ReviewError).errorType).toBe('review_error');
     expect((error as ReviewError).retryable).toBe(false);
     expect(server.requests).toHaveLength(3);

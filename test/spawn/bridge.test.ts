@@ -1,7 +1,8 @@
 import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { QUEUE_NAMES, type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import { QUEUE_NAMES } from '../../queues/common.ts';
+import { type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
 import { startBridge, type Bridge } from '../../src/bridge.ts';
 import { fleetKeys } from '../../src/keys.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -213,7 +214,7 @@ describe('bridge', () => {
     const merge = new Queue(QUEUE_NAMES.merge, { connection: { url: server.url }, prefix });
     const roots = (await merge.getJobs(['waiting-children'])).filter((j) => j.name === 'request');
     expect(roots.map((j) => j.id)).toEqual([request.request_id]);
-    expect((await queue.getJobs(['waiting'])).map((j) => j.id).sort()).toEqual([`${request.request_id}.api`, `${request.request_id}.web`]);
+    expect((await queue.getJobs(['waiting'])).map((j) => j.id).sort()).toEqual([`${request.request_id}~api`, `${request.request_id}~web`]);
     await merge.close();
   });
 

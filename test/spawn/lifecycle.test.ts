@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { QUEUE_NAMES } from '../../queues/spawn.ts';
+import { QUEUE_NAMES } from '../../queues/common.ts';
 import { channels, type FleetEvent } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker, removeContainersWithLabel, testImage } from '../support/docker.ts';
 import {

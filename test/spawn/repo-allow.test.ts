@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { QUEUE_NAMES } from '../../queues/spawn.ts';
+import { QUEUE_NAMES } from '../../queues/common.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetClient } from '../../src/client.ts';
 import { loadConfig } from '../../src/config.ts';

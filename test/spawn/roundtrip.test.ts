@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { QUEUE_NAMES } from '../../queues/spawn.ts';
+import { QUEUE_NAMES } from '../../queues/common.ts';
 import { channels, LEGACY_RESULT_KEYS, type FleetEvent } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker, testImage } from '../support/docker.ts';
 import { completedLine, eventLine, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN } from '../support/fleet.ts';

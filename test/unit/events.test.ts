@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseContainerLine } from '../../src/events.ts';
-import { resultFromOutcome } from '../../src/result-builder.ts';
+import { resultFromOutcome } from '../../src/results.ts';
 import { LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
 
 describe('parseContainerLine', () => {

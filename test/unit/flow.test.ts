@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { emptyOutcome, followUpJobId, stepJobId, type ScopeContext, type ScopeOutcome } from '../../queues/flow.ts';
+import type { ScopeContext } from '../../queues/review.ts';
+import { followUpJobId, stepJobId } from '../../src/flow/ids.ts';
 import { containerName } from '../../src/container-spec.ts';
-import { buildRequestFlow, needsFlow } from '../../src/flow.ts';
-import { aggregateFlowResult } from '../../src/flow-result.ts';
+import { buildRequestFlow, needsFlow } from '../../src/flow/build.ts';
+import { aggregateFlowResult, emptyOutcome } from '../../src/flow/result.ts';
 import { validateSpawnRequest } from '../../src/intake.ts';
 import { conflictTask, fixTask, pullRequestBody } from '../../src/pr-text.ts';
-import { LEGACY_RESULT_KEYS, REQUEST_ID_PATTERN } from '../../src/protocol.ts';
+import { LEGACY_RESULT_KEYS, REQUEST_ID_PATTERN, type ScopeOutcome } from '../../src/protocol.ts';
 import { legacyRequest } from '../support/fleet.ts';
 
 const ctx = { scope: 'web', branch: 'fleet/r/web' } as ScopeContext;

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { QUEUE_NAMES, type QueueName } from '../../../queues/spawn.ts';
+import { QUEUE_NAMES, type QueueName } from '../../../queues/common.ts';
 import { loadConfig, type FleetConfig } from '../../config.ts';
 import { fleetKeys, type FleetKeys } from '../../keys.ts';
 

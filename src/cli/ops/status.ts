@@ -1,4 +1,4 @@
-import { QUEUE_NAMES, type QueueName } from '../../../queues/spawn.ts';
+import { QUEUE_NAMES, type QueueName } from '../../../queues/common.ts';
 import { forgetStaleHosts, readHosts, type HostStatus } from '../../host-registry.ts';
 import { JOB_STATES } from '../../metrics.ts';
 import type { OpsContext } from './connect.ts';

@@ -1,15 +1,14 @@
-import { WaitingChildrenError, type Job, type Queue } from 'bullmq';
+import { WaitingChildrenError, type Job } from 'bullmq';
 
 /** A child job's end: its return value, or why it failed (children are added with ignoreDependencyOnFailure). */
 export type ChildEnd<T> = { ok: true; value: T } | { ok: false; reason: string };
 
-/** The end of one child of `job`, found by the child's queue and id. */
-export async function childEnd<T>(job: Job, prefix: string, queueName: string, childId: string): Promise<ChildEnd<T> | undefined> {
-  const key = `${prefix}:${queueName}:${childId}`;
+/** The end of one child of `job`, found by the child's BullMQ key (keys.bullJob), or undefined while it runs. */
+export async function childEnd<T>(job: Job, childKey: string): Promise<ChildEnd<T> | undefined> {
   const values = await job.getChildrenValues<T>();
-  if (key in values) return { ok: true, value: values[key] as T };
+  if (childKey in values) return { ok: true, value: values[childKey] as T };
   const failures = await job.getIgnoredChildrenFailures();
-  if (key in failures) return { ok: false, reason: failures[key]! };
+  if (childKey in failures) return { ok: false, reason: failures[childKey]! };
   return undefined;
 }
 
@@ -20,19 +19,6 @@ export async function allChildEnds<T>(job: Job): Promise<Map<string, ChildEnd<T>
   for (const [key, value] of Object.entries(await job.getChildrenValues<T>())) ends.set(idOf(key), { ok: true, value });
   for (const [key, reason] of Object.entries(await job.getIgnoredChildrenFailures())) ends.set(idOf(key), { ok: false, reason });
   return ends;
-}
-
-/** Adds a child to a running job; its failure does not fail the parent, which reads it and decides. */
-export async function addChild<D>(job: Job, child: { queue: Queue; name: string; data: D; id: string; attempts?: number; keepLogs?: number }): Promise<void> {
-  await child.queue.add(child.name as never, child.data as never, {
-    jobId: child.id,
-    parent: { id: job.id!, queue: job.queueQualifiedName },
-    ignoreDependencyOnFailure: true,
-    attempts: child.attempts ?? 1,
-    keepLogs: child.keepLogs,
-    removeOnComplete: { age: 7 * 24 * 3600 },
-    removeOnFail: { age: 7 * 24 * 3600 },
-  });
 }
 
 /**

@@ -1,15 +1,28 @@
-import type { ScopeOutcome, SpawnOutcome } from '../queues/flow.ts';
-import type { SpawnResult } from './protocol.ts';
+/** A flow's outcomes: each scope's, filled in step by step, and the request's one result. Pure. */
+import type { ScopeContext } from '../../queues/review.ts';
+import { isKnownErrorType, type ErrorType, type FlowResult, type ScopeOutcome, type WorkerResult } from '../protocol.ts';
 
-/** The result of a request that ran as a flow: the legacy keys summarise, v2 keys detail each scope. */
-export type FlowResult = SpawnResult & {
-  scopes: ScopeOutcome[];
-  pull_requests: { scope: string | null; number: number; url: string; approved: boolean | null; merged: boolean }[];
-  timings: { accepted_at: string; finished_at: string; duration_ms: number };
-};
+export type { FlowResult };
+
+/** A scope's outcome before anything ran: every step fills in what it learns. */
+export function emptyOutcome(ctx: Pick<ScopeContext, 'scope' | 'branch'>): ScopeOutcome {
+  return {
+    scope: ctx.scope,
+    branch: ctx.branch,
+    worker: null,
+    pull_request: null,
+    reviews: [],
+    fix_rounds_used: 0,
+    merged: false,
+    merge_sha: null,
+    conflict_rounds_used: 0,
+    error_type: null,
+    error_message: null,
+  };
+}
 
 /** A scope that ended at its worker step (no review asked for) is still a scope outcome. */
-export function outcomeFromWorker(scope: string | null, branch: string, worker: SpawnOutcome): ScopeOutcome {
+export function outcomeFromWorker(scope: string | null, branch: string, worker: WorkerResult): ScopeOutcome {
   return {
     scope,
     branch,
@@ -20,9 +33,14 @@ export function outcomeFromWorker(scope: string | null, branch: string, worker: 
     merged: false,
     merge_sha: null,
     conflict_rounds_used: 0,
-    error_type: worker.success ? (worker.pull_request ? null : 'no_changes') : worker.error_type,
+    error_type: worker.success ? (worker.pull_request ? null : 'no_changes') : scopeErrorType(worker.error_type),
     error_message: worker.success ? (worker.pull_request ? null : 'the worker made no changes: no pull request') : worker.error_message,
   };
+}
+
+/** A worker's own error type, as a scope's: one fleet does not know is a crash of that worker. */
+export function scopeErrorType(type: string | null): ErrorType {
+  return type !== null && isKnownErrorType(type) ? type : 'crash';
 }
 
 const label = (o: ScopeOutcome) => o.scope ?? 'task';

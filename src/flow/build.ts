@@ -1,23 +1,15 @@
 import type { FlowJob } from 'bullmq';
-import { scopeBranch, stepJobId, type ScopeContext } from '../queues/flow.ts';
-import { MERGE_JOB_NAME, REQUEST_JOB_NAME, type MergeJobData, type RequestJobData } from '../queues/merge.ts';
-import { REVIEW_JOB_NAME, type ReviewJobData } from '../queues/review.ts';
-import { QUEUE_NAMES, SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type StoredRequest } from '../queues/spawn.ts';
-import type { SpawnRequest } from './protocol.ts';
+import { KEEP_FLOW_JOBS, QUEUE_NAMES } from '../../queues/common.ts';
+import { MERGE_JOB_NAME, REQUEST_JOB_NAME, type MergeJobData, type RequestJobData } from '../../queues/merge.ts';
+import { FLOW_STEP_OPTIONS, REVIEW_JOB_NAME, type ReviewJobData, type ScopeContext } from '../../queues/review.ts';
+import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type StoredRequest } from '../../queues/spawn.ts';
+import type { SpawnRequest } from '../protocol.ts';
+import { scopeBranch, stepJobId } from './ids.ts';
 
 /** Requests with parallel tasks or a review run as a flow; a plain request is one spawn job. */
 export function needsFlow(request: Pick<SpawnRequest, 'tasks' | 'review'>): boolean {
   return request.tasks !== undefined || request.review === true;
 }
-
-/** Review and merge steps talk to GitHub: transient failures (rate limits, 5xx) get retried. */
-const STEP_OPTIONS = {
-  attempts: 5,
-  backoff: { type: 'exponential', delay: 10_000 },
-  ignoreDependencyOnFailure: true,
-  removeOnComplete: { age: 7 * 24 * 3600 },
-  removeOnFail: { age: 7 * 24 * 3600 },
-} as const;
 
 /**
  * Pure: the flow of one request. The root (`request`, on the merge queue) runs last and
@@ -50,7 +42,7 @@ export function buildRequestFlow(
       review,
       merge,
       fixRounds: request.fix_rounds ?? 0,
-      resultFormat: request.result_format ?? 'legacy',
+      resultFormat: request.result_format,
     };
     const spawnRequest: StoredRequest = { ...stored, task_content: t.task_content, task_title: ctx.task.title, agents_content: t.agents_content ?? request.agents_content, mode: 'pr' };
     const spawnData: SpawnJobData = {
@@ -68,11 +60,11 @@ export function buildRequestFlow(
     };
     if (review) {
       const data: ReviewJobData = { ctx, state: null };
-      node = { name: REVIEW_JOB_NAME, queueName: QUEUE_NAMES.review, data, opts: { ...STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'review') }, children: [node] };
+      node = { name: REVIEW_JOB_NAME, queueName: QUEUE_NAMES.review, data, opts: { ...FLOW_STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'review') }, children: [node] };
     }
     if (merge) {
       const data: MergeJobData = { kind: 'merge', ctx, state: null };
-      node = { name: MERGE_JOB_NAME, queueName: QUEUE_NAMES.merge, data, opts: { ...STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'merge') }, children: [node] };
+      node = { name: MERGE_JOB_NAME, queueName: QUEUE_NAMES.merge, data, opts: { ...FLOW_STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'merge') }, children: [node] };
     }
     return node;
   });
@@ -83,7 +75,7 @@ export function buildRequestFlow(
     name: REQUEST_JOB_NAME,
     queueName: QUEUE_NAMES.merge,
     data: root,
-    opts: { jobId: request.request_id, attempts: 3, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } },
+    opts: { jobId: request.request_id, attempts: 3, ...KEEP_FLOW_JOBS },
     children,
   };
 }

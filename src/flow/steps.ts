@@ -1,15 +1,16 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { ScopeContext, SpawnOutcome } from '../queues/flow.ts';
-import type { RequestJobData } from '../queues/merge.ts';
-import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
-import type { GitHubForges } from './github/index.ts';
-import type { FleetKeys } from './keys.ts';
-import { InvalidRequestError, SpawnError } from './errors.ts';
-import { repoAllowed, repoRefusal } from './repo-allow.ts';
-import type { ChildEnd } from './flow-children.ts';
-import type { SecretBox } from './secrets.ts';
+import type { RequestJobData } from '../../queues/merge.ts';
+import type { ReviewQueue, ScopeContext } from '../../queues/review.ts';
+import type { SpawnJobData, SpawnQueue } from '../../queues/spawn.ts';
+import { InvalidRequestError, SpawnError } from '../errors.ts';
+import type { GitHubForges } from '../github/index.ts';
+import type { FleetKeys } from '../keys.ts';
+import type { WorkerResult } from '../protocol.ts';
+import { repoAllowed, repoRefusal } from '../repo-allow.ts';
+import type { SecretBox } from '../secrets.ts';
+import type { ChildEnd } from './children.ts';
 
 /** What the review and merge steps both touch; neither builds a client of its own. */
 export interface FlowStepDeps {
@@ -21,12 +22,15 @@ export interface FlowStepDeps {
   secrets: SecretBox;
   redis: Redis;
   keys: FleetKeys;
-  prefix: string;
   /** Where follow-up workers (fix, conflict, agent reviewer) are added as children. */
-  spawnQueue: Queue<SpawnJobData, SpawnJobResult>;
+  spawnQueue: SpawnQueue;
+  /** Where a merge step adds the re-review after a conflict fix. */
+  reviewQueue: ReviewQueue;
   /** The merge queue, where each flow's root job keeps the request's texts (read with {@link scopeTexts}). */
   requestQueue: Queue;
   logger: Logger;
+  /** Epoch milliseconds; injected by tests. */
+  now: () => number;
 }
 
 /** A scope's task and AGENTS.md, as the request gave them. */
@@ -59,6 +63,7 @@ export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostTo
 
 /** A spawn job that is one step of a scope: its own task, on the scope's branch, reporting to its parent. */
 export function spawnChildData(
+  now: number,
   ctx: ScopeContext,
   purpose: NonNullable<SpawnJobData['flow']>['purpose'],
   task: string,
@@ -80,13 +85,13 @@ export function spawnChildData(
     },
     sealedToken: ctx.sealedToken,
     source: 'api',
-    acceptedAt: Date.now(),
+    acceptedAt: now,
     flow: { scope: ctx.scope, purpose, branch: ctx.branch, baseBranch: options.baseBranch ?? ctx.baseBranch, ...(options.headSha ? { headSha: options.headSha } : {}) },
   };
 }
 
 /** Why a worker step did not succeed, or null when it did. */
-export function flowStepFailed(end: ChildEnd<SpawnOutcome>): string | null {
+export function flowStepFailed(end: ChildEnd<WorkerResult>): string | null {
   if (!end.ok) return end.reason;
   if (!end.value.success) return `${end.value.error_type}: ${end.value.error_message}`;
   return null;

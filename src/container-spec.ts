@@ -53,6 +53,12 @@ export interface SpecInput {
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand'>;
 }
 
+/**
+ * Files of Docker's log of a worker. Two, so that fleet, still reading a file when Docker rotates it, can
+ * finish that one before it moves on to the new one; more would only keep more disk.
+ */
+export const WORKER_LOG_FILES = 2;
+
 /** Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]; job ids (request ids, scopes) already fit. */
 export function containerName(prefix: string, jobId: string, attempt: number): string {
   return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${jobId}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
@@ -104,6 +110,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
     cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
     volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
+    log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }
 

@@ -66,7 +66,7 @@ function recordingRuntime(created: Map<string, number[]>, onCreate: (id: string)
         id: `bench-${id}`,
         start: async () => {},
         async *lines() {
-          yield '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":"main","files_changed":[],"summary":"bench"}';
+          yield { text: '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":"main","files_changed":[],"summary":"bench"}', droppedBytes: 0 };
         },
         wait: async () => 0,
         kill: async () => {},

@@ -73,6 +73,7 @@ const envSchema = z
     FLEET_WORKER_MEMORY: memorySize('4g'),
     FLEET_WORKER_CPUS: z.coerce.number().positive().max(1024).optional(),
     FLEET_WORKER_PIDS: z.coerce.number().int().min(16).default(4096),
+    FLEET_WORKER_LOG_MAX: memorySize('64m').refine((bytes) => bytes >= 2 * 1024 ** 2, 'must be at least 2m'),
     FLEET_DOCKER_NETWORK: optionalString,
     FLEET_DOCKER_HOST: optionalString,
     FLEET_DIND: z.enum(['runtime', 'caps', 'off']).default('runtime'),
@@ -148,6 +149,8 @@ export interface FleetConfig {
     memoryBytes: number;
     cpus: number | undefined;
     pidsLimit: number;
+    /** Disk Docker's own log of one worker container may use (fleet reads the output as it comes). */
+    logMaxBytes: number;
     network: string | undefined;
     dind: 'runtime' | 'caps' | 'off';
     /** A named volume per slot at the inner /var/lib/docker, pruned past `dindCacheMaxBytes`. */
@@ -224,6 +227,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       memoryBytes: e.FLEET_WORKER_MEMORY,
       cpus: e.FLEET_WORKER_CPUS,
       pidsLimit: e.FLEET_WORKER_PIDS,
+      logMaxBytes: e.FLEET_WORKER_LOG_MAX,
       network: e.FLEET_DOCKER_NETWORK,
       dind: e.FLEET_DIND,
       dindCache: e.FLEET_DIND_CACHE,

@@ -20,6 +20,19 @@ export interface ContainerSpec {
   cgroupnsMode?: string;
   /** Named volumes: volume name → mount path inside the container. */
   volumes: Record<string, string>;
+  /**
+   * Docker's own (json-file) log of the container: rotated at `maxFileBytes`, at most `maxFiles` files. Without
+   * a bound, a worker that prints without end fills the host's disk.
+   */
+  log: { maxFileBytes: number; maxFiles: number };
+}
+
+/** One line of a container's output, without its line end. */
+export interface OutputLine {
+  /** The line's text; for a cut line, its first bytes (up to the cap, whole UTF-8 characters). */
+  text: string;
+  /** Bytes of the line past the cap that were dropped; 0 for a line that was not cut. */
+  droppedBytes: number;
 }
 
 /** A file copied into the container before it starts (PROTOCOL §5: never through env). */
@@ -32,8 +45,11 @@ export interface InputFile {
 export interface WorkerContainer {
   readonly id: string;
   start(): Promise<void>;
-  /** Output lines, stdout and stderr, from the container's start until it exits. */
-  lines(): AsyncIterable<string>;
+  /**
+   * Output lines, stdout and stderr, from the container's start until it exits. No line holds more than
+   * `maxLineBytes`: the rest of a longer one is dropped (and counted), never buffered.
+   */
+  lines(maxLineBytes: number): AsyncIterable<OutputLine>;
   /** Resolves with the exit code when the container stops. */
   wait(): Promise<number>;
   kill(): Promise<void>;

@@ -54,6 +54,12 @@ export interface SpecInput {
 }
 
 /**
+ * Files of Docker's log of a worker. Two, so that fleet, still reading a file when Docker rotates it, can
+ * finish that one before it moves on to the new one; more would only keep more disk.
+ */
+export const WORKER_LOG_FILES = 2;
+
+/**
  * Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]. A flow step's job id holds '~' (src/flow ids), which Docker
  * refuses; '_' is doubled first so that the escape is one-to-one and a request id can never take the
  * container name of another request's step.
@@ -66,7 +72,7 @@ export function containerName(prefix: string, jobId: string, attempt: number): s
 /** Pure: the container for one attempt of one request. Unit-tested without Docker. */
 export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const { request, config } = input;
-  const agent: Agent = request.agent ?? 'droid';
+  const agent: Agent = request.agent;
   const env: Record<string, string> = {
     FLEET_REQUEST_ID: request.request_id,
     REPO: request.repo,
@@ -109,6 +115,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
     cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
     volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
+    log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }
 

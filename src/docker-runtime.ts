@@ -1,9 +1,10 @@
-import { createInterface } from 'node:readline';
-import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { pack } from 'tar-stream';
+import { demuxDockerStream } from './docker-output.ts';
 import { SpawnError } from './errors.ts';
-import type { ContainerRuntime, ContainerSpec, ContainerSummary, InputFile, WorkerContainer } from './container-runtime.ts';
+import type { ContainerRuntime, ContainerSpec, ContainerSummary, InputFile, OutputLine, WorkerContainer } from './container-runtime.ts';
+import { splitLines } from './line-splitter.ts';
 
 interface DockerError extends Error {
   statusCode?: number;
@@ -65,6 +66,7 @@ async function tarOf(files: InputFile[]): Promise<Buffer> {
 
 class DockerWorkerContainer implements WorkerContainer {
   private removed = false;
+  private output: Readable | undefined;
   constructor(
     private readonly docker: Docker,
     private readonly container: Docker.Container,
@@ -77,20 +79,21 @@ class DockerWorkerContainer implements WorkerContainer {
 
   async start() {
     try {
+      // Attached before the start, as `docker run` does, so the stream holds the output from its first byte.
+      // Unlike following the log file, attaching is paced by its reader: while fleet does not read, the
+      // worker's writes block, so nothing piles up here and nothing is lost to Docker's log rotation.
+      this.output = (await this.container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
       await this.container.start();
     } catch (error) {
+      this.closeOutput();
       throw classifyDockerError(error, this.spec);
     }
   }
 
-  async *lines(): AsyncIterable<string> {
-    // `logs` with follow replays from the container's start, so nothing printed before we attach is lost.
-    const stream = await this.container.logs({ follow: true, stdout: true, stderr: true });
-    const merged = new PassThrough();
-    this.docker.modem.demuxStream(stream, merged, merged);
-    stream.on('end', () => merged.end());
-    stream.on('error', (error) => merged.destroy(error));
-    yield* createInterface({ input: merged, crlfDelay: Infinity });
+  async *lines(maxLineBytes: number): AsyncIterable<OutputLine> {
+    if (!this.output) throw new Error('lines() needs start(): the output is attached when the container starts');
+    // Pulled chunk by chunk: memory holds one chunk and one capped line, whatever the container prints.
+    yield* splitLines(demuxDockerStream(this.output), maxLineBytes);
   }
 
   async wait() {
@@ -110,8 +113,13 @@ class DockerWorkerContainer implements WorkerContainer {
 
   async remove() {
     if (this.removed) return;
+    this.closeOutput();
     await removeContainer(this.docker, this.container.id);
     this.removed = true;
+  }
+
+  private closeOutput() {
+    this.output?.destroy();
   }
 }
 
@@ -139,6 +147,8 @@ function hostConfig(spec: ContainerSpec): Docker.HostConfig {
     SecurityOpt: spec.securityOpt.length ? spec.securityOpt : undefined,
     CgroupnsMode: spec.cgroupnsMode,
     Mounts: Object.entries(spec.volumes).map(([source, target]) => ({ Type: 'volume' as const, Source: source, Target: target })),
+    // Set explicitly: the daemon's default driver may keep everything (json-file without max-size does).
+    LogConfig: { Type: 'json-file', Config: { 'max-size': String(spec.log.maxFileBytes), 'max-file': String(spec.log.maxFiles) } },
   };
   return config;
 }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { WorkerContainer } from './container-runtime.ts';
 import type { StopReason } from './errors.ts';
-import { parseContainerLine } from './events.ts';
+import { EVENT_PREFIX, parseContainerLine } from './events.ts';
 import type { ContainerEvent } from './protocol.ts';
 import { LOGS_TAIL_LINES } from './protocol.ts';
 import { redactor } from './redact.ts';
@@ -28,7 +28,8 @@ export interface RunHooks {
   onLogLines(lines: string[]): Promise<void>;
 }
 
-const MAX_LINE = 16 * 1024;
+/** Bytes kept of one output line (and so the largest event): the rest of a longer line is dropped. */
+export const MAX_LINE_BYTES = 16 * 1024;
 const LOG_BATCH_LINES = 200;
 const LOG_FLUSH_MS = 250;
 
@@ -75,10 +76,14 @@ export async function runWorker(
     timer = setTimeout(() => void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')), options.timeoutMs);
 
     const exited = container.wait();
-    for await (const raw of container.lines()) {
-      const line = redactor.redact(raw.length > MAX_LINE ? `${raw.slice(0, MAX_LINE)}… [line cut at ${MAX_LINE} characters]` : raw);
+    for await (const raw of container.lines(MAX_LINE_BYTES)) {
+      const cut = raw.droppedBytes > 0;
+      const line = redactor.redact(cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text);
       remember(line);
-      const parsed = parseContainerLine(line);
+      // A cut line is only log output, even when what is left of it would parse as an event.
+      const parsed = cut
+        ? { kind: 'log' as const, line, problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined }
+        : parseContainerLine(line);
       if (parsed.kind === 'event') {
         if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
         if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;

@@ -14,6 +14,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_WORKER_MEMORY: 'memory limit per worker (default 4g)',
   FLEET_WORKER_CPUS: 'CPU limit per worker, e.g. 2 (default: none)',
   FLEET_WORKER_PIDS: 'process limit per worker (default 4096)',
+  FLEET_WORKER_LOG_MAX: 'disk for Docker\'s own log of one worker container, in two rotated files (default 64m); fleet reads output as it comes',
   FLEET_DOCKER_NETWORK: 'Docker network of workers (default: Docker\'s default)',
   FLEET_DOCKER_HOST: 'Docker daemon (unix:///path or tcp://host:port; default: DOCKER_HOST or the local socket)',
   FLEET_DIND: 'Docker-in-Docker: runtime (from sysbox, default), off, or caps (TEST MACHINES ONLY: extra capabilities, unconfined)',

@@ -185,10 +185,11 @@ function callHook(octokit: CoreOctokit, options: OctokitOptions): void {
 const MeteredOctokit = Octokit.plugin(attemptHook, throttling, retry, callHook);
 export type MeteredOctokitClient = InstanceType<typeof MeteredOctokit>;
 
-/** An unlimited local group: stands in for the plugin's `write` and `notifications` groups (see above). */
-function passThroughGroup(): Bottleneck.Group {
-  return new Bottleneck.Group({});
-}
+/**
+ * An unlimited stand-in for the plugin's `write` and `notifications` groups (see above). Not a Bottleneck.Group:
+ * a group runs a cleanup timer for as long as it exists, which would outlive a dropped client.
+ */
+const passThroughGroup = { key: () => ({ schedule: (_options: unknown, fn: () => Promise<unknown>) => fn() }) } as unknown as Bottleneck.Group;
 
 /** Builds the metered client of one token. */
 export function createMeteredOctokit(opts: MeteredOctokitOptions): MeteredOctokitClient {
@@ -221,8 +222,8 @@ export function createMeteredOctokit(opts: MeteredOctokitOptions): MeteredOctoki
       global: clusteredGroup('global', { maxConcurrent: limits.maxConcurrent }),
       search: clusteredGroup('search', { maxConcurrent: 1, minTime: 2_000 }),
       auth: clusteredGroup('auth', { maxConcurrent: 1 }),
-      write: passThroughGroup(),
-      notifications: passThroughGroup(),
+      write: passThroughGroup,
+      notifications: passThroughGroup,
       fallbackSecondaryRateRetryAfter: limits.fallbackRetryAfterS,
       onRateLimit: onLimit('primary'),
       onSecondaryRateLimit: onLimit('secondary'),

@@ -33,13 +33,27 @@ export interface GitHubForgesOptions {
   idleTtlMs?: number;
   /** How often limiters refresh cluster state. @defaultValue 2000 */
   heartbeatIntervalMs?: number;
+  /**
+   * A token's client is dropped after this long without a request: its limiters poll Redis for as long as
+   * they exist, and every legacy request may bring a new token. @defaultValue 600000
+   */
+  clientIdleMs?: number;
+  /** Clock of the idle eviction (tests). @defaultValue Date.now */
+  now?: () => number;
   userAgent?: string;
 }
 
 /** Per-process owner of the GitHub clients; `close()` belongs in the process's ordered stop. */
 export interface GitHubForges {
-  /** The forge that acts with `token` (cached per token). */
+  /** The forge that acts with `token` (cached per token until it is idle; a dropped forge still works). */
   forToken(token: string): Forge;
+  /** Tokens with a client now. */
+  readonly clientCount: number;
+  /**
+   * Drops the clients of tokens with no request in flight, no limiter slot held and none used for
+   * `clientIdleMs`, and disconnects their limiters. Runs on a timer; resolves with how many it dropped.
+   */
+  evictIdle(): Promise<number>;
   /** Times a limiter's lost Redis state was re-created. */
   readonly recoveries: number;
   /** Local and cluster-wide job counts of this process's limiters, for diagnostics. */
@@ -58,34 +72,80 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
     ...(opts.idleTtlMs === undefined ? {} : { idleTtlMs: opts.idleTtlMs }),
     ...(opts.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: opts.heartbeatIntervalMs }),
   });
-  const clients = new Map<string, Forge>();
-  const entry = (token: string) => {
-    if (!token) throw new Error('GitHub token is empty');
-    const id = tokenId(token);
+  const clientIdleMs = opts.clientIdleMs ?? 600_000;
+  if (!Number.isFinite(clientIdleMs) || clientIdleMs <= 0) throw new Error(`clientIdleMs must be a number of milliseconds > 0, got ${clientIdleMs}`);
+  const now = opts.now ?? Date.now;
+  /** Per token id: its forge (absent when only a dropped forge was used since) and its use. */
+  const clients = new Map<string, { forge: Forge | undefined; inFlight: number; lastUsedAt: number }>();
+  const record = (id: string) => {
     let found = clients.get(id);
-    if (!found) {
-      const onBudget = opts.onBudget;
-      const budget = new BudgetBook({
-        redis: limiters.redis,
-        prefix,
-        logger: opts.logger,
-        reserve: limits.primaryReserve,
-        resetGraceMs: limits.resetGraceMs,
-        ...(onBudget ? { onBudget: (reading: BudgetReading) => onBudget({ ...reading, token: id }) } : {}),
-      });
-      const octokit = createMeteredOctokit({ token, apiUrl, limits, limiters, budget, logger: opts.logger, ...(opts.userAgent ? { userAgent: opts.userAgent } : {}) });
-      found = new GitHubForge(octokit);
-      clients.set(id, found);
-    }
+    if (!found) clients.set(id, (found = { forge: undefined, inFlight: 0, lastUsedAt: now() }));
     return found;
   };
+  const createForge = (token: string, id: string): Forge => {
+    const onBudget = opts.onBudget;
+    const budget = new BudgetBook({
+      redis: limiters.redis,
+      prefix,
+      logger: opts.logger,
+      reserve: limits.primaryReserve,
+      resetGraceMs: limits.resetGraceMs,
+      ...(onBudget ? { onBudget: (reading: BudgetReading) => onBudget({ ...reading, token: id }) } : {}),
+    });
+    const octokit = createMeteredOctokit({ token, apiUrl, limits, limiters, budget, logger: opts.logger, ...(opts.userAgent ? { userAgent: opts.userAgent } : {}) });
+    // Outermost hook: a call counts as in flight from its first wait in a limiter to its answer. A forge kept by
+    // a caller after its client was dropped registers its token again here.
+    octokit.hook.wrap('request', async (request, options) => {
+      const use = record(id);
+      use.inFlight++;
+      use.lastUsedAt = now();
+      try {
+        return await request(options);
+      } finally {
+        use.inFlight--;
+        use.lastUsedAt = now();
+      }
+    });
+    return new GitHubForge(octokit);
+  };
+  const forToken = (token: string): Forge => {
+    if (!token) throw new Error('GitHub token is empty');
+    const id = tokenId(token);
+    const use = record(id);
+    use.lastUsedAt = now();
+    use.forge ??= createForge(token, id);
+    return use.forge;
+  };
+  const evictIdle = async (): Promise<number> => {
+    const idleSince = now() - clientIdleMs;
+    const released: Promise<void>[] = [];
+    // Checked and removed in one synchronous pass: a request starting meanwhile finds no half-dropped client.
+    for (const [id, use] of clients) {
+      if (use.inFlight > 0 || use.lastUsedAt > idleSince || limiters.busy(id)) continue;
+      clients.delete(id);
+      released.push(limiters.release(id));
+      opts.logger.debug({ token: id }, 'GitHub client idle; its limiters are released');
+    }
+    await Promise.all(released);
+    return released.length;
+  };
+  const sweep = setInterval(
+    () => void evictIdle().catch((error: Error) => opts.logger.warn({ err: error }, 'releasing idle GitHub clients failed')),
+    Math.min(60_000, Math.max(10, clientIdleMs / 2)),
+  );
+  sweep.unref();
   return {
-    forToken: entry,
+    forToken,
+    evictIdle,
+    get clientCount() {
+      return clients.size;
+    },
     limiterStats: () => limiters.stats(),
     get recoveries() {
       return limiters.recoveries;
     },
     async close() {
+      clearInterval(sweep);
       clients.clear();
       await limiters.close();
     },

@@ -142,6 +142,36 @@ export class ClusteredLimiters {
     });
   }
 
+  /** Whether a limiter of this token has a job here: queued, running, or holding its slot. */
+  busy(tokenId: string): boolean {
+    return this.limitersOf(tokenId).some(([, limiter]) => {
+      const c = limiter.counts();
+      return c.RECEIVED + c.QUEUED + c.RUNNING + c.EXECUTING > 0;
+    });
+  }
+
+  /**
+   * Disconnects this token's limiters: their heartbeats stop polling Redis and their pub/sub channels are left
+   * (the connections are shared and stay). They are forgotten at once, so a later call makes new ones.
+   * Call it only when {@link busy} is false: a job of a released limiter would not be freed in Redis.
+   */
+  async release(tokenId: string): Promise<void> {
+    if (this.closed) return;
+    const released = this.limitersOf(tokenId);
+    for (const [id] of released) this.limiters.delete(id);
+    if (released.length === 0) return;
+    // A limiter still starting would subscribe and start its heartbeat after being disconnected.
+    await Promise.allSettled(released.map(([, limiter]) => limiter.ready()));
+    await Promise.allSettled(released.map(([, limiter]) => limiter.disconnect(false)));
+    // Bottleneck sends its UNSUBSCRIBEs without waiting for them; a PING on the same connection answers after.
+    const { subscriber } = this.connection as unknown as { subscriber: Redis };
+    await subscriber.ping();
+  }
+
+  private limitersOf(tokenId: string): [string, Bottleneck][] {
+    return [...this.limiters.entries()].filter(([id]) => id.startsWith(`${this.prefix}:gh:`) && id.endsWith(`:${tokenId}`));
+  }
+
   /** Local job counts and cluster-wide running weight of every limiter this process made (diagnostics). */
   async stats(): Promise<{ id: string; local: Bottleneck.Counts; clusterRunning: number | null }[]> {
     return Promise.all(

@@ -4,6 +4,7 @@ import { InvalidRequestError } from '../../errors.ts';
 import { validateSpawnRequest } from '../../intake.ts';
 import { channels, type FleetEvent, type SpawnResult } from '../../protocol.ts';
 import { withTimeout } from '../../timeout.ts';
+import { terminalSafe, terminalSafeDeep } from '../terminal-text.ts';
 import type { OpsContext } from './connect.ts';
 
 export interface SpawnOptions {
@@ -64,6 +65,21 @@ export function buildLegacyRequest(options: SpawnOptions, env: Record<string, st
   return request;
 }
 
+/**
+ * A result as published, for printing: the same JSON with every string made terminal-safe (a worker chose
+ * the summary, the error message and the logs tail), and whether it reports success.
+ */
+function printableResult(id: string, message: string): { json: string; success: boolean } {
+  let result: SpawnResult;
+  try {
+    result = JSON.parse(message) as SpawnResult;
+  } catch {
+    throw new Error(`the result published for ${id} is not JSON: ${terminalSafe(message.slice(0, 200))}`);
+  }
+  return { json: JSON.stringify(terminalSafeDeep(result)), success: result.success === true };
+}
+
+/** One line for the operator; every field but the time came from the worker or its request. */
 function describeEvent(event: FleetEvent): string {
   const time = event.timestamp.slice(11, 19);
   switch (event.event_type) {
@@ -91,9 +107,10 @@ export async function runSpawn(
   const id = request.request_id as string;
   const previous = await ops.redis.get(channels.resultKey(id));
   if (previous) {
+    const printable = printableResult(id, previous);
     io.err.write(`fleet spawn: request ${id} already has a result (ids are kept 24 h); the fleet will not run it again. Its result:\n`);
-    io.out.write(`${previous}\n`);
-    return (JSON.parse(previous) as SpawnResult).success ? SPAWN_EXIT.success : SPAWN_EXIT.failed;
+    io.out.write(`${printable.json}\n`);
+    return printable.success ? SPAWN_EXIT.success : SPAWN_EXIT.failed;
   }
 
   const progress = Boolean(io.err.isTTY);
@@ -105,7 +122,7 @@ export async function runSpawn(
       if (channel === channels.result(id)) settle(message);
       else if (progress) {
         try {
-          io.err.write(`  ${describeEvent(JSON.parse(message) as FleetEvent)}\n`);
+          io.err.write(`  ${terminalSafe(describeEvent(JSON.parse(message) as FleetEvent))}\n`);
         } catch {
           // An event we cannot read is no reason to stop waiting for the result.
         }
@@ -132,6 +149,7 @@ export async function runSpawn(
     io.err.write(`fleet spawn: no result for ${id} within ${options.waitTimeoutSeconds} s; the request goes on (\`fleet cancel ${id}\` stops it)\n`);
     return SPAWN_EXIT.waitTimeout;
   }
-  io.out.write(`${outcome}\n`);
-  return (JSON.parse(outcome) as SpawnResult).success ? SPAWN_EXIT.success : SPAWN_EXIT.failed;
+  const printable = printableResult(id, outcome);
+  io.out.write(`${printable.json}\n`);
+  return printable.success ? SPAWN_EXIT.success : SPAWN_EXIT.failed;
 }

@@ -1,7 +1,7 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult, SpawnObserver } from '../queues/spawn.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
@@ -17,13 +17,6 @@ import { scopeBranch } from '../src/flow/ids.ts';
 import { failureResult, publishFinal, readResult, resultFromOutcome } from '../src/results.ts';
 import { runWorker, type RunOutcome } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
-
-/** Hooks for metrics and the host registry; every one optional. */
-export interface SpawnObserver {
-  containerStarted?(info: { requestId: string; startLatencyMs: number }): void;
-  containerStopped?(info: { requestId: string }): void;
-  jobFinished?(info: { requestId: string; result: SpawnJobResult; durationMs: number }): void;
-}
 
 /** Everything the spawn processor touches; it builds no client of its own. */
 export interface SpawnDeps {

@@ -49,6 +49,13 @@ export function spawnJobOptions(requestId: string, settings: { attempts: number;
   };
 }
 
+/** Hooks on a spawn job's life, for metrics and the host registry; every one optional. */
+export interface SpawnObserver {
+  containerStarted?(info: { requestId: string; startLatencyMs: number }): void;
+  containerStopped?(info: { requestId: string }): void;
+  jobFinished?(info: { requestId: string; result: SpawnJobResult; durationMs: number }): void;
+}
+
 /** Adds a follow-up worker (fix, conflict, agent reviewer) under a running flow step. */
 export async function addSpawnChild(queue: SpawnQueue, parent: Job, id: string, data: SpawnJobData): Promise<void> {
   await queue.add(SPAWN_JOB_NAME, data, childJobOptions(parent, id));

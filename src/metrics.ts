@@ -2,7 +2,7 @@ import type { JobState, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { SpawnObserver } from '../processors/spawn.ts';
+import type { SpawnObserver } from '../queues/spawn.ts';
 import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
 import { ERROR_TYPES, type SpawnResult } from './protocol.ts';

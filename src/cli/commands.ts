@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { channels } from '../protocol.ts';
-import { UsageError, type Command } from './main.ts';
+import { UsageError, type Command } from './command.ts';
 import { withOps } from './ops/connect.ts';
 import { HOST_ID_PATTERN } from '../config.ts';
 import { REQUEST_ID_PATTERN } from '../protocol.ts';

@@ -2,20 +2,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, ROLES, type Role } from '../config.ts';
 import { AVAILABLE_ROLES, startFleet } from '../fleet.ts';
 import { createLogger } from '../logger.ts';
+import { UsageError, type Command } from './command.ts';
 import { registerOperationsCommands } from './commands.ts';
 import { SETTINGS_HELP } from './settings-help.ts';
-
-/** A failure the user can fix; printed without a stack trace. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-export interface Command {
-  summary: string;
-  usage: string;
-  help: string;
-  run(args: string[]): Promise<number>;
-}
 
 const commands: Record<string, Command> = {
   start: {

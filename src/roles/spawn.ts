@@ -1,7 +1,8 @@
 import { Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { processSpawn, type SpawnObserver } from '../../processors/spawn.ts';
+import { processSpawn } from '../../processors/spawn.ts';
+import type { SpawnObserver } from '../../queues/spawn.ts';
 import { QUEUE_NAMES } from '../../queues/common.ts';
 import { type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
 import type { ControlMessage } from '../cancel.ts';

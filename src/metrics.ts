@@ -5,7 +5,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { SpawnObserver } from '../queues/spawn.ts';
 import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
-import { ERROR_TYPES, type SpawnResult } from './protocol.ts';
+import { isKnownErrorType, type SpawnResult } from './protocol.ts';
 import { withTimeout } from './timeout.ts';
 import type { BudgetReading } from './github/budget.ts';
 
@@ -36,7 +36,7 @@ const COLLECT_TIMEOUT_MS = 2_000;
 /** A worker may invent error types; the label keeps to the known ones so its cardinality stays bounded. */
 function outcomeLabel(result: SpawnResult): string {
   if (result.success) return 'success';
-  return (ERROR_TYPES as readonly string[]).includes(result.error_type ?? '') ? result.error_type! : 'other';
+  return result.error_type !== null && isKnownErrorType(result.error_type) ? result.error_type : 'other';
 }
 
 export function createFleetMetrics(deps: {

@@ -168,9 +168,19 @@ export async function startFleet(options: {
         keepLogs: config.jobLogLines,
         onRejected: metrics.onRejected,
         onAccepted: metrics.onAccepted,
+        observer: metrics.bridge,
+        hostId: config.hostId,
       });
       stack.push({ name: 'bridge', stop: () => bridge.stop() });
       running.bridge = bridge;
+      metrics.watchBridge(bridge.stats);
+      // Not subscribed means every message published now is lost: not ready.
+      checks.push({
+        name: 'bridge',
+        check: async () => {
+          if (!bridge.stats().subscribed) throw new Error('the bridge is not subscribed to worker:spawn (reconnecting to Redis)');
+        },
+      });
     }
 
     const routers = options.roles.includes('board')

@@ -101,3 +101,10 @@ export async function readBridges(redis: Redis, keys: FleetKeys, now: number = D
   }
   return bridges.sort((a, b) => a.id.localeCompare(b.id));
 }
+
+/** Removes the records of stale bridges (crashed without removing theirs); returns their ids. */
+export async function forgetStaleBridges(redis: Redis, keys: FleetKeys, now: number = Date.now()): Promise<string[]> {
+  const stale = (await readBridges(redis, keys, now)).filter((b) => b.stale).map((b) => b.id);
+  if (stale.length) await redis.hdel(keys.bridges, ...stale);
+  return stale;
+}

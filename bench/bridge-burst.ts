@@ -103,11 +103,9 @@ export async function burstThroughBridge(url: string, count: number, bytes: numb
   const queue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix });
   const flows = new FlowProducer({ connection, prefix });
   const redis = new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-  const subscriber = new Redis(url, { maxRetriesPerRequest: null, connectionName: SUBSCRIBER_NAME });
-  subscriber.on('error', () => {});
   let disconnects = 0;
   const bridge: Bridge = await startBridge({
-    subscriber,
+    subscriber: { url, connectionName: SUBSCRIBER_NAME },
     redis,
     queue,
     flows,
@@ -129,7 +127,6 @@ export async function burstThroughBridge(url: string, count: number, bytes: numb
   const figures = sample.stop();
   const queued = await queue.count();
   await bridge.stop();
-  subscriber.disconnect();
   await queue.obliterate({ force: true }).catch(() => {});
   await Promise.all([queue.close(), flows.close()]);
   redis.disconnect();

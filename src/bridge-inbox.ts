@@ -1,14 +1,15 @@
 /**
  * The bridge's in-process queue between the Redis socket and the work a message needs. The
- * subscriber only pushes raw messages here, so it keeps reading at socket speed and Redis never
- * has to hold a burst in the subscriber's output buffer (where, past `client-output-buffer-limit
- * pubsub`, Redis closes the connection and every message in it is lost). Decoding, validation,
- * sealing and enqueueing run from here with bounded concurrency.
+ * subscriber (its own thread, src/bridge-reader.ts) only hands raw messages here, so it keeps
+ * reading at socket speed and Redis never has to hold a burst in the subscriber's output buffer
+ * (where, past `client-output-buffer-limit pubsub`, Redis closes the connection and every message
+ * in it is lost). Decoding, validation, sealing and enqueueing run from here with bounded
+ * concurrency.
  */
 export interface InboxLimits {
-  /** Messages waiting at most; past it, new messages are dropped. @defaultValue 100 000 */
+  /** Messages received and not yet handled, at most; past it, new ones are dropped (and answered). @defaultValue 100 000 */
   maxMessages: number;
-  /** Bytes waiting at most; past it, new messages are dropped. @defaultValue 512 MiB */
+  /** Bytes of those messages at most. @defaultValue 512 MiB */
   maxBytes: number;
   /** Messages handled at once. @defaultValue 64 */
   concurrency: number;
@@ -25,20 +26,18 @@ export interface InboxStats {
   active: number;
   /** The most messages that ever waited at once. */
   peakDepth: number;
-  /** Messages dropped because the inbox was full. */
-  dropped: number;
 }
 
 export interface Inbox<T> {
-  /** Takes a message, or returns false (and counts it dropped) when the inbox is full. */
-  push(item: T): boolean;
+  /** Takes a message; the reader has kept the bound before it got here. */
+  push(item: T): void;
   stats(): InboxStats;
   /** Settles when nothing waits and nothing is being handled. */
   idle(): Promise<void>;
 }
 
 export function createInbox<T>(options: {
-  limits: InboxLimits;
+  limits: Pick<InboxLimits, 'concurrency'>;
   size: (item: T) => number;
   /** Handles one message; a rejection is the caller's to log (handle must not throw for bad input). */
   handle: (item: T) => Promise<void>;
@@ -50,7 +49,6 @@ export function createInbox<T>(options: {
   let bytes = 0;
   let active = 0;
   let peakDepth = 0;
-  let dropped = 0;
   let idleWaiters: (() => void)[] = [];
 
   const depth = () => waiting.length - head;
@@ -87,19 +85,13 @@ export function createInbox<T>(options: {
 
   return {
     push(item) {
-      const size = options.size(item);
-      if (depth() >= limits.maxMessages || bytes + size > limits.maxBytes) {
-        dropped++;
-        return false;
-      }
       waiting.push(item);
-      bytes += size;
+      bytes += options.size(item);
       peakDepth = Math.max(peakDepth, depth());
       // Not handled in the socket's read callback: the read path only queues.
       if (depth() === 1) setImmediate(pump);
-      return true;
     },
-    stats: () => ({ depth: depth(), bytes, active, peakDepth, dropped }),
+    stats: () => ({ depth: depth(), bytes, active, peakDepth }),
     idle: () => (depth() === 0 && active === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
   };
 }

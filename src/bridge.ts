@@ -1,16 +1,16 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createInbox, DEFAULT_INBOX_LIMITS, type InboxLimits, type InboxStats } from './bridge-inbox.ts';
+import { startReader, type SubscriberConnection, type SubscriptionStats } from './bridge-reader.ts';
 import { checkPubsubLimit } from './bridge-redis-limits.ts';
 import { startBridgeHeartbeat, type BridgeHeartbeat } from './bridge-registry.ts';
-import { excerptOf, peekRequestId, spawnHandler } from './bridge-spawn.ts';
+import { excerptOf, spawnHandler } from './bridge-spawn.ts';
 import { startIntakeConsumer, type IntakeConsumer } from './bridge-stream.ts';
-import { watchSubscription, type SubscriptionStats } from './bridge-subscription.ts';
 import { cancelRequest } from './cancel.ts';
 import type { IntakeDeps } from './intake.ts';
 import { cancelRequestSchema, channels } from './protocol.ts';
 
 export { MAX_MESSAGE_BYTES } from './bridge-spawn.ts';
+export type { SubscriberConnection } from './bridge-reader.ts';
 
 /** Counts the bridge reports as they happen (metrics); gauges are read from `stats()`. */
 export interface BridgeObserver {
@@ -20,8 +20,8 @@ export interface BridgeObserver {
 }
 
 export interface BridgeDeps extends IntakeDeps {
-  /** A connection used only for SUBSCRIBE; ioredis resubscribes on it after every reconnect. */
-  subscriber: Redis;
+  /** The subscriber's own connection, opened in the reader thread; ioredis resubscribes on it after every reconnect. */
+  subscriber: SubscriberConnection;
   logger: Logger;
   onRejected?: (reason: string) => void;
   onAccepted?: (outcome: string) => void;
@@ -35,7 +35,7 @@ export interface BridgeDeps extends IntakeDeps {
 }
 
 export interface BridgeStats extends SubscriptionStats {
-  inbox: InboxStats;
+  inbox: InboxStats & { dropped: number };
 }
 
 export interface Bridge {
@@ -96,38 +96,39 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
     handle: ({ channel, raw }) =>
       (channel === channels.spawn ? handler.fromMessage(raw) : onCancel(raw))
         .catch((error) => log.error({ err: error, channel }, 'a message could not be handled (Redis unavailable?)'))
-        .finally(markHandled),
+        .finally(() => {
+          reader.handled(raw.length);
+          markHandled();
+        }),
   });
 
   let heartbeat: BridgeHeartbeat | undefined;
-  /** A full inbox: the message is dropped, loudly, and its sender answered when its id can be read. */
-  const drop = ({ channel, raw }: Message) => {
-    const stats = inbox.stats();
-    const requestId = peekRequestId(raw);
+  let dropped = 0;
+  /** The bound was reached: the message is dropped, loudly, and its sender answered when its id can be read. */
+  const drop = (channel: string, requestId: string | null, bytes: number) => {
+    dropped++;
     deps.observer?.dropped?.(1);
     log.error(
-      { channel, request_id: requestId ?? null, bytes: raw.length, inbox_depth: stats.depth, inbox_bytes: stats.bytes, dropped: stats.dropped },
+      { channel, request_id: requestId, bytes, inbox: inbox.stats(), dropped },
       `bridge inbox full (${limits.maxMessages} messages / ${limits.maxBytes} bytes): DROPPED a message${requestId ? ` of request ${requestId}` : ' (no readable request id)'}`,
     );
     void heartbeat?.beat().catch(() => {});
     const answer = channel === channels.spawn
-      ? handler.fail(requestId, 'overloaded', 'the bridge was overloaded (its in-process queue was full) and dropped this request: nothing was queued. Send it again with a new request_id, or use the durable intake (README "Bursts").')
+      ? handler.fail(requestId ?? undefined, 'overloaded', 'the bridge was overloaded (its in-process queue was full) and dropped this request: nothing was queued. Send it again with a new request_id, or use the durable intake (README "Bursts").')
       : Promise.resolve(false);
     answer
       .catch((error) => log.error({ err: error, request_id: requestId }, 'could not publish the result of a dropped request'))
       .finally(markHandled);
   };
-  const listener = (channel: Buffer, raw: Buffer) => {
-    const message = { channel: channel.toString(), raw };
-    if (!inbox.push(message)) drop(message);
-  };
-  deps.subscriber.on('messageBuffer', listener);
 
-  const subscription = await watchSubscription({
-    subscriber: deps.subscriber,
+  const reader = await startReader({
+    connection: deps.subscriber,
     channels: [channels.spawn, channels.cancel],
+    limits,
     logger: log,
     events: {
+      message: (channel, raw) => inbox.push({ channel, raw }),
+      dropped: drop,
       disconnected: () => {
         deps.observer?.disconnected?.();
         void heartbeat?.beat().catch(() => {});
@@ -141,7 +142,7 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
   log.info({ channels: [channels.spawn, channels.cancel], inbox: limits }, 'bridge subscribed');
   await checkPubsubLimit(deps.redis, log);
 
-  const stats = (): BridgeStats => ({ ...subscription.stats(), inbox: inbox.stats() });
+  const stats = (): BridgeStats => ({ ...reader.stats(), inbox: { ...inbox.stats(), dropped } });
   if (deps.hostId) {
     heartbeat = startBridgeHeartbeat({
       redis: deps.redis,
@@ -184,8 +185,7 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
     stats,
     intakeHandled: () => intake?.handled() ?? 0,
     async stop() {
-      await subscription.stop();
-      deps.subscriber.off('messageBuffer', listener);
+      await reader.stop();
       await intake?.stop();
       await inbox.idle();
       await heartbeat?.stop();

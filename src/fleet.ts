@@ -153,11 +153,9 @@ export async function startFleet(options: {
     if (options.roles.includes('bridge')) {
       const flows = new FlowProducer({ connection, prefix: config.prefix });
       stack.push({ name: 'flow producer', stop: () => flows.close() });
-      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:bridge-sub`);
-      subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
-      stack.push({ name: 'bridge subscriber', stop: async () => subscriber.disconnect() });
       const bridge = await startBridge({
-        subscriber,
+        // Its own connection, opened in the bridge's reader thread.
+        subscriber: { url: redisUrl, connectionName: `fleet:${config.hostId}:bridge-sub` },
         redis,
         queue: spawnQueue,
         flows,

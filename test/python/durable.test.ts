@@ -31,7 +31,6 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
   let prefix: string;
   let queue: Queue<SpawnJobData, SpawnJobResult>;
   let flows: FlowProducer;
-  let subscriber: Redis;
   let bridge: Bridge | undefined;
 
   beforeAll(async () => {
@@ -43,7 +42,6 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
   });
   afterAll(async () => {
     await bridge?.stop();
-    subscriber?.disconnect();
     await queue?.close();
     await flows?.close();
     redis?.disconnect();
@@ -51,9 +49,8 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
   });
 
   async function startTheBridge() {
-    subscriber = new Redis(server.url, { maxRetriesPerRequest: null });
     bridge = await startBridge({
-      subscriber, redis, queue, flows, secrets: createSecretBox(TEST_SECRET_KEY), keys: fleetKeys(prefix),
+      subscriber: { url: server.url }, redis, queue, flows, secrets: createSecretBox(TEST_SECRET_KEY), keys: fleetKeys(prefix),
       logger: createLogger({ level: 'silent' }), attempts: 3, keepLogs: 100,
     });
   }

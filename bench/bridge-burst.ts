@@ -153,3 +153,51 @@ export async function burstToRawSubscriber(url: string, count: number, bytes: nu
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
+
+export interface BurstRow {
+  redis: string;
+  path: string;
+  burst: string;
+  received: number;
+  queued: number;
+  lost: number;
+  disconnects: number;
+  req_per_s: number;
+  peak_omem_mib: number;
+  peak_rss_mib: number;
+  lag_p99_ms: number;
+  lag_max_ms: number;
+}
+
+/**
+ * Bridge throughput and memory for 2 KiB and 1 MiB bursts published at once, beside a subscriber
+ * that only counts (the most any reader could do) on the same Redis, in the same run; with the
+ * settings fleet applies and with Redis's stock limit.
+ */
+export async function benchBursts(options: { startRedis: (args: readonly string[]) => Promise<{ url: string; stop(): Promise<void> }>; fleetArgs: readonly string[] }): Promise<BurstRow[]> {
+  const rows: BurstRow[] = [];
+  const cases: [string, readonly string[], [number, number][]][] = [
+    ['fleet (pubsub 512mb 0 0)', options.fleetArgs, [[20_000, 2048], [200, 2 ** 20]]],
+    ['stock (pubsub 32mb 8mb 60)', [], [[20_000, 2048], [80, 2 ** 20]]],
+  ];
+  for (const [label, args, bursts] of cases) {
+    const server = await options.startRedis(args);
+    try {
+      for (const [count, bytes] of bursts) {
+        const burst = `${count} × ${bytes >= 2 ** 20 ? `${bytes / 2 ** 20} MiB` : `${bytes / 1024} KiB`}`;
+        for (const [path, figures] of [
+          ['raw subscriber (counts only)', await burstToRawSubscriber(server.url, count, bytes)],
+          ['fleet bridge → queued jobs', await burstThroughBridge(server.url, count, bytes)],
+        ] as const) {
+          rows.push({
+            redis: label, path, burst, received: figures.received, queued: figures.queued, lost: figures.lost, disconnects: figures.disconnects,
+            req_per_s: figures.perSecond, peak_omem_mib: figures.peakOmemMiB, peak_rss_mib: figures.peakRssMiB, lag_p99_ms: figures.lagP99Ms, lag_max_ms: figures.lagMaxMs,
+          });
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  return rows;
+}

@@ -143,38 +143,45 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
   await checkPubsubLimit(deps.redis, log);
 
   const stats = (): BridgeStats => ({ ...reader.stats(), inbox: { ...inbox.stats(), dropped } });
-  if (deps.hostId) {
-    heartbeat = startBridgeHeartbeat({
-      redis: deps.redis,
-      keys: deps.keys,
-      hostId: deps.hostId,
-      logger: log,
-      state: () => {
-        const s = stats();
-        return {
-          subscribed: s.subscribed,
-          disconnects: s.disconnects,
-          resubscribes: s.resubscribes,
-          last_disconnect_at: s.lastDisconnectAt,
-          dropped: s.inbox.dropped,
-          inbox_depth: s.inbox.depth,
-          inbox_peak_depth: s.inbox.peakDepth,
-        };
-      },
-    });
-    await heartbeat.beat();
-  }
-
   let intake: IntakeConsumer | undefined;
-  if (deps.intake ?? true) {
-    intake = await startIntakeConsumer({
-      redis: deps.redis,
-      keys: deps.keys,
-      secrets: deps.secrets,
-      handler,
-      consumerName: `${deps.hostId ?? 'bridge'}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
-      logger: log,
-    });
+  try {
+    if (deps.hostId) {
+      heartbeat = startBridgeHeartbeat({
+        redis: deps.redis,
+        keys: deps.keys,
+        hostId: deps.hostId,
+        logger: log,
+        state: () => {
+          const s = stats();
+          return {
+            subscribed: s.subscribed,
+            disconnects: s.disconnects,
+            resubscribes: s.resubscribes,
+            last_disconnect_at: s.lastDisconnectAt,
+            dropped: s.inbox.dropped,
+            inbox_depth: s.inbox.depth,
+            inbox_peak_depth: s.inbox.peakDepth,
+          };
+        },
+      });
+      await heartbeat.beat();
+    }
+
+    if (deps.intake ?? true) {
+      intake = await startIntakeConsumer({
+        redis: deps.redis,
+        keys: deps.keys,
+        secrets: deps.secrets,
+        handler,
+        consumerName: `${deps.hostId ?? 'bridge'}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
+        logger: log,
+      });
+    }
+  } catch (error) {
+    // A bridge that cannot start leaves no thread or record behind.
+    await heartbeat?.stop();
+    await reader.stop();
+    throw error;
   }
 
   return {

@@ -1,11 +1,14 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts picks parts.
  */
+import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
+import { startRedis } from '../test/support/redis.ts';
+import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -25,5 +28,9 @@ if (only.has('dispatch')) {
 if (only.has('limiter')) {
   const { rows } = await benchGithubLimiter();
   table('GitHub limiter against the test server\'s secondary limits', rows);
+}
+if (only.has('bursts')) {
+  const rows = await benchBursts({ startRedis: (args) => startRedis({ args }), fleetArgs: FLEET_REDIS_ARGS });
+  table('Pub/sub bursts published at once (bridge alone: received = handled, queued = spawn jobs; omem = Redis-side buffer of the subscriber; rss above the level before the burst)', rows);
 }
 process.exit(0);

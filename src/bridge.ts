@@ -1,58 +1,67 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { createInbox, DEFAULT_INBOX_LIMITS, type InboxLimits, type InboxStats } from './bridge-inbox.ts';
+import { startReader, type SubscriberConnection, type SubscriptionStats } from './bridge-reader.ts';
+import { checkPubsubLimit } from './bridge-redis-limits.ts';
+import { startBridgeHeartbeat, type BridgeHeartbeat } from './bridge-registry.ts';
+import { excerptOf, spawnHandler } from './bridge-spawn.ts';
+import { startIntakeConsumer, type IntakeConsumer } from './bridge-stream.ts';
 import { cancelRequest } from './cancel.ts';
-import { InvalidRequestError } from './errors.ts';
-import { enqueueSpawn, requestExists, validateSpawnRequest, type IntakeDeps } from './intake.ts';
-import { REJECTED_KEEP } from './keys.ts';
-import { cancelRequestSchema, channels, MAX_TASK_BYTES } from './protocol.ts';
-import { redactor } from './redact.ts';
-import { failureResult, publishFinal } from './results.ts';
+import type { IntakeDeps } from './intake.ts';
+import { cancelRequestSchema, channels } from './protocol.ts';
 
-/** A 1 MiB task can double in size when JSON-escaped; anything past this is not a request. */
-export const MAX_MESSAGE_BYTES = 4 * MAX_TASK_BYTES;
-const EXCERPT_CHARS = 300;
+export { MAX_MESSAGE_BYTES } from './bridge-spawn.ts';
+export type { SubscriberConnection } from './bridge-reader.ts';
+
+/** Counts the bridge reports as they happen (metrics); gauges are read from `stats()`. */
+export interface BridgeObserver {
+  disconnected?(): void;
+  resubscribed?(): void;
+  dropped?(count: number): void;
+}
 
 export interface BridgeDeps extends IntakeDeps {
-  /** A connection used only for SUBSCRIBE; ioredis resubscribes on it after every reconnect. */
-  subscriber: Redis;
+  /** The subscriber's own connection, opened in the reader thread; ioredis resubscribes on it after every reconnect. */
+  subscriber: SubscriberConnection;
   logger: Logger;
   onRejected?: (reason: string) => void;
   onAccepted?: (outcome: string) => void;
+  observer?: BridgeObserver;
+  /** The in-process queue's bounds. @defaultValue DEFAULT_INBOX_LIMITS */
+  inbox?: Partial<InboxLimits>;
+  /** Writes this bridge's record for `fleet status` under this host id; unset: no record. */
+  hostId?: string;
+  /** Reads the durable intake stream too. @defaultValue true */
+  intake?: boolean;
+}
+
+export interface BridgeStats extends SubscriptionStats {
+  inbox: InboxStats & { dropped: number };
 }
 
 export interface Bridge {
   stop(): Promise<void>;
   /** Settles when every message received so far has been handled (shutdown). */
   idle(): Promise<void>;
-  /** Messages handled since start, spawn and cancel alike. */
+  /** Messages handled since start, spawn and cancel alike (dropped ones included). */
   handled(): number;
   /** Settles once `count` messages have been handled: how tests wait without sleeping. */
   waitForHandled(count: number): Promise<void>;
+  stats(): BridgeStats;
+  /** Entries of the durable intake stream this bridge has handled. */
+  intakeHandled(): number;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
-
-/** The request id of a message that failed validation, when one can be read from it at all. */
-function readableRequestId(message: unknown, raw: string | undefined): string | undefined {
-  const fromObject = (message as { request_id?: unknown } | undefined)?.request_id;
-  if (typeof fromObject === 'string' && fromObject.length > 0 && fromObject.length <= 256) return fromObject;
-  // A message too large to parse or broken JSON may still name its id; the sender is waiting on it.
-  const match = raw ? /"request_id"\s*:\s*"([A-Za-z0-9._-]{1,128})"/.exec(raw.slice(0, 4096)) : null;
-  return match?.[1];
-}
-
-function excerpt(raw: Buffer): string {
-  const text = raw.subarray(0, EXCERPT_CHARS * 4).toString('utf8').slice(0, EXCERPT_CHARS);
-  return redactor.redact(text.replace(/[^\x20-\x7e]/g, '?'));
-}
+type Message = { channel: string; raw: Buffer };
 
 /**
- * Bridges the orchestrator's pub/sub channels into the `spawn` queue. Every message is handled
- * on its own: whatever one message holds, it cannot stop the bridge or touch another request.
+ * Bridges the orchestrator's pub/sub channels (and the durable intake stream) into the `spawn`
+ * queue. The subscriber's socket only feeds an in-process inbox, so Redis never holds a burst
+ * for us; every message is then handled on its own: whatever one holds, it cannot stop the bridge
+ * or touch another request.
  */
 export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
   const log = deps.logger.child({ role: 'bridge' });
-  const inFlight = new Set<Promise<void>>();
+  const handler = spawnHandler({ ...deps, logger: log });
   let handledCount = 0;
   const handledWaiters: { count: number; resolve: () => void }[] = [];
   const markHandled = () => {
@@ -63,92 +72,130 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
     }
   };
 
-  const reject = async (raw: Buffer, reason: string, requestId: string | undefined, parsed?: unknown) => {
-    deps.onRejected?.(reason);
-    log.warn({ request_id: requestId, reason }, 'rejected a spawn message');
-    const entry = JSON.stringify({ at: new Date().toISOString(), reason, request_id: requestId ?? null, bytes: raw.length, excerpt: excerpt(raw) });
-    await deps.redis.multi().lpush(deps.keys.rejected, entry).ltrim(deps.keys.rejected, 0, REJECTED_KEEP - 1).exec();
-    if (!requestId) return;
-    // A malformed duplicate of a request that is already queued (a job or a flow) gets no result of its own.
-    if (await requestExists(requestId, deps)) {
-      log.warn({ request_id: requestId }, 'a job with this id exists: the invalid duplicate gets no result of its own');
-      return;
-    }
-    const requestFormat = (parsed as { result_format?: unknown } | undefined)?.result_format === 'v2' ? 'v2' : 'legacy';
-    await publishFinal(deps.redis, failureResult(requestId, 'invalid_request', reason), { format: requestFormat });
-  };
-
-  const onSpawn = async (raw: Buffer) => {
-    let text: string | undefined;
-    let parsed: unknown;
-    try {
-      if (raw.length > MAX_MESSAGE_BYTES) {
-        text = raw.subarray(0, 4096).toString('utf8');
-        throw new InvalidRequestError(`the message is ${raw.length} bytes; at most ${MAX_MESSAGE_BYTES} are accepted (task_content ≤ 1 MiB)`);
-      }
-      try {
-        text = decoder.decode(raw);
-      } catch {
-        throw new InvalidRequestError('the message is not valid UTF-8 text');
-      }
-      try {
-        parsed = JSON.parse(text);
-      } catch (error) {
-        throw new InvalidRequestError(`the message is not JSON: ${(error as Error).message.slice(0, 200)}`);
-      }
-      const request = validateSpawnRequest(parsed);
-      const outcome = await enqueueSpawn(request, deps, 'pubsub');
-      deps.onAccepted?.(outcome);
-      log.info({ request_id: request.request_id, repo: request.repo, outcome }, 'spawn request accepted');
-    } catch (error) {
-      if (error instanceof InvalidRequestError) return reject(raw, error.message, readableRequestId(parsed, text), parsed);
-      throw error;
-    }
-  };
-
   const onCancel = async (raw: Buffer) => {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(decoder.decode(raw));
+      parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
     } catch {
-      log.warn({ excerpt: excerpt(raw) }, 'ignored a cancel message that is not JSON text');
+      log.warn({ excerpt: excerptOf(raw) }, 'ignored a cancel message that is not JSON text');
       return;
     }
     const cancel = cancelRequestSchema.safeParse(parsed);
     if (!cancel.success) {
-      log.warn({ excerpt: excerpt(raw), problem: cancel.error.issues[0]?.message }, 'ignored a cancel message without a valid request_id');
+      log.warn({ excerpt: excerptOf(raw), problem: cancel.error.issues[0]?.message }, 'ignored a cancel message without a valid request_id');
       return;
     }
     const outcome = await cancelRequest(cancel.data.request_id, deps);
     log.info({ request_id: cancel.data.request_id, outcome }, 'cancel handled');
   };
 
-  const handle = (channel: string, raw: Buffer) => {
-    const task = (channel === channels.spawn ? onSpawn(raw) : onCancel(raw))
-      .catch((error) => log.error({ err: error, channel }, 'a message could not be handled (Redis unavailable?)'))
-      .finally(() => {
-        inFlight.delete(task);
-        markHandled();
-      });
-    inFlight.add(task);
-  };
-  const listener = (channel: Buffer, message: Buffer) => handle(channel.toString(), message);
-  deps.subscriber.on('messageBuffer', listener);
-  await deps.subscriber.subscribe(channels.spawn, channels.cancel);
-  log.info({ channels: [channels.spawn, channels.cancel] }, 'bridge subscribed');
+  const limits = { ...DEFAULT_INBOX_LIMITS, ...deps.inbox };
+  const inbox = createInbox<Message>({
+    limits,
+    size: (m) => m.raw.length,
+    handle: ({ channel, raw }) =>
+      (channel === channels.spawn ? handler.fromMessage(raw) : onCancel(raw))
+        .catch((error) => log.error({ err: error, channel }, 'a message could not be handled (Redis unavailable?)'))
+        .finally(() => {
+          reader.handled(raw.length);
+          markHandled();
+        }),
+  });
 
-  const idle = async () => {
-    while (inFlight.size) await Promise.allSettled([...inFlight]);
+  let heartbeat: BridgeHeartbeat | undefined;
+  let dropped = 0;
+  /** The bound was reached: the message is dropped, loudly, and its sender answered when its id can be read. */
+  const drop = (channel: string, requestId: string | null, bytes: number) => {
+    dropped++;
+    deps.observer?.dropped?.(1);
+    log.error(
+      { channel, request_id: requestId, bytes, inbox: inbox.stats(), dropped },
+      `bridge inbox full (${limits.maxMessages} messages / ${limits.maxBytes} bytes): DROPPED a message${requestId ? ` of request ${requestId}` : ' (no readable request id)'}`,
+    );
+    void heartbeat?.beat().catch(() => {});
+    const answer = channel === channels.spawn
+      ? handler.fail(requestId ?? undefined, 'overloaded', 'the bridge was overloaded (its in-process queue was full) and dropped this request: nothing was queued. Send it again with a new request_id, or use the durable intake (README "Bursts").')
+      : Promise.resolve(false);
+    answer
+      .catch((error) => log.error({ err: error, request_id: requestId }, 'could not publish the result of a dropped request'))
+      .finally(markHandled);
   };
+
+  const reader = await startReader({
+    connection: deps.subscriber,
+    channels: [channels.spawn, channels.cancel],
+    limits,
+    logger: log,
+    events: {
+      message: (channel, raw) => inbox.push({ channel, raw }),
+      dropped: drop,
+      disconnected: () => {
+        deps.observer?.disconnected?.();
+        void heartbeat?.beat().catch(() => {});
+      },
+      resubscribed: () => {
+        deps.observer?.resubscribed?.();
+        void heartbeat?.beat().catch(() => {});
+      },
+    },
+  });
+  log.info({ channels: [channels.spawn, channels.cancel], inbox: limits }, 'bridge subscribed');
+  await checkPubsubLimit(deps.redis, log);
+
+  const stats = (): BridgeStats => ({ ...reader.stats(), inbox: { ...inbox.stats(), dropped } });
+  let intake: IntakeConsumer | undefined;
+  try {
+    if (deps.hostId) {
+      heartbeat = startBridgeHeartbeat({
+        redis: deps.redis,
+        keys: deps.keys,
+        hostId: deps.hostId,
+        logger: log,
+        state: () => {
+          const s = stats();
+          return {
+            subscribed: s.subscribed,
+            disconnects: s.disconnects,
+            resubscribes: s.resubscribes,
+            last_disconnect_at: s.lastDisconnectAt,
+            dropped: s.inbox.dropped,
+            inbox_depth: s.inbox.depth,
+            inbox_peak_depth: s.inbox.peakDepth,
+          };
+        },
+      });
+      await heartbeat.beat();
+    }
+
+    if (deps.intake ?? true) {
+      intake = await startIntakeConsumer({
+        redis: deps.redis,
+        keys: deps.keys,
+        secrets: deps.secrets,
+        handler,
+        consumerName: `${deps.hostId ?? 'bridge'}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
+        logger: log,
+      });
+    }
+  } catch (error) {
+    // A bridge that cannot start leaves no thread or record behind.
+    await heartbeat?.stop();
+    await reader.stop();
+    throw error;
+  }
+
   return {
-    idle,
+    idle: () => inbox.idle(),
     handled: () => handledCount,
     waitForHandled: (count) =>
       count <= handledCount ? Promise.resolve() : new Promise<void>((resolve) => handledWaiters.push({ count, resolve })),
+    stats,
+    intakeHandled: () => intake?.handled() ?? 0,
     async stop() {
-      await deps.subscriber.unsubscribe(channels.spawn, channels.cancel).catch(() => {});
-      deps.subscriber.off('messageBuffer', listener);
-      await idle();
+      await reader.stop();
+      await intake?.stop();
+      await inbox.idle();
+      await heartbeat?.stop();
     },
   };
 }

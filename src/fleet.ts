@@ -155,11 +155,9 @@ export async function startFleet(options: {
     if (options.roles.includes('bridge')) {
       const flows = new FlowProducer({ connection, prefix: config.prefix });
       stack.push({ name: 'flow producer', stop: () => flows.close() });
-      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:bridge-sub`);
-      subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
-      stack.push({ name: 'bridge subscriber', stop: async () => subscriber.disconnect() });
       const bridge = await startBridge({
-        subscriber,
+        // Its own connection, opened in the bridge's reader thread.
+        subscriber: { url: redisUrl, connectionName: `fleet:${config.hostId}:bridge-sub` },
         redis,
         queue: spawnQueue,
         flows,
@@ -171,9 +169,19 @@ export async function startFleet(options: {
         keepLogs: config.jobLogLines,
         onRejected: metrics.onRejected,
         onAccepted: metrics.onAccepted,
+        observer: metrics.bridge,
+        hostId: config.hostId,
       });
       stack.push({ name: 'bridge', stop: () => bridge.stop() });
       running.bridge = bridge;
+      metrics.watchBridge(bridge.stats);
+      // Not subscribed means every message published now is lost: not ready.
+      checks.push({
+        name: 'bridge',
+        check: async () => {
+          if (!bridge.stats().subscribed) throw new Error('the bridge is not subscribed to worker:spawn (reconnecting to Redis)');
+        },
+      });
     }
 
     const routers = options.roles.includes('board')

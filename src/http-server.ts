@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { withTimeout } from './timeout.ts';
 
-/** A readiness check: resolves when the dependency is usable, throws saying why not. */
+/** A readiness check: resolves when the dependency is usable, throws saying why not (the reason is logged, never served). */
 export type ReadinessCheck = { name: string; check: () => Promise<void> };
 
 export interface HttpServer {
@@ -41,7 +41,9 @@ export async function startHttpServer(options: {
           await withTimeout(check(), CHECK_TIMEOUT_MS, name);
           return { name, ok: true as const };
         } catch (error) {
-          return { name, ok: false as const, error: (error as Error).message };
+          // The reason stays in the log: /readyz answers anyone, and error texts name hosts, paths and versions.
+          options.logger.warn({ check: name, err: error }, 'readiness check failed');
+          return { name, ok: false as const };
         }
       }),
     );

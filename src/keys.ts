@@ -14,6 +14,10 @@ export function fleetKeys(prefix: string) {
     drained: `${prefix}:drained`,
     /** Claimed once per flow request: a flow has no single job id BullMQ could deduplicate on. */
     flowClaim: (requestId: string) => `${prefix}:flow:${requestId}`,
+    /** Hash: bridge id → JSON record of its subscriber (subscribed, drops, inbox), for `fleet status`. */
+    bridges: `${prefix}:bridges`,
+    /** Stream: the durable intake (README "Bursts"); bridges consume it with the group INTAKE_GROUP. */
+    intake: `${prefix}:intake`,
     /** Broadcasts between fleet processes: cancel a running job, drain a host. */
     control: `${prefix}:control`,
     /** Held while one merge of a repository runs: merges of one repository go one at a time, fleet-wide. */
@@ -30,4 +34,6 @@ export function fleetKeys(prefix: string) {
 export type FleetKeys = ReturnType<typeof fleetKeys>;
 
 export const REJECTED_KEEP = 1000;
+/** The consumer group of the durable intake stream: every bridge joins it, so each entry goes to one. */
+export const INTAKE_GROUP = 'bridge';
 export const CANCEL_TTL_SECONDS = 24 * 60 * 60;

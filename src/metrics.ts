@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { SpawnObserver } from '../queues/spawn.ts';
+import type { BridgeObserver, BridgeStats } from './bridge.ts';
 import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
 import { isKnownErrorType, type SpawnResult } from './protocol.ts';
@@ -25,6 +26,10 @@ export interface FleetMetrics {
   onAccepted(outcome: string): void;
   /** GitHub client hook: the budget its last answer reported. */
   onBudget(reading: BudgetReading): void;
+  /** Bridge hooks: subscriber drops, resubscribes, messages dropped from a full inbox. */
+  bridge: BridgeObserver;
+  /** Bridge gauges (subscribed, inbox depth and bytes), read from `stats` at scrape time. */
+  watchBridge(stats: () => BridgeStats): void;
 }
 
 /** The job states BullMQ counts; each becomes a `state` label value. */
@@ -51,22 +56,25 @@ export function createFleetMetrics(deps: {
 
   // Fleet-wide state is read once per scrape and shared by every gauge that shows it; a part that
   // Redis does not deliver in time is left out of this scrape and counted as a collect error.
-  type Snapshot = { counts?: Map<string, Record<string, number>>; hosts?: HostStatus[] };
+  type Snapshot = { counts?: Map<string, Record<string, number>>; hosts?: HostStatus[]; intake?: number };
   let pending: Promise<Snapshot> | undefined;
   const snapshot = () => {
     pending ??= takeSnapshot().finally(() => setImmediate(() => (pending = undefined)));
     return pending;
   };
   const takeSnapshot = async (): Promise<Snapshot> => {
-    const [counts, hosts] = await Promise.allSettled([
+    const [counts, hosts, intake] = await Promise.allSettled([
       withTimeout(Promise.all(deps.queues.map(async (q) => [q.name, await q.getJobCounts(...JOB_STATES)] as const)), COLLECT_TIMEOUT_MS, 'queue counts'),
       withTimeout(readHosts(deps.redis, deps.keys), COLLECT_TIMEOUT_MS, 'host registry'),
+      withTimeout(deps.redis.xlen(deps.keys.intake), COLLECT_TIMEOUT_MS, 'intake stream'),
     ]);
     const snap: Snapshot = {};
     if (counts.status === 'fulfilled') snap.counts = new Map(counts.value);
     else failed('queue_jobs', counts.reason);
     if (hosts.status === 'fulfilled') snap.hosts = hosts.value;
     else failed('hosts', hosts.reason);
+    if (intake.status === 'fulfilled') snap.intake = intake.value;
+    else failed('intake', intake.reason);
     return snap;
   };
 
@@ -139,6 +147,37 @@ export function createFleetMetrics(deps: {
     labelNames: ['outcome'],
     registers,
   });
+  new Gauge({
+    name: 'fleet_intake_stream_entries',
+    help: 'Entries waiting in the durable intake stream (whole fleet, read from Redis at scrape time)',
+    registers,
+    async collect() {
+      const { intake } = await snapshot();
+      if (intake === undefined) this.reset();
+      else this.set(intake);
+    },
+  });
+  const bridgeCounter = (name: string, help: string) => new Counter({ name, help, registers });
+  const disconnects = bridgeCounter('fleet_bridge_disconnects_total', 'Times this bridge\'s subscriber connection dropped; messages published until it resubscribed were lost');
+  const resubscribes = bridgeCounter('fleet_bridge_resubscribes_total', 'Times this bridge subscribed again after a drop; each one follows a window in which messages were lost');
+  const droppedMessages = bridgeCounter('fleet_bridge_dropped_messages_total', 'Messages this bridge dropped because its in-process inbox was full (each logged with its request id)');
+  // Registered only in a process that runs the bridge: elsewhere a 0 would read as "not subscribed".
+  const registerBridgeGauges = (stats: () => BridgeStats) => {
+    const bridgeGauge = (name: string, help: string, value: (s: BridgeStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(value(stats()));
+        },
+      });
+    bridgeGauge('fleet_bridge_subscribed', '1 while this bridge is subscribed to worker:spawn and worker:cancel', (s) => (s.subscribed ? 1 : 0));
+    bridgeGauge('fleet_bridge_inbox_messages', 'Messages waiting in this bridge\'s in-process inbox', (s) => s.inbox.depth);
+    bridgeGauge('fleet_bridge_inbox_bytes', 'Bytes of the messages waiting in this bridge\'s in-process inbox', (s) => s.inbox.bytes);
+    bridgeGauge('fleet_bridge_inbox_peak_messages', 'The most messages that ever waited in this bridge\'s inbox at once', (s) => s.inbox.peakDepth);
+  };
+
   const budgetRemaining = new Gauge({
     name: 'fleet_github_budget_remaining',
     help: 'GitHub rate-limit requests left in the current window, by resource, as last reported to this process',
@@ -170,5 +209,11 @@ export function createFleetMetrics(deps: {
       budgetLimit.set({ resource }, limit);
       budgetReset.set({ resource }, resetAt.getTime() / 1000);
     },
+    bridge: {
+      disconnected: () => disconnects.inc(),
+      resubscribed: () => resubscribes.inc(),
+      dropped: (count) => droppedMessages.inc(count),
+    },
+    watchBridge: registerBridgeGauges,
   };
 }

@@ -183,6 +183,7 @@ export const cancelRequestSchema = z.strictObject({ request_id: requestIdSchema 
 export const ERROR_TYPES = [
   // the request
   'invalid_request',
+  'overloaded',
   'cancelled',
   'timeout',
   // launching and running the worker

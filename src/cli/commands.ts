@@ -118,11 +118,13 @@ const status: Command = {
 completed, failed; paused and global concurrency when set) and every registered spawn host: its cap,
 running containers, last heartbeat, state (ok, drained, or STALE when it missed three heartbeats,
 i.e. it crashed or lost Redis), version, pid and start time. Drained hosts that are not
-running are listed too.
+running are listed too. Then every bridge: subscribed or NOT SUBSCRIBED, how often its subscriber
+connection dropped and resubscribed (pub/sub messages published meanwhile were lost), messages it
+dropped from a full inbox, and the entries waiting in the durable intake stream.
 
 Options:
   --json          print the same as JSON (queues, hosts, drained)
-  --prune-stale   first forget the records of stale hosts
+  --prune-stale   first forget the records of stale hosts and bridges
 
 Exit status: 0, or 1 when Redis cannot be reached.
 

@@ -89,6 +89,13 @@ describeDocker('/metrics after real jobs', () => {
     expect(value(text, 'fleet_github_budget_limit{resource="core"}')).toBe(5000);
     expect(value(text, 'fleet_github_budget_reset_timestamp_seconds{resource="core"}')).toBe(1_900_000_000);
 
+    expect(value(text, 'fleet_bridge_subscribed')).toBe(1);
+    expect(value(text, 'fleet_bridge_resubscribes_total')).toBe(0);
+    expect(value(text, 'fleet_bridge_disconnects_total')).toBe(0);
+    expect(value(text, 'fleet_bridge_dropped_messages_total')).toBe(0);
+    expect(value(text, 'fleet_bridge_inbox_messages')).toBe(0);
+    expect(value(text, 'fleet_intake_stream_entries')).toBe(0);
+
     expect(text).toMatch(/^fleet_process_process_resident_memory_bytes \d+/m);
     expect(text).not.toContain('fleet_metrics_collect_errors_total{');
   });
@@ -100,6 +107,7 @@ describeDocker('/metrics after real jobs', () => {
       { name: 'redis', ok: true },
       { name: 'docker', ok: true },
       { name: 'worker image', ok: true },
+      { name: 'bridge', ok: true },
     ]);
   });
 });

@@ -18,14 +18,13 @@ describe('bridge', () => {
   let prefix: string;
   let queue: Queue<SpawnJobData, SpawnJobResult>;
   let flows: FlowProducer;
-  const running: { bridge: Bridge; subscriber: Redis }[] = [];
+  const running: { bridge: Bridge }[] = [];
   const secrets = createSecretBox(TEST_SECRET_KEY);
 
   async function bridges(count: number) {
     for (let i = 0; i < count; i++) {
-      const subscriber = new Redis(server.url, { maxRetriesPerRequest: null });
       const bridge = await startBridge({
-        subscriber,
+        subscriber: { url: server.url },
         redis,
         queue,
         flows,
@@ -35,7 +34,7 @@ describe('bridge', () => {
         attempts: 3,
         keepLogs: 100,
       });
-      running.push({ bridge, subscriber });
+      running.push({ bridge });
     }
   }
   let sent = 0;
@@ -56,10 +55,7 @@ describe('bridge', () => {
   });
   afterEach(async () => {
     sent = 0;
-    for (const { bridge, subscriber } of running.splice(0)) {
-      await bridge.stop();
-      subscriber.disconnect();
-    }
+    for (const { bridge } of running.splice(0)) await bridge.stop();
     await queue?.close();
     await flows?.close();
   });

@@ -50,7 +50,8 @@ async function waitForPing(port: number, child: ChildProcess): Promise<void> {
   throw new Error(`redis-server on port ${port} did not answer PING: ${String(lastError)}`);
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `args` are added to the server's command line (e.g. fleet's own settings, FLEET_REDIS_ARGS). */
+export async function startRedis(options: { args?: readonly string[] } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'fleet-test-redis-'));
   const port = await freePort();
   let child: ChildProcess | undefined;
@@ -59,7 +60,7 @@ export async function startRedis(): Promise<TestRedis> {
     child = spawn(
       'redis-server',
       ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '',
-        '--maxmemory-policy', 'noeviction', '--daemonize', 'no', '--loglevel', 'warning'],
+        '--maxmemory-policy', 'noeviction', '--daemonize', 'no', '--loglevel', 'warning', ...(options.args ?? [])],
       { stdio: 'ignore' },
     );
     await waitForPing(port, child);

@@ -1,4 +1,5 @@
 import { QUEUE_NAMES, type QueueName } from '../../../queues/common.ts';
+import { forgetStaleBridges, readBridges, type BridgeStatus } from '../../bridge-registry.ts';
 import { forgetStaleHosts, readHosts, type HostStatus } from '../../host-registry.ts';
 import { JOB_STATES } from '../../metrics.ts';
 import type { OpsContext } from './connect.ts';
@@ -9,6 +10,10 @@ export interface FleetStatus {
   hosts: HostStatus[];
   /** Hosts an operator drained: drained now, or will start drained. */
   drained: string[];
+  /** Every running bridge: whether it is subscribed, and what it lost (drops, resubscribes, a full inbox). */
+  bridges: BridgeStatus[];
+  /** Entries waiting in the durable intake stream. */
+  intake_entries: number;
 }
 
 async function drainedHosts(ops: OpsContext): Promise<string[]> {
@@ -27,8 +32,8 @@ export async function readStatus(ops: OpsContext): Promise<FleetStatus> {
       }),
     ),
   ) as FleetStatus['queues'];
-  const [hosts, drained] = await Promise.all([readHosts(ops.redis, ops.keys), drainedHosts(ops)]);
-  return { prefix: ops.config.prefix, queues, hosts, drained };
+  const [hosts, drained, bridges, intake] = await Promise.all([readHosts(ops.redis, ops.keys), drainedHosts(ops), readBridges(ops.redis, ops.keys), ops.redis.xlen(ops.keys.intake)]);
+  return { prefix: ops.config.prefix, queues, hosts, drained, bridges, intake_entries: intake };
 }
 
 function table(rows: string[][]): string {
@@ -65,12 +70,36 @@ export function formatStatus(status: FleetStatus): string {
   }
   const absentDrained = status.drained.filter((d) => !status.hosts.some((h) => h.host === d));
   if (absentDrained.length) lines.push(`drained, not running now (will start drained): ${absentDrained.join(', ')}`);
+  lines.push('', ...formatBridges(status));
   return `${lines.join('\n')}\n`;
+}
+
+/** Bridges, with what pub/sub lost loudly marked: a drop or a full inbox means requests were lost. */
+function formatBridges(status: FleetStatus): string[] {
+  const lines: string[] = [];
+  if (status.bridges.length === 0) lines.push('no bridge is running (requests published on worker:spawn are lost)');
+  else {
+    const rows = [['BRIDGE', 'STATE', 'DISCONNECTS', 'RESUBSCRIBES', 'DROPPED', 'INBOX', 'PEAK INBOX', 'LAST SEEN']];
+    for (const b of status.bridges) {
+      const state = b.stale ? 'STALE (no heartbeat)' : b.subscribed ? 'subscribed' : 'NOT SUBSCRIBED';
+      rows.push([b.id, state, String(b.disconnects), String(b.resubscribes), String(b.dropped), String(b.inbox_depth), String(b.inbox_peak_depth), ago(b.age_seconds)]);
+    }
+    lines.push(table(rows));
+    const lossy = status.bridges.filter((b) => b.disconnects > 0 || b.dropped > 0);
+    for (const b of lossy) {
+      lines.push(
+        `WARNING: bridge ${b.id} lost pub/sub messages: ${b.disconnects} disconnect(s)${b.last_disconnect_at ? `, last at ${b.last_disconnect_at}` : ''}, ` +
+          `${b.dropped} dropped from a full inbox (see its log and README "Bursts")`,
+      );
+    }
+  }
+  lines.push(`durable intake stream: ${status.intake_entries} entr${status.intake_entries === 1 ? 'y' : 'ies'} waiting`);
+  return lines;
 }
 
 export async function runStatus(ops: OpsContext, options: { json: boolean; pruneStale: boolean }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
   if (options.pruneStale) {
-    const gone = await forgetStaleHosts(ops.redis, ops.keys);
+    const gone = [...(await forgetStaleHosts(ops.redis, ops.keys)), ...(await forgetStaleBridges(ops.redis, ops.keys)).map((id) => `bridge ${id}`)];
     err.write(gone.length ? `forgot stale host${gone.length > 1 ? 's' : ''}: ${gone.join(', ')}\n` : 'no stale host to forget\n');
   }
   const status = await readStatus(ops);

@@ -227,17 +227,26 @@ describeDocker('coding worker image: entrypoint', () => {
     expect(byType(run.events, 'failed')[0]).toMatchObject({ error_type: 'invalid_request' });
   }, 180_000);
 
-  it('answers git\'s credential requests for https only, with the token from the root-only file', async () => {
+  it('answers git\'s credential requests only for the https host of FLEET_GIT_URL, with the token from the root-only file', async () => {
     const token = fakeToken();
+    const helper = '/usr/local/libexec/fleet-git-credential';
     const script = [
       'umask 077; mkdir -p /run/fleet; printf %s "$T" > /run/fleet/github-token; unset T',
-      'echo HTTPS:; printf "protocol=https\\nhost=github.com\\n\\n" | /usr/local/libexec/fleet-git-credential get',
-      'echo FILE:; printf "protocol=file\\n\\n" | /usr/local/libexec/fleet-git-credential get',
-      'echo STORE:; printf "protocol=https\\nhost=github.com\\npassword=x\\n\\n" | /usr/local/libexec/fleet-git-credential store',
+      'export FLEET_GIT_URL=https://github.com/acme/widgets.git',
+      `echo HTTPS:; printf "protocol=https\\nhost=GitHub.com\\npath=acme/widgets.git\\n\\n" | ${helper} get`,
+      `echo OTHER-HOST:; printf "protocol=https\\nhost=evil.example\\n\\n" | ${helper} get`,
+      `echo OTHER-PORT:; printf "protocol=https\\nhost=github.com:8443\\n\\n" | ${helper} get`,
+      `echo HTTP:; printf "protocol=http\\nhost=github.com\\n\\n" | ${helper} get`,
+      `echo FILE:; printf "protocol=file\\n\\n" | ${helper} get`,
+      `echo STORE:; printf "protocol=https\\nhost=github.com\\npassword=x\\n\\n" | ${helper} store`,
+      `echo NO-URL:; printf "protocol=https\\nhost=github.com\\n\\n" | FLEET_GIT_URL= ${helper} get`,
+      `echo FILE-URL:; printf "protocol=https\\nhost=github.com\\n\\n" | FLEET_GIT_URL=file:///srv/github.com ${helper} get`,
       'echo END',
     ].join('\n');
     const { stdout } = await docker(['run', '--rm', '--network', 'none', '-e', `T=${token}`, '--entrypoint', 'bash', image, '-c', script]);
-    expect(stdout).toBe(`HTTPS:\nusername=x-access-token\npassword=${token}\nFILE:\nSTORE:\nEND\n`);
+    expect(stdout).toBe(
+      `HTTPS:\nusername=x-access-token\npassword=${token}\nOTHER-HOST:\nOTHER-PORT:\nHTTP:\nFILE:\nSTORE:\nNO-URL:\nFILE-URL:\nEND\n`,
+    );
   }, 180_000);
 
   it('defuses event lines printed by the agent', async () => {

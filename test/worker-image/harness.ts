@@ -107,10 +107,11 @@ export function tinyImageTar(tag: string): Buffer {
   }
 }
 
+/** Splits the output into lines as the host's reader does (node:readline: CR, LF and CRLF end a line). */
 export function parseOutput(stdout: string): { events: WorkerEvent[]; logLines: string[] } {
   const events: WorkerEvent[] = [];
   const logLines: string[] = [];
-  for (const line of stdout.split('\n')) {
+  for (const line of stdout.split(/\r\n|\r|\n/)) {
     if (line.startsWith('::fleet-event:: ')) events.push(JSON.parse(line.slice('::fleet-event:: '.length)) as WorkerEvent);
     else if (line !== '') logLines.push(line);
   }

@@ -1,17 +1,66 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { workerImageDir } from './harness.ts';
 
-// The worker image's build helpers, run on this machine (no Docker): apt-sources.sh and build.sh's package
-// sources and hash tag.
+// The worker image's helper scripts, run on this machine (no Docker): fleet-json.mjs, apt-sources.sh,
+// build.sh's package sources and hash tag, and shellcheck over every shell script of the image's build.
 const run = (command: string, args: string[], options: { input?: string | Buffer; env?: Record<string, string> } = {}) => {
   const result = spawnSync(command, args, { input: options.input, env: { ...process.env, ...options.env }, encoding: 'utf8' });
   if (result.error) throw result.error;
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 };
+const fleetJson = (args: string[], input: string | Buffer) => run('node', [join(workerImageDir, 'fleet-json.mjs'), ...args], { input });
+
+describe('fleet-json.mjs', () => {
+  it('takes the last verdict object of the output, with prose, fences, braces and quotes around it', () => {
+    const output = [
+      'draft: {"approved": true, "feedback": "early"}',
+      'Verdict:',
+      '```json',
+      '{"approved": false, "feedback": "fix {this} and \\"that\\"", "comments": [{"path": "a", "line": 1, "body": "}"}]}',
+      '```',
+      'config seen: {"approved": "yes"} {not json',
+    ].join('\n');
+    const { code, stdout } = fleetJson(['verdict', '7000'], output);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual({ approved: false, feedback: 'fix {this} and "that"', comments: [{ path: 'a', line: 1, body: '}' }] });
+  });
+
+  it('exits 3 when the output holds no verdict, and 2 on bad usage', () => {
+    expect(fleetJson(['verdict', '7000'], 'looks fine to me {"approved": "yes"}').code).toBe(3);
+    expect(fleetJson(['verdict', 'many'], '').code).toBe(2);
+    expect(fleetJson(['nonsense'], '').stderr).toContain("unknown command 'nonsense'");
+  });
+
+  it('cuts a verdict to the byte limit: comments from the end first, then the feedback', () => {
+    const comments = Array.from({ length: 100 }, (_, i) => ({ path: `f${i}`, line: i, body: 'é'.repeat(50) }));
+    const fitted = JSON.parse(fleetJson(['verdict', '3000'], JSON.stringify({ approved: true, feedback: 'ok', comments })).stdout);
+    expect(Buffer.byteLength(JSON.stringify(fitted))).toBeLessThanOrEqual(3000);
+    expect(fitted.comments.length).toBeGreaterThan(5);
+    expect(fitted.comments).toEqual(comments.slice(0, fitted.comments.length));
+    const long = JSON.parse(fleetJson(['verdict', '3000'], JSON.stringify({ approved: false, feedback: 'x'.repeat(5000) })).stdout);
+    expect(long.approved).toBe(false);
+    expect(long.feedback).toMatch(/^x{2000} … \(cut to fit\)$/);
+  });
+
+  it('builds a failed event whose line fits, keeping the newest end of the log tail', () => {
+    const tail = Array.from({ length: 200 }, (_, i) => `line ${i} "${'ü'.repeat(100)}"`).join('\n');
+    const { stdout } = fleetJson(['failed', 'task_failed', 'the agent exited with code 4', '16000'], tail);
+    const event = JSON.parse(stdout);
+    expect(Buffer.byteLength(`::fleet-event:: ${JSON.stringify(event)}`)).toBeLessThanOrEqual(16000);
+    expect(Buffer.byteLength(`::fleet-event:: ${JSON.stringify(event)}`)).toBeGreaterThan(15000);
+    expect(event).toMatchObject({ event_type: 'failed', error_type: 'task_failed', error_message: 'the agent exited with code 4' });
+    expect(tail.endsWith(event.logs_tail)).toBe(true);
+  });
+
+  it('lists NUL-separated paths as a JSON array, newlines and all', () => {
+    expect(JSON.parse(fleetJson(['files'], 'a.txt\0dir/b c\0new\nline\0').stdout)).toEqual(['a.txt', 'dir/b c', 'new\nline']);
+    expect(JSON.parse(fleetJson(['files'], '').stdout)).toEqual([]);
+  });
+});
 
 describe('package sources of the image build', () => {
   const roots: string[] = [];
@@ -113,5 +162,18 @@ describe('package sources of the image build', () => {
         expect(readFileSync(join(workerImageDir, file), 'utf8')).not.toMatch(/https?:\/\/[a-z0-9]/i);
       }
     });
+  });
+});
+
+describe('shell scripts', () => {
+  it('pass shellcheck', () => {
+    const check = spawnSync('shellcheck', ['--version'], { encoding: 'utf8' });
+    if (check.error) throw new Error('shellcheck is not installed (scripts/install-prereqs.sh installs it)');
+    const scripts = ['fleet-worker', 'fleet-git-credential', 'build.sh', 'measure-start.sh', 'apt-sources.sh']
+      .map((f) => join(workerImageDir, f))
+      .concat(resolve(workerImageDir, '../scripts/install-prereqs.sh'));
+    const { code, stdout } = run('shellcheck', scripts);
+    expect(stdout).toBe('');
+    expect(code).toBe(0);
   });
 });

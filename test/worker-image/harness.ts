@@ -25,6 +25,8 @@ export interface WorkerRun {
   events: WorkerEvent[];
   /** Lines that are not events. */
   logLines: string[];
+  /** The run outlived `timeoutMs` and was killed. */
+  timedOut: boolean;
   /** The stopped container, kept until `remove()` so files can be copied out of it. */
   container: string;
   copyOut(path: string): Promise<string>;
@@ -42,6 +44,8 @@ export interface RunOptions {
   capAdd?: string[];
   securityOpt?: string[];
   cgroupns?: string;
+  /** Kill the container after this long (a worker that hangs fails its test instead of the suite's timeout). */
+  timeoutMs?: number;
 }
 
 export async function docker(args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
@@ -141,6 +145,13 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
     rmSync(inputDir, { recursive: true, force: true });
   }
 
+  let timedOut = false;
+  const timer = options.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        spawn('docker', ['kill', name], { stdio: 'ignore' });
+      }, options.timeoutMs)
+    : undefined;
   const started = await new Promise<{ stdout: string; stderr: string }>((resolvePromise, reject) => {
     const child = spawn('docker', ['start', '--attach', name], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -149,7 +160,7 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', () => resolvePromise({ stdout, stderr }));
-  });
+  }).finally(() => clearTimeout(timer));
   const { stdout: code } = await docker(['inspect', '--format', '{{.State.ExitCode}}', name]);
   const { events, logLines } = parseOutput(started.stdout);
   return {
@@ -158,6 +169,7 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
     stderr: started.stderr,
     events,
     logLines,
+    timedOut,
     container: name,
     async copyOut(path: string) {
       const dir = mkdtempSync(join(tmpdir(), 'fleet-test-out-'));

@@ -111,15 +111,29 @@ export function tinyImageTar(tag: string): Buffer {
   }
 }
 
-/** Splits the output into lines as the host's reader does (node:readline: CR, LF and CRLF end a line). */
+/**
+ * Splits the output into lines as the host's reader does (node:readline: CR, LF and CRLF end a line); an
+ * event line that is not JSON is a log line, as on the host (and a test that meets one still gets its run,
+ * so its container is removed).
+ */
 export function parseOutput(stdout: string): { events: WorkerEvent[]; logLines: string[] } {
   const events: WorkerEvent[] = [];
   const logLines: string[] = [];
   for (const line of stdout.split(/\r\n|\r|\n/)) {
-    if (line.startsWith('::fleet-event:: ')) events.push(JSON.parse(line.slice('::fleet-event:: '.length)) as WorkerEvent);
-    else if (line !== '') logLines.push(line);
+    if (line === '') continue;
+    const event = line.startsWith('::fleet-event:: ') ? parseEvent(line.slice('::fleet-event:: '.length)) : undefined;
+    if (event) events.push(event);
+    else logLines.push(line);
   }
   return { events, logLines };
+}
+
+function parseEvent(json: string): WorkerEvent | undefined {
+  try {
+    return JSON.parse(json) as WorkerEvent;
+  } catch {
+    return undefined;
+  }
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what fleet and its tests need on Debian or Ubuntu, from the distro archive and the
-# npm registry only: Node.js 20+, Docker Engine (docker.io), redis-server, and for the tests
-# busybox-static, python3-redis, python3-cryptography, debootstrap and (Debian) chromium. Safe to run again: it
-# installs only what is missing. Run as root (or through sudo).
+# npm registry only: Node.js 20+, Docker Engine (docker.io), redis-server, and for the tests and
+# lint busybox-static, python3-redis, python3-cryptography, debootstrap, shellcheck and (Debian)
+# chromium. Safe to run again: it installs only what is missing. Run as root (or through sudo).
 set -euo pipefail
 
 if [[ ${1:-} == --help || ${1:-} == -h ]]; then
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -16,7 +16,8 @@ fi
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
-packages=(docker.io redis-server busybox-static python3-redis python3-cryptography debootstrap git ca-certificates tar)
+packages=(docker.io redis-server busybox-static python3-redis python3-cryptography debootstrap shellcheck git ca-certificates tar)
+# shellcheck disable=SC1091 # the machine's file, not one of this repository
 . /etc/os-release
 # Ubuntu's chromium is a snap stub that cannot run in a container; the browser test then skips.
 [[ ${ID:-} == debian ]] && packages+=(chromium)

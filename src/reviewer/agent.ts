@@ -22,7 +22,7 @@ export function buildAgentReviewTask(input: Omit<ReviewInput, 'diff'>): string {
     '',
     '## Your answer',
     '',
-    'Write your verdict as exactly one JSON object to the file `.fleet-verdict.json` at the top of the workspace (`/workspace/.fleet-verdict.json`), and end your final answer with the same JSON object:',
+    'End your final answer with your verdict as exactly one JSON object. Only the final answer counts (it is read once every process you started has been stopped; no file is read):',
     '{"approved": boolean, "feedback": string, "comments": [{"path": string, "line": number, "body": string}]}',
     'When you reject, "feedback" must say exactly what to change: another agent gets it as its task.',
   );

@@ -25,6 +25,8 @@ export interface WorkerRun {
   events: WorkerEvent[];
   /** Lines that are not events. */
   logLines: string[];
+  /** The run outlived `timeoutMs` and was killed. */
+  timedOut: boolean;
   /** The stopped container, kept until `remove()` so files can be copied out of it. */
   container: string;
   copyOut(path: string): Promise<string>;
@@ -42,6 +44,8 @@ export interface RunOptions {
   capAdd?: string[];
   securityOpt?: string[];
   cgroupns?: string;
+  /** Kill the container after this long (a worker that hangs fails its test instead of the suite's timeout). */
+  timeoutMs?: number;
 }
 
 export async function docker(args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
@@ -107,14 +111,29 @@ export function tinyImageTar(tag: string): Buffer {
   }
 }
 
+/**
+ * Splits the output into lines as the host's reader does (node:readline: CR, LF and CRLF end a line); an
+ * event line that is not JSON is a log line, as on the host (and a test that meets one still gets its run,
+ * so its container is removed).
+ */
 export function parseOutput(stdout: string): { events: WorkerEvent[]; logLines: string[] } {
   const events: WorkerEvent[] = [];
   const logLines: string[] = [];
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith('::fleet-event:: ')) events.push(JSON.parse(line.slice('::fleet-event:: '.length)) as WorkerEvent);
-    else if (line !== '') logLines.push(line);
+  for (const line of stdout.split(/\r\n|\r|\n/)) {
+    if (line === '') continue;
+    const event = line.startsWith('::fleet-event:: ') ? parseEvent(line.slice('::fleet-event:: '.length)) : undefined;
+    if (event) events.push(event);
+    else logLines.push(line);
   }
   return { events, logLines };
+}
+
+function parseEvent(json: string): WorkerEvent | undefined {
+  try {
+    return JSON.parse(json) as WorkerEvent;
+  } catch {
+    return undefined;
+  }
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
@@ -140,6 +159,13 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
     rmSync(inputDir, { recursive: true, force: true });
   }
 
+  let timedOut = false;
+  const timer = options.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        spawn('docker', ['kill', name], { stdio: 'ignore' });
+      }, options.timeoutMs)
+    : undefined;
   const started = await new Promise<{ stdout: string; stderr: string }>((resolvePromise, reject) => {
     const child = spawn('docker', ['start', '--attach', name], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -148,7 +174,7 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', () => resolvePromise({ stdout, stderr }));
-  });
+  }).finally(() => clearTimeout(timer));
   const { stdout: code } = await docker(['inspect', '--format', '{{.State.ExitCode}}', name]);
   const { events, logLines } = parseOutput(started.stdout);
   return {
@@ -157,6 +183,7 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
     stderr: started.stderr,
     events,
     logLines,
+    timedOut,
     container: name,
     async copyOut(path: string) {
       const dir = mkdtempSync(join(tmpdir(), 'fleet-test-out-'));

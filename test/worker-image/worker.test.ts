@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { describeDocker } from '../support/docker.ts';
 import {
@@ -227,17 +231,66 @@ describeDocker('coding worker image: entrypoint', () => {
     expect(byType(run.events, 'failed')[0]).toMatchObject({ error_type: 'invalid_request' });
   }, 180_000);
 
-  it('answers git\'s credential requests for https only, with the token from the root-only file', async () => {
+  it('answers git\'s credential requests only for the https host of FLEET_GIT_URL, with the token from the root-only file', async () => {
     const token = fakeToken();
+    const helper = '/usr/local/libexec/fleet-git-credential';
     const script = [
       'umask 077; mkdir -p /run/fleet; printf %s "$T" > /run/fleet/github-token; unset T',
-      'echo HTTPS:; printf "protocol=https\\nhost=github.com\\n\\n" | /usr/local/libexec/fleet-git-credential get',
-      'echo FILE:; printf "protocol=file\\n\\n" | /usr/local/libexec/fleet-git-credential get',
-      'echo STORE:; printf "protocol=https\\nhost=github.com\\npassword=x\\n\\n" | /usr/local/libexec/fleet-git-credential store',
+      'export FLEET_GIT_URL=https://github.com/acme/widgets.git',
+      `echo HTTPS:; printf "protocol=https\\nhost=GitHub.com\\npath=acme/widgets.git\\n\\n" | ${helper} get`,
+      `echo OTHER-HOST:; printf "protocol=https\\nhost=evil.example\\n\\n" | ${helper} get`,
+      `echo OTHER-PORT:; printf "protocol=https\\nhost=github.com:8443\\n\\n" | ${helper} get`,
+      `echo HTTP:; printf "protocol=http\\nhost=github.com\\n\\n" | ${helper} get`,
+      `echo FILE:; printf "protocol=file\\n\\n" | ${helper} get`,
+      `echo STORE:; printf "protocol=https\\nhost=github.com\\npassword=x\\n\\n" | ${helper} store`,
+      `echo NO-URL:; printf "protocol=https\\nhost=github.com\\n\\n" | FLEET_GIT_URL= ${helper} get`,
+      `echo FILE-URL:; printf "protocol=https\\nhost=github.com\\n\\n" | FLEET_GIT_URL=file:///srv/github.com ${helper} get`,
       'echo END',
     ].join('\n');
     const { stdout } = await docker(['run', '--rm', '--network', 'none', '-e', `T=${token}`, '--entrypoint', 'bash', image, '-c', script]);
-    expect(stdout).toBe(`HTTPS:\nusername=x-access-token\npassword=${token}\nFILE:\nSTORE:\nEND\n`);
+    expect(stdout).toBe(
+      `HTTPS:\nusername=x-access-token\npassword=${token}\nOTHER-HOST:\nOTHER-PORT:\nHTTP:\nFILE:\nSTORE:\nNO-URL:\nFILE-URL:\nEND\n`,
+    );
+  }, 180_000);
+
+  it('follows no link the repository committed as TASK.md or AGENTS.md when it copies the fleet\'s files in', async () => {
+    repo = await makeBareRepo();
+    // Root-owned files outside the workspace, which root's copy would overwrite through the links.
+    const canaries = mkdtempSync(join(tmpdir(), 'fleet-test-canary-'));
+    try {
+      writeFileSync(join(canaries, 'task'), 'canary task\n');
+      writeFileSync(join(canaries, 'agents'), 'canary agents\n');
+      const seed = join(canaries, 'seed');
+      const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@fleet.invalid', '-C', seed, ...args]);
+      execFileSync('git', ['clone', '--quiet', repo.path, seed]);
+      symlinkSync('/etc/fleet-canary-task', join(seed, 'TASK.md'));
+      symlinkSync('/etc/fleet-canary-agents', join(seed, 'AGENTS.md'));
+      git('add', 'TASK.md', 'AGENTS.md');
+      git('commit', '--quiet', '-m', 'links');
+      git('push', '--quiet', 'origin', 'main:fleet/links');
+      const result = await runWorker(image, {
+        env: {
+          FLEET_GIT_URL: 'file:///srv/origin.git',
+          FLEET_AGENT: 'custom',
+          FLEET_DIND: 'off',
+          FLEET_BRANCH: 'fleet/links',
+          FLEET_AGENT_CMD: 'echo "TASK=$(head -1 TASK.md)"; echo "AGENTS=$(head -1 AGENTS.md)"; echo x > x.txt',
+        },
+        input: { 'TASK.md': TASK, 'AGENTS.md': AGENTS },
+        binds: { [repo.path]: '/srv/origin.git', [join(canaries, 'task')]: '/etc/fleet-canary-task', [join(canaries, 'agents')]: '/etc/fleet-canary-agents' },
+      });
+      runs.push(result);
+      expect(readFileSync(join(canaries, 'task'), 'utf8')).toBe('canary task\n');
+      expect(readFileSync(join(canaries, 'agents'), 'utf8')).toBe('canary agents\n');
+      expect(result.exitCode).toBe(0);
+      // The agent read the fleet's files, and the repository's links are committed as they were.
+      expect(result.logLines).toContain('TASK=# Add a feature file');
+      expect(result.logLines).toContain('AGENTS=# Rules');
+      expect(await repo.git('ls-tree', 'fleet/links', 'TASK.md')).toMatch(/^120000 /);
+      expect(await repo.git('show', 'fleet/links:x.txt')).toBe('x');
+    } finally {
+      rmSync(canaries, { recursive: true, force: true });
+    }
   }, 180_000);
 
   it('defuses event lines printed by the agent', async () => {

@@ -1,0 +1,179 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { workerImageDir } from './harness.ts';
+
+// The worker image's helper scripts, run on this machine (no Docker): fleet-json.mjs, apt-sources.sh,
+// build.sh's package sources and hash tag, and shellcheck over every shell script of the image's build.
+const run = (command: string, args: string[], options: { input?: string | Buffer; env?: Record<string, string> } = {}) => {
+  const result = spawnSync(command, args, { input: options.input, env: { ...process.env, ...options.env }, encoding: 'utf8' });
+  if (result.error) throw result.error;
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+};
+const fleetJson = (args: string[], input: string | Buffer) => run('node', [join(workerImageDir, 'fleet-json.mjs'), ...args], { input });
+
+describe('fleet-json.mjs', () => {
+  it('takes the last verdict object of the output, with prose, fences, braces and quotes around it', () => {
+    const output = [
+      'draft: {"approved": true, "feedback": "early"}',
+      'Verdict:',
+      '```json',
+      '{"approved": false, "feedback": "fix {this} and \\"that\\"", "comments": [{"path": "a", "line": 1, "body": "}"}]}',
+      '```',
+      'config seen: {"approved": "yes"} {not json',
+    ].join('\n');
+    const { code, stdout } = fleetJson(['verdict', '7000'], output);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual({ approved: false, feedback: 'fix {this} and "that"', comments: [{ path: 'a', line: 1, body: '}' }] });
+  });
+
+  it('exits 3 when the output holds no verdict, and 2 on bad usage', () => {
+    expect(fleetJson(['verdict', '7000'], 'looks fine to me {"approved": "yes"}').code).toBe(3);
+    expect(fleetJson(['verdict', 'many'], '').code).toBe(2);
+    expect(fleetJson(['nonsense'], '').stderr).toContain("unknown command 'nonsense'");
+  });
+
+  it('cuts a verdict to the byte limit: comments from the end first, then the feedback', () => {
+    const comments = Array.from({ length: 100 }, (_, i) => ({ path: `f${i}`, line: i, body: 'é'.repeat(50) }));
+    const fitted = JSON.parse(fleetJson(['verdict', '3000'], JSON.stringify({ approved: true, feedback: 'ok', comments })).stdout);
+    expect(Buffer.byteLength(JSON.stringify(fitted))).toBeLessThanOrEqual(3000);
+    expect(fitted.comments.length).toBeGreaterThan(5);
+    expect(fitted.comments).toEqual(comments.slice(0, fitted.comments.length));
+    const long = JSON.parse(fleetJson(['verdict', '3000'], JSON.stringify({ approved: false, feedback: 'x'.repeat(5000) })).stdout);
+    expect(long.approved).toBe(false);
+    expect(long.feedback).toMatch(/^x{2000} … \(cut to fit\)$/);
+  });
+
+  it('builds a failed event whose line fits, keeping the newest end of the log tail', () => {
+    const tail = Array.from({ length: 200 }, (_, i) => `line ${i} "${'ü'.repeat(100)}"`).join('\n');
+    const { stdout } = fleetJson(['failed', 'task_failed', 'the agent exited with code 4', '16000'], tail);
+    const event = JSON.parse(stdout);
+    expect(Buffer.byteLength(`::fleet-event:: ${JSON.stringify(event)}`)).toBeLessThanOrEqual(16000);
+    expect(Buffer.byteLength(`::fleet-event:: ${JSON.stringify(event)}`)).toBeGreaterThan(15000);
+    expect(event).toMatchObject({ event_type: 'failed', error_type: 'task_failed', error_message: 'the agent exited with code 4' });
+    expect(tail.endsWith(event.logs_tail)).toBe(true);
+  });
+
+  it('lists NUL-separated paths as a JSON array, newlines and all', () => {
+    expect(JSON.parse(fleetJson(['files'], 'a.txt\0dir/b c\0new\nline\0').stdout)).toEqual(['a.txt', 'dir/b c', 'new\nline']);
+    expect(JSON.parse(fleetJson(['files'], '').stdout)).toEqual([]);
+  });
+});
+
+describe('package sources of the image build', () => {
+  const roots: string[] = [];
+  afterEach(() => {
+    for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+  });
+
+  /** A machine root with these files (relative paths under it). */
+  function machine(files: Record<string, string>): string {
+    const root = mkdtempSync(join(tmpdir(), 'fleet-test-apt-'));
+    roots.push(root);
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), content);
+    }
+    return root;
+  }
+  const bookworm = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n';
+  const aptSources = (root: string) => run(join(workerImageDir, 'apt-sources.sh'), [root]).stdout;
+
+  it('reads a corporate mirror from one-line sources, past comments, options, deb-src and third-party repositories', () => {
+    const root = machine({
+      'etc/os-release': bookworm,
+      'etc/apt/sources.list': [
+        '# deb http://old.example/debian bookworm main',
+        'deb-src https://mirror.corp.example/debian bookworm main',
+        'deb [arch=amd64 signed-by=/usr/share/keyrings/docker.gpg] https://download.docker.example/linux/debian bookworm stable',
+        'deb [ arch=amd64 ] https://mirror.corp.example/debian/ bookworm main contrib  # the archive',
+        'deb https://mirror.corp.example/debian bookworm-updates main',
+        'deb https://mirror.corp.example/debian-security bookworm-security main',
+      ].join('\n'),
+      'etc/apt/sources.list.d/other.sources': 'Types: deb\nURIs: https://elsewhere.example/debian\nSuites: bookworm\nComponents: main\n',
+    });
+    expect(aptSources(root)).toBe('distro=debian\nmirror=https://mirror.corp.example/debian\nsecurity=https://mirror.corp.example/debian-security\n');
+  });
+
+  it('reads deb822 .sources files: disabled entries, several suites, continuation lines; not other file names', () => {
+    const root = machine({
+      'etc/os-release': bookworm,
+      'etc/apt/sources.list.d/a-disabled.sources': 'Types: deb\nURIs: http://disabled.example/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n',
+      'etc/apt/sources.list.d/b.list.disabled': 'deb http://ignored.example/debian bookworm main\n',
+      'etc/apt/sources.list.d/debian.sources': [
+        'Types: deb deb-src',
+        '# a comment',
+        'URIs: http://mirror.corp.example/debian',
+        'Suites: bookworm bookworm-updates',
+        'Components: main non-free-firmware',
+        'Signed-By: -----BEGIN PGP PUBLIC KEY BLOCK-----',
+        ' .',
+        ' URIs: http://inside-a-key.example/',
+        ' -----END PGP PUBLIC KEY BLOCK-----',
+        '',
+        'Types: deb',
+        'URIs: http://security.corp.example/debian-security',
+        'Suites: bookworm-security',
+        'Components: main',
+      ].join('\n'),
+    });
+    expect(aptSources(root)).toBe('distro=debian\nmirror=http://mirror.corp.example/debian\nsecurity=http://security.corp.example/debian-security\n');
+  });
+
+  it('finds nothing where no entry is for the release with component main', () => {
+    const root = machine({ 'etc/os-release': bookworm, 'etc/apt/sources.list': 'deb http://mirror.example/debian trixie main\ndeb http://mirror.example/debian bookworm contrib\n' });
+    expect(aptSources(root)).toBe('distro=debian\nmirror=\nsecurity=\n');
+  });
+
+  describe('build.sh', () => {
+    const build = (args: string[], root: string) =>
+      run(join(workerImageDir, 'build.sh'), ['--base-from-debootstrap', '--print-tag', ...args], { env: { FLEET_APT_ROOT: root } });
+    const corporate = (mirror: string) =>
+      machine({ 'etc/os-release': bookworm, 'etc/apt/sources.list': `deb ${mirror} bookworm main\ndeb ${mirror}-security bookworm-security main\n` });
+
+    it('tags the same inputs the same, and other package sources differently', () => {
+      const root = corporate('https://mirror.corp.example/debian');
+      const first = build(['--npm-registry', 'https://npm.corp.example/'], root);
+      expect(first.code).toBe(0);
+      expect(first.stdout).toMatch(/^coding-worker:[0-9a-f]{12}\n$/);
+      expect(build(['--npm-registry', 'https://npm.corp.example'], root).stdout).toBe(first.stdout);
+      expect(build(['--npm-registry', 'https://npm2.corp.example'], root).stdout).not.toBe(first.stdout);
+      expect(build(['--npm-registry', 'https://npm.corp.example'], corporate('https://mirror2.corp.example/debian')).stdout).not.toBe(first.stdout);
+      // Without the flag the registry is this machine's `npm config get registry`.
+      const registry = run('npm', ['config', 'get', 'registry']).stdout.trim();
+      expect(build([], root).stdout).toBe(build(['--npm-registry', registry], root).stdout);
+    });
+
+    it('fails with a clear message when neither a flag nor the machine names an apt mirror, and takes --mirror', () => {
+      const bare = machine({ 'etc/os-release': bookworm });
+      const failed = build([], bare);
+      expect(failed.code).toBe(2);
+      expect(failed.stderr).toContain('no apt mirror');
+      expect(failed.stderr).toContain('--mirror URL');
+      expect(build(['--mirror', 'https://mirror.corp.example/debian'], bare).code).toBe(0);
+      const ubuntu = machine({ 'etc/os-release': 'ID=ubuntu\nVERSION_CODENAME=noble\n', 'etc/apt/sources.list': 'deb http://mirror.example/ubuntu noble main\n' });
+      expect(build([], ubuntu).stderr).toContain('--base-from-debootstrap needs a Debian mirror');
+    });
+
+    it('names no package host itself', () => {
+      for (const file of ['Dockerfile', 'build.sh']) {
+        expect(readFileSync(join(workerImageDir, file), 'utf8')).not.toMatch(/https?:\/\/[a-z0-9]/i);
+      }
+    });
+  });
+});
+
+describe('shell scripts', () => {
+  it('pass shellcheck', () => {
+    const check = spawnSync('shellcheck', ['--version'], { encoding: 'utf8' });
+    if (check.error) throw new Error('shellcheck is not installed (scripts/install-prereqs.sh installs it)');
+    const scripts = ['fleet-worker', 'fleet-git-credential', 'build.sh', 'measure-start.sh', 'apt-sources.sh']
+      .map((f) => join(workerImageDir, f))
+      .concat(resolve(workerImageDir, '../scripts/install-prereqs.sh'));
+    const { code, stdout } = run('shellcheck', scripts);
+    expect(stdout).toBe('');
+    expect(code).toBe(0);
+  });
+});

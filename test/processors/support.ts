@@ -13,9 +13,10 @@ import { QUEUE_NAMES, type QueueName } from '../../queues/common.ts';
 import type { MergeQueue } from '../../queues/merge.ts';
 import type { ReviewQueue } from '../../queues/review.ts';
 import type { SpawnQueue } from '../../queues/spawn.ts';
+import { buildRequestFlow } from '../../src/flow/build.ts';
 import type { FlowStepDeps } from '../../src/flow/steps.ts';
 import { fleetKeys, type FleetKeys } from '../../src/keys.ts';
-import { channels } from '../../src/protocol.ts';
+import { channels, type SpawnRequest, type WorkerResult } from '../../src/protocol.ts';
 import { createSecretBox } from '../../src/secrets.ts';
 import type { FakeGitHub } from '../support/fakes/forge.ts';
 
@@ -106,6 +107,29 @@ export class Bench {
     return job ? job.getState() : 'missing';
   }
 
+  /**
+   * Adds a request's flow as the bridge does (buildRequestFlow: root → merge → review → spawn per scope,
+   * as the request asks), with the token sealed. Returns the request.
+   */
+  async addFlow(overrides: Partial<SpawnRequest> = {}): Promise<SpawnRequest> {
+    const request: SpawnRequest = {
+      request_id: uid('req'),
+      repo: 'acme/widgets',
+      task_content: 'Add a wishlist',
+      task_title: 'Wishlist',
+      model: 'claude-sonnet-4-5-20250929',
+      agents_content: null,
+      timeout_seconds: 600,
+      agent: 'claude',
+      mode: 'pr',
+      review: true,
+      result_format: 'v2',
+      ...overrides,
+    };
+    await this.flows.add(buildRequestFlow(request, secrets.seal(WORKER_TOKEN), { attempts: 1, keepLogs: 100, acceptedAt: NOW - 60_000, source: 'api' }));
+    return request;
+  }
+
   /** The review and merge steps' dependencies, on this bench and `github`. */
   stepDeps(github: FakeGitHub, extra: Partial<FlowStepDeps> = {}): FlowStepDeps {
     return {
@@ -183,4 +207,22 @@ export class ChannelRecorder {
     this.sub.disconnect();
     this.pub.disconnect();
   }
+}
+
+/** A worker step's result as the spawn processor returns it; successful unless `fields` say otherwise. */
+export function workerResult(requestId: string, fields: Partial<WorkerResult> = {}): WorkerResult {
+  return {
+    request_id: requestId,
+    success: true,
+    exit_code: 0,
+    output: 'done',
+    commit_sha: 'c0ffee',
+    branch: null,
+    files_changed: ['a.txt'],
+    summary: 'done',
+    error_type: null,
+    error_message: null,
+    logs_tail: null,
+    ...fields,
+  };
 }

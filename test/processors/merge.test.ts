@@ -163,6 +163,21 @@ describe('processMerge', () => {
     expect(settled.value).toMatchObject({ merged: false, error_type: 'conflict_unresolved', conflict_rounds_used: 1, error_message: expect.stringMatching(/could not resolve/) });
   });
 
+  it('a re-review job that fails ends the scope as a crash that still names its pull request', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const id = request.request_id;
+    pull.conflicting = true;
+    await runMerge(mergeId, mergeDeps());
+    await bench.complete('spawn', workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }), followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1));
+    await runMerge(mergeId, mergeDeps());
+    await bench.fail('review', 'reviewer host lost', stepJobId(id, null, 'review', 1));
+
+    const settled = await runMerge(mergeId, mergeDeps());
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'crash', conflict_rounds_used: 1, error_message: expect.stringMatching(/reviewer host lost/) });
+    // The PR exists and is open: the request's result must still list it.
+    expect(settled.value!.pull_request).toMatchObject({ number: pull.number });
+  });
+
   it("another merge holds the repository's lock: the job is delayed without spending an attempt, then merges", async () => {
     const { request, pull, mergeId } = await mergeWaiting();
     const lockKey = bench.keys.mergeLock(request.repo);

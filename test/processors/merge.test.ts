@@ -146,12 +146,23 @@ describe('processMerge', () => {
     expect(pull.merged).toBe(true);
   });
 
-  it('a conflict with no conflict rounds left is merge_conflict', async () => {
-    const { pull, mergeId } = await mergeWaiting();
+  it('a conflict that outlasts its conflict rounds is merge_conflict', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const id = request.request_id;
     pull.conflicting = true;
-    const settled = await runMerge(mergeId, mergeDeps({ conflictRounds: 0 }));
-    expect(settled.value).toMatchObject({ merged: false, error_type: 'merge_conflict', conflict_rounds_used: 0, error_message: expect.stringMatching(/0 conflict round\(s\) did not fix it/) });
-    expect(await bench.queues.spawn.getJobCounts('waiting')).toEqual({ waiting: 0 });
+    const deps = mergeDeps({ conflictRounds: 1 });
+    // Round 1: the conflict worker pushes, the new head is approved, and the PR still conflicts.
+    await runMerge(mergeId, deps);
+    await bench.complete('spawn', workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }), followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1));
+    await runMerge(mergeId, deps);
+    await bench.complete('review', reviewed(request, pull, { reviews: [reviewed(request, pull).reviews[0]!] }), stepJobId(id, null, 'review', 1));
+
+    const settled = await runMerge(mergeId, deps);
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'merge_conflict', conflict_rounds_used: 1, error_message: expect.stringMatching(/1 conflict round\(s\) did not fix it/) });
+    expect(settled.value!.reviews).toHaveLength(2);
+    expect(github.callsOf('mergePullRequest')).toHaveLength(2);
+    // No second conflict worker.
+    expect(await bench.queues.spawn.getJob(followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 2))).toBeUndefined();
   });
 
   it('a conflict worker that fails is conflict_unresolved', async () => {

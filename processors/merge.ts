@@ -107,7 +107,8 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         ...s,
         step: 'merge',
         childId: undefined,
-        outcome: { ...outcome, worker: o.worker, reviews: [...o.reviews, ...outcome.reviews], fix_rounds_used: o.fix_rounds_used + outcome.fix_rounds_used },
+        // A re-review job that failed has no PR in its outcome; the PR is still there and the result names it.
+        outcome: { ...outcome, worker: o.worker, pull_request: outcome.pull_request ?? o.pull_request, reviews: [...o.reviews, ...outcome.reviews], fix_rounds_used: o.fix_rounds_used + outcome.fix_rounds_used },
       });
       return undefined;
     },

@@ -15,7 +15,7 @@ import { redactor } from '../src/redact.ts';
 import { repoAllowed, repoRefusal } from '../src/repo-allow.ts';
 import { scopeBranch } from '../src/flow/ids.ts';
 import { failureResult, publishFinal, readResult, resultFromOutcome } from '../src/results.ts';
-import { runWorker, type RunOutcome } from '../src/run-worker.ts';
+import { runWorker, type RunOutcome, type RunTimers } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
 
 /** Everything the spawn processor touches; it builds no client of its own. */
@@ -33,6 +33,8 @@ export interface SpawnDeps {
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
   observer?: SpawnObserver;
   now?: () => Date;
+  /** The run's timeout timer; tests inject one they fire by hand. @defaultValue real setTimeout */
+  timers?: RunTimers;
 }
 
 export interface ProcessContext {
@@ -99,6 +101,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
         timeoutMs: request.timeout_seconds * 1000,
         signal: ctx.signal,
         logger: log,
+        timers: deps.timers,
         hooks: {
           onEvent: async (event) => {
             if (event.event_type === 'started') deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });

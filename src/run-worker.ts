@@ -34,13 +34,29 @@ const LOG_BATCH_LINES = 200;
 const LOG_FLUSH_MS = 250;
 
 /**
+ * The run's timeout timer. Injected so a unit test can fire a timeout at once instead of waiting
+ * for it; production uses {@link realTimers}.
+ */
+export interface RunTimers {
+  /** Calls `fire` once after `ms`; the returned function disarms it (a no-op once it fired). */
+  after(ms: number, fire: () => void): () => void;
+}
+
+export const realTimers: RunTimers = {
+  after(ms, fire) {
+    const timer = setTimeout(fire, ms);
+    return () => clearTimeout(timer);
+  },
+};
+
+/**
  * Starts a created container, follows its output until it exits, and stops it on timeout or
  * when `signal` fires (its reason says why). It never removes the container: the caller does,
  * whatever happened, so nothing is left behind on an error here.
  */
 export async function runWorker(
   container: WorkerContainer,
-  options: { timeoutMs: number; signal?: AbortSignal; hooks: RunHooks; logger: Logger },
+  options: { timeoutMs: number; signal?: AbortSignal; hooks: RunHooks; logger: Logger; timers?: RunTimers },
 ): Promise<RunOutcome> {
   const outcome: RunOutcome = { exitCode: null, stoppedBy: null, completed: null, failed: null, tail: [] };
   const pending: string[] = [];
@@ -65,7 +81,7 @@ export async function runWorker(
   };
 
   const onAbort = () => void stop((options.signal?.reason as StopReason) ?? 'cancelled').catch((error) => options.logger.error({ err: error }, 'could not kill the worker container'));
-  let timer: NodeJS.Timeout | undefined;
+  let disarmTimeout: (() => void) | undefined;
   try {
     if (options.signal?.aborted) {
       outcome.stoppedBy = (options.signal.reason as StopReason) ?? 'cancelled';
@@ -73,7 +89,9 @@ export async function runWorker(
     }
     options.signal?.addEventListener('abort', onAbort, { once: true });
     await container.start();
-    timer = setTimeout(() => void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')), options.timeoutMs);
+    disarmTimeout = (options.timers ?? realTimers).after(options.timeoutMs, () =>
+      void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')),
+    );
 
     const exited = container.wait();
     for await (const raw of container.lines(MAX_LINE_BYTES)) {
@@ -97,7 +115,7 @@ export async function runWorker(
     outcome.exitCode = outcome.stoppedBy ? null : code;
     return outcome;
   } finally {
-    clearTimeout(timer);
+    disarmTimeout?.();
     clearInterval(flushTimer);
     options.signal?.removeEventListener('abort', onAbort);
     await flush();

@@ -1,0 +1,217 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { processMerge, type MergeDeps } from '../../processors/merge.ts';
+import { processReview } from '../../processors/review.ts';
+import type { MergeJobData } from '../../queues/merge.ts';
+import type { ReviewJobData, ReviewJobResult } from '../../queues/review.ts';
+import type { SpawnJobData } from '../../queues/spawn.ts';
+import { followUpJobId, scopeBranch, stepJobId } from '../../src/flow/ids.ts';
+import { emptyOutcome } from '../../src/flow/result.ts';
+import type { ScopeOutcome, SpawnRequest } from '../../src/protocol.ts';
+import { FakeGitHub, FakeReviewer, newSha, type FakePull } from '../support/fakes/forge.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
+import { Bench, REVIEWER_TOKEN, WORKER_TOKEN, workerResult } from './support.ts';
+
+let server: TestRedis;
+let bench: Bench;
+let github: FakeGitHub;
+
+beforeAll(async () => {
+  server = await startRedis();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+beforeEach(() => {
+  bench = new Bench(server.url);
+  github = new FakeGitHub();
+});
+afterEach(async () => {
+  await bench.close();
+});
+
+function mergeDeps(extra: Partial<MergeDeps> = {}): MergeDeps {
+  return { ...bench.stepDeps(github), conflictRounds: 2, lockRetryMs: 250, ...extra };
+}
+
+/** The review step's outcome: the PR approved at its head (override what a test needs). */
+function reviewed(request: SpawnRequest, pull: FakePull, overrides: Partial<ScopeOutcome> = {}): ScopeOutcome {
+  const pr = { number: pull.number, url: `https://github.test/pr/${pull.number}`, head_sha: pull.headSha };
+  const bytes = pull.diff.length;
+  return {
+    ...emptyOutcome({ scope: null, branch: pull.head }),
+    worker: workerResult(request.request_id, { commit_sha: pull.headSha, pull_request: pr }),
+    pull_request: pr,
+    reviews: [{ approved: true, feedback: 'ok', reviewed_sha: pull.headSha, review_event: 'APPROVE', self_review_fallback: false, coverage: { reviewed_bytes: bytes, total_bytes: bytes, truncated: false } }],
+    ...overrides,
+  };
+}
+
+/**
+ * A reviewed single-scope request: spawn and review steps completed (the review with `outcome` of the
+ * PR, approved unless overridden), so the merge job waits. Returns the request, the PR and the merge job's id.
+ */
+async function mergeWaiting(outcome: (request: SpawnRequest, pull: FakePull) => ScopeOutcome | 'review job fails' = reviewed) {
+  const request = await bench.addFlow({ merge: true });
+  const id = request.request_id;
+  const pull = github.addPull(request.repo, { head: scopeBranch(id, null), authorToken: WORKER_TOKEN });
+  await bench.complete('spawn', workerResult(id), stepJobId(id, null, 'spawn'));
+  const answer = outcome(request, pull);
+  if (answer === 'review job fails') await bench.fail('review', 'review exploded', stepJobId(id, null, 'review'));
+  else await bench.complete('review', answer, stepJobId(id, null, 'review'));
+  return { request, pull, mergeId: stepJobId(id, null, 'merge') };
+}
+
+async function runMerge(mergeId: string, deps: MergeDeps) {
+  const { job, token } = await bench.take<MergeJobData, ScopeOutcome>('merge', mergeId);
+  return bench.settle(job, token, processMerge(job, deps, { token }));
+}
+
+describe('processMerge', () => {
+  it('merges an approved PR with the reviewed SHA as guard, and releases the repository lock', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const settled = await runMerge(mergeId, mergeDeps());
+
+    expect(settled.value).toMatchObject({ merged: true, merge_sha: pull.mergeCommitSha, conflict_rounds_used: 0, error_type: null });
+    expect(pull.merged).toBe(true);
+    expect(github.callsOf('mergePullRequest')).toEqual([
+      { token: WORKER_TOKEN, method: 'mergePullRequest', args: [{ repo: request.repo, number: pull.number, sha: pull.headSha, commitTitle: `Wishlist (#${pull.number})` }] },
+    ]);
+    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
+    expect(await bench.state('merge', mergeId)).toBe('completed');
+  });
+
+  it('a scope that was not approved, or stopped earlier, passes through unmerged', async () => {
+    const rejected = await mergeWaiting((r, p) => reviewed(r, p, { error_type: 'review_rejected', error_message: 'no', reviews: [{ ...reviewed(r, p).reviews[0]!, approved: false }] }));
+    expect((await runMerge(rejected.mergeId, mergeDeps())).value).toMatchObject({ merged: false, error_type: 'review_rejected', error_message: 'no' });
+
+    const unapproved = await mergeWaiting((r, p) => reviewed(r, p, { reviews: [] }));
+    expect((await runMerge(unapproved.mergeId, mergeDeps())).value).toMatchObject({ merged: false, error_type: null, reviews: [] });
+
+    const crashed = await mergeWaiting(() => 'review job fails');
+    expect((await runMerge(crashed.mergeId, mergeDeps())).value).toMatchObject({ merged: false, error_type: 'crash', error_message: expect.stringMatching(/the review job failed: review exploded/) });
+    expect(github.callsOf('mergePullRequest')).toEqual([]);
+  });
+
+  it('an approval of a truncated diff is never merged: review_incomplete', async () => {
+    const { mergeId } = await mergeWaiting((r, p) => reviewed(r, p, { reviews: [{ ...reviewed(r, p).reviews[0]!, coverage: { reviewed_bytes: 10, total_bytes: 500, truncated: true } }] }));
+    const settled = await runMerge(mergeId, mergeDeps());
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'review_incomplete', error_message: expect.stringMatching(/read 10 of 500 bytes/) });
+    expect(github.callsOf('mergePullRequest')).toEqual([]);
+  });
+
+  it('a push after the review: GitHub refuses the reviewed SHA, head_changed, nothing merged', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const reviewedSha = pull.headSha;
+    github.pushBranch(request.repo, pull.head);
+    const settled = await runMerge(mergeId, mergeDeps());
+
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'head_changed', error_message: expect.stringContaining(reviewedSha.slice(0, 12)) });
+    expect(pull.merged).toBe(false);
+    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
+  });
+
+  it('a conflict: a rebase worker, then a re-review of its head, then the merge of that head', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const id = request.request_id;
+    pull.conflicting = true;
+    const firstHead = pull.headSha;
+    const deps = mergeDeps();
+
+    // 1. GitHub refuses the merge: a conflict worker is added on the branch, and the merge parks.
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
+    const rebaseId = followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1);
+    const rebase = (await bench.queues.spawn.getJob(rebaseId))!.data as SpawnJobData;
+    expect(rebase.flow).toMatchObject({ purpose: 'rebase', branch: pull.head, baseBranch: 'main' });
+    expect(rebase.request.task_content).toMatch(/Resolve the conflicts[\s\S]*Add a wishlist/);
+    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
+
+    // 2. The conflict worker pushes a resolution; the merge adds a review of the new head and parks again.
+    const resolved = github.pushBranch(request.repo, pull.head, newSha());
+    pull.conflicting = false;
+    await bench.complete('spawn', workerResult(id, { commit_sha: resolved }), rebaseId);
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
+    const reReviewId = stepJobId(id, null, 'review', 1);
+    expect((await bench.queues.review.getJob(reReviewId))!.data.start!.pullRequest.head_sha).toBe(resolved);
+
+    // 3. The re-review runs (the real processor), approving the resolved head.
+    const review = await bench.take<ReviewJobData, ReviewJobResult>('review', reReviewId);
+    const reviewDeps = { ...bench.stepDeps(github), reviewer: new FakeReviewer({ approved: true, feedback: 'Resolved well.' }), reviewerKind: 'llm' as const, reviewerToken: REVIEWER_TOKEN };
+    expect((await bench.settle(review.job, review.token, processReview(review.job, reviewDeps, { token: review.token }))).value).toMatchObject({ error_type: null });
+
+    // 4. The merge resumes with both verdicts and merges the head the second one approved.
+    const settled = await runMerge(mergeId, deps);
+    expect(settled.value).toMatchObject({ merged: true, conflict_rounds_used: 1, error_type: null });
+    expect(settled.value!.reviews.map((r) => r.reviewed_sha)).toEqual([firstHead, resolved]);
+    expect(github.callsOf('mergePullRequest').map((c) => (c.args[0] as { sha: string }).sha)).toEqual([firstHead, resolved]);
+    expect(pull.merged).toBe(true);
+  });
+
+  it('a conflict that outlasts its conflict rounds is merge_conflict', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const id = request.request_id;
+    pull.conflicting = true;
+    const deps = mergeDeps({ conflictRounds: 1 });
+    // Round 1: the conflict worker pushes, the new head is approved, and the PR still conflicts.
+    await runMerge(mergeId, deps);
+    await bench.complete('spawn', workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }), followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1));
+    await runMerge(mergeId, deps);
+    await bench.complete('review', reviewed(request, pull, { reviews: [reviewed(request, pull).reviews[0]!] }), stepJobId(id, null, 'review', 1));
+
+    const settled = await runMerge(mergeId, deps);
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'merge_conflict', conflict_rounds_used: 1, error_message: expect.stringMatching(/1 conflict round\(s\) did not fix it/) });
+    expect(settled.value!.reviews).toHaveLength(2);
+    expect(github.callsOf('mergePullRequest')).toHaveLength(2);
+    // No second conflict worker.
+    expect(await bench.queues.spawn.getJob(followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 2))).toBeUndefined();
+  });
+
+  it('a conflict worker that fails is conflict_unresolved', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    pull.conflicting = true;
+    await runMerge(mergeId, mergeDeps());
+    await bench.fail('spawn', 'could not resolve', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'rebase', 1));
+    const settled = await runMerge(mergeId, mergeDeps());
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'conflict_unresolved', conflict_rounds_used: 1, error_message: expect.stringMatching(/could not resolve/) });
+  });
+
+  it('a re-review job that fails ends the scope as a crash that still names its pull request', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const id = request.request_id;
+    pull.conflicting = true;
+    await runMerge(mergeId, mergeDeps());
+    await bench.complete('spawn', workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }), followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1));
+    await runMerge(mergeId, mergeDeps());
+    await bench.fail('review', 'reviewer host lost', stepJobId(id, null, 'review', 1));
+
+    const settled = await runMerge(mergeId, mergeDeps());
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'crash', conflict_rounds_used: 1, error_message: expect.stringMatching(/reviewer host lost/) });
+    // The PR exists and is open: the request's result must still list it.
+    expect(settled.value!.pull_request).toMatchObject({ number: pull.number });
+  });
+
+  it("another merge holds the repository's lock: the job is delayed without spending an attempt, then merges", async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const lockKey = bench.keys.mergeLock(request.repo);
+    await bench.redis.set(lockKey, 'other-holder');
+    const delayed = await runMerge(mergeId, mergeDeps());
+
+    expect(delayed.error?.name).toBe('DelayedError');
+    const job = (await bench.queues.merge.getJob(mergeId))!;
+    expect([await job.getState(), job.attemptsMade]).toEqual(['delayed', 0]);
+    expect(await bench.redis.get(lockKey)).toBe('other-holder');
+    expect(github.callsOf('mergePullRequest')).toEqual([]);
+
+    await bench.redis.del(lockKey);
+    await job.promote();
+    expect((await runMerge(mergeId, mergeDeps())).value).toMatchObject({ merged: true });
+    expect(pull.merged).toBe(true);
+  });
+
+  it('cancelled: the scope ends as cancelled, nothing is merged', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    await bench.redis.set(bench.keys.cancelled(request.request_id), '1');
+    const settled = await runMerge(mergeId, mergeDeps());
+    expect(settled.value).toMatchObject({ merged: false, error_type: 'cancelled' });
+    expect(pull.merged).toBe(false);
+  });
+});

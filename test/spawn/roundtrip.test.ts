@@ -31,6 +31,12 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
   let fleet: Awaited<ReturnType<typeof startTestFleet>>;
   const events: FleetEvent[] = [];
   let eventClient: Redis;
+  // Results as seen on the events connection: one connection receives in publish order, so once a
+  // request's result arrived here, every event published before it has too.
+  const resultSeen = new Map<string, () => void>();
+  const seenResults = new Set<string>();
+  const eventsBeforeResult = (id: string) =>
+    seenResults.has(id) ? Promise.resolve() : new Promise<void>((resolve) => resultSeen.set(id, resolve));
 
   beforeAll(async () => {
     server = await startRedis();
@@ -38,7 +44,13 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     results = await ResultListener.start(server.url);
     eventClient = new Redis(server.url);
     eventClient.on('message', (_c, m: string) => events.push(JSON.parse(m) as FleetEvent));
+    eventClient.on('pmessage', (_p, channel: string) => {
+      const id = channel.slice(channels.result('').length);
+      seenResults.add(id);
+      resultSeen.get(id)?.();
+    });
     await eventClient.subscribe(channels.allEvents);
+    await eventClient.psubscribe(channels.result('*'));
     fleet = await startTestFleet(testEnv(server.url, testImage()), ['bridge', 'spawn']);
   });
 
@@ -80,6 +92,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     expect(await redis.get(channels.resultKey(id))).toBe(results.raw.get(id)![0]);
     expect(await redis.ttl(channels.resultKey(id))).toBeGreaterThan(23 * 3600);
 
+    await eventsBeforeResult(id);
     const mine = events.filter((e) => e.request_id === id);
     expect(mine.map((e) => e.event_type)).toEqual(['started', 'progress', 'completed']);
     for (const event of mine) {
@@ -124,6 +137,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     await publishJson(redis, channels.spawn, request);
     const result = await results.next(id);
     expect(result).toMatchObject({ success: false, exit_code: 7, error_type: 'task_failed', error_message: 'agent exited with code 7', logs_tail: 'tail from worker' });
+    await eventsBeforeResult(id);
     expect(events.filter((e) => e.request_id === id && e.event_type === 'failed')).toHaveLength(1);
   });
 
@@ -137,6 +151,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     expect(tail).toHaveLength(200);
     expect(tail.at(-1)).toBe('line 500');
     // The host fills in the terminal event the worker never sent.
+    await eventsBeforeResult(id);
     expect(events.filter((e) => e.request_id === id).map((e) => e.event_type)).toEqual(['failed']);
   });
 

@@ -62,9 +62,9 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   // A result already exists when an earlier attempt published it and then lost its host before
   // BullMQ recorded the job done: report that outcome again instead of running the task twice.
   const [earlier, cancelled] = await Promise.all([flow ? null : readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
-  if (earlier) return finish(job, earlier, deps, emit, { alreadyPublished: true });
+  if (earlier) return finish(job, earlier, deps, { alreadyPublished: true });
   if (cancelled || ctx.signal?.reason === 'cancelled') {
-    return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps, emit);
+    return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps);
   }
 
   const branch = flow?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
@@ -73,7 +73,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     token = openToken(job.data, deps);
   } catch (error) {
     const e = error as FleetError;
-    return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps, emit);
+    return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps);
   }
   const forgetToken = redactor.add(token);
   const slot = await deps.dindVolume?.();
@@ -106,7 +106,11 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
           onEvent: async (event) => {
             if (event.event_type === 'started') deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
             if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
-            await emit(event);
+            // A worker's completed or failed event is held back: the outcome is known only at exit (a
+            // non-zero exit after `completed` is a crash; a pull request may still fail to open), and
+            // the one terminal event is then built from the result (finish). A flow step's events
+            // carry its scope and report the step, so they go out as they come.
+            if (flow || (event.event_type !== 'completed' && event.event_type !== 'failed')) await emit(event);
           },
           onLogLines: async (lines) => {
             await job.log(lines.join('\n'));
@@ -116,7 +120,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     } catch (error) {
       await removeContainer(container, deps, log, id);
       container = undefined;
-      return await launchFailed(job, error, deps, emit);
+      return await launchFailed(job, error, deps);
     }
   } finally {
     forgetToken();
@@ -144,10 +148,10 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
         commit_sha: result.commit_sha,
         files_changed: result.files_changed,
       };
-      return finish(job, failed, deps, emit, { started });
+      return finish(job, failed, deps, { started });
     }
   }
-  return finish(job, result, deps, emit, { sawTerminalEvent: Boolean(outcome.completed || outcome.failed), started });
+  return finish(job, result, deps, { started });
 }
 
 /** Opens (or finds, on a retried job) the pull request of a pushed branch. */
@@ -185,7 +189,6 @@ async function launchFailed(
   job: Job<SpawnJobData, SpawnJobResult>,
   error: unknown,
   deps: SpawnDeps,
-  emit: (event: ContainerEvent) => Promise<void>,
 ): Promise<SpawnJobResult> {
   const e = error instanceof SpawnError ? error : new SpawnError(`could not run the worker: ${(error as Error).message}`, true, { cause: error });
   const attempts = job.opts.attempts ?? 1;
@@ -193,7 +196,7 @@ async function launchFailed(
     deps.logger.warn({ request_id: job.data.request.request_id, err: e }, `launch failed; BullMQ retries (attempt ${job.attemptsMade + 1} of ${attempts})`);
     throw e;
   }
-  return finish(job, failureResult(job.data.request.request_id, 'spawn_error', e.message), deps, emit);
+  return finish(job, failureResult(job.data.request.request_id, 'spawn_error', e.message), deps);
 }
 
 /** Publishes the final result (once), the terminal event when the container sent none, and settles the job. */
@@ -201,8 +204,7 @@ async function finish(
   job: Job<SpawnJobData, SpawnJobResult>,
   result: SpawnJobResult,
   deps: SpawnDeps,
-  emit: (event: ContainerEvent) => Promise<void>,
-  options: { alreadyPublished?: boolean; sawTerminalEvent?: boolean; started?: number } = {},
+  options: { alreadyPublished?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
   if (job.data.flow) {
     // A flow step reports to its parent job, which publishes the request's one result and event.
@@ -212,7 +214,7 @@ async function finish(
   }
   if (!options.alreadyPublished) {
     const { request } = job.data;
-    await publishFinal(deps.redis, result, { format: request.result_format, workerType: WORKER_TYPES[request.agent], event: !options.sawTerminalEvent, now: (deps.now ?? (() => new Date()))() });
+    await publishFinal(deps.redis, result, { format: request.result_format, workerType: WORKER_TYPES[request.agent], now: (deps.now ?? (() => new Date()))() });
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
   deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { channels, LEGACY_RESULT_KEYS, type FleetEvent } from '../../src/protocol.ts';
+import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker } from '../support/docker.ts';
-import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
+import { EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
 import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
 import { buildWorkerImage, tinyImageTar } from '../worker-image/harness.ts';
 
@@ -87,20 +87,11 @@ async function startGitServer(): Promise<GitServer> {
   };
 }
 
-/** Subscribes to every event before anything is published. */
-async function eventRecorder(url: string): Promise<{ of(id: string): FleetEvent[]; close(): void }> {
-  const events: FleetEvent[] = [];
-  const client = new Redis(url);
-  client.on('message', (_c, m: string) => events.push(JSON.parse(m) as FleetEvent));
-  await client.subscribe(channels.allEvents);
-  return { of: (id) => events.filter((e) => e.request_id === id), close: () => client.disconnect() };
-}
-
 describeDocker('the real worker image through the fleet', () => {
   let redisServer: TestRedis;
   let redis: Redis;
   let results: ResultListener;
-  let events: Awaited<ReturnType<typeof eventRecorder>>;
+  let events: EventRecorder;
   let gitServer: GitServer;
   let image: string;
 
@@ -109,7 +100,7 @@ describeDocker('the real worker image through the fleet', () => {
     redisServer = await startRedis();
     redis = new Redis(redisServer.url);
     results = await ResultListener.start(redisServer.url);
-    events = await eventRecorder(redisServer.url);
+    events = await EventRecorder.start(redisServer.url);
     gitServer = await startGitServer();
     await gitServer.seed({ 'README.md': '# widgets\n' });
   }, 30 * 60_000);
@@ -166,7 +157,7 @@ describeDocker('the real worker image through the fleet', () => {
       expect(result.logs_tail).toMatch(/AGENT_UID=[1-9]/);
       expect(JSON.stringify(result)).not.toContain(TEST_TOKEN);
 
-      const mine = events.of(id);
+      const mine = await events.untilResult(id);
       const types = mine.map((e) => e.event_type);
       expect(types[0]).toBe('started');
       expect(types.at(-1)).toBe('completed');
@@ -189,7 +180,7 @@ describeDocker('the real worker image through the fleet', () => {
       expect(result).toMatchObject({ success: false, exit_code: 5, error_type: 'task_failed', commit_sha: null });
       expect(result.error_message).toContain('exited with code 5');
       expect(result.logs_tail).toContain('line 300');
-      expect(events.of(id).map((e) => e.event_type).at(-1)).toBe('failed');
+      expect((await events.untilResult(id)).map((e) => e.event_type).at(-1)).toBe('failed');
     }, 300_000);
   });
 

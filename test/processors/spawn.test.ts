@@ -341,12 +341,11 @@ describe('processSpawn', () => {
 });
 
 /**
- * Known bugs, not fixed here (the fix is not small): the container's own `completed` event is forwarded
- * the moment it is printed, before fleet knows how the request ends. These tests pass while the bug is
- * there (`it.fails`); once it is fixed they fail, and should become plain `it`.
+ * The container's own `completed` or `failed` event is held back until fleet knows how the request ends:
+ * it used to be forwarded the moment it was printed, so a request could end with two terminal events.
  */
-describe('processSpawn: known bugs', () => {
-  it.fails("KNOWN BUG: pr_failed sends a failed event after the worker's completed one (README: exactly one terminal event)", async () => {
+describe('processSpawn: one terminal event, built from the result', () => {
+  it("pr_failed sends one failed event, not the worker's completed one first", async () => {
     const request = storedRequest({ mode: 'pr' });
     const runtime = script({ lines: [completedEvent({ commit_sha: 'beef' })] });
     await run(await addSpawn(request), spawnDeps(runtime, { forges: new FakeGitHub().forges }));
@@ -354,7 +353,7 @@ describe('processSpawn: known bugs', () => {
     expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
   });
 
-  it.fails('KNOWN BUG: a worker that prints completed and then exits non-zero ends with a completed event but a crash result', async () => {
+  it('a worker that prints completed and then exits non-zero ends with one failed event and a crash result', async () => {
     const request = storedRequest();
     await run(await addSpawn(request), spawnDeps(script({ lines: [completedEvent()], exitCode: 1 })));
     expect(await oneResult(request.request_id)).toMatchObject({ success: false, error_type: 'crash' });

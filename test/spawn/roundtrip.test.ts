@@ -3,9 +3,9 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { QUEUE_NAMES } from '../../queues/common.ts';
-import { channels, LEGACY_RESULT_KEYS, type FleetEvent } from '../../src/protocol.ts';
+import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker, testImage } from '../support/docker.ts';
-import { completedLine, eventLine, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN } from '../support/fleet.ts';
+import { completedLine, eventLine, EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 
 /** Every value stored in Redis, whatever its type, as text: where a leaked secret would be. */
@@ -29,35 +29,20 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
   let redis: Redis;
   let results: ResultListener;
   let fleet: Awaited<ReturnType<typeof startTestFleet>>;
-  const events: FleetEvent[] = [];
-  let eventClient: Redis;
-  // Results as seen on the events connection: one connection receives in publish order, so once a
-  // request's result arrived here, every event published before it has too.
-  const resultSeen = new Map<string, () => void>();
-  const seenResults = new Set<string>();
-  const eventsBeforeResult = (id: string) =>
-    seenResults.has(id) ? Promise.resolve() : new Promise<void>((resolve) => resultSeen.set(id, resolve));
+  let events: EventRecorder;
 
   beforeAll(async () => {
     server = await startRedis();
     redis = new Redis(server.url);
     results = await ResultListener.start(server.url);
-    eventClient = new Redis(server.url);
-    eventClient.on('message', (_c, m: string) => events.push(JSON.parse(m) as FleetEvent));
-    eventClient.on('pmessage', (_p, channel: string) => {
-      const id = channel.slice(channels.result('').length);
-      seenResults.add(id);
-      resultSeen.get(id)?.();
-    });
-    await eventClient.subscribe(channels.allEvents);
-    await eventClient.psubscribe(channels.result('*'));
+    events = await EventRecorder.start(server.url);
     fleet = await startTestFleet(testEnv(server.url, testImage()), ['bridge', 'spawn']);
   });
 
   afterAll(async () => {
     await fleet?.stop();
     await results?.close();
-    eventClient?.disconnect();
+    events?.close();
     redis?.disconnect();
     await server?.stop();
   });
@@ -92,8 +77,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     expect(await redis.get(channels.resultKey(id))).toBe(results.raw.get(id)![0]);
     expect(await redis.ttl(channels.resultKey(id))).toBeGreaterThan(23 * 3600);
 
-    await eventsBeforeResult(id);
-    const mine = events.filter((e) => e.request_id === id);
+    const mine = await events.untilResult(id);
     expect(mine.map((e) => e.event_type)).toEqual(['started', 'progress', 'completed']);
     for (const event of mine) {
       expect(event.worker_type).toBe('droid');
@@ -137,8 +121,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     await publishJson(redis, channels.spawn, request);
     const result = await results.next(id);
     expect(result).toMatchObject({ success: false, exit_code: 7, error_type: 'task_failed', error_message: 'agent exited with code 7', logs_tail: 'tail from worker' });
-    await eventsBeforeResult(id);
-    expect(events.filter((e) => e.request_id === id && e.event_type === 'failed')).toHaveLength(1);
+    expect((await events.untilResult(id)).filter((e) => e.event_type === 'failed')).toHaveLength(1);
   });
 
   it('calls a non-zero exit without a failed event a crash, keeping the last 200 lines', async () => {
@@ -151,8 +134,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     expect(tail).toHaveLength(200);
     expect(tail.at(-1)).toBe('line 500');
     // The host fills in the terminal event the worker never sent.
-    await eventsBeforeResult(id);
-    expect(events.filter((e) => e.request_id === id).map((e) => e.event_type)).toEqual(['failed']);
+    expect((await events.untilResult(id)).map((e) => e.event_type)).toEqual(['failed']);
   });
 
   it('keeps the token out of every Redis key, job log and result, even when the worker prints it', async () => {
@@ -165,7 +147,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     const everything = await dumpRedis(redis);
     expect(everything).toContain(id);
     expect(everything).not.toContain(TEST_TOKEN);
-    expect(JSON.stringify(events)).not.toContain(TEST_TOKEN);
+    expect(JSON.stringify(await events.untilResult(id))).not.toContain(TEST_TOKEN);
   });
 
   it('kills a worker that runs past timeout_seconds', async () => {

@@ -9,7 +9,7 @@ import { loadConfig, type FleetConfig, type Role } from '../../src/config.ts';
 import type { ContainerRuntime } from '../../src/container-runtime.ts';
 import { startFleet, type RunningFleet } from '../../src/fleet.ts';
 import { createLogger } from '../../src/logger.ts';
-import { channels, type SpawnResult } from '../../src/protocol.ts';
+import { channels, type FleetEvent, type SpawnResult } from '../../src/protocol.ts';
 
 export const TEST_SECRET_KEY = 'test-secret-key-of-at-least-32-characters!';
 /** Shaped like a real token so the redactor's shape rules would catch it too. */
@@ -155,6 +155,49 @@ export class ResultListener {
   }
 
   async close() {
+    this.client.disconnect();
+  }
+}
+
+/**
+ * Every event on `worker:events:all`, and the results, on one connection. Redis delivers one
+ * connection's messages in publish order and fleet publishes a request's terminal event before its
+ * result, so once `untilResult(id)` resolves every event of the request has arrived.
+ */
+export class EventRecorder {
+  private readonly events: FleetEvent[] = [];
+  private readonly finished = new Set<string>();
+  private readonly waiters = new Map<string, (() => void)[]>();
+
+  private constructor(private readonly client: Redis) {
+    client.on('message', (_c, m: string) => this.events.push(JSON.parse(m) as FleetEvent));
+    client.on('pmessage', (_p, channel: string) => {
+      const id = channel.slice(channels.result('').length);
+      this.finished.add(id);
+      for (const wake of this.waiters.get(id) ?? []) wake();
+      this.waiters.delete(id);
+    });
+  }
+
+  static async start(url: string): Promise<EventRecorder> {
+    const recorder = new EventRecorder(new Redis(url));
+    await recorder.client.subscribe(channels.allEvents);
+    await recorder.client.psubscribe(channels.result('*'));
+    return recorder;
+  }
+
+  /** The request's events received so far. */
+  of(id: string): FleetEvent[] {
+    return this.events.filter((e) => e.request_id === id);
+  }
+
+  /** The request's events, once its result has arrived on this connection. */
+  async untilResult(id: string): Promise<FleetEvent[]> {
+    if (!this.finished.has(id)) await new Promise<void>((resolve) => this.waiters.set(id, [...(this.waiters.get(id) ?? []), resolve]));
+    return this.of(id);
+  }
+
+  close(): void {
     this.client.disconnect();
   }
 }

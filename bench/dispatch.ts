@@ -130,7 +130,7 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
     }
   } else {
     const bodies = ids.map(message);
-    ids.forEach((id) => sent.set(id, now()));
+    for (const id of ids) sent.set(id, now());
     await Promise.all(bodies.map((b) => publisher.publish(channels.spawn, b)));
     await all.promise;
   }
@@ -179,7 +179,7 @@ async function rawBullmq(url: string, scenario: 'idle' | 'burst', count: number,
       await Promise.all([pending.promise, finished.promise]);
     }
   } else {
-    ids.forEach((id) => sent.set(id, now()));
+    for (const id of ids) sent.set(id, now());
     await Promise.all(ids.map((id) => queue.add('spawn', { id }, { jobId: id })));
     await all.promise;
   }

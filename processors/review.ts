@@ -9,7 +9,7 @@ import { runResumableStep, type StepFailure, type StepRun } from '../src/flow/re
 import { emptyOutcome, scopeErrorType } from '../src/flow/result.ts';
 import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps, type ScopeTexts } from '../src/flow/steps.ts';
 import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
-import { ReviewError } from '../src/errors.ts';
+import type { ReviewError } from '../src/errors.ts';
 import { fixTask } from '../src/pr-text.ts';
 import type { PullRequestRef, ReviewRecord, ScopeOutcome, WorkerResult } from '../src/protocol.ts';
 import { buildAgentReviewTask, verdictFromAgentSummary } from '../src/reviewer/agent.ts';
@@ -113,7 +113,7 @@ async function firstReview(job: Job<ReviewJobData, ReviewJobResult>, deps: Revie
   if (job.data.start) return { state: { step: 'review', round: 0, worker: job.data.start.worker, pullRequest: job.data.start.pullRequest, reviews: [] } };
   const end = await childEnd<WorkerResult>(job, deps.keys.bullJob(QUEUE_NAMES.spawn, stepJobId(c.requestId, c.scope, 'spawn')));
   const base = emptyOutcome(c);
-  if (!end || !end.ok) return { done: { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` } };
+  if (!end?.ok) return { done: { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` } };
   const worker = end.value;
   if (!worker.success) return { done: { ...base, worker, error_type: scopeErrorType(worker.error_type), error_message: worker.error_message } };
   if (!worker.pull_request) {

@@ -7,7 +7,7 @@ import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
-import { FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
+import { type FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
 import type { FleetKeys } from '../src/keys.ts';
 import { WORKER_TYPES, type ContainerEvent, type PullRequestRef } from '../src/protocol.ts';

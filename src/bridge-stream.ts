@@ -111,7 +111,7 @@ export async function startIntakeConsumer(deps: {
     let cursor = '0-0';
     do {
       const [next, entries] = (await conn.xautoclaim(key, INTAKE_GROUP, deps.consumerName, reclaimIdleMs, cursor, 'COUNT', BATCH)) as [string, Entry[]];
-      const live = entries.filter((entry) => entry && entry[1]);
+      const live = entries.filter((entry) => entry?.[1]);
       if (live.length) {
         log.warn({ entries: live.length }, 'took over intake entries left unacknowledged (a bridge died or Redis failed)');
         await handleBatch(live);

@@ -1,7 +1,7 @@
 import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { QUEUE_NAMES } from '../queues/common.ts';
-import { type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import { cancelRequest, type CancelOutcome } from './cancel.ts';
 import { enqueueSpawn, validateSpawnRequest, type IntakeOutcome } from './intake.ts';
 import { fleetKeys } from './keys.ts';

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { MergeQueueJobData, MergeQueueJobResult } from '../queues/merge.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
 import { QUEUE_NAMES } from '../queues/common.ts';
-import { type SpawnJobData, type SpawnJobResult } from '../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import { BOARD_PATH, createBoardRouter } from '../board/board.ts';
 import { startBridge, type Bridge } from './bridge.ts';
 import type { FleetConfig, Role } from './config.ts';

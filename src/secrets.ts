@@ -65,7 +65,7 @@ export function loadSecretBox(options: { secretKey: string | undefined; dataDir:
   // Written whole to a private temp file, then linked into place: link() fails if the key exists,
   // so a process never reads a half-written key from another one starting at the same moment.
   const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  writeFileSync(temp, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+  writeFileSync(temp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   try {
     linkSync(temp, file);
   } catch (error) {

@@ -79,7 +79,10 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
   const clients = new Map<string, { forge: Forge | undefined; inFlight: number; lastUsedAt: number }>();
   const record = (id: string) => {
     let found = clients.get(id);
-    if (!found) clients.set(id, (found = { forge: undefined, inFlight: 0, lastUsedAt: now() }));
+    if (!found) {
+      found = { forge: undefined, inFlight: 0, lastUsedAt: now() };
+      clients.set(id, found);
+    }
     return found;
   };
   const createForge = (token: string, id: string): Forge => {

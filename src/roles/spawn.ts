@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { processSpawn } from '../../processors/spawn.ts';
 import type { SpawnObserver } from '../../queues/spawn.ts';
 import { QUEUE_NAMES } from '../../queues/common.ts';
-import { type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult } from '../../queues/spawn.ts';
 import type { ControlMessage } from '../cancel.ts';
 import type { FleetConfig } from '../config.ts';
 import type { ContainerRuntime } from '../container-runtime.ts';

@@ -96,7 +96,9 @@ describeBrowser('the board in a real browser', () => {
 
     // No secret on the board: the Data tab shows the token sealed, never its value or ciphertext.
     await card.getByRole('tab', { name: 'Data' }).click();
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is what a person sees on the card
     await expect.poll(() => card.innerText()).toContain('[sealed]');
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as shown, as above
     const data = await card.innerText();
     expect(data).not.toContain(TEST_TOKEN);
     expect(data).not.toMatch(/"sealedToken":\s*"v\d/);
@@ -104,6 +106,7 @@ describeBrowser('the board in a real browser', () => {
     await card.getByRole('tab', { name: 'Logs' }).click();
     for (const line of LOG_LINES) await card.getByText(line).waitFor();
     // The worker last reported 90 %; a finished request shows 100 %.
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is what a person sees on the card
     await expect.poll(() => card.innerText()).toContain('100%');
 
     mkdirSync(ARTIFACTS, { recursive: true });

@@ -42,7 +42,7 @@ export async function startPushReceiver(github: GitHubTestServer): Promise<{ url
 /** The number of the open pull request from `branch`, looked up the way a test can: one by one. */
 export function openPullOf(github: GitHubTestServer, repo: string, branch: string): number | undefined {
   for (let number = 1; number < 1000; number++) {
-    let pull;
+    let pull: ReturnType<GitHubTestServer['pullState']>;
     try {
       pull = github.pullState(repo, number);
     } catch {

@@ -109,7 +109,7 @@ describe('rate limits', () => {
 });
 
 describe('limiter state lost in Redis', () => {
-  async function runUntil(server: GitHubTestServer, forge: ReturnType<GitHubForges['forToken']>, prNumber: number, calls: number) {
+  async function runUntil(_server: GitHubTestServer, forge: ReturnType<GitHubForges['forToken']>, prNumber: number, calls: number) {
     const work: Promise<unknown>[] = [];
     for (let i = 0; i < calls; i++) {
       work.push(i % 5 === 0 ? forge.postComment(REPO, prNumber, `c${i}`) : forge.getPullRequest(REPO, prNumber));

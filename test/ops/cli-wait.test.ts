@@ -46,7 +46,7 @@ describeDocker('fleet spawn --wait through a real worker', () => {
     expect(tty.code).toBe(0);
     expect(tty.stdout).toContain('cli-tty-1 published; waiting for its result');
     expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d started on acme\/widgets: cli wait/);
-    expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d  50% \[edit\] half way/);
+    expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d {2}50% \[edit\] half way/);
     expect(tty.stdout).toMatch(/completed cafe1234 on main/);
     expect(tty.stdout).toContain('"request_id":"cli-tty-1","success":true');
   });

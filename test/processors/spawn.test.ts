@@ -1,4 +1,4 @@
-import { type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { processSpawn, type SpawnDeps } from '../../processors/spawn.ts';
 import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult, type StoredRequest } from '../../queues/spawn.ts';

@@ -6,7 +6,7 @@ import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUE_NAMES } from '../../queues/common.ts';
-import { type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult } from '../../queues/spawn.ts';
 import { startBridge, type Bridge } from '../../src/bridge.ts';
 import { FLEET_REDIS_ARGS } from '../../src/embedded-redis.ts';
 import { fleetKeys } from '../../src/keys.ts';
@@ -44,7 +44,10 @@ function bridgeHarness(getServer: () => TestRedis) {
       queue = new Queue(QUEUE_NAMES.spawn, { connection: { url }, prefix });
       flows = new FlowProducer({ connection: { url }, prefix });
       redis = new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-      const destination = new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) });
+      const destination = new Writable({ write: (chunk, _enc, done) => {
+        logLines.push(String(chunk));
+        done();
+      } });
       bridge = await startBridge({
         subscriber: { url },
         redis,

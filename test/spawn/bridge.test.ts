@@ -2,7 +2,7 @@ import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUE_NAMES } from '../../queues/common.ts';
-import { type SpawnJobData, type SpawnJobResult } from '../../queues/spawn.ts';
+import type { SpawnJobData, SpawnJobResult } from '../../queues/spawn.ts';
 import { startBridge, type Bridge } from '../../src/bridge.ts';
 import { fleetKeys } from '../../src/keys.ts';
 import { createLogger } from '../../src/logger.ts';

@@ -118,7 +118,7 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     const requests = Array.from({ length: 10 }, () => legacyRequest({ task_content: `sleep 1\n${completedLine()}` }));
     for (const r of requests) await publishJson(redis, channels.spawn, r);
     const all = await Promise.all(requests.map((r) => results.next(r.request_id as string)));
-    [meterA, meterB, meterAll].forEach((m) => m.stop());
+    for (const m of [meterA, meterB, meterAll]) m.stop();
 
     expect(all.every((r) => r.success)).toBe(true);
     expect(meterA.starts() + meterB.starts()).toBe(10);

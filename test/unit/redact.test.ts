@@ -22,9 +22,9 @@ describe('Redactor', () => {
   });
 
   it.each([
-    ['classic token', 'ghp_' + 'a'.repeat(36)],
-    ['fine-grained token', 'github_pat_' + 'b'.repeat(40)],
-    ['app token', 'ghs_' + 'c'.repeat(36)],
+    ['classic token', `ghp_${'a'.repeat(36)}`],
+    ['fine-grained token', `github_pat_${'b'.repeat(40)}`],
+    ['app token', `ghs_${'c'.repeat(36)}`],
   ])('masks a %s nobody registered', (_n, token) => {
     expect(new Redactor().redact(`push with ${token} now`)).toBe(`push with ${REDACTED} now`);
   });

@@ -132,7 +132,10 @@ export class FakeGitHub {
       getPullRequest: (repo, number) => call('getPullRequest', [repo, number], () => view(this.pull(repo, number))),
       getPullRequestDiff: (repo, number) => call('getPullRequestDiff', [repo, number], () => this.pull(repo, number).diff),
       postReview: (input) => call('postReview', [input], () => this.review(input, token)),
-      postComment: (repo, number, body) => call('postComment', [repo, number, body], () => (this.pull(repo, number), { id: this.calls.length, url: `https://github.test/${repo}/pull/${number}#c` })),
+      postComment: (repo, number, body) => call('postComment', [repo, number, body], () => {
+        this.pull(repo, number);
+        return { id: this.calls.length, url: `https://github.test/${repo}/pull/${number}#c` };
+      }),
       mergePullRequest: (input) => call('mergePullRequest', [input], () => this.merge(input)),
     };
   }

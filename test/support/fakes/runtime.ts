@@ -94,7 +94,9 @@ export class FakeRuntime implements ContainerRuntime {
     this.createCalls.push(spec);
     const script = this.script(spec);
     if (script.createError) throw script.createError;
-    const container = new FakeContainer(spec, files, script, (c) => this.startWaiters.splice(0).forEach((w) => w(c)));
+    const container = new FakeContainer(spec, files, script, (c) => {
+      for (const w of this.startWaiters.splice(0)) w(c);
+    });
     this.containers.push(container);
     return container;
   }
@@ -129,7 +131,7 @@ export class ManualTimers implements RunTimers {
   after(ms: number, fire: () => void): () => void {
     const timer = { ms, fire, live: true };
     this.armed.push(timer);
-    this.waiters.splice(0).forEach((w) => w());
+    for (const w of this.waiters.splice(0)) w();
     return () => {
       timer.live = false;
     };

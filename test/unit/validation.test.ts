@@ -66,6 +66,7 @@ describe('validateSpawnRequest', () => {
     ['a scoped task_title with a newline', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', task_title: 'a\nb' }] }), /tasks\.0\.task_title/],
     // model reaches `--model "$MODEL"`: never an option.
     ['model starting with "-"', legacyRequest({ model: '--dangerously-skip-permissions' }), /model.*letter or digit/],
+    ['model "--x"', legacyRequest({ model: '--x' }), /model/],
     ['model with a space', legacyRequest({ model: 'gpt 4' }), /model/],
     ['model with a shell character', legacyRequest({ model: 'm;id' }), /model/],
     ['owner starting with "-"', legacyRequest({ repo: '-acme/widgets' }), /repo.*owner/],

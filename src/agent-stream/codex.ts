@@ -55,7 +55,9 @@ export function createCodexParser(): AgentStreamParser {
         if (phase === 'updated' || changes.length === 0) return { transcript: [] };
         const list = oneLine(changes.map((c) => `${c.kind} ${c.path}`).join(', '), 300);
         return {
-          transcript: [`[assistant] files ${phase === 'started' ? 'changing' : (str(item.status) ?? 'changed')}: ${list}`],
+          transcript: [
+            `[assistant] files ${phase === 'started' ? 'changing' : item.status === 'completed' ? 'changed' : `not changed (${oneLine(str(item.status) ?? '?', 20)})`}: ${list}`,
+          ],
           activity: describeTool('Edit', { file_path: changes[0]!.path }),
         };
       }

@@ -21,13 +21,12 @@ export const str = (value: unknown): string | undefined => (typeof value === 'st
 /** A finite, non-negative count; anything else counts as 0 (a stream cannot make a total go down or NaN). */
 export const count = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0);
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what oneLine removes
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
+
 /** One line, control characters as spaces, at most `max` characters (with an ellipsis when cut). */
 export function oneLine(text: string, max = 200): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
-  const flat = text
-    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
-    .replace(/\s+/g, ' ')
-    .trim();
+  const flat = text.replace(CONTROL, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 

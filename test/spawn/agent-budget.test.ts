@@ -20,7 +20,14 @@ const claudeEdit = (n: number) =>
       type: 'message',
       role: 'assistant',
       model: 'claude-sonnet-4-5-20250929',
-      content: [{ type: 'tool_use', id: `toolu_${n}`, name: 'Edit', input: { file_path: '/workspace/src/app.ts', old_string: `v${n}`, new_string: `v${n + 1}` } }],
+      content: [
+        {
+          type: 'tool_use',
+          id: `toolu_${n}`,
+          name: 'Edit',
+          input: { file_path: '/workspace/src/app.ts', old_string: `v${n}`, new_string: `v${n + 1}` },
+        },
+      ],
       stop_reason: null,
       stop_sequence: null,
       usage: { input_tokens: 2000, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
@@ -80,8 +87,18 @@ describeDocker('the agent stream on the host: usage and budgets (real Redis, rea
 
   it('kills a claude worker whose running cost passes max_cost_usd, mid-stream: budget_exceeded, nothing committed', async () => {
     // Twenty messages 0.3 s apart would cost $0.12 and take 6 s; then the worker sleeps and would complete.
-    const script = [...Array.from({ length: 20 }, (_, i) => [printLine(claudeEdit(i + 1)), 'sleep 0.3']).flat(), 'sleep 60', completedLine('should never be reached')];
-    const request = legacyRequest({ agent: 'claude', max_cost_usd: 0.01, result_format: 'v2', timeout_seconds: 120, task_content: script.join('\n') });
+    const script = [
+      ...Array.from({ length: 20 }, (_, i) => [printLine(claudeEdit(i + 1)), 'sleep 0.3']).flat(),
+      'sleep 60',
+      completedLine('should never be reached'),
+    ];
+    const request = legacyRequest({
+      agent: 'claude',
+      max_cost_usd: 0.01,
+      result_format: 'v2',
+      timeout_seconds: 120,
+      task_content: script.join('\n'),
+    });
     const id = request.request_id as string;
     const sent = Date.now();
     await publishJson(redis, channels.spawn, request);
@@ -118,15 +135,29 @@ describeDocker('the agent stream on the host: usage and budgets (real Redis, rea
   });
 
   it('reports the usage claude itself reported: v2 result, terminal event, job return value; the legacy result keeps its eleven keys', async () => {
-    const stream = readFileSync(new URL('../fixtures/agent-streams/claude-task.jsonl', import.meta.url), 'utf8').split('\n').filter(Boolean);
-    const script = ['echo "fleet-worker: agent start: claude as agent"', ...stream.map(printLine), completedLine('done with usage')].join('\n');
+    const stream = readFileSync(new URL('../fixtures/agent-streams/claude-task.jsonl', import.meta.url), 'utf8')
+      .split('\n')
+      .filter(Boolean);
+    const script = ['echo "fleet-worker: agent start: claude as agent"', ...stream.map(printLine), completedLine('done with usage')].join(
+      '\n',
+    );
     const v2 = legacyRequest({ agent: 'claude', result_format: 'v2', task_content: script });
     const legacy = legacyRequest({ agent: 'claude', task_content: script });
     await publishJson(redis, channels.spawn, v2);
     await publishJson(redis, channels.spawn, legacy);
     const [v2Result, legacyResult] = await Promise.all([results.next(v2.request_id as string), results.next(legacy.request_id as string)]);
 
-    const expected = { agent: 'claude', model: 'claude-sonnet-4-5-20250929', input_tokens: 3600, output_tokens: 120, cached_tokens: 900, cache_write_tokens: 150, turns: 3, cost_usd: 0.013433, cost_source: 'agent' };
+    const expected = {
+      agent: 'claude',
+      model: 'claude-sonnet-4-5-20250929',
+      input_tokens: 3600,
+      output_tokens: 120,
+      cached_tokens: 900,
+      cache_write_tokens: 150,
+      turns: 3,
+      cost_usd: 0.013433,
+      cost_source: 'agent',
+    };
     expect(v2Result).toMatchObject({ success: true, summary: 'done with usage', usage: expected });
     expect(Object.keys(JSON.parse(results.raw.get(legacy.request_id as string)![0]!))).toEqual([...LEGACY_RESULT_KEYS]);
     expect(legacyResult.success).toBe(true);

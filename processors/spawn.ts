@@ -2,6 +2,7 @@ import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { SpawnJobData, SpawnJobResult, SpawnObserver } from '../queues/spawn.ts';
+import { monitorFor, usageLine } from '../src/agent-stream/index.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
@@ -26,7 +27,7 @@ export interface SpawnDeps {
   logger: Logger;
   secrets: SecretBox;
   keys: FleetKeys;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand'>;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand' | 'agentStream'>;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
@@ -56,7 +57,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const flow = job.data.flow;
   // A flow step's events carry its scope: several workers of one request report on one channel.
   const scopeField = flow ? { scope: flow.scope } : {};
-  const emit = (event: ContainerEvent) => publishEvent(deps.redis, { ...envelope(event, id, workerType, now()), ...scopeField });
+  const emit = (event: ContainerEvent, extra: Record<string, unknown> = {}) => publishEvent(deps.redis, { ...envelope(event, id, workerType, now()), ...scopeField, ...extra });
   const started = Date.now();
 
   // A result already exists when an earlier attempt published it and then lost its host before
@@ -94,6 +95,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       dindVolume: slot?.volume,
       config: deps.config,
     });
+    // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
+    const stream = monitorFor(request, deps.config.agentStream);
     try {
       container = await deps.runtime.create(spec, buildInputFiles(request));
       log.info({ container: container.id.slice(0, 12) }, 'worker container created');
@@ -102,6 +105,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
         signal: ctx.signal,
         logger: log,
         timers: deps.timers,
+        stream,
         hooks: {
           onEvent: async (event) => {
             if (event.event_type === 'started') deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
@@ -109,8 +113,13 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
             // A worker's completed or failed event is held back: the outcome is known only at exit (a
             // non-zero exit after `completed` is a crash; a pull request may still fail to open), and
             // the one terminal event is then built from the result (finish). A flow step's events
-            // carry its scope and report the step, so they go out as they come.
-            if (flow || (event.event_type !== 'completed' && event.event_type !== 'failed')) await emit(event);
+            // carry its scope and report the step, so they go out as they come, with the usage so far.
+            const terminal = event.event_type === 'completed' || event.event_type === 'failed';
+            if (!terminal) await emit(event);
+            else if (flow) {
+              const usage = stream?.usage();
+              await emit(event, usage ? { usage } : {});
+            }
           },
           onLogLines: async (lines) => {
             await job.log(lines.join('\n'));
@@ -138,6 +147,12 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     throw new WaitingError('host draining: job returned to the queue');
   }
   const result: SpawnJobResult = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  if (outcome.usage) {
+    // Counted here, once per container run (flow steps, fixes and reviewers included); the job log shows
+    // it on the board for failed jobs too, which have no return value.
+    deps.observer?.agentUsage?.(outcome.usage);
+    await job.log(usageLine(outcome.usage));
+  }
   const opensPullRequest = flow ? flow.purpose === 'task' : request.mode === 'pr';
   if (opensPullRequest && result.success && result.commit_sha) {
     try {

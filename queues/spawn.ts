@@ -1,5 +1,5 @@
 import type { Job, JobsOptions, Queue } from 'bullmq';
-import type { SpawnRequest, WorkerResult } from '../src/protocol.ts';
+import type { AgentUsage, SpawnRequest, WorkerResult } from '../src/protocol.ts';
 import { childJobOptions } from './common.ts';
 
 /** The request as it rests in Redis: everything but the token, which travels sealed. */
@@ -54,6 +54,8 @@ export interface SpawnObserver {
   containerStarted?(info: { requestId: string; startLatencyMs: number }): void;
   containerStopped?(info: { requestId: string }): void;
   jobFinished?(info: { requestId: string; result: SpawnJobResult; durationMs: number }): void;
+  /** What one container run's agent spent, read from its stream (once per run). */
+  agentUsage?(usage: AgentUsage): void;
 }
 
 /** Adds a follow-up worker (fix, conflict, agent reviewer) under a running flow step. */

@@ -2,6 +2,8 @@ import { hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
+import { DEFAULT_PRICES, parsePriceTable, STREAM_FORMATS, type AgentStreamSettings } from './agent-stream/index.ts';
+import { MAX_COST_USD_LIMIT } from './protocol.ts';
 
 /** The roles one fleet process can run; `fleet start` runs all of them by default. */
 export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board'] as const;
@@ -102,6 +104,18 @@ const envSchema = z
     FLEET_LLM_MAX_CHUNKS: z.coerce.number().int().min(1).max(100).default(8),
     FLEET_MERGE_CONFLICT_ROUNDS: z.coerce.number().int().min(0).max(5).default(2),
     FLEET_AGENT_CMD: optionalString,
+    // The agent's stream: usage ledger and budgets (src/agent-stream/).
+    FLEET_AGENT_CMD_STREAM: z.enum([...STREAM_FORMATS, 'none']).default('none'),
+    FLEET_MAX_COST_USD: z.coerce.number().positive().max(MAX_COST_USD_LIMIT).optional(),
+    FLEET_MODEL_PRICES: optionalString.transform((v, ctx) => {
+      if (v === undefined) return undefined;
+      try {
+        return parsePriceTable(v);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
     FACTORY_API_KEY: optionalString,
     ANTHROPIC_API_KEY: optionalString,
     OPENAI_API_KEY: optionalString,
@@ -182,6 +196,8 @@ export interface FleetConfig {
   agentKeys: { FACTORY_API_KEY?: string; ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string };
   /** The command `agent: "custom"` workers run (`sh -c` in the workspace); set by the host, never by a request. */
   customAgentCommand: string | undefined;
+  /** Reading the agent's own stream: the custom agent's format, the price table, the default cost cap. */
+  agentStream: AgentStreamSettings;
   http: {
     port: number;
     /** Where /metrics, /healthz, /readyz and the board listen; loopback unless the board has credentials. */
@@ -249,6 +265,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     mergeConflictRounds: e.FLEET_MERGE_CONFLICT_ROUNDS,
     customAgentCommand: e.FLEET_AGENT_CMD,
+    agentStream: {
+      customFormat: e.FLEET_AGENT_CMD_STREAM === 'none' ? undefined : e.FLEET_AGENT_CMD_STREAM,
+      prices: { ...DEFAULT_PRICES, ...e.FLEET_MODEL_PRICES },
+      defaultMaxCostUsd: e.FLEET_MAX_COST_USD,
+    },
     agentKeys: {
       FACTORY_API_KEY: e.FACTORY_API_KEY,
       ANTHROPIC_API_KEY: e.ANTHROPIC_API_KEY,

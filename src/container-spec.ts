@@ -91,6 +91,8 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   if (input.purpose) env.FLEET_PURPOSE = input.purpose;
   if (input.scope) env.FLEET_SCOPE = input.scope;
   if (input.headSha) env.FLEET_HEAD_SHA = input.headSha;
+  // fleet-worker hands it to the agent CLI; the host also enforces it from the agent's stream.
+  if (request.max_turns !== undefined) env.FLEET_MAX_TURNS = String(request.max_turns);
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
   const caps = config.worker.dind === 'caps';
   if (caps) Object.assign(env, CAPS_DIND.env);

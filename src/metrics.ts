@@ -6,7 +6,7 @@ import type { SpawnObserver } from '../queues/spawn.ts';
 import type { BridgeObserver, BridgeStats } from './bridge.ts';
 import { readHosts, type HostStatus } from './host-registry.ts';
 import type { FleetKeys } from './keys.ts';
-import { isKnownErrorType, type SpawnResult } from './protocol.ts';
+import { isKnownErrorType, type AgentUsage, type SpawnResult } from './protocol.ts';
 import { withTimeout } from './timeout.ts';
 import type { BudgetReading } from './github/budget.ts';
 
@@ -34,6 +34,9 @@ export interface FleetMetrics {
 
 /** The job states BullMQ counts; each becomes a `state` label value. */
 export const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const satisfies readonly JobState[];
+
+/** Distinct `model` label values of the agent usage metrics; a request chooses its model, so they are bounded. */
+export const MAX_MODEL_LABELS = 50;
 
 /** A scrape must answer even when Redis does not: collectors give up after this. */
 const COLLECT_TIMEOUT_MS = 2_000;
@@ -178,6 +181,34 @@ export function createFleetMetrics(deps: {
     bridgeGauge('fleet_bridge_inbox_peak_messages', 'The most messages that ever waited in this bridge\'s inbox at once', (s) => s.inbox.peakDepth);
   };
 
+  const agentTokens = new Counter({
+    name: 'fleet_agent_tokens_total',
+    help: 'Tokens the agents of this host\'s workers used, read from their streams, by agent, model and kind (input: uncached input, cached: cache reads, cache_write, output)',
+    labelNames: ['agent', 'model', 'kind'],
+    registers,
+  });
+  const agentCost = new Counter({
+    name: 'fleet_agent_cost_usd_total',
+    help: 'USD the agents of this host\'s workers spent, as the agent reported it or from the price table, by agent and model',
+    labelNames: ['agent', 'model'],
+    registers,
+  });
+  // A request names its model freely: past this many distinct models, further ones count as `other`.
+  const models = new Set<string>();
+  const modelLabel = (model: string) => {
+    if (models.has(model) || models.size < MAX_MODEL_LABELS) {
+      models.add(model);
+      return model;
+    }
+    return 'other';
+  };
+  const countUsage = (usage: AgentUsage) => {
+    const labels = { agent: usage.agent, model: modelLabel(usage.model) };
+    const kinds = { input: usage.input_tokens, cached: usage.cached_tokens, cache_write: usage.cache_write_tokens, output: usage.output_tokens };
+    for (const [kind, tokens] of Object.entries(kinds)) agentTokens.inc({ ...labels, kind }, tokens);
+    if (usage.cost_usd !== null) agentCost.inc(labels, usage.cost_usd);
+  };
+
   const budgetRemaining = new Gauge({
     name: 'fleet_github_budget_remaining',
     help: 'GitHub rate-limit requests left in the current window, by resource, as last reported to this process',
@@ -201,6 +232,7 @@ export function createFleetMetrics(deps: {
     observer: {
       containerStarted: ({ startLatencyMs }) => startLatency.observe(startLatencyMs / 1000),
       jobFinished: ({ result, durationMs }) => jobDuration.observe({ outcome: outcomeLabel(result) }, durationMs / 1000),
+      agentUsage: countUsage,
     },
     onRejected: () => rejected.inc(),
     onAccepted: (outcome) => accepted.inc({ outcome }),

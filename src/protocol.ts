@@ -22,6 +22,9 @@ export const MAX_AGENTS_BYTES = 256 * 1024;
 export const MAX_REQUEST_TEXT_BYTES = 4 * 1024 * 1024;
 export const MAX_TASKS = 20;
 export const LOGS_TAIL_LINES = 200;
+/** Bounds of the v2 budgets: a turn cap beyond this, or a cost cap beyond this, is a typo, not a budget. */
+export const MAX_TURNS_LIMIT = 10_000;
+export const MAX_COST_USD_LIMIT = 10_000;
 
 export const AGENTS = ['droid', 'claude', 'codex', 'custom'] as const;
 export type Agent = (typeof AGENTS)[number];
@@ -149,6 +152,17 @@ export const spawnRequestSchema = z
       .max(MAX_TASKS, `must hold at most ${MAX_TASKS} tasks`)
       .optional(),
     result_format: z.enum(['legacy', 'v2'], { error: 'must be "legacy" or "v2"' }).default('legacy'),
+    max_turns: z
+      .number({ error: 'must be an integer number of turns' })
+      .int('must be an integer number of turns')
+      .min(1, 'must be at least 1')
+      .max(MAX_TURNS_LIMIT, `must be at most ${MAX_TURNS_LIMIT}`)
+      .optional(),
+    max_cost_usd: z
+      .number({ error: 'must be a number of US dollars' })
+      .positive('must be more than 0')
+      .max(MAX_COST_USD_LIMIT, `must be at most ${MAX_COST_USD_LIMIT}`)
+      .optional(),
   })
   .superRefine((req, ctx) => {
     if (req.merge && !req.review) ctx.addIssue({ code: 'custom', path: ['merge'], message: 'needs "review": true' });
@@ -194,6 +208,8 @@ export const ERROR_TYPES = [
   'clone_failed',
   'push_failed',
   'dind_failed',
+  // the agent's stream passed max_turns or max_cost_usd: fleet killed the worker before it committed
+  'budget_exceeded',
   // pull-request flows
   'no_changes',
   'pr_failed',
@@ -262,8 +278,28 @@ export interface ReviewRecord {
   coverage: { reviewed_bytes: number; total_bytes: number; truncated: boolean };
 }
 
-/** What one worker run reports: the §3 result, plus the pull request fleet opened for it (mode "pr"). */
-export type WorkerResult = SpawnResult & { pull_request?: PullRequestRef | null };
+/**
+ * What an agent spent, read from its own JSON stream (src/agent-stream/). Token kinds do not overlap:
+ * `input_tokens` are the uncached input tokens, `cached_tokens` the cache reads, `cache_write_tokens` the
+ * tokens written to the prompt cache. `cost_usd` is what the CLI reported (`cost_source: "agent"`), else the
+ * host's price table applied to the tokens (`"price_table"`), else null (a model without a price).
+ */
+export interface AgentUsage {
+  agent: Agent;
+  model: string;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  cache_write_tokens: number;
+  /** Model turns (API round trips) the stream showed. */
+  turns: number;
+  cost_usd: number | null;
+  /** `mixed` only in a sum of several workers' usage whose costs came from different sources. */
+  cost_source: 'agent' | 'price_table' | 'mixed' | null;
+}
+
+/** What one worker run reports: the §3 result, the pull request fleet opened for it (mode "pr"), its agent's usage. */
+export type WorkerResult = SpawnResult & { pull_request?: PullRequestRef | null; usage?: AgentUsage };
 
 /** One scope of a flow as v2 results report it, filled in as far as the scope got. */
 export interface ScopeOutcome {
@@ -287,6 +323,8 @@ export type FlowResult = SpawnResult & {
   scopes: ScopeOutcome[];
   pull_requests: { scope: string | null; number: number; url: string; approved: boolean | null; merged: boolean }[];
   timings: { accepted_at: string; finished_at: string; duration_ms: number };
+  /** The sum of the scopes' worker usage; absent when no worker reported any. */
+  usage?: AgentUsage;
 };
 
 export const WORKER_TYPES = { droid: 'droid', claude: 'claude_code', codex: 'codex', custom: 'custom' } as const;

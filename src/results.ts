@@ -8,6 +8,7 @@ import {
   LEGACY_RESULT_KEYS,
   RESULT_TTL_SECONDS,
   type ContainerEvent,
+  type AgentUsage,
   type ErrorType,
   type FleetEvent,
   type SpawnResult,
@@ -45,14 +46,30 @@ export function failureResult(
   };
 }
 
-/** Pure: the §3 result of one finished container run. */
+/**
+ * Pure: the §3 result of one finished container run, with the agent's usage (a v2 key) when its stream
+ * was read. `toLegacyResult` drops it for legacy senders.
+ */
 export function resultFromOutcome(
   requestId: string,
-  outcome: Omit<RunOutcome, 'stoppedBy'> & { stoppedBy: 'timeout' | 'cancelled' | null },
+  outcome: Omit<RunOutcome, 'stoppedBy'> & { stoppedBy: 'timeout' | 'cancelled' | 'budget' | null },
+  context: { timeoutSeconds: number; branch: string | null },
+): SpawnResult & { usage?: AgentUsage } {
+  const result = resultOfRun(requestId, outcome, context);
+  return outcome.usage ? { ...result, usage: outcome.usage } : result;
+}
+
+function resultOfRun(
+  requestId: string,
+  outcome: Omit<RunOutcome, 'stoppedBy'> & { stoppedBy: 'timeout' | 'cancelled' | 'budget' | null },
   context: { timeoutSeconds: number; branch: string | null },
 ): SpawnResult {
   const logsTail = outcome.tail.length ? outcome.tail.join('\n') : null;
   const branch = outcome.completed?.branch ?? (context.branch || null);
+  if (outcome.stoppedBy === 'budget') {
+    const message = outcome.budget?.message ?? 'the agent passed its budget; the worker was killed before it committed';
+    return failureResult(requestId, 'budget_exceeded', message, { logsTail, branch });
+  }
   if (outcome.stoppedBy === 'timeout') {
     return failureResult(requestId, 'timeout', `the worker ran longer than timeout_seconds=${context.timeoutSeconds} and was killed`, {
       logsTail,
@@ -92,11 +109,15 @@ export function resultFromOutcome(
   });
 }
 
-/** The terminal event (§4) that goes with a result: `completed` on success, `failed` otherwise. */
-export function terminalEvent(result: SpawnResult): ContainerEvent {
-  return result.success
+/**
+ * The terminal event (§4) that goes with a result: `completed` on success, `failed` otherwise, with the
+ * result's `usage` as an extra field when it has one (§4 allows extra fields).
+ */
+export function terminalEvent(result: SpawnResult & { usage?: AgentUsage }): ContainerEvent & { usage?: AgentUsage } {
+  const event: ContainerEvent = result.success
     ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.summary }
     : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail };
+  return result.usage ? { ...event, usage: result.usage } : event;
 }
 
 /** The published form: exactly the eleven legacy keys unless the sender asked for v2. */

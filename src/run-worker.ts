@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
+import type { AgentStreamMonitor, BudgetBreach } from './agent-stream/index.ts';
+import { LatestWins } from './agent-stream/throttle.ts';
 import type { WorkerContainer } from './container-runtime.ts';
 import type { StopReason } from './errors.ts';
 import { EVENT_PREFIX, parseContainerLine } from './events.ts';
-import type { ContainerEvent } from './protocol.ts';
+import type { AgentUsage, ContainerEvent } from './protocol.ts';
 import { LOGS_TAIL_LINES } from './protocol.ts';
 import { redactor } from './redact.ts';
 
@@ -13,12 +15,16 @@ type Failed = Extract<ContainerEvent, { event_type: 'failed' }>;
 export interface RunOutcome {
   /** The container's exit code; null when fleet killed it. */
   exitCode: number | null;
-  /** Why fleet stopped the container, if it did. */
-  stoppedBy: 'timeout' | StopReason | null;
+  /** Why fleet stopped the container, if it did; `budget`: the agent's stream passed max_turns or max_cost_usd. */
+  stoppedBy: 'timeout' | 'budget' | StopReason | null;
   completed: Completed | null;
   failed: Failed | null;
-  /** The last lines of output (events included), redacted. */
+  /** The last lines of output (events included; the agent's stream as its transcript), redacted. */
   tail: string[];
+  /** What the agent spent, from its stream; null when its stream was not read or never seen. */
+  usage?: AgentUsage | null;
+  /** Set when fleet killed the worker for its budget. */
+  budget?: BudgetBreach | null;
 }
 
 export interface RunHooks {
@@ -32,6 +38,8 @@ export interface RunHooks {
 export const MAX_LINE_BYTES = 16 * 1024;
 const LOG_BATCH_LINES = 200;
 const LOG_FLUSH_MS = 250;
+/** Progress events from the agent's tool calls: at most two a second, the last one wins. */
+export const AGENT_PROGRESS_INTERVAL_MS = 500;
 
 /**
  * The run's timeout timer. Injected so a unit test can fire a timeout at once instead of waiting
@@ -56,9 +64,19 @@ export const realTimers: RunTimers = {
  */
 export async function runWorker(
   container: WorkerContainer,
-  options: { timeoutMs: number; signal?: AbortSignal; hooks: RunHooks; logger: Logger; timers?: RunTimers },
+  options: {
+    timeoutMs: number;
+    signal?: AbortSignal;
+    hooks: RunHooks;
+    logger: Logger;
+    /** Reads the agent's own JSON stream: transcript, progress, usage and budget. */
+    stream?: AgentStreamMonitor;
+    /** Injected by tests: the run timeout's timer. */
+    timers?: RunTimers;
+  },
 ): Promise<RunOutcome> {
   const outcome: RunOutcome = { exitCode: null, stoppedBy: null, completed: null, failed: null, tail: [] };
+  const { stream } = options;
   const pending: string[] = [];
   let flushing: Promise<void> = Promise.resolve();
   const flush = () => {
@@ -68,6 +86,23 @@ export async function runWorker(
     return flushing;
   };
   const flushTimer = setInterval(() => void flush().catch((error) => options.logger.warn({ err: error }, 'job log write failed')), LOG_FLUSH_MS);
+
+  // Events go out one at a time and in order, whether a line or the progress throttle's timer sends them.
+  // A failure of a timer's send is held and thrown with the next event, never dropped.
+  let events: Promise<void> = Promise.resolve();
+  let eventError: unknown;
+  const deliver = (event: ContainerEvent) => {
+    const sent = events.then(() => options.hooks.onEvent(event));
+    events = sent.catch((error) => {
+      eventError ??= error;
+    });
+    return sent;
+  };
+  const progress = new LatestWins<string>(AGENT_PROGRESS_INTERVAL_MS, (message) => void deliver({ event_type: 'progress', stage: 'agent', message, progress_pct: null }));
+  const log = (line: string) => {
+    remember(line);
+    pending.push(line);
+  };
 
   const remember = (line: string) => {
     outcome.tail.push(line);
@@ -93,23 +128,39 @@ export async function runWorker(
       void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')),
     );
 
+    if (stream?.costWarning) log(stream.costWarning);
+
     const exited = container.wait();
     for await (const raw of container.lines(MAX_LINE_BYTES)) {
       const cut = raw.droppedBytes > 0;
       const line = redactor.redact(cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text);
-      remember(line);
       // A cut line is only log output, even when what is left of it would parse as an event.
       const parsed = cut
         ? { kind: 'log' as const, line, problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined }
         : parseContainerLine(line);
       if (parsed.kind === 'event') {
+        remember(line);
         if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
         if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;
-        await options.hooks.onEvent(parsed.event);
-      } else {
-        pending.push(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
-        if (pending.length >= LOG_BATCH_LINES) await flush();
+        // The agent's last activity goes before the worker's own next stage.
+        progress.flush();
+        await deliver(parsed.event);
+        if (eventError) throw eventError;
+        continue;
       }
+      const seen = stream && !cut && !parsed.problem ? stream.read(line) : null;
+      if (seen?.log) seen.log.forEach(log);
+      else log(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
+      if (seen?.activity && !outcome.stoppedBy) progress.push(seen.activity);
+      if (seen?.breach && !outcome.stoppedBy) {
+        // Killed as soon as the line is read: the worker's commit stage comes only after the agent ends.
+        outcome.budget = seen.breach;
+        log(`[fleet] ${seen.breach.message}`);
+        progress.close();
+        await stop('budget');
+      }
+      if (pending.length >= LOG_BATCH_LINES) await flush();
+      if (eventError) throw eventError;
     }
     const code = await exited;
     outcome.exitCode = outcome.stoppedBy ? null : code;
@@ -118,6 +169,10 @@ export async function runWorker(
     disarmTimeout?.();
     clearInterval(flushTimer);
     options.signal?.removeEventListener('abort', onAbort);
+    if (outcome.stoppedBy) progress.close();
+    else progress.flush();
+    await events;
+    outcome.usage = stream?.usage() ?? null;
     await flush();
   }
 }

@@ -1,5 +1,6 @@
 /** A flow's outcomes: each scope's, filled in step by step, and the request's one result. Pure. */
 import type { ScopeContext } from '../../queues/review.ts';
+import { sumUsage } from '../agent-stream/usage.ts';
 import { isKnownErrorType, type ErrorType, type FlowResult, type ScopeOutcome, type WorkerResult } from '../protocol.ts';
 
 export type { FlowResult };
@@ -75,6 +76,8 @@ export function aggregateFlowResult(
   const files = [...new Set(outcomes.flatMap((o) => o.worker?.files_changed ?? []))];
   const summaries = outcomes.map((o) => (o.worker?.summary ? `${label(o)}: ${o.worker.summary}` : null)).filter(Boolean);
   const output = outcomes.map(scopeLine).join('\n');
+  // What the request's agents spent: the sum of its scopes' workers (each scope's own is in scopes[].worker).
+  const usage = sumUsage(outcomes.map((o) => o.worker?.usage));
   return {
     request_id: requestId,
     success,
@@ -96,5 +99,6 @@ export function aggregateFlowResult(
       finished_at: new Date(times.finishedAt).toISOString(),
       duration_ms: times.finishedAt - times.acceptedAt,
     },
+    ...(usage ? { usage } : {}),
   };
 }

@@ -68,6 +68,7 @@ function spawnDeps(runtime: FakeRuntime, extra: Partial<SpawnDeps> & { repoAllow
       githubToken: undefined,
       repoAllow,
       customAgentCommand: undefined,
+      agentStream: { customFormat: undefined, prices: {}, defaultMaxCostUsd: undefined },
     },
     now: () => new Date(NOW),
     ...rest,

@@ -144,7 +144,7 @@ describe('droid stream (droid exec -o stream-json)', () => {
 describe('lines that are not the stream, or are broken', () => {
   it.each(['claude', 'codex', 'droid'] as StreamFormat[])('%s: never throws, and leaves every other line as log output', (format) => {
     const parser = createParser(format);
-    const lines = fixture('worker-output.log');
+    const lines = fixture('worker-output.txt');
     const steps = lines.map((line) => parser.read(line));
     const nonStream = [0, 1, 2, 4, 5, 6, 7, 8, 11];
     for (const i of nonStream) expect(steps[i], lines[i]).toBeNull();
@@ -152,7 +152,7 @@ describe('lines that are not the stream, or are broken', () => {
 
   it('claude: reads the stream lines among them', () => {
     const parser = createParser('claude');
-    const { transcript, activities } = readAll(parser, fixture('worker-output.log'));
+    const { transcript, activities } = readAll(parser, fixture('worker-output.txt'));
     expect(activities).toEqual(['editing src/app.ts']);
     expect(transcript).toEqual([
       '[assistant] tool Edit: editing src/app.ts',

@@ -5,7 +5,7 @@ import type { SpawnJobData, SpawnJobResult, SpawnObserver } from '../queues/spaw
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
-import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
+import { buildContainerSpec, buildInputFiles, modelFor } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
 import { FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
@@ -26,7 +26,7 @@ export interface SpawnDeps {
   logger: Logger;
   secrets: SecretBox;
   keys: FleetKeys;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand'>;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand' | 'models'>;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
@@ -66,6 +66,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   }
 
   const branch = flow?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
+  const model = modelFor(request, deps.config);
+  if (model !== request.model) log.info({ requested_model: request.model, model_used: model, agent: request.agent }, 'model mapped by FLEET_MODEL_MAP');
   let token: string;
   try {
     token = openToken(job.data, deps);
@@ -131,6 +133,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     throw new WaitingError('host draining: job returned to the queue');
   }
   const result: SpawnJobResult = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  result.model_used = model;
   const opensPullRequest = flow ? flow.purpose === 'task' : request.mode === 'pr';
   if (opensPullRequest && result.success && result.commit_sha) {
     try {

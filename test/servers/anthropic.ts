@@ -65,6 +65,10 @@ export class AnthropicTestServer extends ModelTestServer {
       this.error(res, turn.status, turn.message);
       return;
     }
+    if (turn?.kind === 'stall') {
+      new SseWriter(res);
+      return;
+    }
     const steps = turn ? turn.steps : [{ kind: 'text' as const, text: main ? 'Done.' : 'OK' }];
     if (main) this.checkTools(body, steps);
     const blocks = steps.map((step) => this.block(step));

@@ -4,6 +4,9 @@
  * the agent's main-loop requests from a script of turns. A turn is one model response: text, tool calls,
  * or a failure (an HTTP error in the vendor's shape, or a stream cut in the middle).
  *
+ * Tests may share one server: `answerFor(marker, …)` scripts the requests whose body holds the marker (put
+ * it in the task, which every main request of that agent carries), so agents can run side by side.
+ *
  * Requests that are not the agent's main loop (a title, a quota probe, token counting) are answered by
  * the vendor module without spending a turn; `isMainRequest` tells them apart (the request offers tools).
  * When the script is spent, a main request gets a plain text answer that ends the agent's loop, so a test
@@ -20,7 +23,9 @@ export type Turn =
   /** The vendor's error answer with this HTTP status (429 rate limit, 500 server error...). */
   | { kind: 'http_error'; status: number; message: string }
   /** The stream starts with these steps, then the connection is destroyed before the response ends. */
-  | { kind: 'cut'; steps: Step[] };
+  | { kind: 'cut'; steps: Step[] }
+  /** The stream opens (200, event-stream headers) and then nothing comes: a model that hangs. */
+  | { kind: 'stall' };
 
 export const text = (t: string): Step => ({ kind: 'text', text: t });
 export const tool = (name: string, input: Record<string, unknown>): Step => ({ kind: 'tool', tool: name, input });
@@ -34,12 +39,15 @@ export interface Recorded {
   body: Record<string, unknown> | undefined;
   /** It carried the agent's tools: a turn of the script answered it (or the end-of-script text). */
   main: boolean;
+  /** The scripted marker its body held ('' for none). */
+  marker: string;
 }
 
 /** A tool result the CLI sent back for a call of ours: proof that its own tool ran. */
 export interface ToolResult {
   callId: string;
   output: string;
+  marker: string;
 }
 
 export interface ModelServerOptions {
@@ -57,8 +65,10 @@ export abstract class ModelTestServer {
   readonly violations: string[] = [];
   readonly toolResults: ToolResult[] = [];
   url = '';
-  private readonly script: Turn[] = [];
+  private readonly scripts = new Map<string, Turn[]>();
   private firstMain: ((at: number) => void)[] = [];
+  /** The marker of the request being handled (tool results recorded meanwhile carry it). */
+  private currentMarker = '';
   private readonly server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -71,7 +81,10 @@ export abstract class ModelTestServer {
       }
       const path = (req.url ?? '/').split('?')[0]!;
       const main = body !== undefined && this.isMainRequest(path, body);
-      this.requests.push({ at: Date.now(), method: req.method ?? '', path, headers: req.headers, body, main });
+      const serialized = body === undefined ? '' : JSON.stringify(body);
+      const marker = [...this.scripts.keys()].find((m) => m !== '' && serialized.includes(m)) ?? '';
+      this.currentMarker = marker;
+      this.requests.push({ at: Date.now(), method: req.method ?? '', path, headers: req.headers, body, main, marker });
       if (main) for (const resolve of this.firstMain.splice(0)) resolve(Date.now());
       try {
         this.handle(req, res, path, body, main);
@@ -85,21 +98,22 @@ export abstract class ModelTestServer {
 
   constructor(readonly options: ModelServerOptions) {}
 
-  /** Queues turns for the next main-loop requests, in order. */
+  /** Queues turns for the next main-loop requests that hold no scripted marker, in order. */
   answer(...turns: Turn[]): void {
-    this.script.push(...turns);
+    this.answerFor('', ...turns);
   }
 
-  /** Forgets the script, recordings and violations (between tests on one server). */
-  reset(): void {
-    this.script.length = 0;
-    this.requests.length = 0;
-    this.violations.length = 0;
-    this.toolResults.length = 0;
+  /** Queues turns for the next main-loop requests whose body holds `marker` (e.g. a request id in the task). */
+  answerFor(marker: string, ...turns: Turn[]): void {
+    this.scripts.set(marker, [...(this.scripts.get(marker) ?? []), ...turns]);
   }
 
-  mainRequests(): Recorded[] {
-    return this.requests.filter((r) => r.main);
+  mainRequests(marker?: string): Recorded[] {
+    return this.requests.filter((r) => r.main && (marker === undefined || r.marker === marker));
+  }
+
+  toolResultsFor(marker: string): ToolResult[] {
+    return this.toolResults.filter((r) => r.marker === marker);
   }
 
   /** Resolves with the time of the next main-loop request. */
@@ -108,7 +122,7 @@ export abstract class ModelTestServer {
   }
 
   protected nextTurn(): Turn | undefined {
-    return this.script.shift();
+    return this.scripts.get(this.currentMarker)?.shift();
   }
 
   /** Records a violation when the key is not the one fleet gave; returns whether it was. */
@@ -124,7 +138,7 @@ export abstract class ModelTestServer {
   }
 
   protected recordToolResult(callId: string, output: string): void {
-    if (!this.toolResults.some((r) => r.callId === callId)) this.toolResults.push({ callId, output });
+    if (!this.toolResults.some((r) => r.callId === callId)) this.toolResults.push({ callId, output, marker: this.currentMarker });
   }
 
   protected abstract isMainRequest(path: string, body: Record<string, unknown>): boolean;

@@ -45,6 +45,10 @@ export class ResponsesTestServer extends ModelTestServer {
       this.error(res, turn.status, turn.message);
       return;
     }
+    if (turn?.kind === 'stall') {
+      new SseWriter(res);
+      return;
+    }
     const steps = turn ? turn.steps : [{ kind: 'text' as const, text: main ? 'Done.' : 'OK' }];
     if (main) this.checkTools(body, steps);
     const items = steps.map((s) => this.item(s));

@@ -57,7 +57,17 @@ export async function benchAgentStart(runs = Number(process.env.BENCH_AGENT_RUNS
         const run = await runWorker(image, {
           network: 'host',
           timeoutMs: 180_000,
-          env: { FLEET_REQUEST_ID: marker, REPO: 'acme/widgets', FLEET_GIT_URL: 'file:///srv/origin.git', FLEET_AGENT: agent, MODEL, TASK_TITLE: 'bench', GITHUB_TOKEN: fakeToken(), FLEET_DIND: 'off', ...env },
+          env: {
+            FLEET_REQUEST_ID: marker,
+            REPO: 'acme/widgets',
+            FLEET_GIT_URL: 'file:///srv/origin.git',
+            FLEET_AGENT: agent,
+            MODEL,
+            TASK_TITLE: 'bench',
+            GITHUB_TOKEN: fakeToken(),
+            FLEET_DIND: 'off',
+            ...env,
+          },
           input: { 'TASK.md': `Say done (${marker}).\n` },
           binds: { [repo.path]: '/srv/origin.git' },
         });
@@ -65,14 +75,24 @@ export async function benchAgentStart(runs = Number(process.env.BENCH_AGENT_RUNS
           const { stdout } = await docker(['inspect', '--format', '{{.State.StartedAt}} {{.State.FinishedAt}}', run.container]);
           const [startedAt, finishedAt] = stdout.trim().split(' ').map(toMs);
           const first = server.mainRequests(marker)[0];
-          if (!first || run.exitCode !== 0) throw new Error(`${agent} run ${i}: exit ${run.exitCode}, ${first ? 'a' : 'no'} model request:\n${run.logLines.slice(-15).join('\n')}`);
+          if (!first || run.exitCode !== 0)
+            throw new Error(
+              `${agent} run ${i}: exit ${run.exitCode}, ${first ? 'a' : 'no'} model request:\n${run.logLines.slice(-15).join('\n')}`,
+            );
           firsts.push(first.at - startedAt!);
           totals.push(finishedAt! - startedAt!);
         } finally {
           await run.remove();
         }
       }
-      rows.push({ agent, runs, median_ms: median(firsts), min_ms: Math.min(...firsts), max_ms: Math.max(...firsts), median_run_ms: median(totals) });
+      rows.push({
+        agent,
+        runs,
+        median_ms: median(firsts),
+        min_ms: Math.min(...firsts),
+        max_ms: Math.max(...firsts),
+        median_run_ms: median(totals),
+      });
     }
   } finally {
     repo.cleanup();

@@ -21,15 +21,18 @@ export function parseModelMap(text: string): ModelMap {
   } catch {
     throw new Error('must be JSON like {"*": {"old-model": "new-model"}, "codex": {"…": "…"}}');
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('must be a JSON object keyed by agent or "*"');
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new Error('must be a JSON object keyed by agent or "*"');
   const map: ModelMap = {};
   for (const [agent, entries] of Object.entries(parsed)) {
     if (!KEYS.includes(agent)) throw new Error(`"${agent}" is not an agent (${KEYS.join(', ')})`);
-    if (entries === null || typeof entries !== 'object' || Array.isArray(entries)) throw new Error(`"${agent}" must map model names to model names`);
+    if (entries === null || typeof entries !== 'object' || Array.isArray(entries))
+      throw new Error(`"${agent}" must map model names to model names`);
     const checked: Record<string, string> = {};
     for (const [from, to] of Object.entries(entries as Record<string, unknown>)) {
       // The target reaches the agent CLI's --model like a requested model does: the same rule applies.
-      if (typeof to !== 'string' || !MODEL_PATTERN.test(to)) throw new Error(`"${agent}"."${from}": the target must be a model name (letters, digits and "._:/-")`);
+      if (typeof to !== 'string' || !MODEL_PATTERN.test(to))
+        throw new Error(`"${agent}"."${from}": the target must be a model name (letters, digits and "._:/-")`);
       checked[from] = to;
     }
     map[agent as Agent | '*'] = checked;

@@ -88,7 +88,8 @@ function* streamObjects(text) {
 function finalAnswer(agent, text) {
   const pick = {
     claude: (o) => (o.type === 'result' && typeof o.result === 'string' ? o.result : undefined),
-    codex: (o) => (o.type === 'item.completed' && o.item?.type === 'agent_message' && typeof o.item.text === 'string' ? o.item.text : undefined),
+    codex: (o) =>
+      o.type === 'item.completed' && o.item?.type === 'agent_message' && typeof o.item.text === 'string' ? o.item.text : undefined,
     droid: (o) => (o.type === 'completion' && typeof o.finalText === 'string' ? o.finalText : undefined),
   }[agent];
   if (agent === 'custom') return text;

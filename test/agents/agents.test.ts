@@ -110,14 +110,19 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     reply(text('Wrote hello.txt with a greeting.')),
   ];
 
-  it.concurrent('claude: a legacy request is done by Claude Code\'s own Write and Bash tools, and pushed', async () => {
+  it.concurrent("claude: a legacy request is done by Claude Code's own Write and Bash tools, and pushed", async () => {
     const id = `claude-${Date.now()}`;
     const { id: requestId, result, raw, ms } = await submit(anthropic, 'claude', claudeTurns(id));
     console.log(`claude legacy request: ${ms} ms`);
     expect(Object.keys(raw)).toEqual([...LEGACY_RESULT_KEYS]);
     await expectPushed('claude', result, 'main', `hello from claude ${id}`);
     // The Bash tool really ran git status in the workspace: its output went back to the model.
-    expect(anthropic.toolResultsFor(requestId).map((r) => r.output).join('\n')).toContain('?? hello.txt');
+    expect(
+      anthropic
+        .toolResultsFor(requestId)
+        .map((r) => r.output)
+        .join('\n'),
+    ).toContain('?? hello.txt');
     expect(anthropic.mainRequests(requestId)).toHaveLength(3);
     // The JSON stream reached the container's stdout line by line (the job log keeps its last lines).
     expect(result.logs_tail).toContain('"type":"result"');
@@ -125,30 +130,48 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     expect(containersWithLabel(`fleet.request_id=${requestId}`)).toEqual([]);
   }, 300_000);
 
-  it.concurrent('codex: a legacy request is done by Codex\'s exec_command tool, with the mapped model, and pushed', async () => {
+  it.concurrent("codex: a legacy request is done by Codex's exec_command tool, with the mapped model, and pushed", async () => {
     const id = `codex-${Date.now()}`;
-    const { id: requestId, result, ms } = await submit(responses, 'codex', [
+    const {
+      id: requestId,
+      result,
+      ms,
+    } = await submit(responses, 'codex', [
       reply(tool('exec_command', { cmd: `printf 'hello from codex ${id}\\n' > hello.txt && git status --short` })),
       reply(text('Wrote hello.txt with a greeting.')),
     ]);
     console.log(`codex legacy request: ${ms} ms`);
     await expectPushed('codex', result, 'main', `hello from codex ${id}`);
-    expect(responses.toolResultsFor(requestId).map((r) => r.output).join('\n')).toContain('?? hello.txt');
+    expect(
+      responses
+        .toolResultsFor(requestId)
+        .map((r) => r.output)
+        .join('\n'),
+    ).toContain('?? hello.txt');
     expect(responses.mainRequests(requestId).map((r) => r.body?.model)).toEqual([CODEX_MODEL, CODEX_MODEL]);
     expect(result.logs_tail).toContain('"type":"turn.completed"');
     expect(responses.violations).toEqual([]);
   }, 300_000);
 
-  it.concurrent('droid: a legacy request is done by droid\'s Create and Execute tools through the host\'s custom model, without a Factory key', async () => {
+  it.concurrent("droid: a legacy request is done by droid's Create and Execute tools through the host's custom model, without a Factory key", async () => {
     const id = `droid-${Date.now()}`;
-    const { id: requestId, result, ms } = await submit(droidModel, 'droid', [
+    const {
+      id: requestId,
+      result,
+      ms,
+    } = await submit(droidModel, 'droid', [
       reply(text('Creating the file.'), tool('Create', { file_path: '/workspace/hello.txt', content: `hello from droid ${id}\n` })),
       reply(tool('Execute', { command: 'git status --short', riskLevel: 'low', riskLevelReason: 'reads the status only' })),
       reply(text('Wrote hello.txt with a greeting.')),
     ]);
     console.log(`droid legacy request: ${ms} ms`);
     await expectPushed('droid', result, 'main', `hello from droid ${id}`);
-    expect(droidModel.toolResultsFor(requestId).map((r) => r.output).join('\n')).toContain('?? hello.txt');
+    expect(
+      droidModel
+        .toolResultsFor(requestId)
+        .map((r) => r.output)
+        .join('\n'),
+    ).toContain('?? hello.txt');
     expect(result.logs_tail).toContain('"type":"completion"');
     expect(droidModel.violations).toEqual([]);
     // Nothing of droid's went to another agent's endpoint, nor theirs to droid's.
@@ -170,8 +193,10 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
   }, 300_000);
 
   describe('a model that fails', () => {
-    it.concurrent('claude: HTTP 429 ends as task_failed with the API\'s message in logs_tail, after one call', async () => {
-      const { id, result, ms } = await submit(anthropic, 'claude', [{ kind: 'http_error', status: 429, message: 'Number of request tokens has exceeded your per-minute rate limit' }]);
+    it.concurrent("claude: HTTP 429 ends as task_failed with the API's message in logs_tail, after one call", async () => {
+      const { id, result, ms } = await submit(anthropic, 'claude', [
+        { kind: 'http_error', status: 429, message: 'Number of request tokens has exceeded your per-minute rate limit' },
+      ]);
       console.log(`claude 429: ${ms} ms`);
       expect(result).toMatchObject({ success: false, error_type: 'task_failed', commit_sha: null });
       expect(result.error_message).toContain('claude exited with code 1');
@@ -180,7 +205,11 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     }, 300_000);
 
     it.concurrent('codex: HTTP 500 on every call ends as task_failed with the error in logs_tail', async () => {
-      const errors: Turn[] = Array.from({ length: 10 }, () => ({ kind: 'http_error', status: 500, message: 'The server had an error while processing your request.' }));
+      const errors: Turn[] = Array.from({ length: 10 }, () => ({
+        kind: 'http_error',
+        status: 500,
+        message: 'The server had an error while processing your request.',
+      }));
       const { id, result, ms } = await submit(responses, 'codex', errors);
       console.log(`codex 500: ${ms} ms, ${responses.mainRequests(id).length} calls`);
       expect(result).toMatchObject({ success: false, error_type: 'task_failed', commit_sha: null });
@@ -192,14 +221,17 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     }, 300_000);
 
     it.concurrent('claude: a stream cut in the middle ends as task_failed naming the dropped connection', async () => {
-      const cuts: Turn[] = Array.from({ length: 5 }, () => ({ kind: 'cut', steps: [text('Starting.'), tool('Write', { file_path: '/workspace/x.txt', content: 'x' })] }));
+      const cuts: Turn[] = Array.from({ length: 5 }, () => ({
+        kind: 'cut',
+        steps: [text('Starting.'), tool('Write', { file_path: '/workspace/x.txt', content: 'x' })],
+      }));
       const { result, ms } = await submit(anthropic, 'claude', cuts);
       console.log(`claude stream cut: ${ms} ms`);
       expect(result).toMatchObject({ success: false, error_type: 'task_failed', commit_sha: null });
       expect(result.logs_tail).toMatch(/Connection dropped|ECONNRESET|terminated/i);
     }, 300_000);
 
-    it.concurrent('droid: a model that never answers is stopped by the request\'s timeout', async () => {
+    it.concurrent("droid: a model that never answers is stopped by the request's timeout", async () => {
       const { result, ms } = await submit(droidModel, 'droid', [{ kind: 'stall' }], { timeout_seconds: 25 });
       console.log(`droid stalled model: ${ms} ms`);
       expect(result).toMatchObject({ success: false, error_type: 'timeout' });

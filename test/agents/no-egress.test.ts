@@ -97,7 +97,11 @@ describeDocker('real agent CLIs with egress dropped', () => {
   }
 
   it.concurrent('claude opens no connection beyond its model endpoint', async () => {
-    anthropic.answerFor('egress claude', reply(tool('Write', { file_path: '/workspace/hello.txt', content: 'hi\n' })), reply(text('Done.')));
+    anthropic.answerFor(
+      'egress claude',
+      reply(tool('Write', { file_path: '/workspace/hello.txt', content: 'hi\n' })),
+      reply(text('Done.')),
+    );
     const { worker, ms } = await run('claude', { ANTHROPIC_API_KEY: 'sk-ant-egress-0123456789', ANTHROPIC_BASE_URL: anthropic.url });
     console.log(`claude with egress dropped: ${ms} ms`);
     expect(worker.timedOut).toBe(false);
@@ -115,7 +119,11 @@ describeDocker('real agent CLIs with egress dropped', () => {
   }, 180_000);
 
   it.concurrent('droid with a custom model opens no connection to Factory', async () => {
-    anthropic.answerFor('egress droid', reply(tool('Create', { file_path: '/workspace/hello.txt', content: 'hi\n' })), reply(text('Done.')));
+    anthropic.answerFor(
+      'egress droid',
+      reply(tool('Create', { file_path: '/workspace/hello.txt', content: 'hi\n' })),
+      reply(text('Done.')),
+    );
     const { worker, ms } = await run('droid', {
       FLEET_DROID_MODEL_PROVIDER: 'anthropic',
       FLEET_DROID_MODEL_BASE_URL: anthropic.url,

@@ -25,7 +25,11 @@ export async function startGitServer(repos: string[], options: { onPushUrl?: str
   const dir = mkdtempSync(join(tmpdir(), 'fleet-agents-git-'));
   const bareOf = (repo: string) => join(dir, 'repos', `${repo}.git`);
   const git = async (cwd: string, ...args: string[]) =>
-    (await run('git', ['-c', 'user.name=fleet-test', '-c', 'user.email=test@fleet.invalid', '-C', cwd, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
+    (
+      await run('git', ['-c', 'user.name=fleet-test', '-c', 'user.email=test@fleet.invalid', '-C', cwd, ...args], {
+        maxBuffer: 64 * 1024 * 1024,
+      })
+    ).stdout.trim();
   for (const repo of repos) {
     const bare = bareOf(repo);
     const seed = join(dir, 'seed', repo);
@@ -56,7 +60,17 @@ export async function startGitServer(repos: string[], options: { onPushUrl?: str
   const port = await freePort();
   const daemon: ChildProcess = spawn(
     'git',
-    ['daemon', `--base-path=${join(dir, 'repos')}`, '--export-all', '--enable=receive-pack', '--listen=127.0.0.1', `--port=${port}`, '--reuseaddr', '--informative-errors', join(dir, 'repos')],
+    [
+      'daemon',
+      `--base-path=${join(dir, 'repos')}`,
+      '--export-all',
+      '--enable=receive-pack',
+      '--listen=127.0.0.1',
+      `--port=${port}`,
+      '--reuseaddr',
+      '--informative-errors',
+      join(dir, 'repos'),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

@@ -34,7 +34,13 @@ export class AnthropicTestServer extends ModelTestServer {
     return ((body?.tools as { name: string }[] | undefined) ?? []).map((t) => t.name);
   }
 
-  protected handle(req: IncomingMessage, res: ServerResponse, path: string, body: Record<string, unknown> | undefined, main: boolean): void {
+  protected handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    body: Record<string, unknown> | undefined,
+    main: boolean,
+  ): void {
     // Claude Code probes the endpoint with `HEAD /api/hello` before it starts, without a key.
     if (req.method === 'HEAD') {
       res.writeHead(200).end();
@@ -78,7 +84,13 @@ export class AnthropicTestServer extends ModelTestServer {
       return;
     }
     const sse = new SseWriter(res);
-    sse.event('message_start', { type: 'message_start', message: { ...this.message(body, []), usage: { input_tokens: 100, output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 } } });
+    sse.event('message_start', {
+      type: 'message_start',
+      message: {
+        ...this.message(body, []),
+        usage: { input_tokens: 100, output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+      },
+    });
     sse.event('ping', { type: 'ping' });
     blocks.forEach((b, index) => {
       if (b.type === 'text') {
@@ -90,7 +102,11 @@ export class AnthropicTestServer extends ModelTestServer {
           if (part) sse.event('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: part } });
         }
       } else {
-        sse.event('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: b.id, name: b.name, input: {} } });
+        sse.event('content_block_start', {
+          type: 'content_block_start',
+          index,
+          content_block: { type: 'tool_use', id: b.id, name: b.name, input: {} },
+        });
         const json = JSON.stringify(b.input);
         const half = Math.ceil(json.length / 2);
         for (const part of [json.slice(0, half), json.slice(half)]) {
@@ -104,13 +120,25 @@ export class AnthropicTestServer extends ModelTestServer {
       sse.cut();
       return;
     }
-    sse.event('message_delta', { type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: 20 } });
+    sse.event('message_delta', {
+      type: 'message_delta',
+      delta: { stop_reason: stopReason, stop_sequence: null },
+      usage: { output_tokens: 20 },
+    });
     sse.event('message_stop', { type: 'message_stop' });
     sse.end();
   }
 
   private message(body: Record<string, unknown>, content: Block[]) {
-    return { id: `msg_test${++this.ids}`, type: 'message', role: 'assistant', model: body.model, content, stop_reason: null, stop_sequence: null };
+    return {
+      id: `msg_test${++this.ids}`,
+      type: 'message',
+      role: 'assistant',
+      model: body.model,
+      content,
+      stop_reason: null,
+      stop_sequence: null,
+    };
   }
 
   private block(step: Step): Block {
@@ -121,7 +149,8 @@ export class AnthropicTestServer extends ModelTestServer {
   private checkTools(body: Record<string, unknown>, steps: Step[]): void {
     const offered = ((body.tools as { name?: string }[]) ?? []).map((t) => t.name);
     for (const step of steps) {
-      if (step.kind === 'tool' && !offered.includes(step.tool)) this.violations.push(`script calls tool ${step.tool}; the CLI offered ${offered.join(', ')}`);
+      if (step.kind === 'tool' && !offered.includes(step.tool))
+        this.violations.push(`script calls tool ${step.tool}; the CLI offered ${offered.join(', ')}`);
     }
   }
 

@@ -142,7 +142,13 @@ export abstract class ModelTestServer {
   }
 
   protected abstract isMainRequest(path: string, body: Record<string, unknown>): boolean;
-  protected abstract handle(req: IncomingMessage, res: ServerResponse, path: string, body: Record<string, unknown> | undefined, main: boolean): void;
+  protected abstract handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    body: Record<string, unknown> | undefined,
+    main: boolean,
+  ): void;
 
   async listen(): Promise<this> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
@@ -183,6 +189,9 @@ export const sendJson = (res: ServerResponse, status: number, body: unknown, hea
 /** A tool result's content as text, whatever block shape the vendor uses. */
 export function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((c) => contentText((c as { text?: unknown; content?: unknown }).text ?? (c as { content?: unknown }).content ?? '')).join('');
+  if (Array.isArray(content))
+    return content
+      .map((c) => contentText((c as { text?: unknown; content?: unknown }).text ?? (c as { content?: unknown }).content ?? ''))
+      .join('');
   return content === undefined || content === null ? '' : JSON.stringify(content);
 }

@@ -25,7 +25,13 @@ export class ResponsesTestServer extends ModelTestServer {
     return path === '/v1/responses' && Array.isArray(body.tools) && body.tools.length > 0;
   }
 
-  protected handle(req: IncomingMessage, res: ServerResponse, path: string, body: Record<string, unknown> | undefined, main: boolean): void {
+  protected handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    body: Record<string, unknown> | undefined,
+    main: boolean,
+  ): void {
     if (!this.checkKey(req.headers.authorization?.replace(/^Bearer /, ''), path)) {
       this.error(res, 401, 'Incorrect API key provided.');
       return;
@@ -59,7 +65,16 @@ export class ResponsesTestServer extends ModelTestServer {
       status,
       model: body.model,
       output,
-      usage: status === 'completed' ? { input_tokens: 100, input_tokens_details: { cached_tokens: 0 }, output_tokens: 20, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 120 } : null,
+      usage:
+        status === 'completed'
+          ? {
+              input_tokens: 100,
+              input_tokens_details: { cached_tokens: 0 },
+              output_tokens: 20,
+              output_tokens_details: { reasoning_tokens: 0 },
+              total_tokens: 120,
+            }
+          : null,
     });
     const sse = new SseWriter(res);
     let seq = 0;
@@ -68,15 +83,25 @@ export class ResponsesTestServer extends ModelTestServer {
     send('response.in_progress', { response: response('in_progress', []) });
     items.forEach((item, output_index) => {
       if (item.type === 'message') {
-        const text = ((item.content as { text: string }[])[0]!).text;
+        const text = (item.content as { text: string }[])[0]!.text;
         send('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', content: [] } });
-        send('response.content_part.added', { item_id: item.id, output_index, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } });
+        send('response.content_part.added', {
+          item_id: item.id,
+          output_index,
+          content_index: 0,
+          part: { type: 'output_text', text: '', annotations: [] },
+        });
         const half = Math.ceil(text.length / 2);
         for (const delta of [text.slice(0, half), text.slice(half)]) {
           if (delta) send('response.output_text.delta', { item_id: item.id, output_index, content_index: 0, delta });
         }
         send('response.output_text.done', { item_id: item.id, output_index, content_index: 0, text });
-        send('response.content_part.done', { item_id: item.id, output_index, content_index: 0, part: { type: 'output_text', text, annotations: [] } });
+        send('response.content_part.done', {
+          item_id: item.id,
+          output_index,
+          content_index: 0,
+          part: { type: 'output_text', text, annotations: [] },
+        });
       } else {
         send('response.output_item.added', { output_index, item: { ...item, status: 'in_progress', arguments: '' } });
         send('response.function_call_arguments.delta', { item_id: item.id, output_index, delta: item.arguments });
@@ -96,15 +121,29 @@ export class ResponsesTestServer extends ModelTestServer {
   private item(step: Step): Item {
     const id = ++this.ids;
     if (step.kind === 'text') {
-      return { type: 'message', id: `msg_test${id}`, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: step.text, annotations: [] }] };
+      return {
+        type: 'message',
+        id: `msg_test${id}`,
+        role: 'assistant',
+        status: 'completed',
+        content: [{ type: 'output_text', text: step.text, annotations: [] }],
+      };
     }
-    return { type: 'function_call', id: `fc_test${id}`, call_id: `call_test${id}`, name: step.tool, arguments: JSON.stringify(step.input), status: 'completed' };
+    return {
+      type: 'function_call',
+      id: `fc_test${id}`,
+      call_id: `call_test${id}`,
+      name: step.tool,
+      arguments: JSON.stringify(step.input),
+      status: 'completed',
+    };
   }
 
   private checkTools(body: Record<string, unknown>, steps: Step[]): void {
     const offered = ((body.tools as { name?: string; type?: string }[]) ?? []).map((t) => t.name ?? t.type);
     for (const step of steps) {
-      if (step.kind === 'tool' && !offered.includes(step.tool)) this.violations.push(`script calls tool ${step.tool}; the CLI offered ${offered.join(', ')}`);
+      if (step.kind === 'tool' && !offered.includes(step.tool))
+        this.violations.push(`script calls tool ${step.tool}; the CLI offered ${offered.join(', ')}`);
     }
   }
 

@@ -1,14 +1,16 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
+import { dockerAvailable } from '../test/support/docker.ts';
+import { benchAgentStart } from './agent-start.ts';
 import { startRedis } from '../test/support/redis.ts';
 import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -32,5 +34,12 @@ if (only.has('limiter')) {
 if (only.has('bursts')) {
   const rows = await benchBursts({ startRedis: (args) => startRedis({ args }), fleetArgs: FLEET_REDIS_ARGS });
   table('Pub/sub bursts published at once (bridge alone: received = handled, queued = spawn jobs; omem = Redis-side buffer of the subscriber; rss above the level before the burst)', rows);
+}
+if (only.has('agents')) {
+  if (dockerAvailable) {
+    table('Agent cold start: container start to the first model request at a loopback test server (custom = curl, the baseline)', await benchAgentStart());
+  } else {
+    console.log('\nAgent cold start: SKIPPED (no Docker daemon)');
+  }
 }
 process.exit(0);

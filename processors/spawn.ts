@@ -6,7 +6,7 @@ import { monitorFor, usageLine } from '../src/agent-stream/index.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
-import { buildContainerSpec, buildInputFiles } from '../src/container-spec.ts';
+import { buildContainerSpec, buildInputFiles, modelFor } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
 import { type FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
@@ -27,7 +27,7 @@ export interface SpawnDeps {
   logger: Logger;
   secrets: SecretBox;
   keys: FleetKeys;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand' | 'agentStream'>;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand' | 'agentStream' | 'models'>;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
@@ -69,6 +69,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   }
 
   const branch = flow?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
+  const model = modelFor(request, deps.config);
+  if (model !== request.model) log.info({ requested_model: request.model, model_used: model, agent: request.agent }, 'model mapped by FLEET_MODEL_MAP');
   let token: string;
   try {
     token = openToken(job.data, deps);
@@ -147,6 +149,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     throw new WaitingError('host draining: job returned to the queue');
   }
   const result: SpawnJobResult = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  result.model_used = model;
   if (outcome.usage) {
     // Counted here, once per container run (flow steps, fixes and reviewers included); the job log shows
     // it on the board for failed jobs too, which have no return value.

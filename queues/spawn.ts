@@ -30,7 +30,8 @@ export interface SpawnJobData {
 }
 
 /** What a `spawn` job returns; the same object is published as the result (v2 keys only with result_format v2). */
-export type SpawnJobResult = WorkerResult;
+/** `model_used`: the model the worker's agent ran with, after the host's FLEET_MODEL_MAP (v2 results show it). */
+export type SpawnJobResult = WorkerResult & { model_used?: string };
 
 export type SpawnQueue = Queue<SpawnJobData, SpawnJobResult>;
 

@@ -1,6 +1,7 @@
 import { hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseModelMap, type ModelMap } from './model-map.ts';
 import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
 import { DEFAULT_PRICES, parsePriceTable, STREAM_FORMATS, type AgentStreamSettings } from './agent-stream/index.ts';
 import { MAX_COST_USD_LIMIT } from './protocol.ts';
@@ -119,6 +120,22 @@ const envSchema = z
     FACTORY_API_KEY: optionalString,
     ANTHROPIC_API_KEY: optionalString,
     OPENAI_API_KEY: optionalString,
+    FLEET_ANTHROPIC_BASE_URL: optionalString.pipe(z.url().optional()),
+    FLEET_OPENAI_BASE_URL: optionalString.pipe(z.url().optional()),
+    FLEET_DROID_MODEL_PROVIDER: z.enum(['anthropic', 'openai', 'generic-chat-completion-api']).optional(),
+    FLEET_DROID_MODEL_BASE_URL: optionalString.pipe(z.url().optional()),
+    FLEET_DROID_MODEL_API_KEY: optionalString,
+    FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS: z.coerce.number().int().min(256).max(1_000_000).default(16384),
+    FLEET_MODEL_MAP: optionalString.transform((v, ctx) => {
+      if (v === undefined) return undefined;
+      try {
+        return parseModelMap(v);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+    FLEET_AGENT_MAX_RETRIES: z.coerce.number().int().min(0).max(20).optional(),
     FLEET_BOARD_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     FLEET_BOARD_HOST: optionalString,
     FLEET_BOARD_USER: optionalString,
@@ -137,6 +154,12 @@ const envSchema = z
       if ((env[user] === undefined) !== (env[password] === undefined)) {
         ctx.addIssue({ code: 'custom', path: [env[user] ? password : user], message: `set ${user} and ${password} together` });
       }
+    }
+    // droid's custom model: a provider and where it is, or nothing (then droid needs FACTORY_API_KEY).
+    const droid = [env.FLEET_DROID_MODEL_PROVIDER, env.FLEET_DROID_MODEL_BASE_URL, env.FLEET_DROID_MODEL_API_KEY];
+    if (droid.some((v) => v !== undefined) && droid.some((v) => v === undefined)) {
+      const missing = (['FLEET_DROID_MODEL_PROVIDER', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_API_KEY'] as const).filter((k) => env[k] === undefined);
+      ctx.addIssue({ code: 'custom', path: [missing[0]!], message: `droid's custom model needs FLEET_DROID_MODEL_PROVIDER, FLEET_DROID_MODEL_BASE_URL and FLEET_DROID_MODEL_API_KEY together; missing: ${missing.join(', ')}` });
     }
     if (env.FLEET_BOARD_READONLY_USER && !env.FLEET_BOARD_USER) {
       ctx.addIssue({ code: 'custom', path: ['FLEET_BOARD_USER'], message: 'a read-only account needs an admin account too' });
@@ -194,6 +217,19 @@ export interface FleetConfig {
   /** Follow-up workers a conflicting pull request gets before the merge gives up. */
   mergeConflictRounds: number;
   agentKeys: { FACTORY_API_KEY?: string; ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string };
+  /** Where each agent CLI sends its model calls (a gateway, a proxy); each goes to its own agent's workers only. */
+  models: {
+    /** Claude Code's ANTHROPIC_BASE_URL (Messages API); undefined: Anthropic's. */
+    anthropicBaseUrl: string | undefined;
+    /** Codex's model provider (Responses API, with `/v1`); undefined: OpenAI's. */
+    openaiBaseUrl: string | undefined;
+    /** droid's custom model (`customModels` in its settings): without it droid needs FACTORY_API_KEY. */
+    droid: { provider: 'anthropic' | 'openai' | 'generic-chat-completion-api'; baseUrl: string; apiKey: string; maxOutputTokens: number } | undefined;
+    /** Requested model -> model used, per agent (FLEET_MODEL_MAP). */
+    map: ModelMap;
+    /** Retries the agent CLI makes on a failed model call; undefined: the CLI's own default. */
+    maxRetries: number | undefined;
+  };
   /** The command `agent: "custom"` workers run (`sh -c` in the workspace); set by the host, never by a request. */
   customAgentCommand: string | undefined;
   /** Reading the agent's own stream: the custom agent's format, the price table, the default cost cap. */
@@ -274,6 +310,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       FACTORY_API_KEY: e.FACTORY_API_KEY,
       ANTHROPIC_API_KEY: e.ANTHROPIC_API_KEY,
       OPENAI_API_KEY: e.OPENAI_API_KEY,
+    },
+    models: {
+      anthropicBaseUrl: e.FLEET_ANTHROPIC_BASE_URL?.replace(/\/+$/, ''),
+      openaiBaseUrl: e.FLEET_OPENAI_BASE_URL?.replace(/\/+$/, ''),
+      droid:
+        e.FLEET_DROID_MODEL_PROVIDER && e.FLEET_DROID_MODEL_BASE_URL && e.FLEET_DROID_MODEL_API_KEY
+          ? { provider: e.FLEET_DROID_MODEL_PROVIDER, baseUrl: e.FLEET_DROID_MODEL_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_DROID_MODEL_API_KEY, maxOutputTokens: e.FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS }
+          : undefined,
+      map: e.FLEET_MODEL_MAP ?? {},
+      maxRetries: e.FLEET_AGENT_MAX_RETRIES,
     },
     http: {
       port: e.FLEET_BOARD_PORT,

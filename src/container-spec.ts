@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { StoredRequest } from '../queues/spawn.ts';
 import type { FleetConfig } from './config.ts';
 import { LABELS, type ContainerSpec, type InputFile } from './container-runtime.ts';
+import { mapModel } from './model-map.ts';
 import type { Agent } from './protocol.ts';
 
 /** The API key each agent needs, and the only one its container gets. */
@@ -50,7 +51,30 @@ export interface SpecInput {
   attempt: number;
   /** Named volume for the inner /var/lib/docker, when the slot cache is on. */
   dindVolume?: string;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand'>;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand' | 'models'>;
+}
+
+/** The model the worker's agent uses: the request's, through the host's FLEET_MODEL_MAP. */
+export function modelFor(request: Pick<StoredRequest, 'agent' | 'model'>, config: Pick<FleetConfig, 'models'>): string {
+  return mapModel(config.models.map, request.agent, request.model);
+}
+
+/**
+ * Where this agent's CLI sends its model calls, and how often it retries one: only the agent's own
+ * endpoint settings go in (a claude worker never learns codex's gateway or droid's model key).
+ */
+export function agentModelEnv(agent: Agent, models: FleetConfig['models']): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (agent === 'claude' && models.anthropicBaseUrl) env.ANTHROPIC_BASE_URL = models.anthropicBaseUrl;
+  if (agent === 'codex' && models.openaiBaseUrl) env.OPENAI_BASE_URL = models.openaiBaseUrl;
+  if (agent === 'droid' && models.droid) {
+    env.FLEET_DROID_MODEL_PROVIDER = models.droid.provider;
+    env.FLEET_DROID_MODEL_BASE_URL = models.droid.baseUrl;
+    env.FLEET_DROID_MODEL_API_KEY = models.droid.apiKey;
+    env.FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS = String(models.droid.maxOutputTokens);
+  }
+  if (agent !== 'custom' && models.maxRetries !== undefined) env.FLEET_AGENT_MAX_RETRIES = String(models.maxRetries);
+  return env;
 }
 
 /**
@@ -80,7 +104,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     FLEET_BRANCH: input.branch,
     FLEET_BASE_BRANCH: (input.baseBranch === undefined ? request.base_branch : input.baseBranch) ?? '',
     FLEET_AGENT: agent,
-    MODEL: request.model,
+    MODEL: modelFor(request, config),
     TASK_TITLE: request.task_title,
     GITHUB_TOKEN: input.githubToken,
   };
@@ -88,6 +112,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const key = keyName ? config.agentKeys[keyName] : undefined;
   if (keyName && key) env[keyName] = key;
   if (agent === 'custom' && config.customAgentCommand) env.FLEET_AGENT_CMD = config.customAgentCommand;
+  Object.assign(env, agentModelEnv(agent, config.models));
   if (input.purpose) env.FLEET_PURPOSE = input.purpose;
   if (input.scope) env.FLEET_SCOPE = input.scope;
   if (input.headSha) env.FLEET_HEAD_SHA = input.headSha;

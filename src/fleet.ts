@@ -74,7 +74,7 @@ export async function startFleet(options: {
     const connection = { url: redisUrl };
     const keys = fleetKeys(config.prefix);
     const secrets = loadSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
-    for (const secret of [config.secretKey, config.githubToken, config.github.reviewerToken, config.reviewer.llm.apiKey, ...Object.values(config.agentKeys), config.http.admin?.password, config.http.readonly?.password]) {
+    for (const secret of [config.secretKey, config.githubToken, config.github.reviewerToken, config.reviewer.llm.apiKey, ...Object.values(config.agentKeys), config.models.droid?.apiKey, config.http.admin?.password, config.http.readonly?.password]) {
       redactor.add(secret);
     }
 

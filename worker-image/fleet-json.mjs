@@ -1,9 +1,10 @@
 // fleet-json: the JSON work of fleet-worker, which keeps the stage plumbing in bash. Reads stdin, writes
 // one compact JSON value to stdout. No dependencies: it runs on the image's node as root.
 //
-//   verdict MAX_BYTES           stdin: the agent's output. The last JSON object in it with a boolean
-//                               "approved", cut to MAX_BYTES: comments dropped from the end, then the
-//                               feedback shortened. Exit 3 when there is none.
+//   verdict AGENT MAX_BYTES     stdin: the agent's output. The agent's final answer (see finalAnswer),
+//                               and the last JSON object in it with a boolean "approved", cut to
+//                               MAX_BYTES: comments dropped from the end, then the feedback shortened.
+//                               Exit 3 when there is none.
 //   failed TYPE MESSAGE MAX_BYTES
 //                               stdin: the log tail. The body of a `failed` event whose line
 //                               (`::fleet-event:: ` + JSON) stays within MAX_BYTES: the tail is cut
@@ -65,6 +66,39 @@ function findVerdict(text) {
   return undefined;
 }
 
+/** The JSON objects of the lines of a stream; a line that is not one (stderr, a line cut by `tail`) is skipped. */
+function* streamObjects(text) {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const value = JSON.parse(line);
+      if (value !== null && typeof value === 'object' && !Array.isArray(value)) yield value;
+    } catch {
+      // not one JSON object: skipped
+    }
+  }
+}
+
+/**
+ * The agent's own final message, as its CLI's JSON stream reports it: claude's last `result` line,
+ * codex's last completed `agent_message` item, droid's last `completion`. Text a tool printed, a file
+ * the agent read or an earlier message never counts. A custom agent prints plain text: all of it.
+ * undefined when the stream holds no final message.
+ */
+function finalAnswer(agent, text) {
+  const pick = {
+    claude: (o) => (o.type === 'result' && typeof o.result === 'string' ? o.result : undefined),
+    codex: (o) =>
+      o.type === 'item.completed' && o.item?.type === 'agent_message' && typeof o.item.text === 'string' ? o.item.text : undefined,
+    droid: (o) => (o.type === 'completion' && typeof o.finalText === 'string' ? o.finalText : undefined),
+  }[agent];
+  if (agent === 'custom') return text;
+  if (!pick) usage(`unknown agent '${agent}' (droid, claude, codex, custom)`);
+  let last;
+  for (const o of streamObjects(text)) last = pick(o) ?? last;
+  return last;
+}
+
 /** The verdict within maxBytes: comments dropped from the end first, then the feedback cut. */
 function fitVerdict(verdict, maxBytes) {
   let v = { ...verdict };
@@ -98,9 +132,10 @@ function main(argv) {
   const input = () => readFileSync(0);
   switch (command) {
     case 'verdict': {
-      if (args.length !== 1) usage('usage: verdict MAX_BYTES');
-      const max = positiveInt(args[0], 'MAX_BYTES');
-      const verdict = findVerdict(input().toString('utf8'));
+      if (args.length !== 2) usage('usage: verdict AGENT MAX_BYTES');
+      const max = positiveInt(args[1], 'MAX_BYTES');
+      const answer = finalAnswer(args[0], input().toString('utf8'));
+      const verdict = answer === undefined ? undefined : findVerdict(answer);
       if (!verdict) process.exit(3);
       return fitVerdict(verdict, max);
     }

@@ -69,6 +69,7 @@ function spawnDeps(runtime: FakeRuntime, extra: Partial<SpawnDeps> & { repoAllow
       repoAllow,
       customAgentCommand: undefined,
       agentStream: { customFormat: undefined, prices: {}, defaultMaxCostUsd: undefined },
+      models: { anthropicBaseUrl: undefined, openaiBaseUrl: undefined, droid: undefined, map: {}, maxRetries: undefined },
     },
     now: () => new Date(NOW),
     ...rest,

@@ -81,3 +81,35 @@ describe('buildInputFiles', () => {
     expect(buildInputFiles(request).map((f) => f.path)).not.toContain('/fleet/input/AGENTS.md');
   });
 });
+
+describe('model endpoints and the model map', () => {
+  const env = {
+    ANTHROPIC_API_KEY: 'anthropic-key',
+    OPENAI_API_KEY: 'openai-key',
+    FLEET_ANTHROPIC_BASE_URL: 'https://gw.example/anthropic/',
+    FLEET_OPENAI_BASE_URL: 'https://gw.example/openai/v1',
+    FLEET_DROID_MODEL_PROVIDER: 'generic-chat-completion-api',
+    FLEET_DROID_MODEL_BASE_URL: 'https://gw.example/chat/v1',
+    FLEET_DROID_MODEL_API_KEY: 'droid-model-key',
+    FLEET_AGENT_MAX_RETRIES: '2',
+    FLEET_MODEL_MAP: JSON.stringify({ '*': { 'old-model': 'new-model' }, codex: { 'old-model': 'gpt-5-codex' } }),
+  };
+  const endpointVars = ['ANTHROPIC_BASE_URL', 'OPENAI_BASE_URL', 'FLEET_DROID_MODEL_PROVIDER', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_API_KEY', 'FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS'];
+  const endpointsOf = (agent: string) => Object.keys(spec({ agent }, env).env).filter((k) => endpointVars.includes(k)).sort();
+
+  it("gives each agent its own endpoint only, never another agent's", () => {
+    expect(endpointsOf('claude')).toEqual(['ANTHROPIC_BASE_URL']);
+    expect(endpointsOf('codex')).toEqual(['OPENAI_BASE_URL']);
+    expect(endpointsOf('droid')).toEqual(['FLEET_DROID_MODEL_API_KEY', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS', 'FLEET_DROID_MODEL_PROVIDER']);
+    expect(endpointsOf('custom')).toEqual([]);
+    expect(spec({ agent: 'claude' }, env).env.ANTHROPIC_BASE_URL).toBe('https://gw.example/anthropic');
+    expect(spec({ agent: 'droid' }, env).env).toMatchObject({ FLEET_DROID_MODEL_API_KEY: 'droid-model-key', FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS: '16384', FLEET_AGENT_MAX_RETRIES: '2' });
+    expect(spec({ agent: 'custom' }, env).env.FLEET_AGENT_MAX_RETRIES).toBeUndefined();
+  });
+
+  it("maps the requested model per agent, an agent's entry before '*', and leaves others as requested", () => {
+    expect(spec({ agent: 'claude', model: 'old-model' }, env).env.MODEL).toBe('new-model');
+    expect(spec({ agent: 'codex', model: 'old-model' }, env).env.MODEL).toBe('gpt-5-codex');
+    expect(spec({ agent: 'claude', model: 'other-model' }, env).env.MODEL).toBe('other-model');
+  });
+});

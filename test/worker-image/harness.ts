@@ -44,6 +44,8 @@ export interface RunOptions {
   capAdd?: string[];
   securityOpt?: string[];
   cgroupns?: string;
+  /** Docker network (default none); `host` reaches loopback test servers. */
+  network?: string;
   /** Kill the container after this long (a worker that hangs fails its test instead of the suite's timeout). */
   timeoutMs?: number;
 }
@@ -138,10 +140,10 @@ function parseEvent(json: string): WorkerEvent | undefined {
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
-/** Creates, fills and runs one worker container to its end (network none), like the fleet does. */
+/** Creates, fills and runs one worker container to its end (network none unless told), like the fleet does. */
 export async function runWorker(image: string, options: RunOptions): Promise<WorkerRun> {
   const name = uniqueName('fleet-test-worker');
-  const args = ['create', '--name', name, '--label', TEST_LABEL, '--network', 'none'];
+  const args = ['create', '--name', name, '--label', TEST_LABEL, '--network', options.network ?? 'none'];
   for (const [k, v] of Object.entries(options.env)) args.push('-e', `${k}=${v}`);
   for (const [host, target] of Object.entries(options.binds ?? {})) args.push('-v', `${host}:${target}`);
   for (const [volume, target] of Object.entries(options.volumes ?? {})) args.push('-v', `${volume}:${target}`);

@@ -98,7 +98,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       config: deps.config,
     });
     // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
-    const stream = monitorFor(request, deps.config.agentStream);
+    // Usage is priced and labelled by the model the agent really runs (after FLEET_MODEL_MAP).
+    const stream = monitorFor({ ...request, model }, deps.config.agentStream);
     try {
       container = await deps.runtime.create(spec, buildInputFiles(request));
       log.info({ container: container.id.slice(0, 12) }, 'worker container created');

@@ -124,8 +124,9 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
         .join('\n'),
     ).toContain('?? hello.txt');
     expect(anthropic.mainRequests(requestId)).toHaveLength(3);
-    // The JSON stream reached the container's stdout line by line (the job log keeps its last lines).
-    expect(result.logs_tail).toContain('"type":"result"');
+    // The JSON stream reached the host line by line and was read: the log holds its transcript, up to the end.
+    expect(result.logs_tail).toMatch(/^\[tool result\] ok/m);
+    expect(result.logs_tail).toMatch(/^\[done\] success, \d+ turn/m);
     expect(anthropic.violations).toEqual([]);
     expect(containersWithLabel(`fleet.request_id=${requestId}`)).toEqual([]);
   }, 300_000);
@@ -149,7 +150,7 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
         .join('\n'),
     ).toContain('?? hello.txt');
     expect(responses.mainRequests(requestId).map((r) => r.body?.model)).toEqual([CODEX_MODEL, CODEX_MODEL]);
-    expect(result.logs_tail).toContain('"type":"turn.completed"');
+    expect(result.logs_tail).toMatch(/^\[done\] turn completed: \d+ input/m);
     expect(responses.violations).toEqual([]);
   }, 300_000);
 
@@ -172,7 +173,7 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
         .map((r) => r.output)
         .join('\n'),
     ).toContain('?? hello.txt');
-    expect(result.logs_tail).toContain('"type":"completion"');
+    expect(result.logs_tail).toMatch(/^\[done\] \d+ turn/m);
     expect(droidModel.violations).toEqual([]);
     // Nothing of droid's went to another agent's endpoint, nor theirs to droid's.
     expect(anthropic.requests.some((r) => r.marker === requestId)).toBe(false);
@@ -185,8 +186,12 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     await expectPushed('claude', result, branch, `hello from claude ${id}`);
     expect(result.branch).toBe(branch);
     expect(await git.git(REPOS.claude, 'rev-parse', 'main')).not.toBe(result.commit_sha);
-    const v2 = result as SpawnResult & { pull_request: { number: number; head_sha: string }; model_used: string };
+    const v2 = result as SpawnResult & { pull_request: { number: number; head_sha: string }; model_used: string; usage: Record<string, unknown> };
     expect(v2.model_used).toBe(CLAUDE_MODEL);
+    // The usage ledger read Claude Code's own stream: its turns, tokens and reported cost.
+    expect(v2.usage).toMatchObject({ agent: 'claude', model: CLAUDE_MODEL, turns: expect.any(Number) });
+    expect(v2.usage.turns as number).toBeGreaterThan(0);
+    expect(v2.usage.output_tokens as number).toBeGreaterThan(0);
     expect(v2.pull_request.head_sha).toBe(result.commit_sha);
     expect(openPullOf(github, REPOS.claude, branch)).toBe(v2.pull_request.number);
     expect(anthropic.mainRequests(requestId).every((r) => r.body?.model === CLAUDE_MODEL)).toBe(true);

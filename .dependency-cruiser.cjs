@@ -6,7 +6,13 @@
  */
 module.exports = {
   forbidden: [
-    { name: 'no-circular', severity: 'error', comment: 'modules that import each other cannot be read or tested alone', from: {}, to: { circular: true } },
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'modules that import each other cannot be read or tested alone',
+      from: {},
+      to: { circular: true },
+    },
     {
       name: 'queues-depend-on-protocol-only',
       severity: 'error',

@@ -74,7 +74,10 @@ function sampler(url: string) {
 }
 
 async function publish(url: string, count: number, bytes: number, idPrefix: string): Promise<{ receivers: number }> {
-  const { stdout } = await run(process.execPath, [PUBLISHER, url, String(count), String(bytes), idPrefix], { maxBuffer: 1 << 20, timeout: 120_000 });
+  const { stdout } = await run(process.execPath, [PUBLISHER, url, String(count), String(bytes), idPrefix], {
+    maxBuffer: 1 << 20,
+    timeout: 120_000,
+  });
   return JSON.parse(stdout) as { receivers: number };
 }
 
@@ -98,7 +101,12 @@ async function settle(read: () => number | Promise<number>, target: number, quie
 }
 
 /** The fleet bridge alone on `url`: a burst published at once, counted as queued jobs. */
-export async function burstThroughBridge(url: string, count: number, bytes: number, options: { quietMs?: number; concurrency?: number } = {}): Promise<BurstFigures> {
+export async function burstThroughBridge(
+  url: string,
+  count: number,
+  bytes: number,
+  options: { quietMs?: number; concurrency?: number } = {},
+): Promise<BurstFigures> {
   const prefix = `burst-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
   const connection = { url };
   const queue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix });
@@ -131,7 +139,15 @@ export async function burstThroughBridge(url: string, count: number, bytes: numb
   await queue.obliterate({ force: true }).catch(() => {});
   await Promise.all([queue.close(), flows.close()]);
   redis.disconnect();
-  return { received, queued, lost: count - queued, disconnects, seconds: round(seconds), perSecond: Math.round(queued / seconds), ...figures };
+  return {
+    received,
+    queued,
+    lost: count - queued,
+    disconnects,
+    seconds: round(seconds),
+    perSecond: Math.round(queued / seconds),
+    ...figures,
+  };
 }
 
 /** Baseline: a subscriber that only counts what it reads; how fast Redis and ioredis move the burst. */
@@ -150,7 +166,15 @@ export async function burstToRawSubscriber(url: string, count: number, bytes: nu
   const seconds = (performance.now() - started) / 1000;
   const figures = sample.stop();
   subscriber.disconnect();
-  return { received, queued: 0, lost: count - received, disconnects, seconds: round(seconds), perSecond: Math.round(received / seconds), ...figures };
+  return {
+    received,
+    queued: 0,
+    lost: count - received,
+    disconnects,
+    seconds: round(seconds),
+    perSecond: Math.round(received / seconds),
+    ...figures,
+  };
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
@@ -175,11 +199,28 @@ export interface BurstRow {
  * that only counts (the most any reader could do) on the same Redis, in the same run; with the
  * settings fleet applies and with Redis's stock limit.
  */
-export async function benchBursts(options: { startRedis: (args: readonly string[]) => Promise<{ url: string; stop(): Promise<void> }>; fleetArgs: readonly string[] }): Promise<BurstRow[]> {
+export async function benchBursts(options: {
+  startRedis: (args: readonly string[]) => Promise<{ url: string; stop(): Promise<void> }>;
+  fleetArgs: readonly string[];
+}): Promise<BurstRow[]> {
   const rows: BurstRow[] = [];
   const cases: [string, readonly string[], [number, number][]][] = [
-    ['fleet (pubsub 512mb 0 0)', options.fleetArgs, [[20_000, 2048], [200, 2 ** 20]]],
-    ['stock (pubsub 32mb 8mb 60)', [], [[20_000, 2048], [80, 2 ** 20]]],
+    [
+      'fleet (pubsub 512mb 0 0)',
+      options.fleetArgs,
+      [
+        [20_000, 2048],
+        [200, 2 ** 20],
+      ],
+    ],
+    [
+      'stock (pubsub 32mb 8mb 60)',
+      [],
+      [
+        [20_000, 2048],
+        [80, 2 ** 20],
+      ],
+    ],
   ];
   for (const [label, args, bursts] of cases) {
     const server = await options.startRedis(args);
@@ -191,8 +232,18 @@ export async function benchBursts(options: { startRedis: (args: readonly string[
           ['fleet bridge → queued jobs', await burstThroughBridge(server.url, count, bytes)],
         ] as const) {
           rows.push({
-            redis: label, path, burst, received: figures.received, queued: figures.queued, lost: figures.lost, disconnects: figures.disconnects,
-            req_per_s: figures.perSecond, peak_omem_mib: figures.peakOmemMiB, peak_rss_mib: figures.peakRssMiB, lag_p99_ms: figures.lagP99Ms, lag_max_ms: figures.lagMaxMs,
+            redis: label,
+            path,
+            burst,
+            received: figures.received,
+            queued: figures.queued,
+            lost: figures.lost,
+            disconnects: figures.disconnects,
+            req_per_s: figures.perSecond,
+            peak_omem_mib: figures.peakOmemMiB,
+            peak_rss_mib: figures.peakRssMiB,
+            lag_p99_ms: figures.lagP99Ms,
+            lag_max_ms: figures.lagMaxMs,
           });
         }
       }

@@ -66,7 +66,10 @@ function recordingRuntime(created: Map<string, number[]>, onCreate: (id: string)
         id: `bench-${id}`,
         start: async () => {},
         async *lines() {
-          yield { text: '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":"main","files_changed":[],"summary":"bench"}', droppedBytes: 0 };
+          yield {
+            text: '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":"main","files_changed":[],"summary":"bench"}',
+            droppedBytes: 0,
+          };
         },
         wait: async () => 0,
         kill: async () => {},
@@ -110,7 +113,16 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
   await listener.psubscribe(channels.result('*'));
   const ids = Array.from({ length: count }, (_, i) => `bench-${scenario}-${i}-${Date.now()}`);
   const message = (id: string) =>
-    JSON.stringify({ request_id: id, repo: 'bench/repo', github_token: 'ghp_benchbenchbenchbenchbenchbenchbench', task_content: 'bench', task_title: 'bench', model: 'm', agents_content: null, timeout_seconds: 60 });
+    JSON.stringify({
+      request_id: id,
+      repo: 'bench/repo',
+      github_token: 'ghp_benchbenchbenchbenchbenchbenchbench',
+      task_content: 'bench',
+      task_title: 'bench',
+      model: 'm',
+      agents_content: null,
+      timeout_seconds: 60,
+    });
   // Warm-up: connections, scripts and JIT, outside the measurement.
   for (let i = 0; i < 20; i++) {
     pending = waiter();
@@ -139,7 +151,13 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
   publisher.disconnect();
   listener.disconnect();
   await fleet.stop();
-  return row('fleet: publish → container create', scenario === 'idle' ? `idle, ${count} sequential` : `burst, ${count} at once, cap ${cap}`, ids, created, sent);
+  return row(
+    'fleet: publish → container create',
+    scenario === 'idle' ? `idle, ${count} sequential` : `burst, ${count} at once, cap ${cap}`,
+    ids,
+    created,
+    sent,
+  );
 }
 
 async function rawBullmq(url: string, scenario: 'idle' | 'burst', count: number, cap: number): Promise<LatencyRow> {
@@ -185,7 +203,13 @@ async function rawBullmq(url: string, scenario: 'idle' | 'burst', count: number,
   }
   await worker.close();
   await queue.close();
-  return row('raw BullMQ: add → process', scenario === 'idle' ? `idle, ${count} sequential` : `burst, ${count} at once, cap ${cap}`, ids, created, sent);
+  return row(
+    'raw BullMQ: add → process',
+    scenario === 'idle' ? `idle, ${count} sequential` : `burst, ${count} at once, cap ${cap}`,
+    ids,
+    created,
+    sent,
+  );
 }
 
 export async function benchDispatch(options: { idle?: number; burst?: number; cap?: number } = {}): Promise<LatencyRow[]> {

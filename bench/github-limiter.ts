@@ -32,7 +32,13 @@ interface Scenario {
 
 const SCENARIOS: Scenario[] = [
   { name: '1 s spacing + 80/min (GitHub)', token: 'ghp_bench_github_rules', allowedPerMinute: 60, server: {}, client: {} },
-  { name: '80/min only (spacing off)', token: 'ghp_bench_content_cap', allowedPerMinute: 80, server: { mutationSpacingMs: 0 }, client: { mutationSpacingMs: 0 } },
+  {
+    name: '80/min only (spacing off)',
+    token: 'ghp_bench_content_cap',
+    allowedPerMinute: 80,
+    server: { mutationSpacingMs: 0 },
+    client: { mutationSpacingMs: 0 },
+  },
 ];
 
 const quiet = () => {};
@@ -51,7 +57,13 @@ export async function benchGithubLimiter(opts: BenchGithubLimiterOptions = {}): 
   }
 }
 
-async function runScenario(scenario: Scenario, redisUrl: string, prefix: string, seconds: number, concurrency: number): Promise<Record<string, string | number>> {
+async function runScenario(
+  scenario: Scenario,
+  redisUrl: string,
+  prefix: string,
+  seconds: number,
+  concurrency: number,
+): Promise<Record<string, string | number>> {
   // Each scenario gets its own server: its secondary rules differ.
   const server = await startGitHubTestServer({ secondary: { retryAfterS: 60, status: 403, ...scenario.server } });
   const forges = createGitHubForges({ apiUrl: server.url, redis: redisUrl, prefix, logger: logger as never, limits: scenario.client });

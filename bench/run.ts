@@ -29,15 +29,21 @@ if (only.has('dispatch')) {
 
 if (only.has('limiter')) {
   const { rows } = await benchGithubLimiter();
-  table('GitHub limiter against the test server\'s secondary limits', rows);
+  table("GitHub limiter against the test server's secondary limits", rows);
 }
 if (only.has('bursts')) {
   const rows = await benchBursts({ startRedis: (args) => startRedis({ args }), fleetArgs: FLEET_REDIS_ARGS });
-  table('Pub/sub bursts published at once (bridge alone: received = handled, queued = spawn jobs; omem = Redis-side buffer of the subscriber; rss above the level before the burst)', rows);
+  table(
+    'Pub/sub bursts published at once (bridge alone: received = handled, queued = spawn jobs; omem = Redis-side buffer of the subscriber; rss above the level before the burst)',
+    rows,
+  );
 }
 if (only.has('agents')) {
   if (dockerAvailable) {
-    table('Agent cold start: container start to the first model request at a loopback test server (custom = curl, the baseline)', await benchAgentStart());
+    table(
+      'Agent cold start: container start to the first model request at a loopback test server (custom = curl, the baseline)',
+      await benchAgentStart(),
+    );
   } else {
     console.log('\nAgent cold start: SKIPPED (no Docker daemon)');
   }

@@ -34,11 +34,18 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock: { token: string | undefined }): Promise<ScopeOutcome> {
   const c = job.data.ctx;
   const log = deps.logger.child({ request_id: c.requestId, scope: c.scope, job: job.id });
-  const fail = (s: State, type: ErrorType, message: string): ScopeOutcome => ({ ...s.outcome, conflict_rounds_used: s.conflictRounds, error_type: type, error_message: message });
+  const fail = (s: State, type: ErrorType, message: string): ScopeOutcome => ({
+    ...s.outcome,
+    conflict_rounds_used: s.conflictRounds,
+    error_type: type,
+    error_message: message,
+  });
 
   return runResumableStep<State, ScopeOutcome>(job, lock.token, deps, {
     requestId: c.requestId,
-    begin: async () => ({ state: { step: 'merge', conflictRounds: 0, outcome: await reviewOutcome(job, deps, stepJobId(c.requestId, c.scope, 'review')) } }),
+    begin: async () => ({
+      state: { step: 'merge', conflictRounds: 0, outcome: await reviewOutcome(job, deps, stepJobId(c.requestId, c.scope, 'review')) },
+    }),
     cancelled: (s) => fail(s, 'cancelled', 'the request was cancelled before the merge'),
     failed: (s, failure) => fail(s, failure.type, failure.message),
     async pass(run) {
@@ -50,7 +57,11 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         if (o.error_type || !o.pull_request || !review?.approved) return { ...o, conflict_rounds_used: s.conflictRounds };
         // An approval of part of a diff is no approval: whatever produced it, it is never merged.
         if (review.coverage.truncated) {
-          return fail(s, 'review_incomplete', `the review read ${review.coverage.reviewed_bytes} of ${review.coverage.total_bytes} bytes of the diff; fleet merges only fully reviewed changes`);
+          return fail(
+            s,
+            'review_incomplete',
+            `the review read ${review.coverage.reviewed_bytes} of ${review.coverage.total_bytes} bytes of the diff; fleet merges only fully reviewed changes`,
+          );
         }
         const forge = deps.forges.forToken(scopeToken(c, deps));
         const holder = randomBytes(8).toString('hex');
@@ -62,16 +73,29 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         }
         let next: State;
         try {
-          const merged = await forge.mergePullRequest({ repo: c.repo, number: o.pull_request.number, sha: review.reviewed_sha, commitTitle: `${c.task.title} (#${o.pull_request.number})` });
+          const merged = await forge.mergePullRequest({
+            repo: c.repo,
+            number: o.pull_request.number,
+            sha: review.reviewed_sha,
+            commitTitle: `${c.task.title} (#${o.pull_request.number})`,
+          });
           log.info({ pr: o.pull_request.number, sha: merged.sha }, 'pull request merged');
           return { ...o, merged: true, merge_sha: merged.sha, conflict_rounds_used: s.conflictRounds };
         } catch (error) {
           if (isErrorNamed(error, 'HeadChangedError')) {
-            return fail(s, 'head_changed', `the branch moved after the review (reviewed ${review.reviewed_sha.slice(0, 12)}); fleet merges only reviewed commits, so it was not merged`);
+            return fail(
+              s,
+              'head_changed',
+              `the branch moved after the review (reviewed ${review.reviewed_sha.slice(0, 12)}); fleet merges only reviewed commits, so it was not merged`,
+            );
           }
           if (!isErrorNamed(error, 'NotMergeableError')) throw error;
           if (s.conflictRounds >= deps.conflictRounds) {
-            return fail(s, 'merge_conflict', `the pull request does not merge cleanly and ${deps.conflictRounds} conflict round(s) did not fix it: ${(error as Error).message}`);
+            return fail(
+              s,
+              'merge_conflict',
+              `the pull request does not merge cleanly and ${deps.conflictRounds} conflict round(s) did not fix it: ${(error as Error).message}`,
+            );
           }
           const base = (await forge.getPullRequest(c.repo, o.pull_request.number)).baseRef;
           const round = s.conflictRounds + 1;
@@ -79,7 +103,12 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           log.warn({ pr: o.pull_request.number, round }, 'pull request conflicts with its base: a worker resolves it');
           const texts = await scopeTexts(c, deps);
           const task = conflictTask({ branch: c.branch, base, originalTask: texts.task });
-          await addSpawnChild(deps.spawnQueue, job, childId, spawnChildData(deps.now(), c, 'rebase', task, texts.agentsContent, { baseBranch: base }));
+          await addSpawnChild(
+            deps.spawnQueue,
+            job,
+            childId,
+            spawnChildData(deps.now(), c, 'rebase', task, texts.agentsContent, { baseBranch: base }),
+          );
           next = { ...s, step: 'await-rebase', conflictRounds: round, childId };
         } finally {
           await deps.redis.eval(RELEASE, 1, lockKey, holder);
@@ -108,7 +137,13 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         step: 'merge',
         childId: undefined,
         // A re-review job that failed has no PR in its outcome; the PR is still there and the result names it.
-        outcome: { ...outcome, worker: o.worker, pull_request: outcome.pull_request ?? o.pull_request, reviews: [...o.reviews, ...outcome.reviews], fix_rounds_used: o.fix_rounds_used + outcome.fix_rounds_used },
+        outcome: {
+          ...outcome,
+          worker: o.worker,
+          pull_request: outcome.pull_request ?? o.pull_request,
+          reviews: [...o.reviews, ...outcome.reviews],
+          fix_rounds_used: o.fix_rounds_used + outcome.fix_rounds_used,
+        },
       });
       return undefined;
     },
@@ -118,5 +153,9 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
 async function reviewOutcome(job: Job<MergeJobData>, deps: MergeDeps, reviewId: string): Promise<ScopeOutcome> {
   const end = await childEnd<ScopeOutcome>(job, deps.keys.bullJob(QUEUE_NAMES.review, reviewId));
   if (end?.ok) return end.value;
-  return { ...emptyOutcome(job.data.ctx), error_type: 'crash', error_message: `the review job failed: ${end ? (end as { reason: string }).reason : 'no result'}` };
+  return {
+    ...emptyOutcome(job.data.ctx),
+    error_type: 'crash',
+    error_message: `the review job failed: ${end ? (end as { reason: string }).reason : 'no result'}`,
+  };
 }

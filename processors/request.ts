@@ -33,13 +33,27 @@ export async function processRequest(job: Job<RequestJobData>, deps: RequestDeps
     if (!end.ok) return { ...emptyOutcome({ scope, branch }), error_type: 'crash', error_message: end.reason };
     const value = end.value;
     const outcome = 'reviews' in value ? value : outcomeFromWorker(scope, branch, value);
-    return cancelled && !outcome.error_type && !outcome.merged ? { ...outcome, error_type: 'cancelled', error_message: 'the request was cancelled' } : outcome;
+    return cancelled && !outcome.error_type && !outcome.merged
+      ? { ...outcome, error_type: 'cancelled', error_message: 'the request was cancelled' }
+      : outcome;
   });
-  const result = aggregateFlowResult(request.request_id, outcomes, { review: Boolean(request.review), merge: Boolean(request.merge) }, {
-    acceptedAt: job.data.acceptedAt,
-    finishedAt,
+  const result = aggregateFlowResult(
+    request.request_id,
+    outcomes,
+    { review: Boolean(request.review), merge: Boolean(request.merge) },
+    {
+      acceptedAt: job.data.acceptedAt,
+      finishedAt,
+    },
+  );
+  await publishFinal(deps.redis, result, {
+    format: request.result_format,
+    workerType: WORKER_TYPES[request.agent],
+    now: new Date(finishedAt),
   });
-  await publishFinal(deps.redis, result, { format: request.result_format, workerType: WORKER_TYPES[request.agent], now: new Date(finishedAt) });
-  deps.logger.info({ request_id: request.request_id, success: result.success, scopes: scopes.length, error_type: result.error_type }, 'request finished');
+  deps.logger.info(
+    { request_id: request.request_id, success: result.success, scopes: scopes.length, error_type: result.error_type },
+    'request finished',
+  );
   return result;
 }

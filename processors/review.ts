@@ -30,7 +30,11 @@ type State = NonNullable<ReviewJobData['state']>;
  * feedback goes to a fix worker on the same branch (a child job), and the new head is reviewed
  * again. Returns the scope's outcome; the merge step merges only the head a verdict approved.
  */
-export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps, lock: { token: string | undefined }): Promise<ReviewJobResult> {
+export async function processReview(
+  job: Job<ReviewJobData, ReviewJobResult>,
+  deps: ReviewDeps,
+  lock: { token: string | undefined },
+): Promise<ReviewJobResult> {
   const c = job.data.ctx;
   const log = deps.logger.child({ request_id: c.requestId, scope: c.scope, job: job.id });
   const outcome = (s: State, error?: StepFailure): ScopeOutcome => ({
@@ -61,13 +65,31 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
         const head: PullRequestRef = { ...pr, head_sha: current.headSha };
         if (deps.reviewerKind === 'agent') {
           const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'review'), 'agent', s.reviews.length + 1);
-          const task = buildAgentReviewTask({ repo: c.repo, number: pr.number, title: current.title, task: texts.task, headSha: current.headSha });
-          await addSpawnChild(deps.spawnQueue, job, childId, spawnChildData(deps.now(), c, 'review', task, texts.agentsContent, { baseBranch: current.baseRef, headSha: current.headSha }));
+          const task = buildAgentReviewTask({
+            repo: c.repo,
+            number: pr.number,
+            title: current.title,
+            task: texts.task,
+            headSha: current.headSha,
+          });
+          await addSpawnChild(
+            deps.spawnQueue,
+            job,
+            childId,
+            spawnChildData(deps.now(), c, 'review', task, texts.agentsContent, { baseBranch: current.baseRef, headSha: current.headSha }),
+          );
           await run.waitForChildren({ ...s, step: 'await-agent', childId, pullRequest: head });
           return undefined;
         }
         const diff = await forge.getPullRequestDiff(c.repo, pr.number);
-        const verdict = await deps.reviewer!.review({ repo: c.repo, number: pr.number, title: current.title, task: texts.task, headSha: current.headSha, diff });
+        const verdict = await deps.reviewer!.review({
+          repo: c.repo,
+          number: pr.number,
+          title: current.title,
+          task: texts.task,
+          headSha: current.headSha,
+          diff,
+        });
         return conclude(run, await settleVerdict(job, deps, forge, texts, { ...s, pullRequest: head }, verdict, log));
       }
 
@@ -110,14 +132,24 @@ export async function processReview(job: Job<ReviewJobData, ReviewJobResult>, de
 /** Where the first review starts: the worker's outcome and the PR it opened, from the spawn child. */
 async function firstReview(job: Job<ReviewJobData, ReviewJobResult>, deps: ReviewDeps): Promise<{ state: State } | { done: ScopeOutcome }> {
   const c = job.data.ctx;
-  if (job.data.start) return { state: { step: 'review', round: 0, worker: job.data.start.worker, pullRequest: job.data.start.pullRequest, reviews: [] } };
+  if (job.data.start)
+    return { state: { step: 'review', round: 0, worker: job.data.start.worker, pullRequest: job.data.start.pullRequest, reviews: [] } };
   const end = await childEnd<WorkerResult>(job, deps.keys.bullJob(QUEUE_NAMES.spawn, stepJobId(c.requestId, c.scope, 'spawn')));
   const base = emptyOutcome(c);
-  if (!end?.ok) return { done: { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` } };
+  if (!end?.ok)
+    return { done: { ...base, error_type: 'crash', error_message: `the worker job failed: ${end && !end.ok ? end.reason : 'no result'}` } };
   const worker = end.value;
-  if (!worker.success) return { done: { ...base, worker, error_type: scopeErrorType(worker.error_type), error_message: worker.error_message } };
+  if (!worker.success)
+    return { done: { ...base, worker, error_type: scopeErrorType(worker.error_type), error_message: worker.error_message } };
   if (!worker.pull_request) {
-    return { done: { ...base, worker, error_type: 'no_changes', error_message: 'the worker made no changes, so there is no pull request to review' } };
+    return {
+      done: {
+        ...base,
+        worker,
+        error_type: 'no_changes',
+        error_message: 'the worker made no changes, so there is no pull request to review',
+      },
+    };
   }
   return { state: { step: 'review', round: 0, worker, pullRequest: worker.pull_request, reviews: [] } };
 }
@@ -149,7 +181,14 @@ async function settleVerdict(
   if (!posted.posted) {
     // GitHub refuses APPROVE/REQUEST_CHANGES on one's own PR; without a reviewer token the verdict still goes on record.
     log.warn('GitHub refused a review of our own pull request: posting the verdict as a COMMENT review (set FLEET_REVIEWER_GITHUB_TOKEN)');
-    posted = await poster.postReview({ repo: c.repo, number: pr.number, event: 'COMMENT', body: `**Verdict: ${verdict.approved ? 'approved' : 'changes requested'}**\n\n${body}`, commitId: pr.head_sha, comments: verdict.comments });
+    posted = await poster.postReview({
+      repo: c.repo,
+      number: pr.number,
+      event: 'COMMENT',
+      body: `**Verdict: ${verdict.approved ? 'approved' : 'changes requested'}**\n\n${body}`,
+      commitId: pr.head_sha,
+      comments: verdict.comments,
+    });
     selfFallback = true;
   }
   const record: ReviewRecord = {
@@ -158,7 +197,11 @@ async function settleVerdict(
     reviewed_sha: pr.head_sha,
     review_event: selfFallback ? 'COMMENT' : event,
     self_review_fallback: selfFallback,
-    coverage: { reviewed_bytes: verdict.coverage.reviewedBytes, total_bytes: verdict.coverage.totalBytes, truncated: verdict.coverage.truncated },
+    coverage: {
+      reviewed_bytes: verdict.coverage.reviewedBytes,
+      total_bytes: verdict.coverage.totalBytes,
+      truncated: verdict.coverage.truncated,
+    },
   };
   const reviews = [...s.reviews, record];
   log.info({ approved: verdict.approved, pr: pr.number, sha: pr.head_sha, event: record.review_event }, 'review posted');
@@ -167,6 +210,14 @@ async function settleVerdict(
   if (s.round >= c.fixRounds) return { next: 'rejected', state: { ...s, reviews } };
   const round = s.round + 1;
   const task = fixTask({ feedback: verdict.feedback, comments: verdict.comments, originalTask: texts.task, round, branch: c.branch });
-  await addSpawnChild(deps.spawnQueue, job, followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round), spawnChildData(deps.now(), c, 'fix', task, texts.agentsContent));
-  return { next: 'waiting', state: { ...s, step: 'await-fix', round, childId: followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round), reviews } };
+  await addSpawnChild(
+    deps.spawnQueue,
+    job,
+    followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round),
+    spawnChildData(deps.now(), c, 'fix', task, texts.agentsContent),
+  );
+  return {
+    next: 'waiting',
+    state: { ...s, step: 'await-fix', round, childId: followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'fix', round), reviews },
+  };
 }

@@ -27,7 +27,19 @@ export interface SpawnDeps {
   logger: Logger;
   secrets: SecretBox;
   keys: FleetKeys;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'githubToken' | 'repoAllow' | 'customAgentCommand' | 'agentStream' | 'models'>;
+  config: Pick<
+    FleetConfig,
+    | 'hostId'
+    | 'prefix'
+    | 'gitBaseUrl'
+    | 'worker'
+    | 'agentKeys'
+    | 'githubToken'
+    | 'repoAllow'
+    | 'customAgentCommand'
+    | 'agentStream'
+    | 'models'
+  >;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
@@ -57,7 +69,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const flow = job.data.flow;
   // A flow step's events carry its scope: several workers of one request report on one channel.
   const scopeField = flow ? { scope: flow.scope } : {};
-  const emit = (event: ContainerEvent, extra: Record<string, unknown> = {}) => publishEvent(deps.redis, { ...envelope(event, id, workerType, now()), ...scopeField, ...extra });
+  const emit = (event: ContainerEvent, extra: Record<string, unknown> = {}) =>
+    publishEvent(deps.redis, { ...envelope(event, id, workerType, now()), ...scopeField, ...extra });
   const started = Date.now();
 
   // A result already exists when an earlier attempt published it and then lost its host before
@@ -70,7 +83,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
 
   const branch = flow?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
   const model = modelFor(request, deps.config);
-  if (model !== request.model) log.info({ requested_model: request.model, model_used: model, agent: request.agent }, 'model mapped by FLEET_MODEL_MAP');
+  if (model !== request.model)
+    log.info({ requested_model: request.model, model_used: model, agent: request.agent }, 'model mapped by FLEET_MODEL_MAP');
   let token: string;
   try {
     token = openToken(job.data, deps);
@@ -149,7 +163,11 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     await job.moveToWait(ctx.token);
     throw new WaitingError('host draining: job returned to the queue');
   }
-  const result: SpawnJobResult = resultFromOutcome(id, { ...outcome, stoppedBy: outcome.stoppedBy }, { timeoutSeconds: request.timeout_seconds, branch: branch || null });
+  const result: SpawnJobResult = resultFromOutcome(
+    id,
+    { ...outcome, stoppedBy: outcome.stoppedBy },
+    { timeoutSeconds: request.timeout_seconds, branch: branch || null },
+  );
   result.model_used = model;
   if (outcome.usage) {
     // Counted here, once per container run (flow steps, fixes and reviewers included); the job log shows
@@ -163,7 +181,12 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       result.pull_request = await openPullRequest(job.data, branch, result, token, deps);
     } catch (error) {
       const failed: SpawnJobResult = {
-        ...failureResult(id, 'pr_failed', `the worker pushed ${branch}, but the pull request could not be opened: ${(error as Error).message}`, { branch, logsTail: result.logs_tail, exitCode: 0 }),
+        ...failureResult(
+          id,
+          'pr_failed',
+          `the worker pushed ${branch}, but the pull request could not be opened: ${(error as Error).message}`,
+          { branch, logsTail: result.logs_tail, exitCode: 0 },
+        ),
         commit_sha: result.commit_sha,
         files_changed: result.files_changed,
       };
@@ -174,7 +197,13 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
 }
 
 /** Opens (or finds, on a retried job) the pull request of a pushed branch. */
-async function openPullRequest(data: SpawnJobData, branch: string, result: SpawnJobResult, token: string, deps: SpawnDeps): Promise<PullRequestRef> {
+async function openPullRequest(
+  data: SpawnJobData,
+  branch: string,
+  result: SpawnJobResult,
+  token: string,
+  deps: SpawnDeps,
+): Promise<PullRequestRef> {
   if (!deps.forges) throw new Error('this host has no GitHub client configured');
   const forge = deps.forges.forToken(token);
   const { request } = data;
@@ -184,7 +213,13 @@ async function openPullRequest(data: SpawnJobData, branch: string, result: Spawn
     head: branch,
     base,
     title: request.task_title,
-    body: pullRequestBody({ requestId: request.request_id, scope: data.flow?.scope ?? null, summary: result.summary, task: request.task_content, files: result.files_changed ?? [] }),
+    body: pullRequestBody({
+      requestId: request.request_id,
+      scope: data.flow?.scope ?? null,
+      summary: result.summary,
+      task: request.task_content,
+      files: result.files_changed ?? [],
+    }),
   });
   return { number: pr.number, url: pr.url, head_sha: pr.headSha };
 }
@@ -192,7 +227,11 @@ async function openPullRequest(data: SpawnJobData, branch: string, result: Spawn
 async function removeContainer(container: WorkerContainer | undefined, deps: SpawnDeps, log: Logger, requestId: string): Promise<void> {
   if (!container) return;
   deps.observer?.containerStopped?.({ requestId });
-  await container.remove().catch((error) => log.error({ err: error, container: container.id.slice(0, 12) }, 'could not remove the worker container; `fleet reap` will'));
+  await container
+    .remove()
+    .catch((error) =>
+      log.error({ err: error, container: container.id.slice(0, 12) }, 'could not remove the worker container; `fleet reap` will'),
+    );
 }
 
 function openToken(data: SpawnJobData, deps: SpawnDeps): string {
@@ -204,15 +243,15 @@ function openToken(data: SpawnJobData, deps: SpawnDeps): string {
 }
 
 /** A launch failure: retried while attempts remain and a retry can help, otherwise final. */
-async function launchFailed(
-  job: Job<SpawnJobData, SpawnJobResult>,
-  error: unknown,
-  deps: SpawnDeps,
-): Promise<SpawnJobResult> {
-  const e = error instanceof SpawnError ? error : new SpawnError(`could not run the worker: ${(error as Error).message}`, true, { cause: error });
+async function launchFailed(job: Job<SpawnJobData, SpawnJobResult>, error: unknown, deps: SpawnDeps): Promise<SpawnJobResult> {
+  const e =
+    error instanceof SpawnError ? error : new SpawnError(`could not run the worker: ${(error as Error).message}`, true, { cause: error });
   const attempts = job.opts.attempts ?? 1;
   if (e.retryable && job.attemptsMade + 1 < attempts) {
-    deps.logger.warn({ request_id: job.data.request.request_id, err: e }, `launch failed; BullMQ retries (attempt ${job.attemptsMade + 1} of ${attempts})`);
+    deps.logger.warn(
+      { request_id: job.data.request.request_id, err: e },
+      `launch failed; BullMQ retries (attempt ${job.attemptsMade + 1} of ${attempts})`,
+    );
     throw e;
   }
   return finish(job, failureResult(job.data.request.request_id, 'spawn_error', e.message), deps);
@@ -228,18 +267,33 @@ async function finish(
   if (job.data.flow) {
     // A flow step reports to its parent job, which publishes the request's one result and event.
     deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
-    deps.logger.info({ request_id: result.request_id, scope: job.data.flow.scope, purpose: job.data.flow.purpose, success: result.success, error_type: result.error_type }, 'flow worker finished');
+    deps.logger.info(
+      {
+        request_id: result.request_id,
+        scope: job.data.flow.scope,
+        purpose: job.data.flow.purpose,
+        success: result.success,
+        error_type: result.error_type,
+      },
+      'flow worker finished',
+    );
     return result;
   }
   if (!options.alreadyPublished) {
     const { request } = job.data;
-    await publishFinal(deps.redis, result, { format: request.result_format, workerType: WORKER_TYPES[request.agent], now: (deps.now ?? (() => new Date()))() });
+    await publishFinal(deps.redis, result, {
+      format: request.result_format,
+      workerType: WORKER_TYPES[request.agent],
+      now: (deps.now ?? (() => new Date()))(),
+    });
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });
-  deps.logger.info({ request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code }, 'request finished');
+  deps.logger.info(
+    { request_id: result.request_id, success: result.success, error_type: result.error_type, exit_code: result.exit_code },
+    'request finished',
+  );
   // The board shows the last progress a worker reported; a finished request is at 100 %.
   if (result.success) await job.updateProgress(100);
   if (!result.success) throw new UnrecoverableError(`${result.error_type}: ${result.error_message}`);
   return result;
 }
-

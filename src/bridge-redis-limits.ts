@@ -56,7 +56,9 @@ export async function checkPubsubLimit(redis: Redis, logger: Logger): Promise<Li
   try {
     const [, value] = (await redis.config('GET', 'client-output-buffer-limit')) as [string, string];
     const limit = parsePubsubLimit(value ?? '');
-    check = limit ? { status: limitFitsBurst(limit) ? 'ok' : 'too_low', limit } : { status: 'unreadable', reason: `unexpected value "${value}"` };
+    check = limit
+      ? { status: limitFitsBurst(limit) ? 'ok' : 'too_low', limit }
+      : { status: 'unreadable', reason: `unexpected value "${value}"` };
   } catch (error) {
     // Managed Redis services often rename or forbid CONFIG; ACLs may too.
     check = { status: 'unreadable', reason: (error as Error).message };

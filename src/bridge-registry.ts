@@ -35,7 +35,10 @@ export interface BridgeStatus extends BridgeRecord {
 export const BRIDGE_HEARTBEAT_MS = 5_000;
 const STALE_BEATS = 3;
 
-export type BridgeState = Pick<BridgeRecord, 'subscribed' | 'disconnects' | 'resubscribes' | 'last_disconnect_at' | 'dropped' | 'inbox_depth' | 'inbox_peak_depth'>;
+export type BridgeState = Pick<
+  BridgeRecord,
+  'subscribed' | 'disconnects' | 'resubscribes' | 'last_disconnect_at' | 'dropped' | 'inbox_depth' | 'inbox_peak_depth'
+>;
 
 export interface BridgeHeartbeat {
   /** Writes the record now: called on every change a reader must see at once (a drop, a resubscribe). */
@@ -97,7 +100,11 @@ export async function readBridges(redis: Redis, keys: FleetKeys, now: number = D
       continue;
     }
     const age = Math.max(0, now - Date.parse(record.last_seen));
-    bridges.push({ ...record, age_seconds: Math.round(age / 1000), stale: !(age <= STALE_BEATS * (record.heartbeat_ms || BRIDGE_HEARTBEAT_MS)) });
+    bridges.push({
+      ...record,
+      age_seconds: Math.round(age / 1000),
+      stale: !(age <= STALE_BEATS * (record.heartbeat_ms || BRIDGE_HEARTBEAT_MS)),
+    });
   }
   return bridges.sort((a, b) => a.id.localeCompare(b.id));
 }

@@ -35,7 +35,10 @@ export function peekRequestId(raw: Buffer): string | undefined {
 }
 
 export function excerptOf(raw: Buffer): string {
-  const text = raw.subarray(0, EXCERPT_CHARS * 4).toString('utf8').slice(0, EXCERPT_CHARS);
+  const text = raw
+    .subarray(0, EXCERPT_CHARS * 4)
+    .toString('utf8')
+    .slice(0, EXCERPT_CHARS);
   return redactor.redact(text.replace(/[^\x20-\x7e]/g, '?'));
 }
 
@@ -63,8 +66,18 @@ export function spawnHandler(deps: SpawnHandlerDeps) {
   const reject = async (raw: Buffer, reason: string, requestId: string | undefined, parsed?: unknown) => {
     deps.onRejected?.(reason);
     log.warn({ request_id: requestId, reason }, 'rejected a spawn message');
-    const entry = JSON.stringify({ at: new Date().toISOString(), reason, request_id: requestId ?? null, bytes: raw.length, excerpt: excerptOf(raw) });
-    await deps.redis.multi().lpush(deps.keys.rejected, entry).ltrim(deps.keys.rejected, 0, REJECTED_KEEP - 1).exec();
+    const entry = JSON.stringify({
+      at: new Date().toISOString(),
+      reason,
+      request_id: requestId ?? null,
+      bytes: raw.length,
+      excerpt: excerptOf(raw),
+    });
+    await deps.redis
+      .multi()
+      .lpush(deps.keys.rejected, entry)
+      .ltrim(deps.keys.rejected, 0, REJECTED_KEEP - 1)
+      .exec();
     if (!requestId) return;
     // A malformed duplicate of a request that is already queued (a job or a flow) gets no result of its own.
     if (await requestExists(requestId, deps)) {

@@ -79,7 +79,9 @@ export async function startIntakeConsumer(deps: {
         const parsed = parseMessage(raw);
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return parsed;
         if ('github_token' in parsed) {
-          throw new InvalidRequestError(`a plaintext github_token may not rest in Redis: seal it into the "${INTAKE_FIELDS.sealedToken}" field (README "Bursts")`);
+          throw new InvalidRequestError(
+            `a plaintext github_token may not rest in Redis: seal it into the "${INTAKE_FIELDS.sealedToken}" field (README "Bursts")`,
+          );
         }
         return sealed ? { ...parsed, github_token: deps.secrets.open(sealed) } : parsed;
       });
@@ -102,7 +104,11 @@ export async function startIntakeConsumer(deps: {
     const done = await Promise.all(entries.map(handleEntry));
     const ids = entries.filter((_, i) => done[i]).map(([id]) => id);
     if (!ids.length) return;
-    await conn.multi().xack(key, INTAKE_GROUP, ...ids).xdel(key, ...ids).exec();
+    await conn
+      .multi()
+      .xack(key, INTAKE_GROUP, ...ids)
+      .xdel(key, ...ids)
+      .exec();
     handledCount += ids.length;
   };
 
@@ -110,7 +116,10 @@ export async function startIntakeConsumer(deps: {
   const reclaim = async () => {
     let cursor = '0-0';
     do {
-      const [next, entries] = (await conn.xautoclaim(key, INTAKE_GROUP, deps.consumerName, reclaimIdleMs, cursor, 'COUNT', BATCH)) as [string, Entry[]];
+      const [next, entries] = (await conn.xautoclaim(key, INTAKE_GROUP, deps.consumerName, reclaimIdleMs, cursor, 'COUNT', BATCH)) as [
+        string,
+        Entry[],
+      ];
       const live = entries.filter((entry) => entry?.[1]);
       if (live.length) {
         log.warn({ entries: live.length }, 'took over intake entries left unacknowledged (a bridge died or Redis failed)');
@@ -129,9 +138,18 @@ export async function startIntakeConsumer(deps: {
           nextReclaim = Date.now() + RECLAIM_EVERY_MS;
           await reclaim();
         }
-        const reply = (await conn.xreadgroup('GROUP', INTAKE_GROUP, deps.consumerName, 'COUNT', BATCH, 'BLOCK', BLOCK_MS, 'STREAMS', key, '>')) as
-          | [string, Entry[]][]
-          | null;
+        const reply = (await conn.xreadgroup(
+          'GROUP',
+          INTAKE_GROUP,
+          deps.consumerName,
+          'COUNT',
+          BATCH,
+          'BLOCK',
+          BLOCK_MS,
+          'STREAMS',
+          key,
+          '>',
+        )) as [string, Entry[]][] | null;
         for (const [, entries] of reply ?? []) await handleBatch(entries);
       } catch (error) {
         if (stopping) break;

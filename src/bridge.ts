@@ -82,7 +82,10 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
     }
     const cancel = cancelRequestSchema.safeParse(parsed);
     if (!cancel.success) {
-      log.warn({ excerpt: excerptOf(raw), problem: cancel.error.issues[0]?.message }, 'ignored a cancel message without a valid request_id');
+      log.warn(
+        { excerpt: excerptOf(raw), problem: cancel.error.issues[0]?.message },
+        'ignored a cancel message without a valid request_id',
+      );
       return;
     }
     const outcome = await cancelRequest(cancel.data.request_id, deps);
@@ -113,9 +116,14 @@ export async function startBridge(deps: BridgeDeps): Promise<Bridge> {
       `bridge inbox full (${limits.maxMessages} messages / ${limits.maxBytes} bytes): DROPPED a message${requestId ? ` of request ${requestId}` : ' (no readable request id)'}`,
     );
     void heartbeat?.beat().catch(() => {});
-    const answer = channel === channels.spawn
-      ? handler.fail(requestId ?? undefined, 'overloaded', 'the bridge was overloaded (its in-process queue was full) and dropped this request: nothing was queued. Send it again with a new request_id, or use the durable intake (README "Bursts").')
-      : Promise.resolve(false);
+    const answer =
+      channel === channels.spawn
+        ? handler.fail(
+            requestId ?? undefined,
+            'overloaded',
+            'the bridge was overloaded (its in-process queue was full) and dropped this request: nothing was queued. Send it again with a new request_id, or use the durable intake (README "Bursts").',
+          )
+        : Promise.resolve(false);
     answer
       .catch((error) => log.error({ err: error, request_id: requestId }, 'could not publish the result of a dropped request'))
       .finally(markHandled);

@@ -19,10 +19,7 @@ export type CancelOutcome = 'removed_waiting' | 'signalled_running' | 'already_f
  * host that missed the broadcast while reconnecting) sees it before launching anything. A
  * waiting job is removed here; a running one is killed by whichever host holds it.
  */
-export async function cancelRequest(
-  requestId: string,
-  deps: { redis: Redis; queue: SpawnQueue; keys: FleetKeys },
-): Promise<CancelOutcome> {
+export async function cancelRequest(requestId: string, deps: { redis: Redis; queue: SpawnQueue; keys: FleetKeys }): Promise<CancelOutcome> {
   await deps.redis.set(deps.keys.cancelled(requestId), '1', 'EX', CANCEL_TTL_SECONDS);
   await publishControl(deps.redis, deps.keys, { type: 'cancel', request_id: requestId });
 

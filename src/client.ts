@@ -41,9 +41,11 @@ export class FleetClient {
 
   constructor(options: FleetClientOptions) {
     if (!options.secretKey && !options.dataDir) {
-      throw new Error('FleetClient needs the fleet\'s secretKey (FLEET_SECRET_KEY) or its dataDir to seal tokens');
+      throw new Error("FleetClient needs the fleet's secretKey (FLEET_SECRET_KEY) or its dataDir to seal tokens");
     }
-    this.secrets = options.secretKey ? createSecretBox(options.secretKey) : loadSecretBox({ secretKey: undefined, dataDir: options.dataDir! });
+    this.secrets = options.secretKey
+      ? createSecretBox(options.secretKey)
+      : loadSecretBox({ secretKey: undefined, dataDir: options.dataDir! });
     this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
     const prefix = options.prefix ?? 'fleet';
     this.queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: options.redisUrl }, prefix });
@@ -55,7 +57,19 @@ export class FleetClient {
   /** Validates and enqueues; throws InvalidRequestError naming the bad field. */
   async enqueue(request: SpawnRequestInput): Promise<{ requestId: string; outcome: IntakeOutcome }> {
     const valid = validateSpawnRequest(request);
-    const outcome = await enqueueSpawn(valid, { queue: this.queue, flows: this.flows, redis: this.redis, secrets: this.secrets, keys: this.keys, attempts: this.attempts, keepLogs: 2000 }, 'api');
+    const outcome = await enqueueSpawn(
+      valid,
+      {
+        queue: this.queue,
+        flows: this.flows,
+        redis: this.redis,
+        secrets: this.secrets,
+        keys: this.keys,
+        attempts: this.attempts,
+        keepLogs: 2000,
+      },
+      'api',
+    );
     return { requestId: valid.request_id, outcome };
   }
 
@@ -89,7 +103,10 @@ export class FleetClient {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         if (options.timeoutMs !== undefined) {
-          timer = setTimeout(() => reject(new ResultTimeoutError(`no result for ${requestId} within ${options.timeoutMs} ms`)), options.timeoutMs);
+          timer = setTimeout(
+            () => reject(new ResultTimeoutError(`no result for ${requestId} within ${options.timeoutMs} ms`)),
+            options.timeoutMs,
+          );
         }
       });
       try {

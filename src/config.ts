@@ -25,7 +25,11 @@ export function parseMemory(text: string): number {
 
 /** Durations are seconds in the environment (operators think in seconds), milliseconds inside. */
 const seconds = (fallback: number) =>
-  z.coerce.number().positive().default(fallback).transform((s) => Math.round(s * 1000));
+  z.coerce
+    .number()
+    .positive()
+    .default(fallback)
+    .transform((s) => Math.round(s * 1000));
 
 const optionalString = z
   .string()
@@ -65,14 +69,14 @@ const envSchema = z
       .default('fleet'),
     FLEET_DATA_DIR: z.string().min(1).default('./.fleet'),
     FLEET_REDIS_PORT: z.coerce.number().int().min(1).max(65535).default(6379),
-    FLEET_HOST_ID: z
-      .string()
-      .regex(HOST_ID_PATTERN, 'use 1-64 of [A-Za-z0-9._-]')
-      .optional(),
+    FLEET_HOST_ID: z.string().regex(HOST_ID_PATTERN, 'use 1-64 of [A-Za-z0-9._-]').optional(),
     FLEET_HOST_CONCURRENCY: z.coerce.number().int().min(1).max(1024).optional(),
     FLEET_GLOBAL_CONCURRENCY: z.coerce.number().int().min(0).optional(),
     FLEET_WORKER_IMAGE: z.string().min(1).default('coding-worker:latest'),
-    FLEET_RUNTIME: z.string().regex(/^[A-Za-z0-9._-]+$/).default('sysbox-runc'),
+    FLEET_RUNTIME: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/)
+      .default('sysbox-runc'),
     FLEET_WORKER_MEMORY: memorySize('4g'),
     FLEET_WORKER_CPUS: z.coerce.number().positive().max(1024).optional(),
     FLEET_WORKER_PIDS: z.coerce.number().int().min(16).default(4096),
@@ -158,8 +162,14 @@ const envSchema = z
     // droid's custom model: a provider and where it is, or nothing (then droid needs FACTORY_API_KEY).
     const droid = [env.FLEET_DROID_MODEL_PROVIDER, env.FLEET_DROID_MODEL_BASE_URL, env.FLEET_DROID_MODEL_API_KEY];
     if (droid.some((v) => v !== undefined) && droid.some((v) => v === undefined)) {
-      const missing = (['FLEET_DROID_MODEL_PROVIDER', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_API_KEY'] as const).filter((k) => env[k] === undefined);
-      ctx.addIssue({ code: 'custom', path: [missing[0]!], message: `droid's custom model needs FLEET_DROID_MODEL_PROVIDER, FLEET_DROID_MODEL_BASE_URL and FLEET_DROID_MODEL_API_KEY together; missing: ${missing.join(', ')}` });
+      const missing = (['FLEET_DROID_MODEL_PROVIDER', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_API_KEY'] as const).filter(
+        (k) => env[k] === undefined,
+      );
+      ctx.addIssue({
+        code: 'custom',
+        path: [missing[0]!],
+        message: `droid's custom model needs FLEET_DROID_MODEL_PROVIDER, FLEET_DROID_MODEL_BASE_URL and FLEET_DROID_MODEL_API_KEY together; missing: ${missing.join(', ')}`,
+      });
     }
     if (env.FLEET_BOARD_READONLY_USER && !env.FLEET_BOARD_USER) {
       ctx.addIssue({ code: 'custom', path: ['FLEET_BOARD_USER'], message: 'a read-only account needs an admin account too' });
@@ -224,7 +234,9 @@ export interface FleetConfig {
     /** Codex's model provider (Responses API, with `/v1`); undefined: OpenAI's. */
     openaiBaseUrl: string | undefined;
     /** droid's custom model (`customModels` in its settings): without it droid needs FACTORY_API_KEY. */
-    droid: { provider: 'anthropic' | 'openai' | 'generic-chat-completion-api'; baseUrl: string; apiKey: string; maxOutputTokens: number } | undefined;
+    droid:
+      | { provider: 'anthropic' | 'openai' | 'generic-chat-completion-api'; baseUrl: string; apiKey: string; maxOutputTokens: number }
+      | undefined;
     /** Requested model -> model used, per agent (FLEET_MODEL_MAP). */
     map: ModelMap;
     /** Retries the agent CLI makes on a failed model call; undefined: the CLI's own default. */
@@ -270,7 +282,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     prefix: e.FLEET_PREFIX,
     dataDir: resolve(e.FLEET_DATA_DIR),
     embeddedRedisPort: e.FLEET_REDIS_PORT,
-    hostId: e.FLEET_HOST_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64),
+    hostId:
+      e.FLEET_HOST_ID ??
+      hostname()
+        .replace(/[^A-Za-z0-9._-]/g, '-')
+        .slice(0, 64),
     hostConcurrency: e.FLEET_HOST_CONCURRENCY ?? defaultHostConcurrency(e.FLEET_WORKER_MEMORY),
     globalConcurrency: e.FLEET_GLOBAL_CONCURRENCY,
     worker: {
@@ -297,7 +313,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     github: { apiUrl: e.FLEET_GITHUB_API_URL.replace(/\/+$/, ''), reviewerToken: e.FLEET_REVIEWER_GITHUB_TOKEN },
     reviewer: {
       kind: e.FLEET_REVIEWER,
-      llm: { baseUrl: e.FLEET_LLM_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_LLM_API_KEY, model: e.FLEET_LLM_MODEL, maxDiffChars: e.FLEET_LLM_MAX_DIFF_CHARS, maxChunks: e.FLEET_LLM_MAX_CHUNKS },
+      llm: {
+        baseUrl: e.FLEET_LLM_BASE_URL.replace(/\/+$/, ''),
+        apiKey: e.FLEET_LLM_API_KEY,
+        model: e.FLEET_LLM_MODEL,
+        maxDiffChars: e.FLEET_LLM_MAX_DIFF_CHARS,
+        maxChunks: e.FLEET_LLM_MAX_CHUNKS,
+      },
     },
     mergeConflictRounds: e.FLEET_MERGE_CONFLICT_ROUNDS,
     customAgentCommand: e.FLEET_AGENT_CMD,
@@ -316,7 +338,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       openaiBaseUrl: e.FLEET_OPENAI_BASE_URL?.replace(/\/+$/, ''),
       droid:
         e.FLEET_DROID_MODEL_PROVIDER && e.FLEET_DROID_MODEL_BASE_URL && e.FLEET_DROID_MODEL_API_KEY
-          ? { provider: e.FLEET_DROID_MODEL_PROVIDER, baseUrl: e.FLEET_DROID_MODEL_BASE_URL.replace(/\/+$/, ''), apiKey: e.FLEET_DROID_MODEL_API_KEY, maxOutputTokens: e.FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS }
+          ? {
+              provider: e.FLEET_DROID_MODEL_PROVIDER,
+              baseUrl: e.FLEET_DROID_MODEL_BASE_URL.replace(/\/+$/, ''),
+              apiKey: e.FLEET_DROID_MODEL_API_KEY,
+              maxOutputTokens: e.FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS,
+            }
           : undefined,
       map: e.FLEET_MODEL_MAP ?? {},
       maxRetries: e.FLEET_AGENT_MAX_RETRIES,

@@ -14,7 +14,14 @@ export class DindSlots {
   private readonly waiters: (() => void)[] = [];
 
   constructor(
-    private readonly options: { hostId: string; prefix: string; slots: number; maxBytes: number; runtime: ContainerRuntime; logger: Logger },
+    private readonly options: {
+      hostId: string;
+      prefix: string;
+      slots: number;
+      maxBytes: number;
+      runtime: ContainerRuntime;
+      logger: Logger;
+    },
   ) {
     this.free = Array.from({ length: options.slots }, (_, i) => i);
   }
@@ -55,7 +62,10 @@ export class DindSlots {
       const size = await this.options.runtime.volumeSize(name);
       if (size !== null && size > this.options.maxBytes) {
         await this.options.runtime.removeVolume(name);
-        this.options.logger.info({ volume: name, bytes: size, max_bytes: this.options.maxBytes }, 'slot cache volume over its limit: removed');
+        this.options.logger.info(
+          { volume: name, bytes: size, max_bytes: this.options.maxBytes },
+          'slot cache volume over its limit: removed',
+        );
       }
     } catch (error) {
       this.options.logger.warn({ err: error, volume: name }, 'could not check the slot cache volume; it stays as it is');

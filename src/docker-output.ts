@@ -35,5 +35,8 @@ export async function* demuxDockerStream(source: AsyncIterable<Uint8Array>): Asy
       at += take;
     }
   }
-  if (headerHeld !== 0 || payloadLeft !== 0) throw new Error(`Docker's output stream ended inside a frame (${headerHeld ? `${headerHeld} header bytes` : `${payloadLeft} payload bytes missing`})`);
+  if (headerHeld !== 0 || payloadLeft !== 0)
+    throw new Error(
+      `Docker's output stream ended inside a frame (${headerHeld ? `${headerHeld} header bytes` : `${payloadLeft} payload bytes missing`})`,
+    );
 }

@@ -10,8 +10,18 @@ import { PUBSUB_BUFFER_SETTING } from './bridge-redis-limits.ts';
  * noeviction so a full Redis refuses writes instead of dropping queue keys, and a pubsub output
  * buffer that holds the promised burst (README "Bursts") instead of closing the bridge's connection.
  */
-export const FLEET_REDIS_ARGS = ['--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction',
-  '--client-output-buffer-limit', PUBSUB_BUFFER_SETTING] as const;
+export const FLEET_REDIS_ARGS = [
+  '--appendonly',
+  'yes',
+  '--appendfsync',
+  'everysec',
+  '--save',
+  '',
+  '--maxmemory-policy',
+  'noeviction',
+  '--client-output-buffer-limit',
+  PUBSUB_BUFFER_SETTING,
+] as const;
 
 export interface EmbeddedRedis {
   url: string;
@@ -60,7 +70,19 @@ export async function startEmbeddedRedis(options: { dataDir: string; port: numbe
   }
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(options.port), '--bind', '127.0.0.1', '--dir', dir, ...FLEET_REDIS_ARGS, '--daemonize', 'no', '--protected-mode', 'yes'],
+    [
+      '--port',
+      String(options.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      ...FLEET_REDIS_ARGS,
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const output: string[] = [];

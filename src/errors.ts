@@ -23,7 +23,10 @@ export class FleetError extends Error {
 /** The request itself is wrong: no retry, no container. */
 export class InvalidRequestError extends FleetError {
   override name = 'InvalidRequestError';
-  constructor(message: string, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super(message, 'invalid_request', false);
   }
 }

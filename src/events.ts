@@ -21,7 +21,11 @@ export function parseContainerLine(line: string): ParsedLine {
   const parsed = containerEventSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return { kind: 'log', line, problem: `event line does not match the protocol: ${issue?.path.join('.') || 'event_type'}: ${issue?.message}` };
+    return {
+      kind: 'log',
+      line,
+      problem: `event line does not match the protocol: ${issue?.path.join('.') || 'event_type'}: ${issue?.message}`,
+    };
   }
   return { kind: 'event', event: parsed.data };
 }

@@ -50,7 +50,10 @@ export async function startFleet(options: {
 }): Promise<RunningFleet> {
   const { config, logger } = options;
   const unknown = options.roles.filter((role) => !AVAILABLE_ROLES.includes(role));
-  if (unknown.length) throw new Error(`role${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not available in this build (available: ${AVAILABLE_ROLES.join(', ')})`);
+  if (unknown.length)
+    throw new Error(
+      `role${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not available in this build (available: ${AVAILABLE_ROLES.join(', ')})`,
+    );
 
   const stack: { name: string; stop: () => Promise<void> }[] = [];
   const stopAll = async () => {
@@ -74,7 +77,16 @@ export async function startFleet(options: {
     const connection = { url: redisUrl };
     const keys = fleetKeys(config.prefix);
     const secrets = loadSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
-    for (const secret of [config.secretKey, config.githubToken, config.github.reviewerToken, config.reviewer.llm.apiKey, ...Object.values(config.agentKeys), config.models.droid?.apiKey, config.http.admin?.password, config.http.readonly?.password]) {
+    for (const secret of [
+      config.secretKey,
+      config.githubToken,
+      config.github.reviewerToken,
+      config.reviewer.llm.apiKey,
+      ...Object.values(config.agentKeys),
+      config.models.droid?.apiKey,
+      config.http.admin?.password,
+      config.http.readonly?.password,
+    ]) {
       redactor.add(secret);
     }
 
@@ -102,7 +114,13 @@ export async function startFleet(options: {
     // over Redis with all other fleet processes.
     let forges: GitHubForges | undefined;
     if (options.roles.some((role) => role === 'spawn' || role === 'review' || role === 'merge')) {
-      const github = createGitHubForges({ apiUrl: config.github.apiUrl, redis: redisUrl, prefix: config.prefix, logger: logger.child({ component: 'github' }), onBudget: metrics.onBudget });
+      const github = createGitHubForges({
+        apiUrl: config.github.apiUrl,
+        redis: redisUrl,
+        prefix: config.prefix,
+        logger: logger.child({ component: 'github' }),
+        onBudget: metrics.onBudget,
+      });
       forges = github;
       stack.push({ name: 'github clients', stop: () => github.close() });
     }
@@ -112,7 +130,19 @@ export async function startFleet(options: {
       const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:spawn-sub`);
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'spawn subscriber', stop: async () => subscriber.disconnect() });
-      const spawn = await startSpawnRole({ config, connection, queue: spawnQueue, redis, subscriber, runtime, secrets, keys, logger, observer: metrics.observer, forges });
+      const spawn = await startSpawnRole({
+        config,
+        connection,
+        queue: spawnQueue,
+        redis,
+        subscriber,
+        runtime,
+        secrets,
+        keys,
+        logger,
+        observer: metrics.observer,
+        forges,
+      });
       let stopping = false;
       const heartbeat = await startHeartbeat({
         redis,
@@ -147,8 +177,20 @@ export async function startFleet(options: {
 
     for (const role of ['review', 'merge'] as const) {
       if (!options.roles.includes(role)) continue;
-      const flowDeps = { config, connection, queues: { spawn: spawnQueue, review: reviewQueue, merge: mergeQueue }, redis, secrets, keys, forges: forges!, logger };
-      const started = role === 'review' ? await startReviewRole({ ...flowDeps, reviewer: createReviewer(config, logger) }) : await startMergeRole(flowDeps);
+      const flowDeps = {
+        config,
+        connection,
+        queues: { spawn: spawnQueue, review: reviewQueue, merge: mergeQueue },
+        redis,
+        secrets,
+        keys,
+        forges: forges!,
+        logger,
+      };
+      const started =
+        role === 'review'
+          ? await startReviewRole({ ...flowDeps, reviewer: createReviewer(config, logger) })
+          : await startMergeRole(flowDeps);
       stack.push({ name: `${role} role`, stop: () => started.stop() });
     }
 
@@ -185,12 +227,25 @@ export async function startFleet(options: {
     }
 
     const routers = options.roles.includes('board')
-      ? [{ path: BOARD_PATH, router: createBoardRouter({ queues, accounts: { admin: config.http.admin, readonly: config.http.readonly }, listenHost: config.http.host, logger }) }]
+      ? [
+          {
+            path: BOARD_PATH,
+            router: createBoardRouter({
+              queues,
+              accounts: { admin: config.http.admin, readonly: config.http.readonly },
+              listenHost: config.http.host,
+              logger,
+            }),
+          },
+        ]
       : [];
     const http: HttpServer = await startHttpServer({ port: config.http.port, host: config.http.host, registry, checks, logger, routers });
     stack.push({ name: 'http server', stop: () => http.close() });
     running.httpPort = http.port;
-    logger.info({ roles: options.roles, host: config.hostId, prefix: config.prefix, redis: embedded ? 'embedded' : 'external', http_port: http.port }, 'fleet started');
+    logger.info(
+      { roles: options.roles, host: config.hostId, prefix: config.prefix, redis: embedded ? 'embedded' : 'external', http_port: http.port },
+      'fleet started',
+    );
     return running;
   } catch (error) {
     await stopAll();

@@ -67,7 +67,13 @@ export async function startHttpServer(options: {
     );
   });
   const port = (server.address() as AddressInfo).port;
-  options.logger.info({ url: `http://${options.host}:${port}`, endpoints: ['/healthz', '/readyz', '/metrics', ...(options.routers ?? []).map((r) => r.path)] }, 'http server listening');
+  options.logger.info(
+    {
+      url: `http://${options.host}:${port}`,
+      endpoints: ['/healthz', '/readyz', '/metrics', ...(options.routers ?? []).map((r) => r.path)],
+    },
+    'http server listening',
+  );
   return {
     port,
     host: options.host,

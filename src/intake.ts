@@ -36,7 +36,8 @@ export function validateSpawnRequest(input: unknown): SpawnRequest {
   const issues = parsed.error.issues.slice(0, MAX_ISSUES_NAMED).map((issue) => {
     if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${nameKeys(issue.keys)}`;
     const field = issue.path.join('.') || '(request)';
-    const missing = issue.code === 'invalid_type' && (input as Record<string, unknown>)[String(issue.path[0])] === undefined && issue.path.length === 1;
+    const missing =
+      issue.code === 'invalid_type' && (input as Record<string, unknown>)[String(issue.path[0])] === undefined && issue.path.length === 1;
     return missing ? `field "${field}" is required` : `field "${field}" ${issue.message}`;
   });
   const first = parsed.error.issues[0]?.path.join('.');
@@ -56,7 +57,6 @@ export interface IntakeDeps {
   repoAllow?: readonly string[];
 }
 
-
 export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancelled';
 
 /** Whether a request id is taken: a spawn job, or a flow (whose root lives on another queue) claimed it. */
@@ -74,12 +74,19 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   const id = request.request_id;
   if (!repoAllowed(request.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(request.repo), 'repo');
   // Independent look-ups, sent together: one round trip on the hot path, not three.
-  const [final, existing, cancelled] = await Promise.all([readResult(deps.redis, id), requestExists(id, deps), deps.redis.exists(deps.keys.cancelled(id))]);
+  const [final, existing, cancelled] = await Promise.all([
+    readResult(deps.redis, id),
+    requestExists(id, deps),
+    deps.redis.exists(deps.keys.cancelled(id)),
+  ]);
   if (final) return 'already_final';
   if (existing) return 'duplicate';
   if (cancelled) {
     // The cancel overtook the request (handlers run concurrently, senders reorder): never start it.
-    await publishFinal(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), { format: request.result_format, workerType: WORKER_TYPES[request.agent] });
+    await publishFinal(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), {
+      format: request.result_format,
+      workerType: WORKER_TYPES[request.agent],
+    });
     return 'cancelled';
   }
   const { github_token: token, ...stored } = request;
@@ -93,7 +100,14 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
     // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
     if ((await deps.redis.set(deps.keys.flowClaim(id), '1', 'EX', FLOW_RETENTION_SECONDS, 'NX')) !== 'OK') return 'duplicate';
     try {
-      await deps.flows.add(buildRequestFlow(request, data.sealedToken, { attempts: deps.attempts, keepLogs: deps.keepLogs, acceptedAt: data.acceptedAt, source }));
+      await deps.flows.add(
+        buildRequestFlow(request, data.sealedToken, {
+          attempts: deps.attempts,
+          keepLogs: deps.keepLogs,
+          acceptedAt: data.acceptedAt,
+          source,
+        }),
+      );
     } catch (error) {
       // Nothing was added: free the id so a resend is not taken for a duplicate of nothing.
       await deps.redis.del(deps.keys.flowClaim(id)).catch(() => {});

@@ -83,7 +83,10 @@ export class LineSplitter {
 
   private take(): OutputLine {
     const end = this.dropped > 0 ? completeCharsEnd(this.line, this.held) : this.held;
-    const line: OutputLine = { text: this.line.toString('utf8', 0, end), droppedBytes: this.dropped > 0 ? this.dropped + this.held - end : 0 };
+    const line: OutputLine = {
+      text: this.line.toString('utf8', 0, end),
+      droppedBytes: this.dropped > 0 ? this.dropped + this.held - end : 0,
+    };
     this.held = 0;
     this.dropped = 0;
     return line;

@@ -33,7 +33,15 @@ export interface FleetMetrics {
 }
 
 /** The job states BullMQ counts; each becomes a `state` label value. */
-export const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const satisfies readonly JobState[];
+export const JOB_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'completed',
+  'failed',
+] as const satisfies readonly JobState[];
 
 /** Distinct `model` label values of the agent usage metrics; a request chooses its model, so they are bounded. */
 export const MAX_MODEL_LABELS = 50;
@@ -67,7 +75,11 @@ export function createFleetMetrics(deps: {
   };
   const takeSnapshot = async (): Promise<Snapshot> => {
     const [counts, hosts, intake] = await Promise.allSettled([
-      withTimeout(Promise.all(deps.queues.map(async (q) => [q.name, await q.getJobCounts(...JOB_STATES)] as const)), COLLECT_TIMEOUT_MS, 'queue counts'),
+      withTimeout(
+        Promise.all(deps.queues.map(async (q) => [q.name, await q.getJobCounts(...JOB_STATES)] as const)),
+        COLLECT_TIMEOUT_MS,
+        'queue counts',
+      ),
       withTimeout(readHosts(deps.redis, deps.keys), COLLECT_TIMEOUT_MS, 'host registry'),
       withTimeout(deps.redis.xlen(deps.keys.intake), COLLECT_TIMEOUT_MS, 'intake stream'),
     ]);
@@ -122,7 +134,11 @@ export function createFleetMetrics(deps: {
     });
   hostGauge('fleet_host_running_containers', 'Worker containers running on each spawn host (host registry)', (h) => h.running);
   hostGauge('fleet_host_capacity', 'Worker containers each spawn host runs at most (FLEET_HOST_CONCURRENCY)', (h) => h.cap);
-  hostGauge('fleet_host_last_seen_timestamp_seconds', 'Unix time of each spawn host\'s last heartbeat', (h) => Date.parse(h.last_seen) / 1000);
+  hostGauge(
+    'fleet_host_last_seen_timestamp_seconds',
+    "Unix time of each spawn host's last heartbeat",
+    (h) => Date.parse(h.last_seen) / 1000,
+  );
   hostGauge('fleet_host_up', '1 while a spawn host heartbeats, 0 once it missed three heartbeats', (h) => (h.stale ? 0 : 1));
   hostGauge('fleet_host_drained', '1 while a spawn host takes no new jobs (fleet drain, or stopping)', (h) => (h.drained ? 1 : 0));
 
@@ -135,7 +151,7 @@ export function createFleetMetrics(deps: {
   });
   const startLatency = new Histogram({
     name: 'fleet_container_start_latency_seconds',
-    help: 'Time from a spawn job starting on this host to its worker\'s `started` event',
+    help: "Time from a spawn job starting on this host to its worker's `started` event",
     buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
     registers,
   });
@@ -161,9 +177,18 @@ export function createFleetMetrics(deps: {
     },
   });
   const bridgeCounter = (name: string, help: string) => new Counter({ name, help, registers });
-  const disconnects = bridgeCounter('fleet_bridge_disconnects_total', 'Times this bridge\'s subscriber connection dropped; messages published until it resubscribed were lost');
-  const resubscribes = bridgeCounter('fleet_bridge_resubscribes_total', 'Times this bridge subscribed again after a drop; each one follows a window in which messages were lost');
-  const droppedMessages = bridgeCounter('fleet_bridge_dropped_messages_total', 'Messages this bridge dropped because its in-process inbox was full (each logged with its request id)');
+  const disconnects = bridgeCounter(
+    'fleet_bridge_disconnects_total',
+    "Times this bridge's subscriber connection dropped; messages published until it resubscribed were lost",
+  );
+  const resubscribes = bridgeCounter(
+    'fleet_bridge_resubscribes_total',
+    'Times this bridge subscribed again after a drop; each one follows a window in which messages were lost',
+  );
+  const droppedMessages = bridgeCounter(
+    'fleet_bridge_dropped_messages_total',
+    'Messages this bridge dropped because its in-process inbox was full (each logged with its request id)',
+  );
   // Registered only in a process that runs the bridge: elsewhere a 0 would read as "not subscribed".
   const registerBridgeGauges = (stats: () => BridgeStats) => {
     const bridgeGauge = (name: string, help: string, value: (s: BridgeStats) => number) =>
@@ -175,21 +200,27 @@ export function createFleetMetrics(deps: {
           this.set(value(stats()));
         },
       });
-    bridgeGauge('fleet_bridge_subscribed', '1 while this bridge is subscribed to worker:spawn and worker:cancel', (s) => (s.subscribed ? 1 : 0));
-    bridgeGauge('fleet_bridge_inbox_messages', 'Messages waiting in this bridge\'s in-process inbox', (s) => s.inbox.depth);
-    bridgeGauge('fleet_bridge_inbox_bytes', 'Bytes of the messages waiting in this bridge\'s in-process inbox', (s) => s.inbox.bytes);
-    bridgeGauge('fleet_bridge_inbox_peak_messages', 'The most messages that ever waited in this bridge\'s inbox at once', (s) => s.inbox.peakDepth);
+    bridgeGauge('fleet_bridge_subscribed', '1 while this bridge is subscribed to worker:spawn and worker:cancel', (s) =>
+      s.subscribed ? 1 : 0,
+    );
+    bridgeGauge('fleet_bridge_inbox_messages', "Messages waiting in this bridge's in-process inbox", (s) => s.inbox.depth);
+    bridgeGauge('fleet_bridge_inbox_bytes', "Bytes of the messages waiting in this bridge's in-process inbox", (s) => s.inbox.bytes);
+    bridgeGauge(
+      'fleet_bridge_inbox_peak_messages',
+      "The most messages that ever waited in this bridge's inbox at once",
+      (s) => s.inbox.peakDepth,
+    );
   };
 
   const agentTokens = new Counter({
     name: 'fleet_agent_tokens_total',
-    help: 'Tokens the agents of this host\'s workers used, read from their streams, by agent, model and kind (input: uncached input, cached: cache reads, cache_write, output)',
+    help: "Tokens the agents of this host's workers used, read from their streams, by agent, model and kind (input: uncached input, cached: cache reads, cache_write, output)",
     labelNames: ['agent', 'model', 'kind'],
     registers,
   });
   const agentCost = new Counter({
     name: 'fleet_agent_cost_usd_total',
-    help: 'USD the agents of this host\'s workers spent, as the agent reported it or from the price table, by agent and model',
+    help: "USD the agents of this host's workers spent, as the agent reported it or from the price table, by agent and model",
     labelNames: ['agent', 'model'],
     registers,
   });
@@ -204,7 +235,12 @@ export function createFleetMetrics(deps: {
   };
   const countUsage = (usage: AgentUsage) => {
     const labels = { agent: usage.agent, model: modelLabel(usage.model) };
-    const kinds = { input: usage.input_tokens, cached: usage.cached_tokens, cache_write: usage.cache_write_tokens, output: usage.output_tokens };
+    const kinds = {
+      input: usage.input_tokens,
+      cached: usage.cached_tokens,
+      cache_write: usage.cache_write_tokens,
+      output: usage.output_tokens,
+    };
     for (const [kind, tokens] of Object.entries(kinds)) agentTokens.inc({ ...labels, kind }, tokens);
     if (usage.cost_usd !== null) agentCost.inc(labels, usage.cost_usd);
   };

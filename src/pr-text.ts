@@ -9,18 +9,36 @@ function excerpt(text: string, max = TASK_EXCERPT): string {
   return text.length <= max ? text : `${text.slice(0, max)}\n\n… (${text.length - max} more characters)`;
 }
 
-export function pullRequestBody(input: { requestId: string; scope: string | null; summary: string | null; task: string; files: string[] }): string {
+export function pullRequestBody(input: {
+  requestId: string;
+  scope: string | null;
+  summary: string | null;
+  task: string;
+  files: string[];
+}): string {
   const lines = [
     input.summary ? `## Summary\n\n${input.summary}` : '## Summary\n\n(the worker gave no summary)',
     `## Task\n\n${excerpt(input.task)}`,
   ];
-  if (input.files.length) lines.push(`## Files changed\n\n${input.files.slice(0, 100).map((f) => `- \`${f}\``).join('\n')}${input.files.length > 100 ? `\n- … and ${input.files.length - 100} more` : ''}`);
+  if (input.files.length)
+    lines.push(
+      `## Files changed\n\n${input.files
+        .slice(0, 100)
+        .map((f) => `- \`${f}\``)
+        .join('\n')}${input.files.length > 100 ? `\n- … and ${input.files.length - 100} more` : ''}`,
+    );
   lines.push(`---\nOpened by fleet for request \`${input.requestId}\`${input.scope ? `, scope \`${input.scope}\`` : ''}.`);
   return lines.join('\n\n');
 }
 
 /** The task of a worker that addresses review feedback on the same branch. */
-export function fixTask(input: { feedback: string; comments: { path: string; line?: number; body: string }[]; originalTask: string; round: number; branch: string }): string {
+export function fixTask(input: {
+  feedback: string;
+  comments: { path: string; line?: number; body: string }[];
+  originalTask: string;
+  round: number;
+  branch: string;
+}): string {
   const comments = input.comments.map((c) => `- \`${c.path}${c.line ? `:${c.line}` : ''}\`: ${c.body}`).join('\n');
   return [
     `# Address the review of your pull request (round ${input.round})`,

@@ -101,7 +101,9 @@ const agentsContentSchema = z
 export const MODEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
 const scopeSchema = refComponent(
-  z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9._-] (it becomes part of a branch name)'),
+  z
+    .string({ error: 'must be a string' })
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9._-] (it becomes part of a branch name)'),
 );
 
 const scopedTaskSchema = z.strictObject({
@@ -124,7 +126,10 @@ export const spawnRequestSchema = z
       .regex(MODEL_PATTERN, 'must be 1-200 of letters, digits and "._:/-", starting with a letter or digit')
       .nullish()
       .transform((m) => m ?? 'claude-sonnet-4-5-20250929'),
-    agents_content: agentsContentSchema.nullable().optional().transform((a) => a ?? null),
+    agents_content: agentsContentSchema
+      .nullable()
+      .optional()
+      .transform((a) => a ?? null),
     timeout_seconds: z
       .number({ error: 'must be an integer number of seconds' })
       .int('must be an integer number of seconds')
@@ -169,10 +174,17 @@ export const spawnRequestSchema = z
     if (req.review && req.mode !== 'pr' && !req.tasks) {
       ctx.addIssue({ code: 'custom', path: ['review'], message: 'needs "mode": "pr"' });
     }
-    const textBytes = [req.task_content, req.agents_content, ...(req.tasks ?? []).flatMap((t) => [t.task_content, t.agents_content])]
-      .reduce((sum, text) => sum + (typeof text === 'string' ? utf8Bytes(text) : 0), 0);
+    const textBytes = [
+      req.task_content,
+      req.agents_content,
+      ...(req.tasks ?? []).flatMap((t) => [t.task_content, t.agents_content]),
+    ].reduce((sum, text) => sum + (typeof text === 'string' ? utf8Bytes(text) : 0), 0);
     if (textBytes > MAX_REQUEST_TEXT_BYTES) {
-      ctx.addIssue({ code: 'custom', path: ['tasks'], message: `the tasks and AGENTS.md texts together are ${textBytes} bytes; at most ${MAX_REQUEST_TEXT_BYTES} (4 MiB) are accepted` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tasks'],
+        message: `the tasks and AGENTS.md texts together are ${textBytes} bytes; at most ${MAX_REQUEST_TEXT_BYTES} (4 MiB) are accepted`,
+      });
     }
     if (req.tasks) {
       const seen = new Set<string>();

@@ -25,7 +25,10 @@ export async function reapOrphans(deps: {
     if (holder !== null && holder === container.labels[LABELS.lock]) continue;
     await deps.runtime.removeById(container.id);
     reaped.push(container.id);
-    deps.logger.warn({ container: container.id.slice(0, 12), request_id: container.labels[LABELS.requestId], state: container.state }, 'removed an orphaned worker container');
+    deps.logger.warn(
+      { container: container.id.slice(0, 12), request_id: container.labels[LABELS.requestId], state: container.state },
+      'removed an orphaned worker container',
+    );
   }
   return reaped;
 }

@@ -7,12 +7,23 @@ const ENTRY = /^[A-Za-z0-9*-]{1,39}\/[A-Za-z0-9._*-]{1,100}$/;
 
 /** Why a FLEET_REPO_ALLOW value is unusable, or null. */
 export function repoAllowProblem(value: string): string | null {
-  const bad = value.split(',').map((e) => e.trim()).filter((e) => !ENTRY.test(e));
-  return bad.length ? `entries must be "owner/name" with "*" as a wildcard, separated by commas; not ${bad.slice(0, 3).map((e) => JSON.stringify(e)).join(', ')}` : null;
+  const bad = value
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => !ENTRY.test(e));
+  return bad.length
+    ? `entries must be "owner/name" with "*" as a wildcard, separated by commas; not ${bad
+        .slice(0, 3)
+        .map((e) => JSON.stringify(e))
+        .join(', ')}`
+    : null;
 }
 
 export function parseRepoAllow(value: string): string[] {
-  return value.split(',').map((e) => e.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
 }
 
 const patternCache = new Map<string, RegExp>();

@@ -77,7 +77,10 @@ function resultOfRun(
     });
   }
   if (outcome.stoppedBy === 'cancelled') {
-    return failureResult(requestId, 'cancelled', 'the request was cancelled while its worker ran; the worker was killed', { logsTail, branch });
+    return failureResult(requestId, 'cancelled', 'the request was cancelled while its worker ran; the worker was killed', {
+      logsTail,
+      branch,
+    });
   }
   const exitCode = outcome.exitCode ?? -1;
   if (exitCode === 0) {
@@ -100,7 +103,10 @@ function resultOfRun(
   if (outcome.failed) {
     const failedTail = outcome.failed.logs_tail ?? logsTail;
     // The worker's own error type passes through; the metrics count one fleet does not know as `other`.
-    return { ...failureResult(requestId, 'task_failed', outcome.failed.error_message, { exitCode, logsTail: failedTail, branch }), error_type: outcome.failed.error_type };
+    return {
+      ...failureResult(requestId, 'task_failed', outcome.failed.error_message, { exitCode, logsTail: failedTail, branch }),
+      error_type: outcome.failed.error_type,
+    };
   }
   return failureResult(requestId, 'crash', `the worker exited with code ${exitCode} without reporting a failure`, {
     exitCode,
@@ -115,8 +121,19 @@ function resultOfRun(
  */
 export function terminalEvent(result: SpawnResult & { usage?: AgentUsage }): ContainerEvent & { usage?: AgentUsage } {
   const event: ContainerEvent = result.success
-    ? { event_type: 'completed', commit_sha: result.commit_sha, branch: result.branch, files_changed: result.files_changed ?? [], summary: result.summary }
-    : { event_type: 'failed', error_type: result.error_type ?? 'crash', error_message: result.error_message ?? '', logs_tail: result.logs_tail };
+    ? {
+        event_type: 'completed',
+        commit_sha: result.commit_sha,
+        branch: result.branch,
+        files_changed: result.files_changed ?? [],
+        summary: result.summary,
+      }
+    : {
+        event_type: 'failed',
+        error_type: result.error_type ?? 'crash',
+        error_message: result.error_message ?? '',
+        logs_tail: result.logs_tail,
+      };
   return result.usage ? { ...event, usage: result.usage } : event;
 }
 
@@ -163,10 +180,26 @@ export async function publishFinal(redis: Redis, result: SpawnResult, options: F
   const json = formatResult(result, options.format);
   const sendEvent = options.workerType !== undefined && options.event !== false;
   const event: FleetEvent | undefined = sendEvent
-    ? { ...terminalEvent(result), request_id: id, timestamp: (options.now ?? new Date()).toISOString(), worker_type: options.workerType!, ...options.eventFields }
+    ? {
+        ...terminalEvent(result),
+        request_id: id,
+        timestamp: (options.now ?? new Date()).toISOString(),
+        worker_type: options.workerType!,
+        ...options.eventFields,
+      }
     : undefined;
   const eventJson = event ? redactor.redact(JSON.stringify(event)) : '';
-  const published = await redis.eval(PUBLISH_FINAL, 1, channels.resultKey(id), json, String(RESULT_TTL_SECONDS), channels.result(id), eventJson, channels.events(id), channels.allEvents);
+  const published = await redis.eval(
+    PUBLISH_FINAL,
+    1,
+    channels.resultKey(id),
+    json,
+    String(RESULT_TTL_SECONDS),
+    channels.result(id),
+    eventJson,
+    channels.events(id),
+    channels.allEvents,
+  );
   return published === 1;
 }
 

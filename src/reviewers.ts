@@ -11,5 +11,12 @@ export function createReviewer(config: FleetConfig, logger: Logger): Reviewer | 
   if (config.reviewer.kind === 'agent') return undefined;
   const { llm } = config.reviewer;
   if (!llm.apiKey) logger.warn('FLEET_LLM_API_KEY is not set: the llm reviewer calls its endpoint without a key');
-  return createLlmReviewer({ baseUrl: llm.baseUrl, apiKey: llm.apiKey ?? '', model: llm.model, maxDiffChars: llm.maxDiffChars, maxChunks: llm.maxChunks, logger: logger.child({ component: 'reviewer' }) });
+  return createLlmReviewer({
+    baseUrl: llm.baseUrl,
+    apiKey: llm.apiKey ?? '',
+    model: llm.model,
+    maxDiffChars: llm.maxDiffChars,
+    maxChunks: llm.maxChunks,
+    logger: logger.child({ component: 'reviewer' }),
+  });
 }

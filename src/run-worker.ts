@@ -85,7 +85,10 @@ export async function runWorker(
     flushing = flushing.then(() => options.hooks.onLogLines(batch));
     return flushing;
   };
-  const flushTimer = setInterval(() => void flush().catch((error) => options.logger.warn({ err: error }, 'job log write failed')), LOG_FLUSH_MS);
+  const flushTimer = setInterval(
+    () => void flush().catch((error) => options.logger.warn({ err: error }, 'job log write failed')),
+    LOG_FLUSH_MS,
+  );
 
   // Events go out one at a time and in order, whether a line or the progress throttle's timer sends them.
   // A failure of a timer's send is held and thrown with the next event, never dropped.
@@ -98,7 +101,10 @@ export async function runWorker(
     });
     return sent;
   };
-  const progress = new LatestWins<string>(AGENT_PROGRESS_INTERVAL_MS, (message) => void deliver({ event_type: 'progress', stage: 'agent', message, progress_pct: null }));
+  const progress = new LatestWins<string>(
+    AGENT_PROGRESS_INTERVAL_MS,
+    (message) => void deliver({ event_type: 'progress', stage: 'agent', message, progress_pct: null }),
+  );
   const log = (line: string) => {
     remember(line);
     pending.push(line);
@@ -115,7 +121,10 @@ export async function runWorker(
     await container.kill();
   };
 
-  const onAbort = () => void stop((options.signal?.reason as StopReason) ?? 'cancelled').catch((error) => options.logger.error({ err: error }, 'could not kill the worker container'));
+  const onAbort = () =>
+    void stop((options.signal?.reason as StopReason) ?? 'cancelled').catch((error) =>
+      options.logger.error({ err: error }, 'could not kill the worker container'),
+    );
   let disarmTimeout: (() => void) | undefined;
   try {
     if (options.signal?.aborted) {
@@ -124,8 +133,9 @@ export async function runWorker(
     }
     options.signal?.addEventListener('abort', onAbort, { once: true });
     await container.start();
-    disarmTimeout = (options.timers ?? realTimers).after(options.timeoutMs, () =>
-      void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')),
+    disarmTimeout = (options.timers ?? realTimers).after(
+      options.timeoutMs,
+      () => void stop('timeout').catch((error) => options.logger.error({ err: error }, 'could not kill a timed-out worker')),
     );
 
     if (stream?.costWarning) log(stream.costWarning);
@@ -136,7 +146,11 @@ export async function runWorker(
       const line = redactor.redact(cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text);
       // A cut line is only log output, even when what is left of it would parse as an event.
       const parsed = cut
-        ? { kind: 'log' as const, line, problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined }
+        ? {
+            kind: 'log' as const,
+            line,
+            problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined,
+          }
         : parseContainerLine(line);
       if (parsed.kind === 'event') {
         remember(line);

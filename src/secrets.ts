@@ -47,7 +47,7 @@ export function createSecretBox(secret: string): SecretBox {
         decipher.setAuthTag(Buffer.from(tag, 'base64'));
         return Buffer.concat([decipher.update(Buffer.from(body, 'base64')), decipher.final()]).toString('utf8');
       } catch {
-        throw new SecretMismatchError('cannot decrypt the job\'s github_token: the ciphertext was altered or the keys differ');
+        throw new SecretMismatchError("cannot decrypt the job's github_token: the ciphertext was altered or the keys differ");
       }
     },
   };

@@ -145,7 +145,10 @@ function main(argv) {
     }
     case 'files':
       if (args.length !== 0) usage('usage: files');
-      return input().toString('utf8').split('\0').filter((path) => path !== '');
+      return input()
+        .toString('utf8')
+        .split('\0')
+        .filter((path) => path !== '');
     default:
       return usage(`unknown command '${command ?? ''}' (verdict, failed, files)`);
   }

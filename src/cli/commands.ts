@@ -23,13 +23,15 @@ function positional(args: string[], what: string, pattern: RegExp): string {
 function seconds(text: string | undefined, option: string, max = 86_400): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > max) throw new UsageError(`${option}: "${text}" is not a whole number of seconds from 1 to ${max}`);
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new UsageError(`${option}: "${text}" is not a whole number of seconds from 1 to ${max}`);
   return value;
 }
 
 const spawn: Command = {
   summary: 'publish a legacy spawn request (as the orchestrator does) and optionally wait for its result',
-  usage: 'fleet spawn --repo OWNER/NAME --task-file FILE [--agents-file FILE] [--title T] [--model M] [--timeout S] [--id ID] [--wait [--wait-timeout S]]',
+  usage:
+    'fleet spawn --repo OWNER/NAME --task-file FILE [--agents-file FILE] [--title T] [--model M] [--timeout S] [--id ID] [--wait [--wait-timeout S]]',
   help: `Publishes one legacy request (all eight keys of PROTOCOL §2) on ${channels.spawn}, where every running
 bridge picks it up. Without --wait it prints the request id and exits once the message is published.
 
@@ -130,7 +132,11 @@ Exit status: 0, or 1 when Redis cannot be reached.
 
 ${CONNECTION_HELP}`,
   async run(args) {
-    const { values } = parseArgs({ args, strict: true, options: { json: { type: 'boolean', default: false }, 'prune-stale': { type: 'boolean', default: false } } });
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: { json: { type: 'boolean', default: false }, 'prune-stale': { type: 'boolean', default: false } },
+    });
     return withOps((ops) => runStatus(ops, { json: values.json, pruneStale: values['prune-stale'] }, process.stdout, process.stderr));
   },
 };

@@ -58,7 +58,10 @@ export function registerCommand(name: string, command: Command) {
 
 function parseRoles(text: string | undefined): Role[] {
   if (text === undefined) return [...AVAILABLE_ROLES];
-  const roles = text.split(',').map((r) => r.trim()).filter(Boolean);
+  const roles = text
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
   const bad = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
   if (bad.length || roles.length === 0) {
     throw new UsageError(`--roles: ${bad.length ? `unknown role ${bad.join(', ')}` : 'no role given'}; choose from ${ROLES.join(', ')}`);

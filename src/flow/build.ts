@@ -22,7 +22,9 @@ export function buildRequestFlow(
   settings: { attempts: number; keepLogs: number; acceptedAt: number; source: SpawnJobData['source'] },
 ): FlowJob {
   const { github_token: _token, tasks, ...stored } = request;
-  const scopes = tasks ?? [{ scope: null, task_content: request.task_content, task_title: request.task_title, agents_content: request.agents_content }];
+  const scopes = tasks ?? [
+    { scope: null, task_content: request.task_content, task_title: request.task_title, agents_content: request.agents_content },
+  ];
   const review = Boolean(request.review);
   const merge = Boolean(request.merge);
 
@@ -44,7 +46,13 @@ export function buildRequestFlow(
       fixRounds: request.fix_rounds ?? 0,
       resultFormat: request.result_format,
     };
-    const spawnRequest: StoredRequest = { ...stored, task_content: t.task_content, task_title: ctx.task.title, agents_content: t.agents_content ?? request.agents_content, mode: 'pr' };
+    const spawnRequest: StoredRequest = {
+      ...stored,
+      task_content: t.task_content,
+      task_title: ctx.task.title,
+      agents_content: t.agents_content ?? request.agents_content,
+      mode: 'pr',
+    };
     const spawnData: SpawnJobData = {
       request: spawnRequest,
       sealedToken,
@@ -60,16 +68,33 @@ export function buildRequestFlow(
     };
     if (review) {
       const data: ReviewJobData = { ctx, state: null };
-      node = { name: REVIEW_JOB_NAME, queueName: QUEUE_NAMES.review, data, opts: { ...FLOW_STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'review') }, children: [node] };
+      node = {
+        name: REVIEW_JOB_NAME,
+        queueName: QUEUE_NAMES.review,
+        data,
+        opts: { ...FLOW_STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'review') },
+        children: [node],
+      };
     }
     if (merge) {
       const data: MergeJobData = { kind: 'merge', ctx, state: null };
-      node = { name: MERGE_JOB_NAME, queueName: QUEUE_NAMES.merge, data, opts: { ...FLOW_STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'merge') }, children: [node] };
+      node = {
+        name: MERGE_JOB_NAME,
+        queueName: QUEUE_NAMES.merge,
+        data,
+        opts: { ...FLOW_STEP_OPTIONS, jobId: stepJobId(request.request_id, scope, 'merge') },
+        children: [node],
+      };
     }
     return node;
   });
 
-  const root: RequestJobData = { kind: 'request', request: { ...stored, tasks }, scopes: scopes.map((s) => s.scope), acceptedAt: settings.acceptedAt };
+  const root: RequestJobData = {
+    kind: 'request',
+    request: { ...stored, tasks },
+    scopes: scopes.map((s) => s.scope),
+    acceptedAt: settings.acceptedAt,
+  };
   // The root keeps the tasks for the dashboard but never the token: that lives sealed in the steps.
   return {
     name: REQUEST_JOB_NAME,

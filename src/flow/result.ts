@@ -93,7 +93,13 @@ export function aggregateFlowResult(
     scopes: outcomes,
     pull_requests: outcomes
       .filter((o) => o.pull_request)
-      .map((o) => ({ scope: o.scope, number: o.pull_request!.number, url: o.pull_request!.url, approved: o.reviews.at(-1)?.approved ?? null, merged: o.merged })),
+      .map((o) => ({
+        scope: o.scope,
+        number: o.pull_request!.number,
+        url: o.pull_request!.url,
+        approved: o.reviews.at(-1)?.approved ?? null,
+        merged: o.merged,
+      })),
     timings: {
       accepted_at: new Date(times.acceptedAt).toISOString(),
       finished_at: new Date(times.finishedAt).toISOString(),

@@ -54,7 +54,10 @@ export async function scopeTexts(ctx: ScopeContext, deps: Pick<FlowStepDeps, 're
 }
 
 /** The GitHub token a scope acts with: the request's (sealed in the flow) or the host's. */
-export function scopeToken(ctx: ScopeContext, deps: { secrets: SecretBox; hostToken: string | undefined; repoAllow?: readonly string[] }): string {
+export function scopeToken(
+  ctx: ScopeContext,
+  deps: { secrets: SecretBox; hostToken: string | undefined; repoAllow?: readonly string[] },
+): string {
   if (!repoAllowed(ctx.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(ctx.repo), 'repo');
   if (ctx.sealedToken) return deps.secrets.open(ctx.sealedToken);
   if (deps.hostToken) return deps.hostToken;
@@ -86,7 +89,13 @@ export function spawnChildData(
     sealedToken: ctx.sealedToken,
     source: 'api',
     acceptedAt: now,
-    flow: { scope: ctx.scope, purpose, branch: ctx.branch, baseBranch: options.baseBranch ?? ctx.baseBranch, ...(options.headSha ? { headSha: options.headSha } : {}) },
+    flow: {
+      scope: ctx.scope,
+      purpose,
+      branch: ctx.branch,
+      baseBranch: options.baseBranch ?? ctx.baseBranch,
+      ...(options.headSha ? { headSha: options.headSha } : {}),
+    },
   };
 }
 

@@ -107,7 +107,12 @@ export class BudgetBook {
       this.opts.logger.warn({ err: error }, 'onBudget callback threw');
     }
     const low = reading.remaining < Math.max(this.opts.reserve, reading.limit * 0.1);
-    const fields = { remaining: reading.remaining, limit: reading.limit, resetAt: reading.resetAt.toISOString(), resource: reading.resource };
+    const fields = {
+      remaining: reading.remaining,
+      limit: reading.limit,
+      resetAt: reading.resetAt.toISOString(),
+      resource: reading.resource,
+    };
     if (low && this.lastLoggedLow.get(reading.resource) !== reading.resetAt.getTime()) {
       // Once per window: a low budget is worth a warning, not one per request.
       this.lastLoggedLow.set(reading.resource, reading.resetAt.getTime());
@@ -116,7 +121,14 @@ export class BudgetBook {
       this.opts.logger.debug(fields, 'GitHub rate-limit budget');
     }
     try {
-      await this.opts.redis.eval(RECORD, 1, this.key(tokenId, reading.resource), reading.resetAt.getTime() / 1000, reading.remaining, reading.limit);
+      await this.opts.redis.eval(
+        RECORD,
+        1,
+        this.key(tokenId, reading.resource),
+        reading.resetAt.getTime() / 1000,
+        reading.remaining,
+        reading.limit,
+      );
     } catch (error) {
       this.opts.logger.warn({ err: error }, 'GitHub budget not shared in Redis');
     }

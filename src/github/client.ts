@@ -189,7 +189,9 @@ export type MeteredOctokitClient = InstanceType<typeof MeteredOctokit>;
  * An unlimited stand-in for the plugin's `write` and `notifications` groups (see above). Not a Bottleneck.Group:
  * a group runs a cleanup timer for as long as it exists, which would outlive a dropped client.
  */
-const passThroughGroup = { key: () => ({ schedule: (_options: unknown, fn: () => Promise<unknown>) => fn() }) } as unknown as Bottleneck.Group;
+const passThroughGroup = {
+  key: () => ({ schedule: (_options: unknown, fn: () => Promise<unknown>) => fn() }),
+} as unknown as Bottleneck.Group;
 
 /** Builds the metered client of one token. */
 export function createMeteredOctokit(opts: MeteredOctokitOptions): MeteredOctokitClient {
@@ -201,7 +203,10 @@ export function createMeteredOctokit(opts: MeteredOctokitOptions): MeteredOctoki
     ({ key: () => limiters.limiter(kind, id, settings) }) as unknown as Bottleneck.Group;
   const onLimit = (kind: string) => (retryAfter: number, options: Required<EndpointDefaults>, _octokit: unknown, retryCount: number) => {
     const retrying = retryCount < limits.maxRateLimitRetries;
-    logger.warn({ kind, retryAfterS: retryAfter, method: options.method, url: options.url, retryCount, retrying, token: id }, 'GitHub rate limit hit');
+    logger.warn(
+      { kind, retryAfterS: retryAfter, method: options.method, url: options.url, retryCount, retrying, token: id },
+      'GitHub rate limit hit',
+    );
     return retrying;
   };
   return new MeteredOctokit({

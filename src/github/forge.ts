@@ -122,7 +122,13 @@ export class GitHubForge implements Forge {
   async openPullRequest(input: OpenPullRequestInput): Promise<OpenedPullRequest> {
     const where = splitRepo(input.repo);
     try {
-      const { data } = await this.octokit.rest.pulls.create({ ...where, head: input.head, base: input.base, title: input.title, body: input.body });
+      const { data } = await this.octokit.rest.pulls.create({
+        ...where,
+        head: input.head,
+        base: input.base,
+        title: input.title,
+        body: input.body,
+      });
       return { ...toPullRequest(input.repo, data as RawPull), existing: false };
     } catch (error) {
       const e = describe(error);
@@ -137,7 +143,12 @@ export class GitHubForge implements Forge {
 
   private async findOpen(input: OpenPullRequestInput): Promise<PullRequest | undefined> {
     const where = splitRepo(input.repo);
-    const { data } = await this.octokit.rest.pulls.list({ ...where, head: `${where.owner}:${input.head}`, base: input.base, state: 'open' });
+    const { data } = await this.octokit.rest.pulls.list({
+      ...where,
+      head: `${where.owner}:${input.head}`,
+      base: input.base,
+      state: 'open',
+    });
     const found = (data as RawPull[]).find((p) => p.head.ref === input.head);
     return found ? this.getPullRequest(input.repo, found.number) : undefined;
   }
@@ -154,7 +165,8 @@ export class GitHubForge implements Forge {
   async getPullRequestDiff(repo: RepoName, number: number): Promise<string> {
     try {
       const { data } = await this.octokit.rest.pulls.get({ ...splitRepo(repo), pull_number: number, mediaType: { format: 'diff' } });
-      if (typeof data !== 'string') throw new ForgeError(`diff of ${repo}#${number} came back as ${typeof data}, not text`, { retryable: false });
+      if (typeof data !== 'string')
+        throw new ForgeError(`diff of ${repo}#${number} came back as ${typeof data}, not text`, { retryable: false });
       return data;
     } catch (error) {
       throw toForgeError(error, `get diff of ${repo}#${number}`);
@@ -170,7 +182,9 @@ export class GitHubForge implements Forge {
       this.octokit.rest.pulls.createReview({
         ...where,
         body,
-        ...(lineComments.length > 0 ? { comments: lineComments.map((c) => ({ path: c.path, line: c.line!, side: 'RIGHT', body: c.body })) } : {}),
+        ...(lineComments.length > 0
+          ? { comments: lineComments.map((c) => ({ path: c.path, line: c.line!, side: 'RIGHT', body: c.body })) }
+          : {}),
       });
     try {
       try {
@@ -217,7 +231,8 @@ export class GitHubForge implements Forge {
       if (e.status === 405) {
         // A retried job may find its own merge done: that is success, not a conflict.
         const current = await this.getPullRequest(input.repo, input.number).catch(() => undefined);
-        if (current?.merged && current.headSha === input.sha && current.mergeCommitSha) return { sha: current.mergeCommitSha, alreadyMerged: true };
+        if (current?.merged && current.headSha === input.sha && current.mergeCommitSha)
+          return { sha: current.mergeCommitSha, alreadyMerged: true };
         throw new NotMergeableError(`${what}: ${e.message}`, 405, error);
       }
       throw toForgeError(error, what);

@@ -73,7 +73,8 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
     ...(opts.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: opts.heartbeatIntervalMs }),
   });
   const clientIdleMs = opts.clientIdleMs ?? 600_000;
-  if (!Number.isFinite(clientIdleMs) || clientIdleMs <= 0) throw new Error(`clientIdleMs must be a number of milliseconds > 0, got ${clientIdleMs}`);
+  if (!Number.isFinite(clientIdleMs) || clientIdleMs <= 0)
+    throw new Error(`clientIdleMs must be a number of milliseconds > 0, got ${clientIdleMs}`);
   const now = opts.now ?? Date.now;
   /** Per token id: its forge (absent when only a dropped forge was used since) and its use. */
   const clients = new Map<string, { forge: Forge | undefined; inFlight: number; lastUsedAt: number }>();
@@ -95,7 +96,15 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
       resetGraceMs: limits.resetGraceMs,
       ...(onBudget ? { onBudget: (reading: BudgetReading) => onBudget({ ...reading, token: id }) } : {}),
     });
-    const octokit = createMeteredOctokit({ token, apiUrl, limits, limiters, budget, logger: opts.logger, ...(opts.userAgent ? { userAgent: opts.userAgent } : {}) });
+    const octokit = createMeteredOctokit({
+      token,
+      apiUrl,
+      limits,
+      limiters,
+      budget,
+      logger: opts.logger,
+      ...(opts.userAgent ? { userAgent: opts.userAgent } : {}),
+    });
     // Outermost hook: a call counts as in flight from its first wait in a limiter to its answer. A forge kept by
     // a caller after its client was dropped registers its token again here.
     octokit.hook.wrap('request', async (request, options) => {

@@ -110,8 +110,11 @@ export class ClusteredLimiters {
       // Bottleneck keeps the settings it finds in Redis; a process started with other limits (a new release)
       // would otherwise run with the old ones until the keys expire. The latest process's settings win.
       // (Typed as synchronous, but clustered it returns a promise.)
-      Promise.resolve(limiter.updateSettings({ maxConcurrent: settings.maxConcurrent ?? null, minTime: settings.minTime ?? 0 }) as unknown)
-        .catch((error: Error) => this.logger.warn({ err: error, limiter: id, message: error.message }, 'GitHub limiter settings not stored'));
+      Promise.resolve(
+        limiter.updateSettings({ maxConcurrent: settings.maxConcurrent ?? null, minTime: settings.minTime ?? 0 }) as unknown,
+      ).catch((error: Error) =>
+        this.logger.warn({ err: error, limiter: id, message: error.message }, 'GitHub limiter settings not stored'),
+      );
       this.limiters.set(id, limiter);
     }
     return limiter;
@@ -175,7 +178,11 @@ export class ClusteredLimiters {
   /** Local job counts and cluster-wide running weight of every limiter this process made (diagnostics). */
   async stats(): Promise<{ id: string; local: Bottleneck.Counts; clusterRunning: number | null }[]> {
     return Promise.all(
-      [...this.limiters.entries()].map(async ([id, limiter]) => ({ id, local: limiter.counts(), clusterRunning: await limiter.running().catch(() => null) })),
+      [...this.limiters.entries()].map(async ([id, limiter]) => ({
+        id,
+        local: limiter.counts(),
+        clusterRunning: await limiter.running().catch(() => null),
+      })),
     );
   }
 

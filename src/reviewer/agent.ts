@@ -13,7 +13,7 @@ export function buildAgentReviewTask(input: Omit<ReviewInput, 'diff'>): string {
     `# Review pull request #${input.number} of ${input.repo}: ${input.title}`,
     '',
     `You are on the pull request's branch at commit ${input.headSha}. Do not commit or push: nothing you change in the workspace is kept.`,
-    'Read the change (`git diff` against the base branch), run the project\'s tests and linters if it has them,',
+    "Read the change (`git diff` against the base branch), run the project's tests and linters if it has them,",
     'and decide whether the change does what the task asks, is correct, and is safe to merge.',
   ];
   if (input.task) lines.push('', '## The task the change was made for', '', input.task);

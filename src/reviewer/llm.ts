@@ -7,7 +7,15 @@
 import type { Logger } from 'pino';
 import { ReviewError } from '../errors.ts';
 import type { ReviewInput, Reviewer, Verdict } from '../forge.ts';
-import { buildRepairMessage, buildReviewMessages, mergeAnswers, parseAnswer, planChunks, type ChatMessage, type ModelAnswer } from './prompt.ts';
+import {
+  buildRepairMessage,
+  buildReviewMessages,
+  mergeAnswers,
+  parseAnswer,
+  planChunks,
+  type ChatMessage,
+  type ModelAnswer,
+} from './prompt.ts';
 
 export interface LlmReviewerOptions {
   /** Base URL up to and including `/v1` (`FLEET_LLM_BASE_URL`), e.g. `https://api.openai.com/v1`. */
@@ -49,7 +57,8 @@ export class LlmReviewer implements Reviewer {
     if (!/^https?:\/\//.test(opts.baseUrl)) throw new Error(`LLM reviewer baseUrl must be an http(s) URL, got "${opts.baseUrl}"`);
     if (!opts.model) throw new Error('LLM reviewer model is empty');
     for (const key of ['maxDiffChars', 'maxChunks', 'maxAttempts'] as const) {
-      if (!Number.isInteger(this.opts[key]) || this.opts[key] < 1) throw new Error(`LLM reviewer ${key} must be a positive integer, got ${this.opts[key]}`);
+      if (!Number.isInteger(this.opts[key]) || this.opts[key] < 1)
+        throw new Error(`LLM reviewer ${key} must be a positive integer, got ${this.opts[key]}`);
     }
     this.url = `${opts.baseUrl.replace(/\/+$/, '')}/chat/completions`;
   }
@@ -71,7 +80,10 @@ export class LlmReviewer implements Reviewer {
       answers.push(await this.answer(messages, `${input.repo}#${input.number} part ${index + 1}/${plan.chunks.length}`));
     }
     const verdict = { ...mergeAnswers(answers, plan.coverage), coverage: plan.coverage };
-    this.opts.logger.info({ repo: input.repo, number: input.number, approved: verdict.approved, parts: plan.chunks.length, coverage: plan.coverage }, 'LLM review done');
+    this.opts.logger.info(
+      { repo: input.repo, number: input.number, approved: verdict.approved, parts: plan.chunks.length, coverage: plan.coverage },
+      'LLM review done',
+    );
     return verdict;
   }
 
@@ -87,7 +99,9 @@ export class LlmReviewer implements Reviewer {
       this.opts.logger.warn({ review: what, attempt, problem }, 'LLM reviewer answer malformed; asking again');
       conversation.push({ role: 'assistant', content: text }, buildRepairMessage(problem));
     }
-    throw new ReviewError(`LLM reviewer gave no usable verdict for ${what} in ${this.opts.maxAttempts} answers (last: ${problem})`, { retryable: false });
+    throw new ReviewError(`LLM reviewer gave no usable verdict for ${what} in ${this.opts.maxAttempts} answers (last: ${problem})`, {
+      retryable: false,
+    });
   }
 
   /** One chat completion, retried on 429 (after retry-after), 5xx and network errors. */
@@ -102,7 +116,8 @@ export class LlmReviewer implements Reviewer {
       try {
         response = await doFetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs) });
       } catch (error) {
-        if (retry >= this.opts.maxHttpRetries) throw new ReviewError(`LLM endpoint unreachable: ${(error as Error).message}`, { retryable: true, cause: error });
+        if (retry >= this.opts.maxHttpRetries)
+          throw new ReviewError(`LLM endpoint unreachable: ${(error as Error).message}`, { retryable: true, cause: error });
         await sleep(1_000 * 2 ** retry);
         continue;
       }

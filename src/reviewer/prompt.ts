@@ -129,7 +129,11 @@ export function buildReviewMessages(
   lines.push('Title:', ...fenced('TITLE', fence, input.title));
   if (input.task) lines.push('', 'Task given to the agent:', ...fenced('TASK', fence, input.task));
   if (input.body) lines.push('', 'Pull request description:', ...fenced('DESCRIPTION', fence, input.body));
-  if (part.count > 1) lines.push('', `The diff is split in ${part.count} parts; this is part ${part.index + 1}. Judge only what you see, but flag anything that cannot be right whatever the other parts hold.`);
+  if (part.count > 1)
+    lines.push(
+      '',
+      `The diff is split in ${part.count} parts; this is part ${part.index + 1}. Judge only what you see, but flag anything that cannot be right whatever the other parts hold.`,
+    );
   if (part.omitted.length > 0) lines.push('', `Not shown (too large): ${part.omitted.join(', ')}.`);
   lines.push('', 'Diff:', ...fenced('DIFF', fence, chunk.trimEnd()));
   return [
@@ -159,7 +163,10 @@ function lastFencedBlock(text: string): string | undefined {
   const close = text.length - 3;
   const open = text.lastIndexOf('```', close - 1);
   if (open < 0) return undefined;
-  return text.slice(open + 3, close).replace(/^json[ \t]*(?=\n|$)/, '').trim();
+  return text
+    .slice(open + 3, close)
+    .replace(/^json[ \t]*(?=\n|$)/, '')
+    .trim();
 }
 
 /**
@@ -186,16 +193,23 @@ export function parseAnswer(text: string): { ok: true; value: ModelAnswer } | { 
     const issue = parsed.error.issues[0];
     return { ok: false, error: `field "${issue?.path.join('.') || '(root)'}": ${issue?.message ?? 'invalid'}` };
   }
-  const comments = parsed.data.comments.map((c) => (c.line === undefined ? { path: c.path, body: c.body } : { path: c.path, line: c.line, body: c.body }));
+  const comments = parsed.data.comments.map((c) =>
+    c.line === undefined ? { path: c.path, body: c.body } : { path: c.path, line: c.line, body: c.body },
+  );
   return { ok: true, value: { approved: parsed.data.approved, feedback: parsed.data.feedback, comments } };
 }
 
 /** One verdict from the verdicts of the parts: approved only if every part is. */
-export function mergeAnswers(answers: ModelAnswer[], coverage: ReviewCoverage): { approved: boolean; feedback: string; comments: LineComment[] } {
+export function mergeAnswers(
+  answers: ModelAnswer[],
+  coverage: ReviewCoverage,
+): { approved: boolean; feedback: string; comments: LineComment[] } {
   const approved = answers.length > 0 && answers.every((a) => a.approved);
   const feedbacks = answers.length === 1 ? [answers[0]!.feedback] : answers.map((a, i) => `Part ${i + 1}: ${a.feedback}`);
   if (coverage.truncated) {
-    feedbacks.push(`(Reviewed ${coverage.reviewedBytes} of ${coverage.totalBytes} bytes of the diff; the rest was too large for the model.)`);
+    feedbacks.push(
+      `(Reviewed ${coverage.reviewedBytes} of ${coverage.totalBytes} bytes of the diff; the rest was too large for the model.)`,
+    );
   }
   return { approved, feedback: feedbacks.join('\n\n'), comments: answers.flatMap((a) => a.comments) };
 }

@@ -55,11 +55,16 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   const log = deps.logger.child({ role: 'spawn', host: config.hostId });
 
   if (config.worker.dind === 'caps') {
-    log.warn('FLEET_DIND=caps: worker containers get SYS_ADMIN and run unconfined. This is for test machines without sysbox only; use FLEET_RUNTIME=sysbox-runc in production');
+    log.warn(
+      'FLEET_DIND=caps: worker containers get SYS_ADMIN and run unconfined. This is for test machines without sysbox only; use FLEET_RUNTIME=sysbox-runc in production',
+    );
   }
   await deps.runtime.ping();
   if (!(await deps.runtime.hasImage(config.worker.image))) {
-    log.warn({ image: config.worker.image }, 'the worker image is not on this host yet: jobs fail with spawn_error until it is built (worker-image/build.sh)');
+    log.warn(
+      { image: config.worker.image },
+      'the worker image is not on this host yet: jobs fail with spawn_error until it is built (worker-image/build.sh)',
+    );
   }
 
   if (config.globalConcurrency !== undefined) {
@@ -75,7 +80,14 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // several spawn jobs (one per scope), each with its own job id.
   const active = new Map<string, string>();
   const slots = config.worker.dindCache
-    ? new DindSlots({ hostId: config.hostId, prefix: config.prefix, slots: config.hostConcurrency, maxBytes: config.worker.dindCacheMaxBytes, runtime: deps.runtime, logger: log })
+    ? new DindSlots({
+        hostId: config.hostId,
+        prefix: config.prefix,
+        slots: config.hostConcurrency,
+        maxBytes: config.worker.dindCacheMaxBytes,
+        runtime: deps.runtime,
+        logger: log,
+      })
     : undefined;
   const processDeps = { ...deps, logger: log, dindVolume: slots ? () => slots.acquire() : undefined };
   // `fleet drain` leaves a key behind so a drained host that restarts stays drained; such a host
@@ -111,16 +123,22 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     }
     if (message.type === 'cancel') {
       for (const [jobId, requestId] of active) {
-        if (requestId === message.request_id && worker.cancelJob(jobId, 'cancelled')) log.info({ request_id: requestId, job: jobId }, 'cancelling a running job');
+        if (requestId === message.request_id && worker.cancelJob(jobId, 'cancelled'))
+          log.info({ request_id: requestId, job: jobId }, 'cancelling a running job');
       }
     }
-    if (message.type === 'drain' && message.host === config.hostId) void role.drain().catch((error) => log.error({ err: error }, 'drain failed'));
-    if (message.type === 'undrain' && message.host === config.hostId) void role.undrain().catch((error) => log.error({ err: error }, 'undrain failed'));
+    if (message.type === 'drain' && message.host === config.hostId)
+      void role.drain().catch((error) => log.error({ err: error }, 'drain failed'));
+    if (message.type === 'undrain' && message.host === config.hostId)
+      void role.undrain().catch((error) => log.error({ err: error }, 'undrain failed'));
   };
   deps.subscriber.on('message', onControl);
   await deps.subscriber.subscribe(keys.control);
 
-  const reaper = setInterval(() => void reap().catch((error) => log.error({ err: error }, 'reaping failed')), deps.reapIntervalMs ?? 60_000);
+  const reaper = setInterval(
+    () => void reap().catch((error) => log.error({ err: error }, 'reaping failed')),
+    deps.reapIntervalMs ?? 60_000,
+  );
   reaper.unref();
   await worker.waitUntilReady();
   log.info({ cap: config.hostConcurrency, image: config.worker.image, runtime: config.worker.runtime }, 'spawn role ready');

@@ -186,7 +186,11 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     await expectPushed('claude', result, branch, `hello from claude ${id}`);
     expect(result.branch).toBe(branch);
     expect(await git.git(REPOS.claude, 'rev-parse', 'main')).not.toBe(result.commit_sha);
-    const v2 = result as SpawnResult & { pull_request: { number: number; head_sha: string }; model_used: string; usage: Record<string, unknown> };
+    const v2 = result as SpawnResult & {
+      pull_request: { number: number; head_sha: string };
+      model_used: string;
+      usage: Record<string, unknown>;
+    };
     expect(v2.model_used).toBe(CLAUDE_MODEL);
     // The usage ledger read Claude Code's own stream: its turns, tokens and reported cost.
     expect(v2.usage).toMatchObject({ agent: 'claude', model: CLAUDE_MODEL, turns: expect.any(Number) });

@@ -30,7 +30,12 @@ beforeAll(async () => {
   );
   // Jobs made by a plain BullMQ worker: these tests are about the board, not the spawn path.
   queue = new Queue('spawn', { connection: { url: redis.url }, prefix: t.config.prefix });
-  const data = (id: string) => ({ request: { request_id: id, repo: 'o/r', task_content: 'x' }, sealedToken: 'v1.SEALED-CIPHERTEXT-abcdef', source: 'cli', acceptedAt: Date.now() });
+  const data = (id: string) => ({
+    request: { request_id: id, repo: 'o/r', task_content: 'x' },
+    sealedToken: 'v1.SEALED-CIPHERTEXT-abcdef',
+    source: 'cli',
+    acceptedAt: Date.now(),
+  });
   await queue.add('spawn', data('ok-1'), { jobId: 'ok-1' });
   await queue.add('spawn', data('bad-1'), { jobId: 'bad-1' });
   const worker = new Worker(
@@ -60,7 +65,10 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const call = (path: string, init: { method?: string; auth?: { user: string; password: string }; headers?: Record<string, string>; body?: unknown } = {}) =>
+const call = (
+  path: string,
+  init: { method?: string; auth?: { user: string; password: string }; headers?: Record<string, string>; body?: unknown } = {},
+) =>
   fetch(`${baseUrl(t)}${path}`, {
     method: init.method ?? 'GET',
     headers: {
@@ -73,7 +81,13 @@ const call = (path: string, init: { method?: string; auth?: { user: string; pass
 
 describe('board authentication', () => {
   it('answers 401 with a basic-auth challenge without credentials or with wrong ones', async () => {
-    for (const path of ['/admin/queues', '/admin/queues/queue/spawn', `${API}`, `${API}/spawn/ok-1/logs`, '/admin/queues/static/images/logo.svg']) {
+    for (const path of [
+      '/admin/queues',
+      '/admin/queues/queue/spawn',
+      `${API}`,
+      `${API}/spawn/ok-1/logs`,
+      '/admin/queues/static/images/logo.svg',
+    ]) {
       const anonymous = await call(path);
       expect(anonymous.status, path).toBe(401);
       expect(anonymous.headers.get('www-authenticate')).toMatch(/^Basic realm="fleet board"/);
@@ -89,8 +103,12 @@ describe('board authentication', () => {
     expect(await page.text()).toContain('<div id="root">');
     expect((await call('/admin/queues', { auth: READER })).status).toBe(200);
 
-    const admin = (await (await call(`${API}?activeQueue=spawn`, { auth: ADMIN })).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
-    const reader = (await (await call(`${API}?activeQueue=spawn`, { auth: READER })).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
+    const admin = (await (await call(`${API}?activeQueue=spawn`, { auth: ADMIN })).json()) as {
+      queues: { name: string; readOnlyMode: boolean }[];
+    };
+    const reader = (await (await call(`${API}?activeQueue=spawn`, { auth: READER })).json()) as {
+      queues: { name: string; readOnlyMode: boolean }[];
+    };
     expect(admin.queues.map((q) => q.name).sort()).toEqual(['merge', 'review', 'spawn']);
     expect(admin.queues.every((q) => !q.readOnlyMode)).toBe(true);
     expect(reader.queues.every((q) => q.readOnlyMode)).toBe(true);
@@ -169,14 +187,17 @@ describe('a board without credentials', () => {
   const logger = createLogger({ level: 'silent' });
 
   it('refuses to start on a non-loopback address', () => {
-    expect(() => createBoardRouter({ queues: [queue], accounts: { admin: undefined, readonly: undefined }, listenHost: '0.0.0.0', logger })).toThrow(
-      /FLEET_BOARD_USER/,
-    );
+    expect(() =>
+      createBoardRouter({ queues: [queue], accounts: { admin: undefined, readonly: undefined }, listenHost: '0.0.0.0', logger }),
+    ).toThrow(/FLEET_BOARD_USER/);
   });
 
   it('answers only requests addressed to localhost (no DNS rebinding)', async () => {
     const app = express();
-    app.use('/admin/queues', createBoardRouter({ queues: [queue], accounts: { admin: undefined, readonly: undefined }, listenHost: '127.0.0.1', logger }));
+    app.use(
+      '/admin/queues',
+      createBoardRouter({ queues: [queue], accounts: { admin: undefined, readonly: undefined }, listenHost: '127.0.0.1', logger }),
+    );
     const server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     try {

@@ -64,7 +64,16 @@ describeBrowser('the board in a real browser', () => {
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
 
@@ -75,7 +84,10 @@ describeBrowser('the board in a real browser', () => {
   });
 
   const open = async (account: { user: string; password: string }): Promise<Page> => {
-    const context = await browser.newContext({ httpCredentials: { username: account.user, password: account.password }, viewport: { width: 1400, height: 900 } });
+    const context = await browser.newContext({
+      httpCredentials: { username: account.user, password: account.password },
+      viewport: { width: 1400, height: 900 },
+    });
     return context.newPage();
   };
 
@@ -85,7 +97,10 @@ describeBrowser('the board in a real browser', () => {
     await page.locator('#bull-board-sidebar').getByRole('link', { name: 'spawn', exact: true }).click();
     await page.getByRole('link', { name: /^COMPLETED/ }).click();
     await page.waitForURL(/\/admin\/queues\/queue\/spawn\?status=completed/);
-    const card = page.locator('div', { hasText: requestId }).filter({ has: page.getByRole('tab', { name: 'Logs' }) }).last();
+    const card = page
+      .locator('div', { hasText: requestId })
+      .filter({ has: page.getByRole('tab', { name: 'Logs' }) })
+      .last();
     await card.waitFor();
     return card;
   };
@@ -128,7 +143,10 @@ describeBrowser('the board in a real browser', () => {
       const context = await browser.newContext({ httpCredentials });
       const page = await context.newPage();
       // Headless Chromium has no login prompt: the 401 shows as such or fails the navigation.
-      const outcome = await page.goto(`${base}/admin/queues`).then((r) => String(r?.status()), (e: Error) => e.message);
+      const outcome = await page.goto(`${base}/admin/queues`).then(
+        (r) => String(r?.status()),
+        (e: Error) => e.message,
+      );
       expect(outcome).toMatch(/^401$|ERR_INVALID_AUTH_CREDENTIALS/);
       expect(await page.locator('#bull-board-sidebar').count()).toBe(0);
       const response = await context.request.get(`${base}/admin/queues/api/queues`);

@@ -29,7 +29,13 @@ describe('fleet start, embedded default (no REDIS_URL)', () => {
   it('runs its own redis-server with AOF under the data dir and stops it on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'fleet-embedded-'));
     const port = await freePort();
-    const cli = startCli({ PATH: process.env.PATH!, FLEET_DATA_DIR: dataDir, FLEET_REDIS_PORT: String(port), FLEET_BOARD_PORT: '0', HOME: tmpdir() });
+    const cli = startCli({
+      PATH: process.env.PATH!,
+      FLEET_DATA_DIR: dataDir,
+      FLEET_REDIS_PORT: String(port),
+      FLEET_BOARD_PORT: '0',
+      HOME: tmpdir(),
+    });
     await cli.started;
     const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
     redis.on('error', () => {});
@@ -49,7 +55,12 @@ describe('fleet start, embedded default (no REDIS_URL)', () => {
   });
 
   it('says how to install redis-server or set REDIS_URL when there is none', async () => {
-    const cli = startCli({ PATH: '/nonexistent', FLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'fleet-embedded-')), FLEET_REDIS_PORT: String(await freePort()), FLEET_BOARD_PORT: '0' });
+    const cli = startCli({
+      PATH: '/nonexistent',
+      FLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'fleet-embedded-')),
+      FLEET_REDIS_PORT: String(await freePort()),
+      FLEET_BOARD_PORT: '0',
+    });
     expect(await cli.exited).toBe(1);
     expect(cli.lines.join('\n')).toMatch(/apt-get install redis-server.*REDIS_URL/);
   });

@@ -35,7 +35,11 @@ async function startGitServer(): Promise<GitServer> {
   const bare = join(dir, 'repos', `${REPO}.git`);
   const work = join(dir, 'seed');
   const git = async (cwd: string, ...args: string[]) =>
-    (await run('git', ['-c', 'user.name=fleet-e2e', '-c', 'user.email=e2e@fleet.invalid', '-C', cwd, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout.trim();
+    (
+      await run('git', ['-c', 'user.name=fleet-e2e', '-c', 'user.email=e2e@fleet.invalid', '-C', cwd, ...args], {
+        maxBuffer: 64 * 1024 * 1024,
+      })
+    ).stdout.trim();
   mkdirSync(join(dir, 'repos', 'acme'), { recursive: true });
   await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
   await run('git', ['init', '--quiet', '--initial-branch=main', work]);
@@ -43,8 +47,17 @@ async function startGitServer(): Promise<GitServer> {
   const port = await freePort();
   const daemon: ChildProcess = spawn(
     'git',
-    ['daemon', `--base-path=${join(dir, 'repos')}`, '--export-all', '--enable=receive-pack', '--listen=127.0.0.1', `--port=${port}`,
-      '--reuseaddr', '--informative-errors', join(dir, 'repos')],
+    [
+      'daemon',
+      `--base-path=${join(dir, 'repos')}`,
+      '--export-all',
+      '--enable=receive-pack',
+      '--listen=127.0.0.1',
+      `--port=${port}`,
+      '--reuseaddr',
+      '--informative-errors',
+      join(dir, 'repos'),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -139,7 +152,12 @@ describeDocker('the real worker image through the fleet', () => {
         timeout_seconds: 300,
         task_title: 'Add the greeting',
         agents_content: '# Rules\nKeep it short.\n',
-        task_content: ['# Add the greeting', 'echo "hello from the agent" > hello.txt', 'mkdir -p src && echo "export {}" > src/index.ts', 'echo "AGENT_UID=$(id -u)"'].join('\n'),
+        task_content: [
+          '# Add the greeting',
+          'echo "hello from the agent" > hello.txt',
+          'mkdir -p src && echo "export {}" > src/index.ts',
+          'echo "AGENT_UID=$(id -u)"',
+        ].join('\n'),
       });
       const id = request.request_id as string;
       await publishJson(redis, channels.spawn, request);
@@ -149,10 +167,22 @@ describeDocker('the real worker image through the fleet', () => {
       const head = await gitServer.git('rev-parse', 'main');
       expect(head).not.toBe(before);
       expect(await gitServer.git('rev-parse', 'main^')).toBe(before);
-      expect(result).toMatchObject({ request_id: id, success: true, exit_code: 0, commit_sha: head, branch: 'main', error_type: null, error_message: null });
+      expect(result).toMatchObject({
+        request_id: id,
+        success: true,
+        exit_code: 0,
+        commit_sha: head,
+        branch: 'main',
+        error_type: null,
+        error_message: null,
+      });
       expect([...result.files_changed!].sort()).toEqual(['hello.txt', 'src/index.ts']);
       expect(await gitServer.git('log', '-1', '--format=%s', head)).toBe('feat: Add the greeting');
-      expect((await gitServer.git('ls-tree', '-r', '--name-only', head)).split('\n').sort()).toEqual(['README.md', 'hello.txt', 'src/index.ts']);
+      expect((await gitServer.git('ls-tree', '-r', '--name-only', head)).split('\n').sort()).toEqual([
+        'README.md',
+        'hello.txt',
+        'src/index.ts',
+      ]);
       expect(await gitServer.git('show', `${head}:hello.txt`)).toBe('hello from the agent');
       expect(result.logs_tail).toMatch(/AGENT_UID=[1-9]/);
       expect(JSON.stringify(result)).not.toContain(TEST_TOKEN);
@@ -162,7 +192,13 @@ describeDocker('the real worker image through the fleet', () => {
       expect(types[0]).toBe('started');
       expect(types.at(-1)).toBe('completed');
       expect(types.slice(1, -1).every((t) => t === 'progress')).toBe(true);
-      expect(mine.filter((e) => e.event_type === 'progress').map((e) => (e as { stage?: string }).stage)).toEqual(['prepare', 'clone', 'run', 'commit', 'push']);
+      expect(mine.filter((e) => e.event_type === 'progress').map((e) => (e as { stage?: string }).stage)).toEqual([
+        'prepare',
+        'clone',
+        'run',
+        'commit',
+        'push',
+      ]);
       expect(mine[0]).toMatchObject({ repo: REPO, task_summary: '# Add the greeting', worker_type: 'custom' });
       expect(mine.at(-1)).toMatchObject({ commit_sha: head });
       expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);

@@ -155,7 +155,9 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
     const onRequest = (r: { method: string; path: string; status: number }) => {
       if (conflicted !== undefined || r.method !== 'PUT' || !r.path.startsWith(`/repos/${repo}/`) || r.status !== 200) return;
       const merged = Number(/pulls\/(\d+)\/merge/.exec(r.path)![1]);
-      const other = ['one', 'two'].map((s) => openPullOf(github, repo, `fleet/${request.request_id}/${s}`)).find((n) => n !== undefined && n !== merged);
+      const other = ['one', 'two']
+        .map((s) => openPullOf(github, repo, `fleet/${request.request_id}/${s}`))
+        .find((n) => n !== undefined && n !== merged);
       if (other !== undefined) {
         conflicted = other;
         github.setConflicting(repo, other, true);
@@ -178,11 +180,20 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
   it('a push after the review blocks the merge: nothing unreviewed is merged', async () => {
     await fleet();
     const repo = newRepo();
-    const request = legacyRequest({ repo, github_token: WORKER_TOKEN, mode: 'pr', review: true, merge: true, result_format: 'v2', task_content: task('x.ts', 'x') });
+    const request = legacyRequest({
+      repo,
+      github_token: WORKER_TOKEN,
+      mode: 'pr',
+      review: true,
+      merge: true,
+      result_format: 'v2',
+      task_content: task('x.ts', 'x'),
+    });
     let sneaked: string | undefined;
     const onRequest = (r: { method: string; path: string; status: number }) => {
       // Right after the approval is recorded, someone pushes to the branch.
-      if (sneaked || r.method !== 'POST' || !r.path.startsWith(`/repos/${repo}/`) || !r.path.endsWith('/reviews') || r.status !== 200) return;
+      if (sneaked || r.method !== 'POST' || !r.path.startsWith(`/repos/${repo}/`) || !r.path.endsWith('/reviews') || r.status !== 200)
+        return;
       sneaked = github.pushBranch(repo, `fleet/${request.request_id}`);
     };
     github.on('request', onRequest);
@@ -200,7 +211,12 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
   it('without a reviewer token the verdict is a COMMENT review, recorded as such; legacy results keep eleven keys', async () => {
     await fleet({ FLEET_REVIEWER_GITHUB_TOKEN: '' });
     const repo = newRepo();
-    const request = legacyRequest({ repo, github_token: WORKER_TOKEN, tasks: [{ scope: 'only', task_content: task('a.md', 'a') }], review: true });
+    const request = legacyRequest({
+      repo,
+      github_token: WORKER_TOKEN,
+      tasks: [{ scope: 'only', task_content: task('a.md', 'a') }],
+      review: true,
+    });
     const id = request.request_id as string;
     await publishJson(redis, channels.spawn, request);
     const result = await results.next(id, 120_000);
@@ -216,7 +232,9 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
     const repo = newRepo();
     const request = legacyRequest({ repo, github_token: WORKER_TOKEN, mode: 'pr', result_format: 'v2', task_content: task('b.md', 'b') });
     await publishJson(redis, channels.spawn, request);
-    const result = (await results.next(request.request_id as string, 60_000)) as FlowResult & { pull_request: { number: number; url: string } };
+    const result = (await results.next(request.request_id as string, 60_000)) as FlowResult & {
+      pull_request: { number: number; url: string };
+    };
     expect(result.success).toBe(true);
     expect(result.branch).toBe(`fleet/${request.request_id}`);
     expect(result.pull_request.number).toBe(openPullOf(github, repo, `fleet/${request.request_id}`));
@@ -229,7 +247,15 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
     await fleet({ FLEET_REVIEWER: 'agent' });
     const repo = newRepo();
     const llmCalls = llm.requests.length;
-    const request = legacyRequest({ repo, github_token: WORKER_TOKEN, mode: 'pr', review: true, merge: true, result_format: 'v2', task_content: task('c.md', 'c') });
+    const request = legacyRequest({
+      repo,
+      github_token: WORKER_TOKEN,
+      mode: 'pr',
+      review: true,
+      merge: true,
+      result_format: 'v2',
+      task_content: task('c.md', 'c'),
+    });
     await publishJson(redis, channels.spawn, request);
     const result = (await results.next(request.request_id as string, 120_000)) as FlowResult;
     expect(result.success).toBe(true);

@@ -7,14 +7,21 @@ import type { GitHubTestServer } from '../servers/github.ts';
  * `{repo, branch, sha, resolves_conflict?}` here and the GitHub test server moves the branch,
  * as GitHub would after a real push. A push that resolves a conflict clears the PR's conflict.
  */
-export async function startPushReceiver(github: GitHubTestServer): Promise<{ url: string; pushes: { repo: string; branch: string; sha: string }[]; close(): Promise<void> }> {
+export async function startPushReceiver(
+  github: GitHubTestServer,
+): Promise<{ url: string; pushes: { repo: string; branch: string; sha: string }[]; close(): Promise<void> }> {
   const pushes: { repo: string; branch: string; sha: string }[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       try {
-        const body = JSON.parse(Buffer.concat(chunks).toString()) as { repo: string; branch: string; sha: string; resolves_conflict?: boolean };
+        const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+          repo: string;
+          branch: string;
+          sha: string;
+          resolves_conflict?: boolean;
+        };
         github.pushBranch(body.repo, body.branch, body.sha);
         if (body.resolves_conflict) {
           const pr = openPullOf(github, body.repo, body.branch);

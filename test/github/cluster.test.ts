@@ -57,7 +57,17 @@ async function twoHosts(calls: number, mutationEvery: number) {
   server.addRepo(REPO);
   server.pushBranch(REPO, 'feature');
   const prefix = uid();
-  const base = { apiUrl: server.url, redisUrl: redis.url, prefix, token: TOKEN, repo: REPO, pullNumber: 1, calls, mutationEvery, limits: { ...FAST_LIMITS, maxConcurrent: 4 } };
+  const base = {
+    apiUrl: server.url,
+    redisUrl: redis.url,
+    prefix,
+    token: TOKEN,
+    repo: REPO,
+    pullNumber: 1,
+    calls,
+    mutationEvery,
+    limits: { ...FAST_LIMITS, maxConcurrent: 4 },
+  };
   // The pull request the callers comment on, opened through the server's own state.
   const setup = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix, logger: memoryLogger(), limits: FAST_LIMITS });
   await setup.forToken(TOKEN).openPullRequest({ repo: REPO, head: 'feature', base: 'main', title: 't', body: '' });

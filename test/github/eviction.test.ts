@@ -97,7 +97,15 @@ async function subscriptions(): Promise<number> {
 }
 
 function start(options: { clientIdleMs: number; now?: () => number }) {
-  forges = createGitHubForges({ apiUrl: gate.url, redis: redis.url, prefix, logger: memoryLogger(), limits: FAST_LIMITS, heartbeatIntervalMs: HEARTBEAT_MS, ...options });
+  forges = createGitHubForges({
+    apiUrl: gate.url,
+    redis: redis.url,
+    prefix,
+    logger: memoryLogger(),
+    limits: FAST_LIMITS,
+    heartbeatIntervalMs: HEARTBEAT_MS,
+    ...options,
+  });
   return forges;
 }
 

@@ -32,7 +32,14 @@ beforeEach(async () => {
   server.addRepo(REPO, { defaultBranch: 'trunk' });
   budgets = [];
   logger = memoryLogger();
-  forges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: uid(), logger, limits: FAST_LIMITS, onBudget: (b) => budgets.push(b) });
+  forges = createGitHubForges({
+    apiUrl: server.url,
+    redis: redis.url,
+    prefix: uid(),
+    logger,
+    limits: FAST_LIMITS,
+    onBudget: (b) => budgets.push(b),
+  });
   author = forges.forToken(AUTHOR);
   reviewer = forges.forToken(REVIEWER);
 });
@@ -57,7 +64,15 @@ describe('GitHubForge', () => {
 
   it('opens a pull request, and finds it again when asked twice (a retried job)', async () => {
     const { pr, headSha } = await openPr();
-    expect(pr).toMatchObject({ number: 1, headSha, headRef: 'fleet/req-1/frontend', baseRef: 'trunk', state: 'open', author: 'fleet-bot', existing: false });
+    expect(pr).toMatchObject({
+      number: 1,
+      headSha,
+      headRef: 'fleet/req-1/frontend',
+      baseRef: 'trunk',
+      state: 'open',
+      author: 'fleet-bot',
+      existing: false,
+    });
     expect(pr.url).toBe(`https://github.test/${REPO}/pull/1`);
     const again = await author.openPullRequest({ repo: REPO, head: 'fleet/req-1/frontend', base: 'trunk', title: 'Add widget', body: '' });
     expect(again).toMatchObject({ number: 1, existing: true, headSha });
@@ -72,7 +87,12 @@ describe('GitHubForge', () => {
     const { pr, headSha } = await openPr();
     const diff = 'diff --git a/x.ts b/x.ts\n--- a/x.ts\n+++ b/x.ts\n@@ -1 +1,2 @@\n a\n+b\n';
     server.setDiff(REPO, pr.number, diff);
-    expect(await reviewer.getPullRequest(REPO, pr.number)).toMatchObject({ headSha, mergeable: true, merged: false, mergeableState: 'clean' });
+    expect(await reviewer.getPullRequest(REPO, pr.number)).toMatchObject({
+      headSha,
+      mergeable: true,
+      merged: false,
+      mergeableState: 'clean',
+    });
     expect(await reviewer.getPullRequestDiff(REPO, pr.number)).toBe(diff);
   });
 
@@ -84,7 +104,13 @@ describe('GitHubForge', () => {
     expect(own).toMatchObject({ posted: false, reason: 'own_pull_request' });
     const ownRequest = await author.postReview({ repo: REPO, number: pr.number, event: 'REQUEST_CHANGES', body: 'No', commitId: headSha });
     expect(ownRequest).toMatchObject({ posted: false, reason: 'own_pull_request' });
-    const comment = await author.postReview({ repo: REPO, number: pr.number, event: 'COMMENT', body: 'Approved by the fleet reviewer', commitId: headSha });
+    const comment = await author.postReview({
+      repo: REPO,
+      number: pr.number,
+      event: 'COMMENT',
+      body: 'Approved by the fleet reviewer',
+      commitId: headSha,
+    });
     expect(comment.posted).toBe(true);
     const reviews = server.pullState(REPO, pr.number).reviews;
     expect(reviews.map((r) => [r.login, r.state, r.commitId])).toEqual([
@@ -96,9 +122,26 @@ describe('GitHubForge', () => {
   it('anchors line comments on the diff, and folds them into the body when a line is outside it', async () => {
     const { pr, headSha } = await openPr();
     server.setDiff(REPO, pr.number, 'diff --git a/x.ts b/x.ts\n--- a/x.ts\n+++ b/x.ts\n@@ -1 +1,2 @@\n a\n+b\n');
-    const ok = await reviewer.postReview({ repo: REPO, number: pr.number, event: 'REQUEST_CHANGES', body: 'Fix', commitId: headSha, comments: [{ path: 'x.ts', line: 2, body: 'rename b' }, { path: 'x.ts', body: 'file-level note' }] });
+    const ok = await reviewer.postReview({
+      repo: REPO,
+      number: pr.number,
+      event: 'REQUEST_CHANGES',
+      body: 'Fix',
+      commitId: headSha,
+      comments: [
+        { path: 'x.ts', line: 2, body: 'rename b' },
+        { path: 'x.ts', body: 'file-level note' },
+      ],
+    });
     expect(ok).toMatchObject({ posted: true, commentsFoldedIntoBody: false });
-    const folded = await reviewer.postReview({ repo: REPO, number: pr.number, event: 'REQUEST_CHANGES', body: 'Fix', commitId: headSha, comments: [{ path: 'x.ts', line: 99, body: 'off the diff' }] });
+    const folded = await reviewer.postReview({
+      repo: REPO,
+      number: pr.number,
+      event: 'REQUEST_CHANGES',
+      body: 'Fix',
+      commitId: headSha,
+      comments: [{ path: 'x.ts', line: 99, body: 'off the diff' }],
+    });
     expect(folded).toMatchObject({ posted: true, commentsFoldedIntoBody: true });
     const [first, second] = server.pullState(REPO, pr.number).reviews;
     expect(first!.comments).toHaveLength(1);
@@ -111,7 +154,9 @@ describe('GitHubForge', () => {
     const { pr } = await openPr();
     const posted = await reviewer.postComment(REPO, pr.number, 'Please handle the empty case');
     expect(posted.url).toContain(`#issuecomment-${posted.id}`);
-    expect(server.pullState(REPO, pr.number).comments).toEqual([{ id: posted.id, login: 'fleet-reviewer', body: 'Please handle the empty case' }]);
+    expect(server.pullState(REPO, pr.number).comments).toEqual([
+      { id: posted.id, login: 'fleet-reviewer', body: 'Please handle the empty case' },
+    ]);
   });
 
   it('merges only at the reviewed head: a push after the review is HeadChangedError, then merge at the new head', async () => {
@@ -157,13 +202,16 @@ describe('GitHubForge', () => {
 
 describe('toForgeError', () => {
   it('types answers by status, and tells rate limits from refusals on 403', () => {
-    const http = (status: number, message: string, headers: Record<string, string> = {}) => Object.assign(new Error(message), { status, response: { headers } });
+    const http = (status: number, message: string, headers: Record<string, string> = {}) =>
+      Object.assign(new Error(message), { status, response: { headers } });
     expect(toForgeError(http(403, 'Resource not accessible by integration'), 'x').name).toBe('ForgeAuthError');
     expect(toForgeError(http(403, 'You have exceeded a secondary rate limit'), 'x').name).toBe('RateLimitedError');
-    expect(toForgeError(http(403, 'You have triggered an abuse detection mechanism', { 'retry-after': '30' }), 'x')).toMatchObject({ name: 'RateLimitedError', retryable: true });
+    expect(toForgeError(http(403, 'You have triggered an abuse detection mechanism', { 'retry-after': '30' }), 'x')).toMatchObject({
+      name: 'RateLimitedError',
+      retryable: true,
+    });
     expect(toForgeError(http(401, 'Bad credentials'), 'x')).toMatchObject({ name: 'ForgeAuthError', retryable: false });
     expect(toForgeError(http(502, 'Bad Gateway'), 'x')).toMatchObject({ name: 'ForgeUnavailableError', retryable: true });
     expect(toForgeError(new Error('connect ECONNREFUSED'), 'x')).toMatchObject({ name: 'ForgeUnavailableError', retryable: true });
   });
 });
-

@@ -28,8 +28,17 @@ async function setup(serverOpts: GitHubTestServerOptions = {}, limits: Partial<G
   const server = await startGitHubTestServer({ secondary: FAST_SECONDARY, ...serverOpts });
   server.addRepo(REPO);
   const logger = memoryLogger();
-  const forges: GitHubForges = createGitHubForges({ apiUrl: server.url, redis: redis.url, prefix: uid(), logger, limits: { ...FAST_LIMITS, ...limits } });
-  cleanups.push(() => server.close(), () => forges.close());
+  const forges: GitHubForges = createGitHubForges({
+    apiUrl: server.url,
+    redis: redis.url,
+    prefix: uid(),
+    logger,
+    limits: { ...FAST_LIMITS, ...limits },
+  });
+  cleanups.push(
+    () => server.close(),
+    () => forges.close(),
+  );
   const forge = forges.forToken(TOKEN);
   const headSha = server.pushBranch(REPO, 'feature');
   return { server, forges, forge, logger, headSha };

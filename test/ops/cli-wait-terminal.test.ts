@@ -43,7 +43,11 @@ describeDocker('fleet spawn --wait prints what a worker chose without its contro
   });
 
   const run = (args: string[], options: { viaScript?: boolean } = {}) =>
-    runFleet(args, { HOME: '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX!, GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' }, options);
+    runFleet(
+      args,
+      { HOME: '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX!, GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' },
+      options,
+    );
 
   it('on a terminal: the events and the result JSON arrive with their text, stripped of controls', async () => {
     const task = join(dir, 'hostile.md');

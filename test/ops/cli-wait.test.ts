@@ -42,7 +42,11 @@ describeDocker('fleet spawn --wait through a real worker', () => {
       completedLine('all done', 'cafe1234'),
     ]);
     // `script` gives the command a terminal, as an operator's shell would.
-    const tty = await run(['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-tty-1', '--wait'], { GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' }, { viaScript: true });
+    const tty = await run(
+      ['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-tty-1', '--wait'],
+      { GITHUB_TOKEN: 'ghp_0123456789abcdefghij0123456789abcdefgh' },
+      { viaScript: true },
+    );
     expect(tty.code).toBe(0);
     expect(tty.stdout).toContain('cli-tty-1 published; waiting for its result');
     expect(tty.stdout).toMatch(/\d\d:\d\d:\d\d started on acme\/widgets: cli wait/);
@@ -67,6 +71,9 @@ describeDocker('fleet spawn --wait through a real worker', () => {
     const task = writeTask('none.md', ['echo never runs']);
     const run1 = await run(['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', 'cli-notoken-1', '--wait']);
     expect(run1.code).toBe(1);
-    expect(JSON.parse(run1.stdout)).toMatchObject({ error_type: 'spawn_error', error_message: expect.stringContaining('FLEET_GITHUB_TOKEN') });
+    expect(JSON.parse(run1.stdout)).toMatchObject({
+      error_type: 'spawn_error',
+      error_message: expect.stringContaining('FLEET_GITHUB_TOKEN'),
+    });
   });
 });

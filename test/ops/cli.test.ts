@@ -28,7 +28,8 @@ describe('fleet --help', () => {
   it('lists every command and exits 0; no command at all is a usage error', async () => {
     const [help, none, unknown] = await Promise.all([runFleet(['--help']), runFleet([]), runFleet(['frobnicate'])]);
     expect(help.code).toBe(0);
-    for (const command of ['start', 'spawn', 'cancel', 'status', 'drain', 'undrain', 'reap']) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    for (const command of ['start', 'spawn', 'cancel', 'status', 'drain', 'undrain', 'reap'])
+      expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect(none.code).toBe(2);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown command "frobnicate"');
@@ -36,7 +37,23 @@ describe('fleet --help', () => {
 
   it('documents each command', async () => {
     const expectations: Record<string, string[]> = {
-      spawn: ['--repo', '--task-file', '--agents-file', '--title', '--model', '--timeout', '--id', '--wait', '--wait-timeout', 'GITHUB_TOKEN', 'FLEET_GITHUB_TOKEN', 'worker:result:ID', 'worker:events:ID', 'Exit status', 'REDIS_URL'],
+      spawn: [
+        '--repo',
+        '--task-file',
+        '--agents-file',
+        '--title',
+        '--model',
+        '--timeout',
+        '--id',
+        '--wait',
+        '--wait-timeout',
+        'GITHUB_TOKEN',
+        'FLEET_GITHUB_TOKEN',
+        'worker:result:ID',
+        'worker:events:ID',
+        'Exit status',
+        'REDIS_URL',
+      ],
       cancel: ['REQUEST_ID', 'cancelled', 'REDIS_URL'],
       status: ['--json', '--prune-stale', 'STALE', 'cap', 'REDIS_URL'],
       drain: ['HOST', 'fleet undrain', 'restarts', 'FLEET_DRAIN_TIMEOUT'],
@@ -57,7 +74,13 @@ describe('fleet --help', () => {
 describe('failures exit non-zero', () => {
   it('says where it looked when Redis is not there', async () => {
     const port = await freePort();
-    const commands = [['status'], ['cancel', 'abc'], ['drain', 'h1'], ['undrain', 'h1'], ['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')]];
+    const commands = [
+      ['status'],
+      ['cancel', 'abc'],
+      ['drain', 'h1'],
+      ['undrain', 'h1'],
+      ['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')],
+    ];
     const runs = await Promise.all(commands.map((args) => runFleet(args, { REDIS_URL: `redis://127.0.0.1:${port}` })));
     runs.forEach((run, i) => {
       expect(run.code, commands[i]!.join(' ')).toBe(1);
@@ -91,7 +114,10 @@ describe('failures exit non-zero', () => {
   });
 
   it('reports a request lost when no bridge listens', async () => {
-    const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], { REDIS_URL: redis.url, FLEET_PREFIX: uid() });
+    const run = await runFleet(['spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md')], {
+      REDIS_URL: redis.url,
+      FLEET_PREFIX: uid(),
+    });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('nobody is subscribed to worker:spawn');
   });
@@ -112,9 +138,13 @@ describe('with a running fleet', () => {
     await events.waitUntilReady();
     const queued = new Promise<string>((ok) => events.on('waiting', ({ jobId }) => ok(jobId)));
     try {
-      const child = spawn(process.execPath, [FLEET_BIN, 'spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--id', 'cli-wait-1', '--wait', '--title', 'T'], {
-        env: { PATH: process.env.PATH!, ...env },
-      });
+      const child = spawn(
+        process.execPath,
+        [FLEET_BIN, 'spawn', '--repo', 'o/r', '--task-file', join(dir, 'task.md'), '--id', 'cli-wait-1', '--wait', '--title', 'T'],
+        {
+          env: { PATH: process.env.PATH!, ...env },
+        },
+      );
       let stdout = '';
       child.stdout.on('data', (chunk) => (stdout += chunk));
       const exited = new Promise<number>((ok) => child.on('exit', (code) => ok(code ?? -1)));
@@ -122,7 +152,12 @@ describe('with a running fleet', () => {
 
       const queue = new Queue('spawn', { connection: { url: redis.url }, prefix: t.config.prefix });
       const job = await queue.getJob('cli-wait-1');
-      expect(job!.data.request).toMatchObject({ repo: 'o/r', task_title: 'T', task_content: 'echo hello from the task\n', timeout_seconds: 600 });
+      expect(job!.data.request).toMatchObject({
+        repo: 'o/r',
+        task_title: 'T',
+        task_content: 'echo hello from the task\n',
+        timeout_seconds: 600,
+      });
       expect(job!.data.sealedToken).toBeTruthy();
       expect(JSON.stringify(job!.data)).not.toContain('ghp_');
       await queue.close();
@@ -158,7 +193,9 @@ describe('with a running fleet', () => {
 
   it('status --json shows queue counts and the registered host; a clean stop removes it', async () => {
     const prefix = uid();
-    t = await startTestFleet(opsEnv(redis.url, { FLEET_PREFIX: prefix, FLEET_HOST_CONCURRENCY: '3' }), ['spawn'], { runtime: idleRuntime() });
+    t = await startTestFleet(opsEnv(redis.url, { FLEET_PREFIX: prefix, FLEET_HOST_CONCURRENCY: '3' }), ['spawn'], {
+      runtime: idleRuntime(),
+    });
     env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
     const run = await runFleet(['status', '--json'], env);
     expect(run.code).toBe(0);
@@ -167,7 +204,15 @@ describe('with a running fleet', () => {
     expect(status.queues.spawn).toMatchObject({ waiting: 0, active: 0, completed: 0, failed: 0, paused: false });
     expect(status.hosts).toHaveLength(1);
     expect(FLEET_VERSION).toMatch(/^\d+\.\d+\.\d+/); // read from package.json, not the 'unknown' fallback
-    expect(status.hosts[0]).toMatchObject({ host: `host-${prefix}`, cap: 3, running: 0, drained: false, stale: false, version: FLEET_VERSION, pid: process.pid });
+    expect(status.hosts[0]).toMatchObject({
+      host: `host-${prefix}`,
+      cap: 3,
+      running: 0,
+      drained: false,
+      stale: false,
+      version: FLEET_VERSION,
+      pid: process.pid,
+    });
     expect(Date.parse(status.hosts[0].last_seen)).toBeGreaterThan(Date.now() - 60_000);
 
     const text = await runFleet(['status'], env);
@@ -186,7 +231,21 @@ describe('with a running fleet', () => {
     const client = new Redis(redis.url);
     try {
       const old = new Date(Date.now() - 10 * 60_000).toISOString();
-      await client.hset(keys.hosts, 'gone-host', JSON.stringify({ host: 'gone-host', cap: 2, running: 1, drained: false, version: '0.1.0', pid: 1, started_at: old, last_seen: old, heartbeat_ms: 5000 }));
+      await client.hset(
+        keys.hosts,
+        'gone-host',
+        JSON.stringify({
+          host: 'gone-host',
+          cap: 2,
+          running: 1,
+          drained: false,
+          version: '0.1.0',
+          pid: 1,
+          started_at: old,
+          last_seen: old,
+          heartbeat_ms: 5000,
+        }),
+      );
       env = { REDIS_URL: redis.url, FLEET_PREFIX: prefix };
       const text = await runFleet(['status'], env);
       expect(text.stdout).toMatch(/gone-host\s+1\s+2\s+10m ago\s+STALE/);

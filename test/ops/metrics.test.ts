@@ -62,7 +62,9 @@ describeDocker('/metrics after real jobs', () => {
 
     const host = env.FLEET_HOST_ID!;
     // The heartbeat may still report the job running for one period; wait for the next one.
-    await expect.poll(async () => value(await scrape(), `fleet_host_running_containers{host="${host}"}`), { timeout: 20_000, interval: 250 }).toBe(0);
+    await expect
+      .poll(async () => value(await scrape(), `fleet_host_running_containers{host="${host}"}`), { timeout: 20_000, interval: 250 })
+      .toBe(0);
     const text = await scrape();
 
     expect(value(text, 'fleet_queue_jobs{queue="spawn",state="completed"}')).toBe(1);

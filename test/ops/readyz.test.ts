@@ -24,7 +24,10 @@ describe('/readyz and /healthz', () => {
   it('is ready with Redis up, 503 with Redis down, and ready again once Redis is back', async () => {
     const up = await fetch(`${baseUrl(t)}/readyz`);
     expect(up.status).toBe(200);
-    expect(((await up.json()) as Readiness).checks).toEqual([{ name: 'redis', ok: true }, { name: 'bridge', ok: true }]);
+    expect(((await up.json()) as Readiness).checks).toEqual([
+      { name: 'redis', ok: true },
+      { name: 'bridge', ok: true },
+    ]);
 
     await redis.kill();
     try {
@@ -37,7 +40,12 @@ describe('/readyz and /healthz', () => {
       expect(body.checks.every((c) => Object.keys(c).sort().join() === 'name,ok')).toBe(true);
       expect(JSON.stringify(body)).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|did not answer/);
       // The bridge lost its subscription with Redis: every message published now would be lost.
-      await expect.poll(async () => ((await (await fetch(`${baseUrl(t)}/readyz`)).json()) as Readiness).checks.find((c) => c.name === 'bridge')?.ok, { timeout: 10_000, interval: 100 }).toBe(false);
+      await expect
+        .poll(async () => ((await (await fetch(`${baseUrl(t)}/readyz`)).json()) as Readiness).checks.find((c) => c.name === 'bridge')?.ok, {
+          timeout: 10_000,
+          interval: 100,
+        })
+        .toBe(false);
 
       // The process itself is fine, and a scrape still answers, fleet-wide gauges left out.
       expect((await fetch(`${baseUrl(t)}/healthz`)).status).toBe(200);

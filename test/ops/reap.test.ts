@@ -23,7 +23,9 @@ describeDocker('fleet reap', () => {
   /** A stopped worker container labelled as fleet labels them (never started: nothing runs). */
   const create = (job: string, lock: string): string => {
     const labels = { [LABELS.host]: host, [LABELS.prefix]: prefix, [LABELS.job]: job, [LABELS.lock]: lock, [LABELS.requestId]: job };
-    const out = spawnSync('docker', ['create', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), testImage()], { encoding: 'utf8' });
+    const out = spawnSync('docker', ['create', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), testImage()], {
+      encoding: 'utf8',
+    });
     expect(out.status, out.stderr).toBe(0);
     return out.stdout.trim();
   };

@@ -25,10 +25,15 @@ export function runFleet(args: string[], env: Record<string, string> = {}, optio
     ? ['script', ['-qec', [process.execPath, FLEET_BIN, ...args].map(shellQuote).join(' '), '/dev/null']]
     : [process.execPath, [FLEET_BIN, ...args]];
   return new Promise((resolvePromise) => {
-    execFile(command, commandArgs, { env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolvePromise({ code, signal: error?.signal ?? null, stdout, stderr });
-    });
+    execFile(
+      command,
+      commandArgs,
+      { env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolvePromise({ code, signal: error?.signal ?? null, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -43,7 +48,15 @@ export function basic(account: { user: string; password: string }): string {
 export const baseUrl = (fleet: RunningFleet) => `http://127.0.0.1:${fleet.httpPort}`;
 
 /** Settings testEnv sets for the worker tests that the ops tests leave at the fleet's defaults. */
-const WORKER_TEST_SETTINGS = ['FLEET_RUNTIME', 'FLEET_DOCKER_NETWORK', 'FLEET_WORKER_MEMORY', 'FLEET_HOST_CONCURRENCY', 'FLEET_LOCK_DURATION', 'FLEET_STALLED_INTERVAL', 'FLEET_DRAIN_TIMEOUT'];
+const WORKER_TEST_SETTINGS = [
+  'FLEET_RUNTIME',
+  'FLEET_DOCKER_NETWORK',
+  'FLEET_WORKER_MEMORY',
+  'FLEET_HOST_CONCURRENCY',
+  'FLEET_LOCK_DURATION',
+  'FLEET_STALLED_INTERVAL',
+  'FLEET_DRAIN_TIMEOUT',
+];
 
 /** testEnv for the ops tests: no worker image, the fleet's own timing and concurrency, host `host-<prefix>`, HTTP on loopback. */
 export function opsEnv(redisUrl: string, overrides: Record<string, string> = {}): Record<string, string> {

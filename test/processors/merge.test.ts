@@ -41,7 +41,16 @@ function reviewed(request: SpawnRequest, pull: FakePull, overrides: Partial<Scop
     ...emptyOutcome({ scope: null, branch: pull.head }),
     worker: workerResult(request.request_id, { commit_sha: pull.headSha, pull_request: pr }),
     pull_request: pr,
-    reviews: [{ approved: true, feedback: 'ok', reviewed_sha: pull.headSha, review_event: 'APPROVE', self_review_fallback: false, coverage: { reviewed_bytes: bytes, total_bytes: bytes, truncated: false } }],
+    reviews: [
+      {
+        approved: true,
+        feedback: 'ok',
+        reviewed_sha: pull.headSha,
+        review_event: 'APPROVE',
+        self_review_fallback: false,
+        coverage: { reviewed_bytes: bytes, total_bytes: bytes, truncated: false },
+      },
+    ],
     ...overrides,
   };
 }
@@ -74,28 +83,48 @@ describe('processMerge', () => {
     expect(settled.value).toMatchObject({ merged: true, merge_sha: pull.mergeCommitSha, conflict_rounds_used: 0, error_type: null });
     expect(pull.merged).toBe(true);
     expect(github.callsOf('mergePullRequest')).toEqual([
-      { token: WORKER_TOKEN, method: 'mergePullRequest', args: [{ repo: request.repo, number: pull.number, sha: pull.headSha, commitTitle: `Wishlist (#${pull.number})` }] },
+      {
+        token: WORKER_TOKEN,
+        method: 'mergePullRequest',
+        args: [{ repo: request.repo, number: pull.number, sha: pull.headSha, commitTitle: `Wishlist (#${pull.number})` }],
+      },
     ]);
     expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
     expect(await bench.state('merge', mergeId)).toBe('completed');
   });
 
   it('a scope that was not approved, or stopped earlier, passes through unmerged', async () => {
-    const rejected = await mergeWaiting((r, p) => reviewed(r, p, { error_type: 'review_rejected', error_message: 'no', reviews: [{ ...reviewed(r, p).reviews[0]!, approved: false }] }));
-    expect((await runMerge(rejected.mergeId, mergeDeps())).value).toMatchObject({ merged: false, error_type: 'review_rejected', error_message: 'no' });
+    const rejected = await mergeWaiting((r, p) =>
+      reviewed(r, p, { error_type: 'review_rejected', error_message: 'no', reviews: [{ ...reviewed(r, p).reviews[0]!, approved: false }] }),
+    );
+    expect((await runMerge(rejected.mergeId, mergeDeps())).value).toMatchObject({
+      merged: false,
+      error_type: 'review_rejected',
+      error_message: 'no',
+    });
 
     const unapproved = await mergeWaiting((r, p) => reviewed(r, p, { reviews: [] }));
     expect((await runMerge(unapproved.mergeId, mergeDeps())).value).toMatchObject({ merged: false, error_type: null, reviews: [] });
 
     const crashed = await mergeWaiting(() => 'review job fails');
-    expect((await runMerge(crashed.mergeId, mergeDeps())).value).toMatchObject({ merged: false, error_type: 'crash', error_message: expect.stringMatching(/the review job failed: review exploded/) });
+    expect((await runMerge(crashed.mergeId, mergeDeps())).value).toMatchObject({
+      merged: false,
+      error_type: 'crash',
+      error_message: expect.stringMatching(/the review job failed: review exploded/),
+    });
     expect(github.callsOf('mergePullRequest')).toEqual([]);
   });
 
   it('an approval of a truncated diff is never merged: review_incomplete', async () => {
-    const { mergeId } = await mergeWaiting((r, p) => reviewed(r, p, { reviews: [{ ...reviewed(r, p).reviews[0]!, coverage: { reviewed_bytes: 10, total_bytes: 500, truncated: true } }] }));
+    const { mergeId } = await mergeWaiting((r, p) =>
+      reviewed(r, p, { reviews: [{ ...reviewed(r, p).reviews[0]!, coverage: { reviewed_bytes: 10, total_bytes: 500, truncated: true } }] }),
+    );
     const settled = await runMerge(mergeId, mergeDeps());
-    expect(settled.value).toMatchObject({ merged: false, error_type: 'review_incomplete', error_message: expect.stringMatching(/read 10 of 500 bytes/) });
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'review_incomplete',
+      error_message: expect.stringMatching(/read 10 of 500 bytes/),
+    });
     expect(github.callsOf('mergePullRequest')).toEqual([]);
   });
 
@@ -105,7 +134,11 @@ describe('processMerge', () => {
     github.pushBranch(request.repo, pull.head);
     const settled = await runMerge(mergeId, mergeDeps());
 
-    expect(settled.value).toMatchObject({ merged: false, error_type: 'head_changed', error_message: expect.stringContaining(reviewedSha.slice(0, 12)) });
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'head_changed',
+      error_message: expect.stringContaining(reviewedSha.slice(0, 12)),
+    });
     expect(pull.merged).toBe(false);
     expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
   });
@@ -135,8 +168,15 @@ describe('processMerge', () => {
 
     // 3. The re-review runs (the real processor), approving the resolved head.
     const review = await bench.take<ReviewJobData, ReviewJobResult>('review', reReviewId);
-    const reviewDeps = { ...bench.stepDeps(github), reviewer: new FakeReviewer({ approved: true, feedback: 'Resolved well.' }), reviewerKind: 'llm' as const, reviewerToken: REVIEWER_TOKEN };
-    expect((await bench.settle(review.job, review.token, processReview(review.job, reviewDeps, { token: review.token }))).value).toMatchObject({ error_type: null });
+    const reviewDeps = {
+      ...bench.stepDeps(github),
+      reviewer: new FakeReviewer({ approved: true, feedback: 'Resolved well.' }),
+      reviewerKind: 'llm' as const,
+      reviewerToken: REVIEWER_TOKEN,
+    };
+    expect(
+      (await bench.settle(review.job, review.token, processReview(review.job, reviewDeps, { token: review.token }))).value,
+    ).toMatchObject({ error_type: null });
 
     // 4. The merge resumes with both verdicts and merges the head the second one approved.
     const settled = await runMerge(mergeId, deps);
@@ -153,12 +193,25 @@ describe('processMerge', () => {
     const deps = mergeDeps({ conflictRounds: 1 });
     // Round 1: the conflict worker pushes, the new head is approved, and the PR still conflicts.
     await runMerge(mergeId, deps);
-    await bench.complete('spawn', workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }), followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1));
+    await bench.complete(
+      'spawn',
+      workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }),
+      followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1),
+    );
     await runMerge(mergeId, deps);
-    await bench.complete('review', reviewed(request, pull, { reviews: [reviewed(request, pull).reviews[0]!] }), stepJobId(id, null, 'review', 1));
+    await bench.complete(
+      'review',
+      reviewed(request, pull, { reviews: [reviewed(request, pull).reviews[0]!] }),
+      stepJobId(id, null, 'review', 1),
+    );
 
     const settled = await runMerge(mergeId, deps);
-    expect(settled.value).toMatchObject({ merged: false, error_type: 'merge_conflict', conflict_rounds_used: 1, error_message: expect.stringMatching(/1 conflict round\(s\) did not fix it/) });
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'merge_conflict',
+      conflict_rounds_used: 1,
+      error_message: expect.stringMatching(/1 conflict round\(s\) did not fix it/),
+    });
     expect(settled.value!.reviews).toHaveLength(2);
     expect(github.callsOf('mergePullRequest')).toHaveLength(2);
     // No second conflict worker.
@@ -171,7 +224,12 @@ describe('processMerge', () => {
     await runMerge(mergeId, mergeDeps());
     await bench.fail('spawn', 'could not resolve', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'rebase', 1));
     const settled = await runMerge(mergeId, mergeDeps());
-    expect(settled.value).toMatchObject({ merged: false, error_type: 'conflict_unresolved', conflict_rounds_used: 1, error_message: expect.stringMatching(/could not resolve/) });
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'conflict_unresolved',
+      conflict_rounds_used: 1,
+      error_message: expect.stringMatching(/could not resolve/),
+    });
   });
 
   it('a re-review job that fails ends the scope as a crash that still names its pull request', async () => {
@@ -179,12 +237,21 @@ describe('processMerge', () => {
     const id = request.request_id;
     pull.conflicting = true;
     await runMerge(mergeId, mergeDeps());
-    await bench.complete('spawn', workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }), followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1));
+    await bench.complete(
+      'spawn',
+      workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }),
+      followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1),
+    );
     await runMerge(mergeId, mergeDeps());
     await bench.fail('review', 'reviewer host lost', stepJobId(id, null, 'review', 1));
 
     const settled = await runMerge(mergeId, mergeDeps());
-    expect(settled.value).toMatchObject({ merged: false, error_type: 'crash', conflict_rounds_used: 1, error_message: expect.stringMatching(/reviewer host lost/) });
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'crash',
+      conflict_rounds_used: 1,
+      error_message: expect.stringMatching(/reviewer host lost/),
+    });
     // The PR exists and is open: the request's result must still list it.
     expect(settled.value!.pull_request).toMatchObject({ number: pull.number });
   });

@@ -43,7 +43,16 @@ function outcome(request: SpawnRequest, scope: string, fields: Partial<ScopeOutc
     ...emptyOutcome({ scope, branch: scopeBranch(request.request_id, scope) }),
     worker: workerResult(request.request_id, { files_changed: [`${scope}.ts`], summary: `${scope} done`, pull_request: pr }),
     pull_request: pr,
-    reviews: [{ approved: true, feedback: 'ok', reviewed_sha: pr.head_sha, review_event: 'APPROVE', self_review_fallback: false, coverage: { reviewed_bytes: 1, total_bytes: 1, truncated: false } }],
+    reviews: [
+      {
+        approved: true,
+        feedback: 'ok',
+        reviewed_sha: pr.head_sha,
+        review_event: 'APPROVE',
+        self_review_fallback: false,
+        coverage: { reviewed_bytes: 1, total_bytes: 1, truncated: false },
+      },
+    ],
     merged: true,
     merge_sha: `${scope}-merge`,
     ...fields,
@@ -84,21 +93,41 @@ describe('processRequest', () => {
     expect(settled.value).toMatchObject({ success: true, error_type: null, files_changed: ['web.ts', 'api.ts'] });
     const { result, event } = await heard(request.request_id);
     expect(result).toMatchObject({ success: true, commit_sha: expect.stringMatching(/-merge$/), branch: null });
-    expect(result.pull_requests.map((p) => [p.scope, p.merged])).toEqual([['web', true], ['api', true]]);
-    expect(result.timings).toEqual({ accepted_at: new Date(NOW - 60_000).toISOString(), finished_at: new Date(NOW).toISOString(), duration_ms: 60_000 });
+    expect(result.pull_requests.map((p) => [p.scope, p.merged])).toEqual([
+      ['web', true],
+      ['api', true],
+    ]);
+    expect(result.timings).toEqual({
+      accepted_at: new Date(NOW - 60_000).toISOString(),
+      finished_at: new Date(NOW).toISOString(),
+      duration_ms: 60_000,
+    });
     expect(event).toMatchObject({ event_type: 'completed', worker_type: 'claude_code', timestamp: new Date(NOW).toISOString() });
     expect(await readResult(bench.redis, request.request_id)).toEqual(result);
   });
 
-  it('a failed scope fails the request with its error, named by scope; a failed merge job is that scope\'s crash', async () => {
+  it("a failed scope fails the request with its error, named by scope; a failed merge job is that scope's crash", async () => {
     const request = await bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
-    await endScope(request, 'web', outcome(request, 'web', { merged: false, merge_sha: null, conflict_rounds_used: 2, error_type: 'merge_conflict', error_message: 'still conflicts' }));
+    await endScope(
+      request,
+      'web',
+      outcome(request, 'web', {
+        merged: false,
+        merge_sha: null,
+        conflict_rounds_used: 2,
+        error_type: 'merge_conflict',
+        error_message: 'still conflicts',
+      }),
+    );
     await endScope(request, 'api', 'merge job fails');
     await runRequest(request);
 
     const { result, event } = await heard(request.request_id);
     expect(result).toMatchObject({ success: false, error_type: 'merge_conflict', error_message: 'web: still conflicts' });
-    expect(result.scopes.map((s) => [s.scope, s.error_type])).toEqual([['web', 'merge_conflict'], ['api', 'crash']]);
+    expect(result.scopes.map((s) => [s.scope, s.error_type])).toEqual([
+      ['web', 'merge_conflict'],
+      ['api', 'crash'],
+    ]);
     expect(result.scopes[1]!.error_message).toMatch(/merge step gave up/);
     expect(event).toMatchObject({ event_type: 'failed', error_type: 'merge_conflict' });
   });
@@ -112,18 +141,28 @@ describe('processRequest', () => {
 
     const { result } = await heard(request.request_id);
     expect(result).toMatchObject({ success: false, error_type: 'cancelled', error_message: 'api: the request was cancelled' });
-    expect(result.scopes.map((s) => [s.scope, s.merged, s.error_type])).toEqual([['web', true, null], ['api', false, 'cancelled']]);
+    expect(result.scopes.map((s) => [s.scope, s.merged, s.error_type])).toEqual([
+      ['web', true, null],
+      ['api', false, 'cancelled'],
+    ]);
   });
 
   it('without review a scope ends at its worker: an opened PR succeeds, no PR is no_changes', async () => {
     const request = await bench.addFlow({ mode: undefined, tasks: TASKS, review: undefined });
     const id = request.request_id;
-    await bench.complete('spawn', workerResult(id, { pull_request: { number: 7, url: 'u', head_sha: 'h' } }), stepJobId(id, 'web', 'spawn'));
+    await bench.complete(
+      'spawn',
+      workerResult(id, { pull_request: { number: 7, url: 'u', head_sha: 'h' } }),
+      stepJobId(id, 'web', 'spawn'),
+    );
     await bench.complete('spawn', workerResult(id, { commit_sha: null, files_changed: [] }), stepJobId(id, 'api', 'spawn'));
     await runRequest(request);
 
     const { result } = await heard(id);
-    expect(result.scopes.map((s) => [s.scope, s.pull_request?.number ?? null, s.error_type])).toEqual([['web', 7, null], ['api', null, 'no_changes']]);
+    expect(result.scopes.map((s) => [s.scope, s.pull_request?.number ?? null, s.error_type])).toEqual([
+      ['web', 7, null],
+      ['api', null, 'no_changes'],
+    ]);
     expect(result).toMatchObject({ success: false, error_type: 'no_changes' });
   });
 

@@ -28,7 +28,13 @@ afterEach(async () => {
 });
 
 function reviewDeps(extra: Partial<ReviewDeps> = {}): ReviewDeps {
-  return { ...bench.stepDeps(github), reviewer: new FakeReviewer({ approved: true }), reviewerKind: 'llm', reviewerToken: REVIEWER_TOKEN, ...extra };
+  return {
+    ...bench.stepDeps(github),
+    reviewer: new FakeReviewer({ approved: true }),
+    reviewerKind: 'llm',
+    reviewerToken: REVIEWER_TOKEN,
+    ...extra,
+  };
 }
 
 /**
@@ -65,12 +71,25 @@ describe('processReview', () => {
 
     expect(settled.value).toMatchObject({ error_type: null, fix_rounds_used: 0, pull_request: { number: pull.number } });
     expect(settled.value!.reviews).toEqual([
-      { approved: true, feedback: 'Looks right.', reviewed_sha: pull.headSha, review_event: 'APPROVE', self_review_fallback: false, coverage: { reviewed_bytes: pull.diff.length, total_bytes: pull.diff.length, truncated: false } },
+      {
+        approved: true,
+        feedback: 'Looks right.',
+        reviewed_sha: pull.headSha,
+        review_event: 'APPROVE',
+        self_review_fallback: false,
+        coverage: { reviewed_bytes: pull.diff.length, total_bytes: pull.diff.length, truncated: false },
+      },
     ]);
     // The reviewer got the diff and the task as the request gave it (read from the flow's root).
-    expect(reviewer.inputs).toEqual([expect.objectContaining({ repo: request.repo, number: pull.number, task: 'Add a wishlist', headSha: pull.headSha, diff: pull.diff })]);
+    expect(reviewer.inputs).toEqual([
+      expect.objectContaining({ repo: request.repo, number: pull.number, task: 'Add a wishlist', headSha: pull.headSha, diff: pull.diff }),
+    ]);
     expect(github.callsOf('postReview')).toEqual([
-      { token: REVIEWER_TOKEN, method: 'postReview', args: [expect.objectContaining({ event: 'APPROVE', commitId: pull.headSha, body: 'Looks right.' })] },
+      {
+        token: REVIEWER_TOKEN,
+        method: 'postReview',
+        args: [expect.objectContaining({ event: 'APPROVE', commitId: pull.headSha, body: 'Looks right.' })],
+      },
     ]);
     expect(github.callsOf('postComment')).toEqual([]);
     expect(await bench.state('review', reviewId)).toBe('completed');
@@ -78,11 +97,20 @@ describe('processReview', () => {
 
   it('reject with no fix rounds left: review_rejected with the feedback, commented on the PR, no fix worker', async () => {
     const { pull, reviewId } = await reviewWaiting({ fix_rounds: 0 });
-    const settled = await runReview(reviewId, reviewDeps({ reviewer: new FakeReviewer({ approved: false, feedback: 'Handle the empty list.' }) }));
+    const settled = await runReview(
+      reviewId,
+      reviewDeps({ reviewer: new FakeReviewer({ approved: false, feedback: 'Handle the empty list.' }) }),
+    );
 
     expect(settled.value).toMatchObject({ error_type: 'review_rejected', error_message: 'Handle the empty list.', fix_rounds_used: 0 });
     expect(settled.value!.reviews.map((r) => r.review_event)).toEqual(['REQUEST_CHANGES']);
-    expect(github.callsOf('postComment')).toEqual([{ token: WORKER_TOKEN, method: 'postComment', args: ['acme/widgets', pull.number, expect.stringContaining('Handle the empty list.')] }]);
+    expect(github.callsOf('postComment')).toEqual([
+      {
+        token: WORKER_TOKEN,
+        method: 'postComment',
+        args: ['acme/widgets', pull.number, expect.stringContaining('Handle the empty list.')],
+      },
+    ]);
     expect(await bench.queues.spawn.getJobCounts('waiting', 'active')).toEqual({ waiting: 0, active: 0 });
   });
 
@@ -136,7 +164,9 @@ describe('processReview', () => {
     await bench.complete('spawn', workerResult(request.request_id, { commit_sha: null, summary: verdict }), agentId);
     const settled = await runReview(reviewId, deps);
     expect(settled.value).toMatchObject({ error_type: null });
-    expect(settled.value!.reviews).toEqual([expect.objectContaining({ approved: true, feedback: 'Tests pass.', reviewed_sha: pull.headSha, review_event: 'APPROVE' })]);
+    expect(settled.value!.reviews).toEqual([
+      expect.objectContaining({ approved: true, feedback: 'Tests pass.', reviewed_sha: pull.headSha, review_event: 'APPROVE' }),
+    ]);
     expect(github.callsOf('postReview')).toHaveLength(1);
   });
 
@@ -146,11 +176,18 @@ describe('processReview', () => {
     await runReview(failing.reviewId, deps);
     await bench.fail('spawn', 'agent crashed', followUpJobId(failing.reviewId, 'agent', 1));
     const failed = await runReview(failing.reviewId, deps);
-    expect(failed.value).toMatchObject({ error_type: 'review_error', error_message: expect.stringMatching(/the agent reviewer failed: agent crashed/) });
+    expect(failed.value).toMatchObject({
+      error_type: 'review_error',
+      error_message: expect.stringMatching(/the agent reviewer failed: agent crashed/),
+    });
 
     const mute = await reviewWaiting();
     await runReview(mute.reviewId, deps);
-    await bench.complete('spawn', workerResult(mute.request.request_id, { summary: 'I looked at it. Seems fine?' }), followUpJobId(mute.reviewId, 'agent', 1));
+    await bench.complete(
+      'spawn',
+      workerResult(mute.request.request_id, { summary: 'I looked at it. Seems fine?' }),
+      followUpJobId(mute.reviewId, 'agent', 1),
+    );
     const noVerdict = await runReview(mute.reviewId, deps);
     expect(noVerdict.value).toMatchObject({ error_type: 'review_error', error_message: expect.stringMatching(/holds no verdict/) });
     expect(github.callsOf('postReview')).toEqual([]);
@@ -168,9 +205,14 @@ describe('processReview', () => {
 
   it('without a reviewer token GitHub refuses approving our own PR: the verdict goes on record as a COMMENT', async () => {
     const { reviewId } = await reviewWaiting();
-    const settled = await runReview(reviewId, reviewDeps({ reviewerToken: undefined, reviewer: new FakeReviewer({ approved: true, feedback: 'Good.' }) }));
+    const settled = await runReview(
+      reviewId,
+      reviewDeps({ reviewerToken: undefined, reviewer: new FakeReviewer({ approved: true, feedback: 'Good.' }) }),
+    );
 
-    expect(settled.value!.reviews).toEqual([expect.objectContaining({ approved: true, review_event: 'COMMENT', self_review_fallback: true })]);
+    expect(settled.value!.reviews).toEqual([
+      expect.objectContaining({ approved: true, review_event: 'COMMENT', self_review_fallback: true }),
+    ]);
     expect(github.callsOf('postReview').map((c) => [c.token, (c.args[0] as { event: string }).event])).toEqual([
       [WORKER_TOKEN, 'APPROVE'],
       [WORKER_TOKEN, 'COMMENT'],
@@ -200,7 +242,10 @@ describe('processReview', () => {
 
   it('a worker step that did not succeed or opened no PR passes its outcome on without a review', async () => {
     const failed = await bench.addFlow();
-    await bench.complete('spawn', workerResult(failed.request_id, { success: false, exit_code: 1, error_type: 'push_failed', error_message: 'rejected' }));
+    await bench.complete(
+      'spawn',
+      workerResult(failed.request_id, { success: false, exit_code: 1, error_type: 'push_failed', error_message: 'rejected' }),
+    );
     const a = await runReview(stepJobId(failed.request_id, null, 'review'), reviewDeps());
     expect(a.value).toMatchObject({ error_type: 'push_failed', error_message: 'rejected', worker: { success: false } });
 

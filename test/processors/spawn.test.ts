@@ -63,7 +63,18 @@ function spawnDeps(runtime: FakeRuntime, extra: Partial<SpawnDeps> & { repoAllow
       hostId: 'unit-host',
       prefix: bench.prefix,
       gitBaseUrl: 'https://github.test',
-      worker: { image: 'coding-worker:test', runtime: 'runc', memoryBytes: 256 * 1024 ** 2, cpus: undefined, pidsLimit: 100, logMaxBytes: 1024 ** 2, network: 'none', dind: 'off', dindCache: false, dindCacheMaxBytes: 0 },
+      worker: {
+        image: 'coding-worker:test',
+        runtime: 'runc',
+        memoryBytes: 256 * 1024 ** 2,
+        cpus: undefined,
+        pidsLimit: 100,
+        logMaxBytes: 1024 ** 2,
+        network: 'none',
+        dind: 'off',
+        dindCache: false,
+        dindCacheMaxBytes: 0,
+      },
       agentKeys: {},
       githubToken: undefined,
       repoAllow,
@@ -106,7 +117,14 @@ describe('processSpawn', () => {
     const taken = await addSpawn(request);
     const settled = await run(taken, spawnDeps(runtime));
 
-    expect(settled.value).toMatchObject({ success: true, exit_code: 0, commit_sha: 'f00d', files_changed: ['README.md'], summary: 'Added README.md', error_type: null });
+    expect(settled.value).toMatchObject({
+      success: true,
+      exit_code: 0,
+      commit_sha: 'f00d',
+      files_changed: ['README.md'],
+      summary: 'Added README.md',
+      error_type: null,
+    });
     expect(await oneResult(request.request_id)).toMatchObject({ success: true, commit_sha: 'f00d' });
     // The container sent its own terminal event: fleet adds none.
     expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['started', 'progress', 'completed']);
@@ -128,7 +146,12 @@ describe('processSpawn', () => {
     const settled = await run(taken, spawnDeps(script({ lines: [failedEvent('clone_failed', 'repository not found')], exitCode: 2 })));
 
     expect(settled.error?.name).toBe('UnrecoverableError');
-    expect(await oneResult(request.request_id)).toMatchObject({ success: false, exit_code: 2, error_type: 'clone_failed', error_message: 'repository not found' });
+    expect(await oneResult(request.request_id)).toMatchObject({
+      success: false,
+      exit_code: 2,
+      error_type: 'clone_failed',
+      error_message: 'repository not found',
+    });
     expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
     expect(await bench.state('spawn', request.request_id)).toBe('failed');
   });
@@ -156,7 +179,12 @@ describe('processSpawn', () => {
     const settled = await settling;
 
     expect(settled.error?.name).toBe('UnrecoverableError');
-    expect(await oneResult(request.request_id)).toMatchObject({ success: false, exit_code: -1, error_type: 'timeout', logs_tail: 'working' });
+    expect(await oneResult(request.request_id)).toMatchObject({
+      success: false,
+      exit_code: -1,
+      error_type: 'timeout',
+      logs_tail: 'working',
+    });
     expect(runtime.containers[0]).toMatchObject({ killed: true });
     expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
   });
@@ -252,7 +280,9 @@ describe('processSpawn', () => {
 
   it('a launch failure a retry cannot fix is final at once', async () => {
     const request = storedRequest();
-    const runtime = new FakeRuntime(() => ({ createError: new SpawnError('image coding-worker:test is missing: run worker-image/build.sh', false) }));
+    const runtime = new FakeRuntime(() => ({
+      createError: new SpawnError('image coding-worker:test is missing: run worker-image/build.sh', false),
+    }));
     const settled = await run(await addSpawn(request), spawnDeps(runtime));
     expect(settled.error?.name).toBe('UnrecoverableError');
     expect((await oneResult(request.request_id)).error_message).toMatch(/build\.sh/);
@@ -287,7 +317,11 @@ describe('processSpawn', () => {
     expect(runtime.containers[0]!.spec.env.FLEET_BRANCH).toBe(branch);
     expect(settled.value).toMatchObject({ success: true, branch, pull_request: { number: 1, head_sha: sha } });
     expect(github.callsOf('openPullRequest')).toEqual([
-      { token: WORKER_TOKEN, method: 'openPullRequest', args: [expect.objectContaining({ repo: request.repo, head: branch, base: 'main', title: 'Add README' })] },
+      {
+        token: WORKER_TOKEN,
+        method: 'openPullRequest',
+        args: [expect.objectContaining({ repo: request.repo, head: branch, base: 'main', title: 'Add README' })],
+      },
     ]);
     expect(await oneResult(request.request_id)).toMatchObject({ success: true, pull_request: { number: 1 } });
   });

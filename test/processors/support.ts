@@ -126,7 +126,9 @@ export class Bench {
       result_format: 'v2',
       ...overrides,
     };
-    await this.flows.add(buildRequestFlow(request, secrets.seal(WORKER_TOKEN), { attempts: 1, keepLogs: 100, acceptedAt: NOW - 60_000, source: 'api' }));
+    await this.flows.add(
+      buildRequestFlow(request, secrets.seal(WORKER_TOKEN), { attempts: 1, keepLogs: 100, acceptedAt: NOW - 60_000, source: 'api' }),
+    );
     return request;
   }
 

@@ -51,8 +51,15 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
 
   async function startTheBridge() {
     bridge = await startBridge({
-      subscriber: { url: server.url }, redis, queue, flows, secrets: createSecretBox(TEST_SECRET_KEY), keys: fleetKeys(prefix),
-      logger: createLogger({ level: 'silent' }), attempts: 3, keepLogs: 100,
+      subscriber: { url: server.url },
+      redis,
+      queue,
+      flows,
+      secrets: createSecretBox(TEST_SECRET_KEY),
+      keys: fleetKeys(prefix),
+      logger: createLogger({ level: 'silent' }),
+      attempts: 3,
+      keepLogs: 100,
     });
   }
 
@@ -67,7 +74,17 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
   it('keeps requests added while no bridge runs, queues each once with the token sealed, and deletes the entries', async () => {
     const requests = [legacyRequest(), legacyRequest()];
     // No bridge yet: pub/sub would lose these; the stream keeps them.
-    await python(['--port', String(server.port), '--prefix', prefix, '--secret-key', TEST_SECRET_KEY, '--no-wait', '--requests', JSON.stringify([...requests, requests[0]])]);
+    await python([
+      '--port',
+      String(server.port),
+      '--prefix',
+      prefix,
+      '--secret-key',
+      TEST_SECRET_KEY,
+      '--no-wait',
+      '--requests',
+      JSON.stringify([...requests, requests[0]]),
+    ]);
     expect(await redis.xlen(fleetKeys(prefix).intake)).toBe(3);
     const stored = JSON.stringify(await redis.xrange(fleetKeys(prefix).intake, '-', '+'));
     expect(stored).not.toContain(TEST_TOKEN);
@@ -88,7 +105,16 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
 
   it('answers an invalid request, and a plaintext token in the stream, with the eleven-key result', async () => {
     const invalid = legacyRequest({ timeout_seconds: -1 });
-    const lines = await python(['--port', String(server.port), '--prefix', prefix, '--secret-key', TEST_SECRET_KEY, '--requests', JSON.stringify([invalid])]);
+    const lines = await python([
+      '--port',
+      String(server.port),
+      '--prefix',
+      prefix,
+      '--secret-key',
+      TEST_SECRET_KEY,
+      '--requests',
+      JSON.stringify([invalid]),
+    ]);
     const result = JSON.parse(lines[0]!) as SpawnResult;
     expect(Object.keys(result)).toEqual([...LEGACY_RESULT_KEYS]);
     expect(result).toMatchObject({ request_id: invalid.request_id, success: false, error_type: 'invalid_request' });
@@ -97,7 +123,10 @@ describe('the durable intake from Python (python3-redis, python3-cryptography)',
     const id = uid('plain');
     await redis.xadd(fleetKeys(prefix).intake, '*', 'request', JSON.stringify(legacyRequest({ request_id: id })));
     await expect.poll(() => redis.get(`fleet:result:${id}`), { timeout: 20_000 }).not.toBeNull();
-    expect(JSON.parse((await redis.get(`fleet:result:${id}`))!)).toMatchObject({ error_type: 'invalid_request', error_message: expect.stringContaining('sealed_token') });
+    expect(JSON.parse((await redis.get(`fleet:result:${id}`))!)).toMatchObject({
+      error_type: 'invalid_request',
+      error_message: expect.stringContaining('sealed_token'),
+    });
     expect(await queue.getJob(id)).toBeUndefined();
   });
 });
@@ -119,11 +148,29 @@ describeDocker('the durable intake from Python, end to end', () => {
 
   it('enqueues through the stream and gets the eleven-key result its SpawnResult accepts', async () => {
     const ok = legacyRequest({
-      task_content: [eventLine({ event_type: 'started', repo: 'acme/widgets', task_summary: 'durable' }), completedLine('from the stream', 'beef02')].join('\n'),
+      task_content: [
+        eventLine({ event_type: 'started', repo: 'acme/widgets', task_summary: 'durable' }),
+        completedLine('from the stream', 'beef02'),
+      ].join('\n'),
     });
-    const lines = await python(['--port', String(server.port), '--prefix', env.FLEET_PREFIX!, '--secret-key', TEST_SECRET_KEY, '--requests', JSON.stringify([ok])]);
+    const lines = await python([
+      '--port',
+      String(server.port),
+      '--prefix',
+      env.FLEET_PREFIX!,
+      '--secret-key',
+      TEST_SECRET_KEY,
+      '--requests',
+      JSON.stringify([ok]),
+    ]);
     const result = JSON.parse(lines[0]!) as SpawnResult;
     expect(Object.keys(result)).toEqual([...LEGACY_RESULT_KEYS]);
-    expect(result).toMatchObject({ request_id: ok.request_id, success: true, exit_code: 0, commit_sha: 'beef02', summary: 'from the stream' });
+    expect(result).toMatchObject({
+      request_id: ok.request_id,
+      success: true,
+      exit_code: 0,
+      commit_sha: 'beef02',
+      summary: 'from the stream',
+    });
   });
 });

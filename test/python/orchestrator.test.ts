@@ -27,13 +27,21 @@ describeDocker('the Python orchestrator, unchanged, against the fleet', () => {
   });
 
   async function orchestrate(requests: Record<string, unknown>[]): Promise<SpawnResult[]> {
-    const { stdout } = await run(PYTHON, [SCRIPT, '--port', String(server.port), '--requests', JSON.stringify(requests)], { timeout: 120_000 });
-    return stdout.trim().split('\n').map((line) => JSON.parse(line) as SpawnResult);
+    const { stdout } = await run(PYTHON, [SCRIPT, '--port', String(server.port), '--requests', JSON.stringify(requests)], {
+      timeout: 120_000,
+    });
+    return stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as SpawnResult);
   }
 
   it('gets results its SpawnResult dataclass accepts: success, failure and invalid request', async () => {
     const ok = legacyRequest({
-      task_content: [eventLine({ event_type: 'started', repo: 'acme/widgets', task_summary: 'py' }), completedLine('from python', 'cafe01')].join('\n'),
+      task_content: [
+        eventLine({ event_type: 'started', repo: 'acme/widgets', task_summary: 'py' }),
+        completedLine('from python', 'cafe01'),
+      ].join('\n'),
       agents_content: '# AGENTS\nbe nice',
     });
     const failing = legacyRequest({ task_content: 'echo broken >&2\nexit 9' });

@@ -14,8 +14,16 @@ describe('agent reviewer helpers', () => {
   it('reads the verdict the worker extracted, strictly, with full coverage', () => {
     const diff = 'diff --git a/x b/x\n+é\n';
     const bare = verdictFromAgentSummary('{"approved": true, "feedback": "tests pass"}', diff);
-    expect(bare).toEqual({ approved: true, feedback: 'tests pass', comments: [], coverage: { reviewedBytes: Buffer.byteLength(diff), totalBytes: Buffer.byteLength(diff), truncated: false } });
-    const rejected = verdictFromAgentSummary('{"approved": false, "feedback": "test_x fails", "comments": [{"path": "x", "line": 1, "body": "wrong"}]}', diff);
+    expect(bare).toEqual({
+      approved: true,
+      feedback: 'tests pass',
+      comments: [],
+      coverage: { reviewedBytes: Buffer.byteLength(diff), totalBytes: Buffer.byteLength(diff), truncated: false },
+    });
+    const rejected = verdictFromAgentSummary(
+      '{"approved": false, "feedback": "test_x fails", "comments": [{"path": "x", "line": 1, "body": "wrong"}]}',
+      diff,
+    );
     expect(rejected).toMatchObject({ approved: false, feedback: 'test_x fails', comments: [{ path: 'x', line: 1, body: 'wrong' }] });
     // Text around an object is not a verdict: the braces in it may be anyone's.
     expect(() => verdictFromAgentSummary('Done. {"approved": true, "feedback": "ok"} Bye.', diff)).toThrow(ReviewError);
@@ -23,6 +31,8 @@ describe('agent reviewer helpers', () => {
 
   it('throws a retryable ReviewError when the summary holds no verdict', () => {
     expect(() => verdictFromAgentSummary('I looked at it and it seems fine', '')).toThrow(ReviewError);
-    expect(() => verdictFromAgentSummary(null, '')).toThrow(expect.objectContaining({ name: 'ReviewError', retryable: true, errorType: 'review_error' }));
+    expect(() => verdictFromAgentSummary(null, '')).toThrow(
+      expect.objectContaining({ name: 'ReviewError', retryable: true, errorType: 'review_error' }),
+    );
   });
 });

@@ -109,7 +109,17 @@ function sha(): string {
 }
 
 function defaultDiff(path: string): string {
-  return [`diff --git a/${path} b/${path}`, 'index 0000000..1111111 100644', `--- a/${path}`, `+++ b/${path}`, '@@ -1,2 +1,3 @@', ' line one', '+line added', ' line two', ''].join('\n');
+  return [
+    `diff --git a/${path} b/${path}`,
+    'index 0000000..1111111 100644',
+    `--- a/${path}`,
+    `+++ b/${path}`,
+    '@@ -1,2 +1,3 @@',
+    ' line one',
+    '+line added',
+    ' line two',
+    '',
+  ].join('\n');
 }
 
 /** New-file line numbers each path's hunks cover: GitHub only accepts review comments on those. */
@@ -150,7 +160,14 @@ export class GitHubTestServer extends EventEmitter {
   constructor(private readonly opts: GitHubTestServerOptions = {}) {
     super();
     this.primary = opts.primary ?? { limit: 5000, windowMs: 3_600_000 };
-    this.secondary = { mutationSpacingMs: 1000, contentLimit: 80, contentWindowMs: 60_000, retryAfterS: 60, status: 403, ...opts.secondary };
+    this.secondary = {
+      mutationSpacingMs: 1000,
+      contentLimit: 80,
+      contentWindowMs: 60_000,
+      retryAfterS: 60,
+      status: 403,
+      ...opts.secondary,
+    };
   }
 
   async listen(): Promise<this> {
@@ -173,7 +190,14 @@ export class GitHubTestServer extends EventEmitter {
 
   addRepo(fullName: string, opts: { defaultBranch?: string } = {}): void {
     const defaultBranch = opts.defaultBranch ?? 'main';
-    this.repos.set(fullName.toLowerCase(), { fullName, owner: fullName.split('/')[0]!, defaultBranch, branches: new Map([[defaultBranch, sha()]]), nextNumber: 1, pulls: new Map() });
+    this.repos.set(fullName.toLowerCase(), {
+      fullName,
+      owner: fullName.split('/')[0]!,
+      defaultBranch,
+      branches: new Map([[defaultBranch, sha()]]),
+      nextNumber: 1,
+      pulls: new Map(),
+    });
   }
 
   /** Pushes a commit to a branch (creating it); an open pull request from it gets the new head. */
@@ -284,7 +308,11 @@ export class GitHubTestServer extends EventEmitter {
       }
       if (state.used >= this.primary.limit) {
         this.violations.primary++;
-        throw new HttpAnswer(403, { message: `API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID.`, documentation_url: `${DOCS}/overview/rate-limits-for-the-rest-api`, status: '403' });
+        throw new HttpAnswer(403, {
+          message: `API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID.`,
+          documentation_url: `${DOCS}/overview/rate-limits-for-the-rest-api`,
+          status: '403',
+        });
       }
       state.used++;
       if (mutation) this.checkSecondary(state, now, content);
@@ -304,7 +332,10 @@ export class GitHubTestServer extends EventEmitter {
     entry.status = answer.status;
     const isText = typeof answer.body === 'string';
     const payload = isText ? (answer.body as string) : JSON.stringify(answer.body);
-    res.writeHead(answer.status, { 'content-type': isText ? 'application/vnd.github.diff; charset=utf-8' : 'application/json; charset=utf-8', ...headers });
+    res.writeHead(answer.status, {
+      'content-type': isText ? 'application/vnd.github.diff; charset=utf-8' : 'application/json; charset=utf-8',
+      ...headers,
+    });
     res.end(answer.status === 204 ? undefined : payload);
     this.requests.push(entry);
     this.emit('request', entry);
@@ -329,7 +360,16 @@ export class GitHubTestServer extends EventEmitter {
         violated = true;
       }
     }
-    if (violated) throw new HttpAnswer(this.secondary.status, { message: SECONDARY_MESSAGE, documentation_url: `${DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits`, status: String(this.secondary.status) }, { 'retry-after': String(this.secondary.retryAfterS) });
+    if (violated)
+      throw new HttpAnswer(
+        this.secondary.status,
+        {
+          message: SECONDARY_MESSAGE,
+          documentation_url: `${DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits`,
+          status: String(this.secondary.status),
+        },
+        { 'retry-after': String(this.secondary.retryAfterS) },
+      );
   }
 
   private takeInjection(method: string, path: string): Injection | undefined {
@@ -341,14 +381,22 @@ export class GitHubTestServer extends EventEmitter {
     if (injection.kind === 'server_error') return new HttpAnswer(injection.status ?? 502, { message: 'Server Error' });
     if (injection.kind === 'secondary') {
       const status = injection.status ?? this.secondary.status;
-      return new HttpAnswer(status, { message: SECONDARY_MESSAGE, documentation_url: DOCS, status: String(status) }, { 'retry-after': String(injection.retryAfterS ?? this.secondary.retryAfterS) });
+      return new HttpAnswer(
+        status,
+        { message: SECONDARY_MESSAGE, documentation_url: DOCS, status: String(status) },
+        { 'retry-after': String(injection.retryAfterS ?? this.secondary.retryAfterS) },
+      );
     }
     const reset = Math.ceil((now + (injection.resetInS ?? 1) * 1000) / 1000);
-    return new HttpAnswer(injection.status ?? 403, { message: 'API rate limit exceeded for user ID 1.', documentation_url: DOCS, status: String(injection.status ?? 403) }, {
-      ...this.rateHeaders(state),
-      'x-ratelimit-remaining': '0',
-      'x-ratelimit-reset': String(reset),
-    });
+    return new HttpAnswer(
+      injection.status ?? 403,
+      { message: 'API rate limit exceeded for user ID 1.', documentation_url: DOCS, status: String(injection.status ?? 403) },
+      {
+        ...this.rateHeaders(state),
+        'x-ratelimit-remaining': '0',
+        'x-ratelimit-reset': String(reset),
+      },
+    );
   }
 
   private route(method: string, path: string, query: URLSearchParams, raw: string, login: string, accept: string): HttpAnswer {
@@ -366,31 +414,56 @@ export class GitHubTestServer extends EventEmitter {
     if (pullMatch && !pull) return notFound;
     switch (route) {
       case 'GET ':
-        return new HttpAnswer(200, { id: 1, name: repo.fullName.split('/')[1], full_name: repo.fullName, owner: { login: repo.owner }, private: false, html_url: `https://github.test/${repo.fullName}`, default_branch: repo.defaultBranch });
+        return new HttpAnswer(200, {
+          id: 1,
+          name: repo.fullName.split('/')[1],
+          full_name: repo.fullName,
+          owner: { login: repo.owner },
+          private: false,
+          html_url: `https://github.test/${repo.fullName}`,
+          default_branch: repo.defaultBranch,
+        });
       case 'GET /pulls': {
         const head = query.get('head')?.replace(/^[^:]+:/, '');
         const base = query.get('base');
         const state = query.get('state') ?? 'open';
-        const found = [...repo.pulls.values()].filter((p) => (state === 'all' || p.state === state) && (!head || p.head === head) && (!base || p.base === base));
-        return new HttpAnswer(200, found.map((p) => this.pullJson(repo, p)));
+        const found = [...repo.pulls.values()].filter(
+          (p) => (state === 'all' || p.state === state) && (!head || p.head === head) && (!base || p.base === base),
+        );
+        return new HttpAnswer(
+          200,
+          found.map((p) => this.pullJson(repo, p)),
+        );
       }
       case 'POST /pulls':
         return this.createPull(repo, body, login);
       case 'GET /pulls/:n':
-        if (/application\/vnd\.github(\.v3)?\.diff/.test(accept)) return new HttpAnswer(200, pull!.diff ?? defaultDiff(`${pull!.head}.txt`));
+        if (/application\/vnd\.github(\.v3)?\.diff/.test(accept))
+          return new HttpAnswer(200, pull!.diff ?? defaultDiff(`${pull!.head}.txt`));
         return new HttpAnswer(200, this.pullJson(repo, pull!));
       case 'POST /pulls/:n/reviews':
         return this.createReview(repo, pull!, body, login);
       case 'GET /pulls/:n/reviews':
-        return new HttpAnswer(200, pull!.reviews.map((r) => ({ id: r.id, user: { login: r.login }, body: r.body, state: r.state, commit_id: r.commitId })));
+        return new HttpAnswer(
+          200,
+          pull!.reviews.map((r) => ({ id: r.id, user: { login: r.login }, body: r.body, state: r.state, commit_id: r.commitId })),
+        );
       case 'POST /issues/:n/comments': {
         if (typeof body.body !== 'string' || !body.body) return validation('Comment', 'body', 'missing_field');
         const comment = { id: this.nextId++, login, body: body.body };
         pull!.comments.push(comment);
-        return new HttpAnswer(201, { id: comment.id, html_url: `https://github.test/${repo.fullName}/pull/${pull!.number}#issuecomment-${comment.id}`, body: comment.body, user: { login } });
+        return new HttpAnswer(201, {
+          id: comment.id,
+          html_url: `https://github.test/${repo.fullName}/pull/${pull!.number}#issuecomment-${comment.id}`,
+          body: comment.body,
+          user: { login },
+        });
       }
       case 'GET /issues/:n/comments':
-        return new HttpAnswer(200, pull!.comments.map((c) => ({ id: c.id, body: c.body, user: { login: c.login } })));
+        return new HttpAnswer(
+          200,
+          pull!.comments.map((c) => ({ id: c.id, body: c.body, user: { login: c.login } })),
+        );
       case 'PUT /pulls/:n/merge':
         return this.merge(repo, pull!, body);
       default:
@@ -406,40 +479,104 @@ export class GitHubTestServer extends EventEmitter {
     const headSha = repo.branches.get(head);
     if (!headSha) return validation('PullRequest', 'head', 'invalid');
     if ([...repo.pulls.values()].some((p) => p.state === 'open' && p.head === head && p.base === base)) {
-      return new HttpAnswer(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${repo.owner}:${head}.` }], documentation_url: DOCS, status: '422' });
+      return new HttpAnswer(422, {
+        message: 'Validation Failed',
+        errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${repo.owner}:${head}.` }],
+        documentation_url: DOCS,
+        status: '422',
+      });
     }
-    const pull: Pull = { number: repo.nextNumber++, title: String(body.title), body: String(body.body ?? ''), author: login, head, base, headSha, state: 'open', merged: false, mergeCommitSha: null, conflicting: false, diff: null, reviews: [], comments: [], createdAt: new Date().toISOString() };
+    const pull: Pull = {
+      number: repo.nextNumber++,
+      title: String(body.title),
+      body: String(body.body ?? ''),
+      author: login,
+      head,
+      base,
+      headSha,
+      state: 'open',
+      merged: false,
+      mergeCommitSha: null,
+      conflicting: false,
+      diff: null,
+      reviews: [],
+      comments: [],
+      createdAt: new Date().toISOString(),
+    };
     repo.pulls.set(pull.number, pull);
     return new HttpAnswer(201, this.pullJson(repo, pull));
   }
 
   private createReview(repo: Repo, pull: Pull, body: Record<string, unknown>, login: string): HttpAnswer {
     const event = String(body.event ?? 'PENDING');
-    const ownRefusal = event === 'APPROVE' ? 'Can not approve your own pull request' : event === 'REQUEST_CHANGES' ? 'Can not request changes on your own pull request' : undefined;
+    const ownRefusal =
+      event === 'APPROVE'
+        ? 'Can not approve your own pull request'
+        : event === 'REQUEST_CHANGES'
+          ? 'Can not request changes on your own pull request'
+          : undefined;
     if (ownRefusal && login === pull.author) {
-      return new HttpAnswer(422, { message: 'Unprocessable Entity', errors: [ownRefusal], documentation_url: `${DOCS}/pulls/reviews#create-a-review-for-a-pull-request`, status: '422' });
+      return new HttpAnswer(422, {
+        message: 'Unprocessable Entity',
+        errors: [ownRefusal],
+        documentation_url: `${DOCS}/pulls/reviews#create-a-review-for-a-pull-request`,
+        status: '422',
+      });
     }
     if ((event === 'REQUEST_CHANGES' || event === 'COMMENT') && !body.body) {
-      return new HttpAnswer(422, { message: 'Unprocessable Entity', errors: [`Review body is required for ${event}`], documentation_url: DOCS, status: '422' });
+      return new HttpAnswer(422, {
+        message: 'Unprocessable Entity',
+        errors: [`Review body is required for ${event}`],
+        documentation_url: DOCS,
+        status: '422',
+      });
     }
     const comments = Array.isArray(body.comments) ? (body.comments as { path: string; line: number }[]) : [];
     const lines = diffLines(pull.diff ?? defaultDiff(`${pull.head}.txt`));
     for (const c of comments) {
       if (!lines.get(c.path)?.has(c.line)) {
-        return new HttpAnswer(422, { message: 'Unprocessable Entity', errors: ['Pull request review thread line must be part of the diff'], documentation_url: DOCS, status: '422' });
+        return new HttpAnswer(422, {
+          message: 'Unprocessable Entity',
+          errors: ['Pull request review thread line must be part of the diff'],
+          documentation_url: DOCS,
+          status: '422',
+        });
       }
     }
     const state = event === 'APPROVE' ? 'APPROVED' : event === 'REQUEST_CHANGES' ? 'CHANGES_REQUESTED' : 'COMMENTED';
-    const review = { id: this.nextId++, login, state, body: String(body.body ?? ''), commitId: String(body.commit_id ?? pull.headSha), comments };
+    const review = {
+      id: this.nextId++,
+      login,
+      state,
+      body: String(body.body ?? ''),
+      commitId: String(body.commit_id ?? pull.headSha),
+      comments,
+    };
     pull.reviews.push(review);
-    return new HttpAnswer(200, { id: review.id, user: { login }, body: review.body, state, commit_id: review.commitId, html_url: `https://github.test/${repo.fullName}/pull/${pull.number}#pullrequestreview-${review.id}`, submitted_at: new Date().toISOString() });
+    return new HttpAnswer(200, {
+      id: review.id,
+      user: { login },
+      body: review.body,
+      state,
+      commit_id: review.commitId,
+      html_url: `https://github.test/${repo.fullName}/pull/${pull.number}#pullrequestreview-${review.id}`,
+      submitted_at: new Date().toISOString(),
+    });
   }
 
   private merge(repo: Repo, pull: Pull, body: Record<string, unknown>): HttpAnswer {
-    const notMergeable = new HttpAnswer(405, { message: 'Pull Request is not mergeable', documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`, status: '405' });
+    const notMergeable = new HttpAnswer(405, {
+      message: 'Pull Request is not mergeable',
+      documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`,
+      status: '405',
+    });
     if (pull.state !== 'open') return notMergeable;
     if (typeof body.sha === 'string' && body.sha !== pull.headSha) {
-      return new HttpAnswer(409, { message: 'Head branch was modified. Review and try the merge again.', documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`, status: '409' });
+      return new HttpAnswer(409, {
+        message: 'Head branch was modified. Review and try the merge again.',
+        documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`,
+        status: '409',
+      });
     }
     if (pull.conflicting) return notMergeable;
     const commit = sha();

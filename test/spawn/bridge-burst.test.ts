@@ -26,7 +26,10 @@ const PUBLISHER = join(import.meta.dirname, '../support/publish-burst.mjs');
 const MIB = 1024 * 1024;
 
 async function publishBurst(url: string, count: number, bytes: number, idPrefix: string): Promise<number> {
-  const { stdout } = await run(process.execPath, [PUBLISHER, url, String(count), String(bytes), idPrefix], { timeout: 60_000, maxBuffer: 1 << 20 });
+  const { stdout } = await run(process.execPath, [PUBLISHER, url, String(count), String(bytes), idPrefix], {
+    timeout: 60_000,
+    maxBuffer: 1 << 20,
+  });
   return (JSON.parse(stdout) as { receivers: number }).receivers;
 }
 
@@ -44,10 +47,12 @@ function bridgeHarness(getServer: () => TestRedis) {
       queue = new Queue(QUEUE_NAMES.spawn, { connection: { url }, prefix });
       flows = new FlowProducer({ connection: { url }, prefix });
       redis = new Redis(url, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-      const destination = new Writable({ write: (chunk, _enc, done) => {
-        logLines.push(String(chunk));
-        done();
-      } });
+      const destination = new Writable({
+        write: (chunk, _enc, done) => {
+          logLines.push(String(chunk));
+          done();
+        },
+      });
       bridge = await startBridge({
         subscriber: { url },
         redis,
@@ -85,7 +90,10 @@ describe('bursts with the Redis settings fleet applies', () => {
   afterEach(() => harness.stop());
   afterAll(() => server?.stop());
 
-  for (const [count, bytes] of [[200, MIB], [50_000, 2048]] as const) {
+  for (const [count, bytes] of [
+    [200, MIB],
+    [50_000, 2048],
+  ] as const) {
     it(`queues ${count} × ${bytes / 1024} KiB requests published at once, each exactly once`, { timeout: 90_000 }, async () => {
       const { bridge, queue, prefix } = await harness.start();
       expect(await publishBurst(server.url, count, bytes, prefix)).toBe(count);
@@ -100,7 +108,9 @@ describe('bursts with the Redis settings fleet applies', () => {
     });
   }
 
-  it('drops past its in-process bound loudly: each dropped request is logged by id and answered "overloaded"', { timeout: 60_000 }, async () => {
+  it('drops past its in-process bound loudly: each dropped request is logged by id and answered "overloaded"', {
+    timeout: 60_000,
+  }, async () => {
     // One message in flight at a time, and room for one: the reader thread outruns the handling.
     const { bridge, queue, prefix } = await harness.start({ inbox: { maxMessages: 1, concurrency: 1 } });
     const listener = await ResultListener.start(server.url);
@@ -134,7 +144,10 @@ describe('bursts with stock Redis settings (client-output-buffer-limit pubsub 32
   afterEach(() => harness.stop());
   afterAll(() => server?.stop());
 
-  for (const [count, bytes] of [[16, MIB], [10_000, 2048]] as const) {
+  for (const [count, bytes] of [
+    [16, MIB],
+    [10_000, 2048],
+  ] as const) {
     it(`loses nothing at the documented stock size, ${count} × ${bytes / 1024} KiB`, { timeout: 60_000 }, async () => {
       const { bridge, queue, prefix } = await harness.start();
       await publishBurst(server.url, count, bytes, prefix);
@@ -156,7 +169,9 @@ describe('bursts with stock Redis settings (client-output-buffer-limit pubsub 32
     expect(harness.logLines.some((line) => line.includes('bridge subscriber disconnected') && line.includes('LOST'))).toBe(true);
     expect(harness.logLines.some((line) => line.includes('bridge resubscribed'))).toBe(true);
     // The start-up check had said so too, with the setting to use.
-    expect(harness.logLines.some((line) => line.includes('REDIS WILL DROP BURSTS') && line.includes('CONFIG SET client-output-buffer-limit'))).toBe(true);
+    expect(
+      harness.logLines.some((line) => line.includes('REDIS WILL DROP BURSTS') && line.includes('CONFIG SET client-output-buffer-limit')),
+    ).toBe(true);
 
     const status = await runFleet(['status'], { REDIS_URL: server.url, FLEET_PREFIX: prefix });
     expect(status.code).toBe(0);
@@ -168,7 +183,9 @@ describe('bursts with stock Redis settings (client-output-buffer-limit pubsub 32
     // Subscribed again, it hears what comes next.
     const publisher = new Redis(server.url);
     try {
-      expect(await publisher.publish(channels.spawn, JSON.stringify({ request_id: `${prefix}-after`, repo: 'acme/w', task_content: 'x' }))).toBe(1);
+      expect(
+        await publisher.publish(channels.spawn, JSON.stringify({ request_id: `${prefix}-after`, repo: 'acme/w', task_content: 'x' })),
+      ).toBe(1);
     } finally {
       publisher.disconnect();
     }

@@ -100,11 +100,7 @@ describe('bridge', () => {
   it('answers invalid requests with invalid_request naming the field, and keeps working', async () => {
     freshQueue();
     await bridges(1);
-    const bad = [
-      legacyRequest({ timeout_seconds: 'soon' }),
-      legacyRequest({ repo: 'not a repo' }),
-      legacyRequest({ extra: 1 }),
-    ];
+    const bad = [legacyRequest({ timeout_seconds: 'soon' }), legacyRequest({ repo: 'not a repo' }), legacyRequest({ extra: 1 })];
     for (const request of bad) await send(request);
     const fields = ['timeout_seconds', 'repo', 'extra'];
     for (const [i, request] of bad.entries()) {
@@ -133,7 +129,7 @@ describe('bridge', () => {
       Buffer.from([0xff, 0xfe, 0x00, 0x81, 0xc3]),
       JSON.stringify('a string'),
       'null',
-      '[' .repeat(100_000) + ']'.repeat(100_000),
+      '['.repeat(100_000) + ']'.repeat(100_000),
       `{"a":${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)}}`,
       JSON.stringify({ request_id: idInHugeMessage, repo: 'acme/w', github_token: TEST_TOKEN, task_content: 'x'.repeat(5 * 1024 * 1024) }),
       JSON.stringify({ github_token: TEST_TOKEN, note: 'no id here' }),
@@ -203,7 +199,14 @@ describe('bridge', () => {
   it('makes one flow per request id from three bridges, with one job per scope', async () => {
     freshQueue();
     await bridges(3);
-    const request = legacyRequest({ tasks: [{ scope: 'web', task_content: 'a' }, { scope: 'api', task_content: 'b' }], review: true, merge: true });
+    const request = legacyRequest({
+      tasks: [
+        { scope: 'web', task_content: 'a' },
+        { scope: 'api', task_content: 'b' },
+      ],
+      review: true,
+      merge: true,
+    });
     await send(request);
     await send(request);
     await idle();

@@ -49,7 +49,19 @@ async function eventWaiter(url: string) {
  * containers running at once: the exact figure, not a sample.
  */
 function concurrencyMeter(label: string) {
-  const child = spawn('docker', ['events', '--format', '{{.Status}}', '--filter', `label=${label}`, '--filter', 'type=container', '--filter', 'event=start', '--filter', 'event=die']);
+  const child = spawn('docker', [
+    'events',
+    '--format',
+    '{{.Status}}',
+    '--filter',
+    `label=${label}`,
+    '--filter',
+    'type=container',
+    '--filter',
+    'event=start',
+    '--filter',
+    'event=die',
+  ]);
   let running = 0;
   let max = 0;
   let starts = 0;
@@ -104,7 +116,12 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
   it('holds the per-host cap and the global cap with two spawn processes', async () => {
     // Locks long enough that a loaded CI machine never lets a live job stall (a stall would rightly
     // start a second container and blur the count); kill -9 below tests the short-lock path.
-    const shared = { FLEET_PREFIX: `fleet-caps-${Date.now()}`, FLEET_HOST_CONCURRENCY: '2', FLEET_LOCK_DURATION: '15', FLEET_STALLED_INTERVAL: '5' };
+    const shared = {
+      FLEET_PREFIX: `fleet-caps-${Date.now()}`,
+      FLEET_HOST_CONCURRENCY: '2',
+      FLEET_LOCK_DURATION: '15',
+      FLEET_STALLED_INTERVAL: '5',
+    };
     const a = env({ ...shared, FLEET_GLOBAL_CONCURRENCY: '3' });
     const b = env({ ...shared });
     const meterA = concurrencyMeter(`fleet.host=${a.FLEET_HOST_ID}`);
@@ -138,7 +155,9 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     const host = spawnFleetProcess(env(shared), ['spawn']);
     processes.push(host);
     await host.ready;
-    const request = legacyRequest({ task_content: `${eventLine({ event_type: 'progress', stage: 'run', message: 'running', progress_pct: 10 })}\nsleep 60` });
+    const request = legacyRequest({
+      task_content: `${eventLine({ event_type: 'progress', stage: 'run', message: 'running', progress_pct: 10 })}\nsleep 60`,
+    });
     const id = request.request_id as string;
     await publishJson(redis, channels.spawn, request);
     await events.next((e) => e.request_id === id && e.event_type === 'progress');
@@ -154,7 +173,9 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     const events = await eventWaiter(server.url);
     const fleet = await startTestFleet(e, ['bridge', 'spawn']);
     fleets.push(fleet);
-    const first = legacyRequest({ task_content: `${eventLine({ event_type: 'progress', message: 'holding the slot', stage: null, progress_pct: null })}\nsleep 3\n${completedLine()}` });
+    const first = legacyRequest({
+      task_content: `${eventLine({ event_type: 'progress', message: 'holding the slot', stage: null, progress_pct: null })}\nsleep 3\n${completedLine()}`,
+    });
     const second = legacyRequest({ task_content: completedLine() });
     await publishJson(redis, channels.spawn, first);
     await events.next((ev) => ev.request_id === first.request_id && ev.event_type === 'progress');
@@ -176,7 +197,9 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     const doomed = spawnFleetProcess(doomedEnv, ['spawn']);
     processes.push(doomed);
     await doomed.ready;
-    const request = legacyRequest({ task_content: `${eventLine({ event_type: 'progress', message: 'working', stage: null, progress_pct: null })}\nsleep 4\n${completedLine('finished elsewhere')}` });
+    const request = legacyRequest({
+      task_content: `${eventLine({ event_type: 'progress', message: 'working', stage: null, progress_pct: null })}\nsleep 4\n${completedLine('finished elsewhere')}`,
+    });
     const id = request.request_id as string;
     await publishJson(redis, channels.spawn, request);
     await events.next((e) => e.request_id === id && e.event_type === 'progress');
@@ -208,8 +231,12 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     const shared = { FLEET_PREFIX: `fleet-drain-${Date.now()}` };
     const events = await eventWaiter(server.url);
     const draining = await startTestFleet(env({ ...shared, FLEET_DRAIN_TIMEOUT: '1' }), ['bridge', 'spawn']);
-    const quick = legacyRequest({ task_content: `${eventLine({ event_type: 'progress', message: 'go', stage: null, progress_pct: null })}\nsleep 0.5\n${completedLine('quick')}` });
-    const slow = legacyRequest({ task_content: `${eventLine({ event_type: 'progress', message: 'go', stage: null, progress_pct: null })}\nsleep 4\n${completedLine('slow')}` });
+    const quick = legacyRequest({
+      task_content: `${eventLine({ event_type: 'progress', message: 'go', stage: null, progress_pct: null })}\nsleep 0.5\n${completedLine('quick')}`,
+    });
+    const slow = legacyRequest({
+      task_content: `${eventLine({ event_type: 'progress', message: 'go', stage: null, progress_pct: null })}\nsleep 4\n${completedLine('slow')}`,
+    });
     await publishJson(redis, channels.spawn, quick);
     await publishJson(redis, channels.spawn, slow);
     await Promise.all([quick, slow].map((r) => events.next((e) => e.request_id === r.request_id && e.event_type === 'progress')));

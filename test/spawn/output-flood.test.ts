@@ -89,7 +89,9 @@ describeDocker('container output flood (real Docker, busybox worker, network non
         },
       });
       exitCode = outcome.exitCode;
-      logConfig = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .HostConfig.LogConfig}}', container.id], { encoding: 'utf8' }));
+      logConfig = JSON.parse(
+        execFileSync('docker', ['inspect', '--format', '{{json .HostConfig.LogConfig}}', container.id], { encoding: 'utf8' }),
+      );
       logFiles = dockerLogFiles(container.id);
     } finally {
       clearInterval(sampler);
@@ -97,7 +99,9 @@ describeDocker('container output flood (real Docker, busybox worker, network non
     }
     const heapGrowth = peak.heapUsed - base.heapUsed;
     const rssGrowth = peak.rss - base.rss;
-    console.info(`flood of ${FLOOD_BYTES} bytes: peak heap growth ${(heapGrowth / MIB).toFixed(1)} MiB, peak RSS growth ${(rssGrowth / MIB).toFixed(1)} MiB`);
+    console.info(
+      `flood of ${FLOOD_BYTES} bytes: peak heap growth ${(heapGrowth / MIB).toFixed(1)} MiB, peak RSS growth ${(rssGrowth / MIB).toFixed(1)} MiB`,
+    );
 
     // Unbounded reading holds the whole line (100 MiB as a string, more while it is built).
     expect(heapGrowth).toBeLessThan(32 * MIB);

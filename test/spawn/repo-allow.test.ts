@@ -45,8 +45,18 @@ describe('a fleet with FLEET_REPO_ALLOW (real Redis)', () => {
     redis = new Redis(server.url, { maxRetriesPerRequest: null });
     results = await ResultListener.start(server.url);
     // Docker answers and the image is there, but a container create is recorded, never run.
-    const runtime = { ...idleRuntime(), create: async (spec: { name: string }) => { created.push(spec.name); throw new Error('no containers here'); } };
-    fleet = await startTestFleet(testEnv(server.url, 'unused:image', { FLEET_REPO_ALLOW: 'acme/*', FLEET_GITHUB_TOKEN: 'host-token-xyz' }), ['bridge', 'spawn'], { runtime: runtime as never });
+    const runtime = {
+      ...idleRuntime(),
+      create: async (spec: { name: string }) => {
+        created.push(spec.name);
+        throw new Error('no containers here');
+      },
+    };
+    fleet = await startTestFleet(
+      testEnv(server.url, 'unused:image', { FLEET_REPO_ALLOW: 'acme/*', FLEET_GITHUB_TOKEN: 'host-token-xyz' }),
+      ['bridge', 'spawn'],
+      { runtime: runtime as never },
+    );
   });
   afterAll(async () => {
     await fleet?.stop();

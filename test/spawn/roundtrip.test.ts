@@ -5,7 +5,17 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { QUEUE_NAMES } from '../../queues/common.ts';
 import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker, testImage } from '../support/docker.ts';
-import { completedLine, eventLine, EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN } from '../support/fleet.ts';
+import {
+  completedLine,
+  eventLine,
+  EventRecorder,
+  legacyRequest,
+  publishJson,
+  ResultListener,
+  startTestFleet,
+  testEnv,
+  TEST_TOKEN,
+} from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 
 /** Every value stored in Redis, whatever its type, as text: where a leaked secret would be. */
@@ -13,7 +23,7 @@ async function dumpRedis(redis: Redis): Promise<string> {
   const parts: string[] = [];
   for (const key of await redis.keys('*')) {
     const type = await redis.type(key);
-    if (type === 'string') parts.push(await redis.get(key) ?? '');
+    if (type === 'string') parts.push((await redis.get(key)) ?? '');
     if (type === 'hash') parts.push(JSON.stringify(await redis.hgetall(key)));
     if (type === 'list') parts.push(...(await redis.lrange(key, '0', '-1')));
     if (type === 'set') parts.push(...(await redis.smembers(key)));
@@ -113,14 +123,25 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     const request = legacyRequest({
       task_content: [
         'for i in $(seq 1 300); do echo "line $i"; done',
-        eventLine({ event_type: 'failed', error_type: 'task_failed', error_message: 'agent exited with code 7', logs_tail: 'tail from worker' }),
+        eventLine({
+          event_type: 'failed',
+          error_type: 'task_failed',
+          error_message: 'agent exited with code 7',
+          logs_tail: 'tail from worker',
+        }),
         'exit 7',
       ].join('\n'),
     });
     const id = request.request_id as string;
     await publishJson(redis, channels.spawn, request);
     const result = await results.next(id);
-    expect(result).toMatchObject({ success: false, exit_code: 7, error_type: 'task_failed', error_message: 'agent exited with code 7', logs_tail: 'tail from worker' });
+    expect(result).toMatchObject({
+      success: false,
+      exit_code: 7,
+      error_type: 'task_failed',
+      error_message: 'agent exited with code 7',
+      logs_tail: 'tail from worker',
+    });
     expect((await events.untilResult(id)).filter((e) => e.event_type === 'failed')).toHaveLength(1);
   });
 

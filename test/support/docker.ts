@@ -6,13 +6,16 @@ import { ensureTestImage } from './test-image.ts';
  * Docker-backed tests run when a daemon answers. With FLEET_REQUIRE_DOCKER=1 (CI) a missing
  * daemon fails the run instead of skipping; otherwise the skip is announced, never silent.
  */
-export const dockerAvailable = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
+export const dockerAvailable =
+  spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
 
 if (!dockerAvailable) {
   if (process.env.FLEET_REQUIRE_DOCKER === '1') {
     throw new Error('FLEET_REQUIRE_DOCKER=1 but no Docker daemon answers: start dockerd (see .ci/run)');
   }
-  console.warn('\n*** NOTICE: no Docker daemon answers; Docker-backed tests are SKIPPED (set FLEET_REQUIRE_DOCKER=1 to require them) ***\n');
+  console.warn(
+    '\n*** NOTICE: no Docker daemon answers; Docker-backed tests are SKIPPED (set FLEET_REQUIRE_DOCKER=1 to require them) ***\n',
+  );
 }
 
 export const describeDocker = dockerAvailable ? describe : describe.skip;

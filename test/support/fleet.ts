@@ -46,7 +46,11 @@ export function testEnv(redisUrl: string, image?: string, overrides: Record<stri
 export type TestFleet = RunningFleet & { config: FleetConfig };
 
 /** A fleet in this process; its stop() also removes env.FLEET_DATA_DIR. */
-export async function startTestFleet(env: Record<string, string>, roles: Role[], options: { runtime?: ContainerRuntime } = {}): Promise<TestFleet> {
+export async function startTestFleet(
+  env: Record<string, string>,
+  roles: Role[],
+  options: { runtime?: ContainerRuntime } = {},
+): Promise<TestFleet> {
   const config = loadConfig(env);
   const fleet = await startFleet({ config, roles, logger: createLogger({ level: config.logLevel }), runtime: options.runtime });
   const stopFleet = fleet.stop.bind(fleet);

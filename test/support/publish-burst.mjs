@@ -18,10 +18,19 @@ const task = line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes);
 const redis = new Redis(url, { maxRetriesPerRequest: null });
 const pipeline = redis.pipeline();
 for (let i = 0; i < count; i++) {
-  pipeline.publish('worker:spawn', JSON.stringify({
-    request_id: `${idPrefix}-${i}`, repo: 'acme/widgets', github_token: 'ghp_burstburstburstburstburstburstburst1',
-    task_content: task, task_title: 'burst', model: 'claude-sonnet-4-5-20250929', agents_content: null, timeout_seconds: 600,
-  }));
+  pipeline.publish(
+    'worker:spawn',
+    JSON.stringify({
+      request_id: `${idPrefix}-${i}`,
+      repo: 'acme/widgets',
+      github_token: 'ghp_burstburstburstburstburstburstburst1',
+      task_content: task,
+      task_title: 'burst',
+      model: 'claude-sonnet-4-5-20250929',
+      agents_content: null,
+      timeout_seconds: 600,
+    }),
+  );
 }
 const started = performance.now();
 const replies = await pipeline.exec();

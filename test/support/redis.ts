@@ -59,8 +59,25 @@ export async function startRedis(options: { args?: readonly string[] } = {}): Pr
   const launch = async () => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '',
-        '--maxmemory-policy', 'noeviction', '--daemonize', 'no', '--loglevel', 'warning', ...(options.args ?? [])],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
+        ...(options.args ?? []),
+      ],
       { stdio: 'ignore' },
     );
     await waitForPing(port, child);

@@ -22,8 +22,42 @@ const ENTRYPOINT = [
   'exec sh /fleet/input/TASK.md',
   '',
 ].join('\n');
-const APPLETS = ['sh', 'echo', 'cat', 'ls', 'sleep', 'seq', 'head', 'tail', 'wc', 'env', 'id', 'printf', 'grep', 'sed',
-  'yes', 'kill', 'true', 'false', 'dd', 'base64', 'sha256sum', 'tr', 'test', '[', 'expr', 'date', 'cmp', 'stat', 'rm', 'mkdir', 'touch', 'wget', 'awk', 'cut'];
+const APPLETS = [
+  'sh',
+  'echo',
+  'cat',
+  'ls',
+  'sleep',
+  'seq',
+  'head',
+  'tail',
+  'wc',
+  'env',
+  'id',
+  'printf',
+  'grep',
+  'sed',
+  'yes',
+  'kill',
+  'true',
+  'false',
+  'dd',
+  'base64',
+  'sha256sum',
+  'tr',
+  'test',
+  '[',
+  'expr',
+  'date',
+  'cmp',
+  'stat',
+  'rm',
+  'mkdir',
+  'touch',
+  'wget',
+  'awk',
+  'cut',
+];
 
 function busyboxPath(): string {
   for (const candidate of ['/bin/busybox', '/usr/bin/busybox']) {
@@ -46,7 +80,9 @@ export function ensureTestImage(): string {
     chmodSync(join(root, 'usr/local/bin/fleet-worker'), 0o755);
     chmodSync(join(root, 'tmp'), 0o1777);
     const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
-    execFileSync('docker', ['import', '-c', 'ENV PATH=/bin:/usr/local/bin', '-c', 'ENTRYPOINT ["/usr/local/bin/fleet-worker"]', '-', tag], { input: tar });
+    execFileSync('docker', ['import', '-c', 'ENV PATH=/bin:/usr/local/bin', '-c', 'ENTRYPOINT ["/usr/local/bin/fleet-worker"]', '-', tag], {
+      input: tar,
+    });
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -6,12 +6,16 @@ import { FLEET_REDIS_ARGS } from '../../src/embedded-redis.ts';
 
 describe('the pubsub output-buffer limit', () => {
   it('reads the pubsub class out of CONFIG GET client-output-buffer-limit', () => {
-    expect(parsePubsubLimit('normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60')).toEqual({ hardBytes: 33554432, softBytes: 8388608, softSeconds: 60 });
+    expect(parsePubsubLimit('normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60')).toEqual({
+      hardBytes: 33554432,
+      softBytes: 8388608,
+      softSeconds: 60,
+    });
     expect(parsePubsubLimit('normal 0 0 0')).toBeUndefined();
     expect(parsePubsubLimit('pubsub x 0 0')).toBeUndefined();
   });
 
-  it('takes Redis\'s default as too low and fleet\'s setting, or no limit, as enough', () => {
+  it("takes Redis's default as too low and fleet's setting, or no limit, as enough", () => {
     expect(limitFitsBurst({ hardBytes: 32 * 2 ** 20, softBytes: 8 * 2 ** 20, softSeconds: 60 })).toBe(false);
     expect(limitFitsBurst(parsePubsubLimit(PUBSUB_BUFFER_SETTING.replace('512mb', String(512 * 2 ** 20)))!)).toBe(true);
     expect(limitFitsBurst({ hardBytes: 0, softBytes: 0, softSeconds: 0 })).toBe(true);

@@ -54,18 +54,34 @@ describe('loadConfig', () => {
 
 describe('agent model settings', () => {
   it('parses FLEET_MODEL_MAP and names a bad entry', () => {
-    expect(loadConfig({ FLEET_MODEL_MAP: '{"claude": {"a": "b"}, "*": {"c": "d"}}' }).models.map).toEqual({ claude: { a: 'b' }, '*': { c: 'd' } });
+    expect(loadConfig({ FLEET_MODEL_MAP: '{"claude": {"a": "b"}, "*": {"c": "d"}}' }).models.map).toEqual({
+      claude: { a: 'b' },
+      '*': { c: 'd' },
+    });
     expect(loadConfig({}).models.map).toEqual({});
     expect(() => loadConfig({ FLEET_MODEL_MAP: 'claude:a=b' })).toThrow(/FLEET_MODEL_MAP: must be JSON/);
     expect(() => loadConfig({ FLEET_MODEL_MAP: '{"gemini": {"a": "b"}}' })).toThrow(/FLEET_MODEL_MAP: "gemini" is not an agent/);
-    expect(() => loadConfig({ FLEET_MODEL_MAP: '{"codex": {"a": "--help me"}}' })).toThrow(/FLEET_MODEL_MAP: "codex"."a": the target must be a model name/);
+    expect(() => loadConfig({ FLEET_MODEL_MAP: '{"codex": {"a": "--help me"}}' })).toThrow(
+      /FLEET_MODEL_MAP: "codex"."a": the target must be a model name/,
+    );
   });
 
   it("takes droid's custom model as three settings together, naming what is missing", () => {
-    const droid = { FLEET_DROID_MODEL_PROVIDER: 'anthropic', FLEET_DROID_MODEL_BASE_URL: 'https://gw.example/', FLEET_DROID_MODEL_API_KEY: 'k' };
-    expect(loadConfig(droid).models.droid).toEqual({ provider: 'anthropic', baseUrl: 'https://gw.example', apiKey: 'k', maxOutputTokens: 16384 });
+    const droid = {
+      FLEET_DROID_MODEL_PROVIDER: 'anthropic',
+      FLEET_DROID_MODEL_BASE_URL: 'https://gw.example/',
+      FLEET_DROID_MODEL_API_KEY: 'k',
+    };
+    expect(loadConfig(droid).models.droid).toEqual({
+      provider: 'anthropic',
+      baseUrl: 'https://gw.example',
+      apiKey: 'k',
+      maxOutputTokens: 16384,
+    });
     expect(loadConfig({}).models.droid).toBeUndefined();
-    expect(() => loadConfig({ ...droid, FLEET_DROID_MODEL_API_KEY: '' })).toThrow(/FLEET_DROID_MODEL_API_KEY: .*missing: FLEET_DROID_MODEL_API_KEY/);
+    expect(() => loadConfig({ ...droid, FLEET_DROID_MODEL_API_KEY: '' })).toThrow(
+      /FLEET_DROID_MODEL_API_KEY: .*missing: FLEET_DROID_MODEL_API_KEY/,
+    );
     expect(() => loadConfig({ ...droid, FLEET_DROID_MODEL_PROVIDER: 'gemini' })).toThrow(/FLEET_DROID_MODEL_PROVIDER/);
     expect(() => loadConfig({ FLEET_OPENAI_BASE_URL: 'not a url' })).toThrow(/FLEET_OPENAI_BASE_URL/);
   });

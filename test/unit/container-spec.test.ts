@@ -94,16 +94,35 @@ describe('model endpoints and the model map', () => {
     FLEET_AGENT_MAX_RETRIES: '2',
     FLEET_MODEL_MAP: JSON.stringify({ '*': { 'old-model': 'new-model' }, codex: { 'old-model': 'gpt-5-codex' } }),
   };
-  const endpointVars = ['ANTHROPIC_BASE_URL', 'OPENAI_BASE_URL', 'FLEET_DROID_MODEL_PROVIDER', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_API_KEY', 'FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS'];
-  const endpointsOf = (agent: string) => Object.keys(spec({ agent }, env).env).filter((k) => endpointVars.includes(k)).sort();
+  const endpointVars = [
+    'ANTHROPIC_BASE_URL',
+    'OPENAI_BASE_URL',
+    'FLEET_DROID_MODEL_PROVIDER',
+    'FLEET_DROID_MODEL_BASE_URL',
+    'FLEET_DROID_MODEL_API_KEY',
+    'FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS',
+  ];
+  const endpointsOf = (agent: string) =>
+    Object.keys(spec({ agent }, env).env)
+      .filter((k) => endpointVars.includes(k))
+      .sort();
 
   it("gives each agent its own endpoint only, never another agent's", () => {
     expect(endpointsOf('claude')).toEqual(['ANTHROPIC_BASE_URL']);
     expect(endpointsOf('codex')).toEqual(['OPENAI_BASE_URL']);
-    expect(endpointsOf('droid')).toEqual(['FLEET_DROID_MODEL_API_KEY', 'FLEET_DROID_MODEL_BASE_URL', 'FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS', 'FLEET_DROID_MODEL_PROVIDER']);
+    expect(endpointsOf('droid')).toEqual([
+      'FLEET_DROID_MODEL_API_KEY',
+      'FLEET_DROID_MODEL_BASE_URL',
+      'FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS',
+      'FLEET_DROID_MODEL_PROVIDER',
+    ]);
     expect(endpointsOf('custom')).toEqual([]);
     expect(spec({ agent: 'claude' }, env).env.ANTHROPIC_BASE_URL).toBe('https://gw.example/anthropic');
-    expect(spec({ agent: 'droid' }, env).env).toMatchObject({ FLEET_DROID_MODEL_API_KEY: 'droid-model-key', FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS: '16384', FLEET_AGENT_MAX_RETRIES: '2' });
+    expect(spec({ agent: 'droid' }, env).env).toMatchObject({
+      FLEET_DROID_MODEL_API_KEY: 'droid-model-key',
+      FLEET_DROID_MODEL_MAX_OUTPUT_TOKENS: '16384',
+      FLEET_AGENT_MAX_RETRIES: '2',
+    });
     expect(spec({ agent: 'custom' }, env).env.FLEET_AGENT_MAX_RETRIES).toBeUndefined();
   });
 

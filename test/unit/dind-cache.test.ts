@@ -21,7 +21,14 @@ function volumes(sizes: Map<string, number>, removed: string[]): ContainerRuntim
 
 describe('DindSlots', () => {
   it('lends each slot to one job at a time; the next job waits for the slot to come back', async () => {
-    const slots = new DindSlots({ hostId: 'h', prefix: 'fleet', slots: 1, maxBytes: 100, runtime: volumes(new Map(), []), logger: createLogger({ level: 'silent' }) });
+    const slots = new DindSlots({
+      hostId: 'h',
+      prefix: 'fleet',
+      slots: 1,
+      maxBytes: 100,
+      runtime: volumes(new Map(), []),
+      logger: createLogger({ level: 'silent' }),
+    });
     const first = await slots.acquire();
     let second: { volume: string } | undefined;
     const waiting = slots.acquire().then((s) => (second = s));
@@ -36,7 +43,14 @@ describe('DindSlots', () => {
   it('empties a volume that grew past the limit before lending it again', async () => {
     const removed: string[] = [];
     const sizes = new Map([['fleet-dind-h-0', 500]]);
-    const slots = new DindSlots({ hostId: 'h', prefix: 'fleet', slots: 2, maxBytes: 100, runtime: volumes(sizes, removed), logger: createLogger({ level: 'silent' }) });
+    const slots = new DindSlots({
+      hostId: 'h',
+      prefix: 'fleet',
+      slots: 2,
+      maxBytes: 100,
+      runtime: volumes(sizes, removed),
+      logger: createLogger({ level: 'silent' }),
+    });
     const [a, b] = [await slots.acquire(), await slots.acquire()];
     sizes.set(b.volume, 50);
     a.release();

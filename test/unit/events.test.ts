@@ -30,9 +30,21 @@ describe('resultFromOutcome', () => {
   const ctx = { timeoutSeconds: 60, branch: null };
 
   it('builds a success from the completed event with exactly the legacy keys', () => {
-    const result = resultFromOutcome('r', { ...base, completed: { event_type: 'completed', commit_sha: 'c1', branch: 'main', files_changed: ['f'], summary: 'ok' } }, ctx);
+    const result = resultFromOutcome(
+      'r',
+      { ...base, completed: { event_type: 'completed', commit_sha: 'c1', branch: 'main', files_changed: ['f'], summary: 'ok' } },
+      ctx,
+    );
     expect(Object.keys(result)).toEqual([...LEGACY_RESULT_KEYS]);
-    expect(result).toMatchObject({ success: true, exit_code: 0, commit_sha: 'c1', branch: 'main', files_changed: ['f'], summary: 'ok', output: 'ok' });
+    expect(result).toMatchObject({
+      success: true,
+      exit_code: 0,
+      commit_sha: 'c1',
+      branch: 'main',
+      files_changed: ['f'],
+      summary: 'ok',
+      output: 'ok',
+    });
   });
 
   it('reports a non-zero exit without a failed event as a crash with the code', () => {
@@ -42,11 +54,22 @@ describe('resultFromOutcome', () => {
   });
 
   it('takes the failure the container reported', () => {
-    const result = resultFromOutcome('r', { ...base, exitCode: 2, failed: { event_type: 'failed', error_type: 'task_failed', error_message: 'agent exited 2', logs_tail: null } }, ctx);
+    const result = resultFromOutcome(
+      'r',
+      {
+        ...base,
+        exitCode: 2,
+        failed: { event_type: 'failed', error_type: 'task_failed', error_message: 'agent exited 2', logs_tail: null },
+      },
+      ctx,
+    );
     expect(result).toMatchObject({ error_type: 'task_failed', error_message: 'agent exited 2', exit_code: 2 });
   });
 
   it('reports a timeout with exit code -1', () => {
-    expect(resultFromOutcome('r', { ...base, exitCode: null, stoppedBy: 'timeout' }, ctx)).toMatchObject({ error_type: 'timeout', exit_code: -1 });
+    expect(resultFromOutcome('r', { ...base, exitCode: null, stoppedBy: 'timeout' }, ctx)).toMatchObject({
+      error_type: 'timeout',
+      exit_code: -1,
+    });
   });
 });

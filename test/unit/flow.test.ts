@@ -28,13 +28,28 @@ const merged = (scope: string, sha: string): ScopeOutcome => ({
 
 describe('buildRequestFlow', () => {
   it('chains merge → review → spawn per scope under one root that runs last', () => {
-    const request = validateSpawnRequest(legacyRequest({ request_id: 'r', tasks: [{ scope: 'web', task_content: 'a' }, { scope: 'api', task_content: 'b' }], review: true, merge: true }));
+    const request = validateSpawnRequest(
+      legacyRequest({
+        request_id: 'r',
+        tasks: [
+          { scope: 'web', task_content: 'a' },
+          { scope: 'api', task_content: 'b' },
+        ],
+        review: true,
+        merge: true,
+      }),
+    );
     const flow = buildRequestFlow(request, 'sealed', { attempts: 3, keepLogs: 10, acceptedAt: 1, source: 'pubsub' });
     expect(flow).toMatchObject({ name: 'request', queueName: 'merge', opts: { jobId: 'r' } });
     expect(flow.children!.map((c) => c.opts?.jobId)).toEqual(['r~web~merge', 'r~api~merge']);
     const review = flow.children![0]!.children![0]!;
     const spawn = review.children![0]!;
-    expect([review.queueName, review.opts?.jobId, spawn.queueName, spawn.opts?.jobId]).toEqual(['review', 'r~web~review', 'spawn', 'r~web']);
+    expect([review.queueName, review.opts?.jobId, spawn.queueName, spawn.opts?.jobId]).toEqual([
+      'review',
+      'r~web~review',
+      'spawn',
+      'r~web',
+    ]);
     expect(spawn.data.flow).toEqual({ scope: 'web', purpose: 'task', branch: 'fleet/r/web', baseBranch: null });
     expect(spawn.data.request.task_content).toBe('a');
     // The token is sealed in the steps and absent everywhere in clear.
@@ -54,7 +69,9 @@ describe('flow storage', () => {
   it('keeps the texts in the root and the workers only, not in review and merge steps', () => {
     const agents = 'a'.repeat(200 * 1024);
     const tasks = Array.from({ length: 20 }, (_, i) => ({ scope: `s${i}`, task_content: 't'.repeat(100 * 1024) }));
-    const request = validateSpawnRequest(legacyRequest({ request_id: 'big', agents_content: agents, mode: 'pr', review: true, merge: true, tasks }));
+    const request = validateSpawnRequest(
+      legacyRequest({ request_id: 'big', agents_content: agents, mode: 'pr', review: true, merge: true, tasks }),
+    );
     const flow = buildRequestFlow(request, 'sealed', { attempts: 3, keepLogs: 10, acceptedAt: 1, source: 'pubsub' });
     const size = (data: unknown) => Buffer.byteLength(JSON.stringify(data));
     let total = size(flow.data);
@@ -89,7 +106,7 @@ describe('derived job ids', () => {
     expect(followUpJobId(stepJobId('V', null, 'review'), 'agent', 1)).not.toBe(stepJobId('V.review.agent1', null, 'spawn'));
   });
 
-  it('make container names Docker takes, never another request\'s', () => {
+  it("make container names Docker takes, never another request's", () => {
     const names = ['a~b', 'a_tb', 'a_b', 'a__b', 'V~s1~fix1', 'V_ts1_tfix1'].map((id) => containerName('{fleet}', id, 1));
     for (const name of names) expect(name).toMatch(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/);
     expect(new Set(names).size).toBe(names.length);
@@ -112,7 +129,14 @@ describe('aggregateFlowResult', () => {
   });
 
   it('names the scope that fell short', () => {
-    const rejected: ScopeOutcome = { ...merged('api', 'x'), merged: false, merge_sha: null, reviews: [review(false)], error_type: 'review_rejected', error_message: 'no' };
+    const rejected: ScopeOutcome = {
+      ...merged('api', 'x'),
+      merged: false,
+      merge_sha: null,
+      reviews: [review(false)],
+      error_type: 'review_rejected',
+      error_message: 'no',
+    };
     const result = aggregateFlowResult('r', [merged('web', 'm1'), rejected], { review: true, merge: true }, times);
     expect(result).toMatchObject({ success: false, error_type: 'review_rejected', error_message: 'api: no' });
     expect(result.output).toContain('api: PR #1, changes requested');
@@ -134,7 +158,13 @@ describe('texts for GitHub and follow-up workers', () => {
   });
 
   it('gives a fix worker the feedback, the line comments and the original task', () => {
-    const task = fixTask({ feedback: 'Handle nulls', comments: [{ path: 'a.ts', line: 3, body: 'here' }], originalTask: 'ORIGINAL', round: 1, branch: 'b' });
+    const task = fixTask({
+      feedback: 'Handle nulls',
+      comments: [{ path: 'a.ts', line: 3, body: 'here' }],
+      originalTask: 'ORIGINAL',
+      round: 1,
+      branch: 'b',
+    });
     expect(task).toMatch(/Handle nulls[\s\S]*`a\.ts:3`: here[\s\S]*ORIGINAL/);
   });
 

@@ -33,7 +33,12 @@ describe('LineSplitter', () => {
     expect(texts(expected)).toEqual(['ä€😀 x', 'zweite Zeile ü', '😀😀', 'end']);
     for (const chunks of everySplit(Buffer.from(text))) expect(split(chunks, 64)).toEqual(expected);
     // One byte at a time: every character arrives in pieces.
-    expect(split([...Buffer.from(text)].map((b) => Buffer.from([b])), 64)).toEqual(expected);
+    expect(
+      split(
+        [...Buffer.from(text)].map((b) => Buffer.from([b])),
+        64,
+      ),
+    ).toEqual(expected);
   });
 
   it('keeps a line of exactly the cap whole, and cuts one byte more', () => {
@@ -58,7 +63,10 @@ describe('LineSplitter', () => {
     const splitter = new LineSplitter(16);
     const chunk = Buffer.alloc(64 * 1024, 'x');
     for (let i = 0; i < 160; i++) expect(splitter.push(chunk)).toEqual([]);
-    expect(splitter.push(Buffer.from('x\nafter\n'))).toEqual([{ text: 'x'.repeat(16), droppedBytes: 160 * chunk.length + 1 - 16 }, whole('after')]);
+    expect(splitter.push(Buffer.from('x\nafter\n'))).toEqual([
+      { text: 'x'.repeat(16), droppedBytes: 160 * chunk.length + 1 - 16 },
+      whole('after'),
+    ]);
   });
 
   it('refuses a cap too small for one UTF-8 character', () => {

@@ -56,16 +56,26 @@ describe('runWorker and over-long lines', () => {
     ]);
     expect(events).toMatchObject([{ event_type: 'completed', summary: 'real' }]);
     expect(outcome.completed).toMatchObject({ summary: 'real' });
-    expect(logs).toEqual([`${event}… [line cut at 16384 bytes; 1 more dropped]  [fleet: event line longer than 16384 bytes, not read as an event]`]);
+    expect(logs).toEqual([
+      `${event}… [line cut at 16384 bytes; 1 more dropped]  [fleet: event line longer than 16384 bytes, not read as an event]`,
+    ]);
   });
 });
 
 describe('Docker log bounds of a worker', () => {
   const { github_token: _t, ...request } = validateSpawnRequest(legacyRequest({ request_id: 'r-1' }));
   const spec = (env: Record<string, string> = {}) =>
-    buildContainerSpec({ request, githubToken: 'tok', branch: '', jobId: 'r-1', lockToken: 'l', attempt: 1, config: loadConfig({ FLEET_HOST_ID: 'h', ...env }) });
+    buildContainerSpec({
+      request,
+      githubToken: 'tok',
+      branch: '',
+      jobId: 'r-1',
+      lockToken: 'l',
+      attempt: 1,
+      config: loadConfig({ FLEET_HOST_ID: 'h', ...env }),
+    });
 
-  it('rotates Docker\'s log in two files that together hold FLEET_WORKER_LOG_MAX (default 64m)', () => {
+  it("rotates Docker's log in two files that together hold FLEET_WORKER_LOG_MAX (default 64m)", () => {
     expect(spec().log).toEqual({ maxFileBytes: 32 * 1024 ** 2, maxFiles: 2 });
     expect(spec({ FLEET_WORKER_LOG_MAX: '10m' }).log).toEqual({ maxFileBytes: 5 * 1024 ** 2, maxFiles: 2 });
   });

@@ -39,7 +39,12 @@ describe('Redactor', () => {
 describe('logger', () => {
   it('never writes a registered secret, whatever field holds it', () => {
     const lines: string[] = [];
-    const sink = new Writable({ write(chunk, _enc, done) { lines.push(chunk.toString()); done(); } });
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
     const release = redactor.add('sekrit-token-value-42');
     const logger = createLogger({ destination: sink });
     logger.info({ nested: { value: 'sekrit-token-value-42' }, github_token: 'anything' }, 'message with sekrit-token-value-42');

@@ -27,16 +27,29 @@ describe('terminalSafe', () => {
 
   it('removes other escapes (charset, keypad, reset) and every remaining control character', () => {
     expect(terminalSafe(`${ESC}(0q${ESC}(B ${ESC}=${ESC}>${ESC}c${ESC}7${ESC}8.`)).toBe('q .');
-    expect(terminalSafe('bell\u0007 nul\u0000 cr\roverwrite bs\u0008 del\u007f nel\u0085 vt\u000b ff\u000c')).toBe('bell nul croverwrite bs del nel vt ff');
+    expect(terminalSafe('bell\u0007 nul\u0000 cr\roverwrite bs\u0008 del\u007f nel\u0085 vt\u000b ff\u000c')).toBe(
+      'bell nul croverwrite bs del nel vt ff',
+    );
   });
 
   it('leaves no control character whatever is left unterminated or malformed', () => {
-    for (const text of [`${ESC}]0;no terminator`, `${ESC}[`, `${ESC}[31`, ESC, `${ESC}${ESC}[m`, '\u009b', `${ESC}]${'x'.repeat(10_000)}\u0007`]) {
+    for (const text of [
+      `${ESC}]0;no terminator`,
+      `${ESC}[`,
+      `${ESC}[31`,
+      ESC,
+      `${ESC}${ESC}[m`,
+      '\u009b',
+      `${ESC}]${'x'.repeat(10_000)}\u0007`,
+    ]) {
       expect(terminalSafe(text)).not.toMatch(CONTROL);
     }
   });
 
   it('applies to every string of a JSON value, keys included, and leaves the rest alone', () => {
-    expect(terminalSafeDeep({ a: `${ESC}[31mx`, [`k${ESC}[0m`]: [1, null, true, { b: 'y\u0007' }] })).toEqual({ a: 'x', k: [1, null, true, { b: 'y' }] });
+    expect(terminalSafeDeep({ a: `${ESC}[31mx`, [`k${ESC}[0m`]: [1, null, true, { b: 'y\u0007' }] })).toEqual({
+      a: 'x',
+      k: [1, null, true, { b: 'y' }],
+    });
   });
 });

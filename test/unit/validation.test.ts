@@ -22,7 +22,15 @@ describe('validateSpawnRequest', () => {
   const corpus: [string, unknown, RegExp][] = [
     ['not an object', [1, 2], /JSON object/],
     ['null', null, /JSON object/],
-    ['missing request_id', (() => { const r = legacyRequest(); delete r.request_id; return r; })(), /"request_id" is required/],
+    [
+      'missing request_id',
+      (() => {
+        const r = legacyRequest();
+        delete r.request_id;
+        return r;
+      })(),
+      /"request_id" is required/,
+    ],
     ['request_id with a colon', legacyRequest({ request_id: 'a:b' }), /request_id/],
     ['request_id too long', legacyRequest({ request_id: 'a'.repeat(129) }), /request_id.*128/],
     ['request_id a number', legacyRequest({ request_id: 42 }), /request_id/],
@@ -42,7 +50,16 @@ describe('validateSpawnRequest', () => {
     ['unknown agent', legacyRequest({ agent: 'gpt' }), /agent/],
     ['merge without review', legacyRequest({ mode: 'pr', merge: true }), /merge.*review/],
     ['review without pr mode', legacyRequest({ review: true }), /review.*mode/],
-    ['duplicate scopes', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x' }, { scope: 'a', task_content: 'y' }] }), /scope.*twice/],
+    [
+      'duplicate scopes',
+      legacyRequest({
+        tasks: [
+          { scope: 'a', task_content: 'x' },
+          { scope: 'a', task_content: 'y' },
+        ],
+      }),
+      /scope.*twice/,
+    ],
     ['scope with a slash', legacyRequest({ tasks: [{ scope: 'a/b', task_content: 'x' }] }), /tasks\.0\.scope/],
     // Names that would make a branch git refuses (fleet/{request_id}/{scope}, base_branch).
     ['request_id ".."', legacyRequest({ request_id: '..' }), /request_id.*"\."/],
@@ -63,7 +80,11 @@ describe('validateSpawnRequest', () => {
     ['task_title with an escape', legacyRequest({ task_title: 'a\u001b[2Jb' }), /task_title/],
     ['task_title empty', legacyRequest({ task_title: '' }), /task_title.*empty/],
     ['task_title blank', legacyRequest({ task_title: '   ' }), /task_title.*blank/],
-    ['a scoped task_title with a newline', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', task_title: 'a\nb' }] }), /tasks\.0\.task_title/],
+    [
+      'a scoped task_title with a newline',
+      legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', task_title: 'a\nb' }] }),
+      /tasks\.0\.task_title/,
+    ],
     // model reaches `--model "$MODEL"`: never an option.
     ['model starting with "-"', legacyRequest({ model: '--dangerously-skip-permissions' }), /model.*letter or digit/],
     ['model "--x"', legacyRequest({ model: '--x' }), /model/],
@@ -74,15 +95,34 @@ describe('validateSpawnRequest', () => {
     ['owner with "--"', legacyRequest({ repo: 'ac--me/widgets' }), /repo.*owner/],
     // What one message may make fleet store (Redis runs with noeviction: full means stopped).
     ['agents_content over 256 KiB', legacyRequest({ agents_content: 'a'.repeat(256 * 1024 + 1) }), /agents_content.*256 KiB/],
-    ['a scoped agents_content over 256 KiB', legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', agents_content: 'a'.repeat(256 * 1024 + 1) }] }), /tasks\.0\.agents_content/],
-    ['21 tasks', legacyRequest({ tasks: Array.from({ length: 21 }, (_, i) => ({ scope: `s${i}`, task_content: 'x' })) }), /tasks.*at most 20/],
-    ['texts over 4 MiB together', legacyRequest({ tasks: Array.from({ length: 5 }, (_, i) => ({ scope: `s${i}`, task_content: 'x'.repeat(900 * 1024) })) }), /tasks.*4 MiB/],
+    [
+      'a scoped agents_content over 256 KiB',
+      legacyRequest({ tasks: [{ scope: 'a', task_content: 'x', agents_content: 'a'.repeat(256 * 1024 + 1) }] }),
+      /tasks\.0\.agents_content/,
+    ],
+    [
+      '21 tasks',
+      legacyRequest({ tasks: Array.from({ length: 21 }, (_, i) => ({ scope: `s${i}`, task_content: 'x' })) }),
+      /tasks.*at most 20/,
+    ],
+    [
+      'texts over 4 MiB together',
+      legacyRequest({ tasks: Array.from({ length: 5 }, (_, i) => ({ scope: `s${i}`, task_content: 'x'.repeat(900 * 1024) })) }),
+      /tasks.*4 MiB/,
+    ],
     ['deeply nested value', legacyRequest({ model: JSON.parse('['.repeat(5000) + ']'.repeat(5000)) }), /model/],
   ];
 
   it('accepts the names and values git and the agents take', () => {
     const ok = validateSpawnRequest(
-      legacyRequest({ request_id: 'req-1.2_3', repo: 'a-b/.github', model: 'openai/gpt-4.1:latest', mode: 'pr', base_branch: 'release/v1.2', task_title: 'Fix: the «parser»' }),
+      legacyRequest({
+        request_id: 'req-1.2_3',
+        repo: 'a-b/.github',
+        model: 'openai/gpt-4.1:latest',
+        mode: 'pr',
+        base_branch: 'release/v1.2',
+        task_title: 'Fix: the «parser»',
+      }),
     );
     expect(ok.model).toBe('openai/gpt-4.1:latest');
     expect(() => validateSpawnRequest(legacyRequest({ agents_content: 'a'.repeat(256 * 1024) }))).not.toThrow();

@@ -119,51 +119,63 @@ describeDocker('coding worker image: docker-in-docker (caps mode)', () => {
     expect(elsewhere.logLines).not.toContain(`IMAGE=${tinyTag}`);
   }, 300_000);
 
-  it.skipIf(!BUSYBOX)('runs a container inside the worker', async () => {
-    const run = await worker(
-      `docker load -q -i /fixtures/tiny.tar >/dev/null && docker run --rm --pull never ${tinyTag} /bin/busybox echo INNER-OK`,
-      await newVolume(),
-    );
-    expect(run.exitCode).toBe(0);
-    expect(run.logLines).toContain('INNER-OK');
-  }, 180_000);
+  it.skipIf(!BUSYBOX)(
+    'runs a container inside the worker',
+    async () => {
+      const run = await worker(
+        `docker load -q -i /fixtures/tiny.tar >/dev/null && docker run --rm --pull never ${tinyTag} /bin/busybox echo INNER-OK`,
+        await newVolume(),
+      );
+      expect(run.exitCode).toBe(0);
+      expect(run.logLines).toContain('INNER-OK');
+    },
+    180_000,
+  );
 
-  it.skipIf(!BUSYBOX)('runs `docker compose` inside the worker', async () => {
-    const compose = `services:\n  hello:\n    image: ${tinyTag}\n    command: ["/bin/busybox", "echo", "COMPOSE-OK"]\n`;
-    const run = await worker(
-      [
-        'docker load -q -i /fixtures/tiny.tar >/dev/null',
-        'mkdir -p /tmp/app && cd /tmp/app',
-        `printf '%s' '${compose}' > compose.yaml`,
-        'docker compose up --no-build --abort-on-container-exit 2>&1',
-      ].join('\n'),
-      await newVolume(),
-    );
-    expect(run.exitCode).toBe(0);
-    expect(run.stdout).toMatch(/hello.*COMPOSE-OK/); // compose colours the prefix
-  }, 180_000);
+  it.skipIf(!BUSYBOX)(
+    'runs `docker compose` inside the worker',
+    async () => {
+      const compose = `services:\n  hello:\n    image: ${tinyTag}\n    command: ["/bin/busybox", "echo", "COMPOSE-OK"]\n`;
+      const run = await worker(
+        [
+          'docker load -q -i /fixtures/tiny.tar >/dev/null',
+          'mkdir -p /tmp/app && cd /tmp/app',
+          `printf '%s' '${compose}' > compose.yaml`,
+          'docker compose up --no-build --abort-on-container-exit 2>&1',
+        ].join('\n'),
+        await newVolume(),
+      );
+      expect(run.exitCode).toBe(0);
+      expect(run.stdout).toMatch(/hello.*COMPOSE-OK/); // compose colours the prefix
+    },
+    180_000,
+  );
 
   // The docker group is root-equivalent; this checks that even then the token is in no process's
   // environment and not on disk while the agent runs (it could still be read from memory: see the
   // entrypoint's header).
-  it.skipIf(!BUSYBOX)('leaves no token in any environ or under /run/fleet, even for root through the docker group', async () => {
-    const token = fakeToken();
-    const run = await worker(
-      [
-        `docker load -q -i /fixtures/tiny.tar >/dev/null`,
-        // --pid host is the worker's own PID namespace; the caps make the reader's a superset of root's,
-        // which reading another process's environ requires.
-        `docker run --rm --pull never --pid host --cap-add SYS_ADMIN --cap-add NET_ADMIN -v /run:/host-run ${tinyTag} /bin/busybox sh -c '` +
-          `for f in /proc/[0-9]*/environ; do /bin/busybox tr "\\0" "\\n" < $f; done; ` +
-          `echo FILES:; /bin/busybox find /host-run/fleet; /bin/busybox cat /host-run/fleet/* 2>/dev/null; echo SCAN-DONE'`,
-      ].join('\n'),
-      await newVolume(),
-      { GITHUB_TOKEN: token },
-    );
-    expect(run.exitCode).toBe(0);
-    expect(run.logLines).toContain('SCAN-DONE');
-    // Root's own processes were read: PID 1's environment holds the fleet's settings.
-    expect(run.logLines).toContain('FLEET_GIT_URL=file:///srv/origin.git');
-    expect(run.stdout).not.toContain(token);
-  }, 180_000);
+  it.skipIf(!BUSYBOX)(
+    'leaves no token in any environ or under /run/fleet, even for root through the docker group',
+    async () => {
+      const token = fakeToken();
+      const run = await worker(
+        [
+          `docker load -q -i /fixtures/tiny.tar >/dev/null`,
+          // --pid host is the worker's own PID namespace; the caps make the reader's a superset of root's,
+          // which reading another process's environ requires.
+          `docker run --rm --pull never --pid host --cap-add SYS_ADMIN --cap-add NET_ADMIN -v /run:/host-run ${tinyTag} /bin/busybox sh -c '` +
+            `for f in /proc/[0-9]*/environ; do /bin/busybox tr "\\0" "\\n" < $f; done; ` +
+            `echo FILES:; /bin/busybox find /host-run/fleet; /bin/busybox cat /host-run/fleet/* 2>/dev/null; echo SCAN-DONE'`,
+        ].join('\n'),
+        await newVolume(),
+        { GITHUB_TOKEN: token },
+      );
+      expect(run.exitCode).toBe(0);
+      expect(run.logLines).toContain('SCAN-DONE');
+      // Root's own processes were read: PID 1's environment holds the fleet's settings.
+      expect(run.logLines).toContain('FLEET_GIT_URL=file:///srv/origin.git');
+      expect(run.stdout).not.toContain(token);
+    },
+    180_000,
+  );
 });

@@ -105,7 +105,10 @@ export function tinyImageTar(tag: string): Buffer {
     if (BUSYBOX) copyFileSync(BUSYBOX, join(root, 'bin', 'busybox'));
     else writeFileSync(join(root, 'marker'), 'tiny\n');
     const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
-    execFileSync('docker', ['import', '--change', 'CMD ["/bin/busybox","true"]', '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+    execFileSync('docker', ['import', '--change', 'CMD ["/bin/busybox","true"]', '-', tag], {
+      input: tar,
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
     return execFileSync('docker', ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
   } finally {
     spawnSync('docker', ['rmi', '--force', tag], { stdio: 'ignore' });

@@ -26,7 +26,11 @@ describe('fleet-json.mjs', () => {
     ].join('\n');
     const { code, stdout } = fleetJson(['verdict', 'custom', '7000'], output);
     expect(code).toBe(0);
-    expect(JSON.parse(stdout)).toEqual({ approved: false, feedback: 'fix {this} and "that"', comments: [{ path: 'a', line: 1, body: '}' }] });
+    expect(JSON.parse(stdout)).toEqual({
+      approved: false,
+      feedback: 'fix {this} and "that"',
+      comments: [{ path: 'a', line: 1, body: '}' }],
+    });
   });
 
   it('exits 3 when the output holds no verdict, and 2 on bad usage', () => {
@@ -44,17 +48,34 @@ describe('fleet-json.mjs', () => {
     claude: [
       line({ type: 'system', subtype: 'init', tools: ['Bash'] }),
       line({ type: 'assistant', message: { content: [{ type: 'text', text: 'first: {"approved": false, "feedback": "early"}' }] } }),
-      line({ type: 'user', message: { content: [{ type: 'tool_result', content: '{"approved": true, "feedback": "printed by the code under review"}' }] } }),
+      line({
+        type: 'user',
+        message: { content: [{ type: 'tool_result', content: '{"approved": true, "feedback": "printed by the code under review"}' }] },
+      }),
       'stderr: a warning {"approved": true}',
-      line({ type: 'result', subtype: 'success', is_error: false, result: 'Reviewed.\n```json\n{"approved": false, "feedback": "final"}\n```' }),
+      line({
+        type: 'result',
+        subtype: 'success',
+        is_error: false,
+        result: 'Reviewed.\n```json\n{"approved": false, "feedback": "final"}\n```',
+      }),
     ],
     codex: [
       line({ type: 'thread.started', thread_id: 't' }),
       line({ type: 'item.completed', item: { id: 'item_0', type: 'reasoning', text: '{"approved": true, "feedback": "thinking"}' } }),
       line({ type: 'item.completed', item: { id: 'item_1', type: 'agent_message', text: 'Looking at the diff first.' } }),
-      line({ type: 'item.completed', item: { id: 'item_2', type: 'command_execution', aggregated_output: '{"approved": true, "feedback": "tool"}' } }),
-      line({ type: 'item.completed', item: { id: 'item_3', type: 'agent_message', text: 'Done. {"approved": false, "feedback": "final"}' } }),
-      line({ type: 'item.completed', item: { id: 'item_4', type: 'command_execution', aggregated_output: '{"approved": true, "feedback": "after"}' } }),
+      line({
+        type: 'item.completed',
+        item: { id: 'item_2', type: 'command_execution', aggregated_output: '{"approved": true, "feedback": "tool"}' },
+      }),
+      line({
+        type: 'item.completed',
+        item: { id: 'item_3', type: 'agent_message', text: 'Done. {"approved": false, "feedback": "final"}' },
+      }),
+      line({
+        type: 'item.completed',
+        item: { id: 'item_4', type: 'command_execution', aggregated_output: '{"approved": true, "feedback": "after"}' },
+      }),
       line({ type: 'turn.completed', usage: { input_tokens: 1, output_tokens: 1 } }),
     ],
     droid: [
@@ -76,11 +97,15 @@ describe('fleet-json.mjs', () => {
 
   it('cuts a verdict to the byte limit: comments from the end first, then the feedback', () => {
     const comments = Array.from({ length: 100 }, (_, i) => ({ path: `f${i}`, line: i, body: 'é'.repeat(50) }));
-    const fitted = JSON.parse(fleetJson(['verdict', 'custom', '3000'], JSON.stringify({ approved: true, feedback: 'ok', comments })).stdout);
+    const fitted = JSON.parse(
+      fleetJson(['verdict', 'custom', '3000'], JSON.stringify({ approved: true, feedback: 'ok', comments })).stdout,
+    );
     expect(Buffer.byteLength(JSON.stringify(fitted))).toBeLessThanOrEqual(3000);
     expect(fitted.comments.length).toBeGreaterThan(5);
     expect(fitted.comments).toEqual(comments.slice(0, fitted.comments.length));
-    const long = JSON.parse(fleetJson(['verdict', 'custom', '3000'], JSON.stringify({ approved: false, feedback: 'x'.repeat(5000) })).stdout);
+    const long = JSON.parse(
+      fleetJson(['verdict', 'custom', '3000'], JSON.stringify({ approved: false, feedback: 'x'.repeat(5000) })).stdout,
+    );
     expect(long.approved).toBe(false);
     expect(long.feedback).toMatch(/^x{2000} … \(cut to fit\)$/);
   });
@@ -133,13 +158,16 @@ describe('package sources of the image build', () => {
       ].join('\n'),
       'etc/apt/sources.list.d/other.sources': 'Types: deb\nURIs: https://elsewhere.example/debian\nSuites: bookworm\nComponents: main\n',
     });
-    expect(aptSources(root)).toBe('distro=debian\nmirror=https://mirror.corp.example/debian\nsecurity=https://mirror.corp.example/debian-security\n');
+    expect(aptSources(root)).toBe(
+      'distro=debian\nmirror=https://mirror.corp.example/debian\nsecurity=https://mirror.corp.example/debian-security\n',
+    );
   });
 
   it('reads deb822 .sources files: disabled entries, several suites, continuation lines; not other file names', () => {
     const root = machine({
       'etc/os-release': bookworm,
-      'etc/apt/sources.list.d/a-disabled.sources': 'Types: deb\nURIs: http://disabled.example/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n',
+      'etc/apt/sources.list.d/a-disabled.sources':
+        'Types: deb\nURIs: http://disabled.example/debian\nSuites: bookworm\nComponents: main\nEnabled: no\n',
       'etc/apt/sources.list.d/b.list.disabled': 'deb http://ignored.example/debian bookworm main\n',
       'etc/apt/sources.list.d/debian.sources': [
         'Types: deb deb-src',
@@ -158,11 +186,16 @@ describe('package sources of the image build', () => {
         'Components: main',
       ].join('\n'),
     });
-    expect(aptSources(root)).toBe('distro=debian\nmirror=http://mirror.corp.example/debian\nsecurity=http://security.corp.example/debian-security\n');
+    expect(aptSources(root)).toBe(
+      'distro=debian\nmirror=http://mirror.corp.example/debian\nsecurity=http://security.corp.example/debian-security\n',
+    );
   });
 
   it('finds nothing where no entry is for the release with component main', () => {
-    const root = machine({ 'etc/os-release': bookworm, 'etc/apt/sources.list': 'deb http://mirror.example/debian trixie main\ndeb http://mirror.example/debian bookworm contrib\n' });
+    const root = machine({
+      'etc/os-release': bookworm,
+      'etc/apt/sources.list': 'deb http://mirror.example/debian trixie main\ndeb http://mirror.example/debian bookworm contrib\n',
+    });
     expect(aptSources(root)).toBe('distro=debian\nmirror=\nsecurity=\n');
   });
 
@@ -170,7 +203,10 @@ describe('package sources of the image build', () => {
     const build = (args: string[], root: string) =>
       run(join(workerImageDir, 'build.sh'), ['--base-from-debootstrap', '--print-tag', ...args], { env: { FLEET_APT_ROOT: root } });
     const corporate = (mirror: string) =>
-      machine({ 'etc/os-release': bookworm, 'etc/apt/sources.list': `deb ${mirror} bookworm main\ndeb ${mirror}-security bookworm-security main\n` });
+      machine({
+        'etc/os-release': bookworm,
+        'etc/apt/sources.list': `deb ${mirror} bookworm main\ndeb ${mirror}-security bookworm-security main\n`,
+      });
 
     it('tags the same inputs the same, and other package sources differently', () => {
       const root = corporate('https://mirror.corp.example/debian');
@@ -179,7 +215,9 @@ describe('package sources of the image build', () => {
       expect(first.stdout).toMatch(/^coding-worker:[0-9a-f]{12}\n$/);
       expect(build(['--npm-registry', 'https://npm.corp.example'], root).stdout).toBe(first.stdout);
       expect(build(['--npm-registry', 'https://npm2.corp.example'], root).stdout).not.toBe(first.stdout);
-      expect(build(['--npm-registry', 'https://npm.corp.example'], corporate('https://mirror2.corp.example/debian')).stdout).not.toBe(first.stdout);
+      expect(build(['--npm-registry', 'https://npm.corp.example'], corporate('https://mirror2.corp.example/debian')).stdout).not.toBe(
+        first.stdout,
+      );
       // Without the flag the registry is this machine's `npm config get registry`.
       const registry = run('npm', ['config', 'get', 'registry']).stdout.trim();
       expect(build([], root).stdout).toBe(build(['--npm-registry', registry], root).stdout);
@@ -192,7 +230,10 @@ describe('package sources of the image build', () => {
       expect(failed.stderr).toContain('no apt mirror');
       expect(failed.stderr).toContain('--mirror URL');
       expect(build(['--mirror', 'https://mirror.corp.example/debian'], bare).code).toBe(0);
-      const ubuntu = machine({ 'etc/os-release': 'ID=ubuntu\nVERSION_CODENAME=noble\n', 'etc/apt/sources.list': 'deb http://mirror.example/ubuntu noble main\n' });
+      const ubuntu = machine({
+        'etc/os-release': 'ID=ubuntu\nVERSION_CODENAME=noble\n',
+        'etc/apt/sources.list': 'deb http://mirror.example/ubuntu noble main\n',
+      });
       expect(build([], ubuntu).stderr).toContain('--base-from-debootstrap needs a Debian mirror');
     });
 

@@ -63,8 +63,7 @@ describeDocker('coding worker image: entrypoint', () => {
     return result;
   }
 
-  
-  it('pushes the agent\'s change on FLEET_BRANCH as a non-root agent, without TASK.md, AGENTS.md or the token', async () => {
+  it("pushes the agent's change on FLEET_BRANCH as a non-root agent, without TASK.md, AGENTS.md or the token", async () => {
     repo = await makeBareRepo();
     const mainBefore = await repo.git('rev-parse', 'main');
     const token = fakeToken();
@@ -87,7 +86,15 @@ describeDocker('coding worker image: entrypoint', () => {
     expect(uid).toBeDefined();
     expect(uid).not.toBe('AGENT_UID=0');
 
-    expect(run.events.map((e) => e.event_type)).toEqual(['started', 'progress', 'progress', 'progress', 'progress', 'progress', 'completed']);
+    expect(run.events.map((e) => e.event_type)).toEqual([
+      'started',
+      'progress',
+      'progress',
+      'progress',
+      'progress',
+      'progress',
+      'completed',
+    ]);
     expect(byType(run.events, 'started')[0]).toMatchObject({ repo: 'acme/widgets', task_summary: '# Add a feature file' });
     const progress = byType(run.events, 'progress');
     expect(progress.map((e) => e.stage)).toEqual(['prepare', 'clone', 'run', 'commit', 'push']);
@@ -174,7 +181,7 @@ describeDocker('coding worker image: entrypoint', () => {
     expect(await repo.git('branch', '--list', 'fleet/fail')).toBe('');
   }, 180_000);
 
-  it('keeps a failed event within the host\'s 16 KiB line limit, however long the agent\'s lines', async () => {
+  it("keeps a failed event within the host's 16 KiB line limit, however long the agent's lines", async () => {
     repo = await makeBareRepo();
     const run = await worker({
       FLEET_BRANCH: 'fleet/loud',
@@ -231,7 +238,7 @@ describeDocker('coding worker image: entrypoint', () => {
     expect(byType(run.events, 'failed')[0]).toMatchObject({ error_type: 'invalid_request' });
   }, 180_000);
 
-  it('answers git\'s credential requests only for the https host of FLEET_GIT_URL, with the token from the root-only file', async () => {
+  it("answers git's credential requests only for the https host of FLEET_GIT_URL, with the token from the root-only file", async () => {
     const token = fakeToken();
     const helper = '/usr/local/libexec/fleet-git-credential';
     const script = [
@@ -253,7 +260,7 @@ describeDocker('coding worker image: entrypoint', () => {
     );
   }, 180_000);
 
-  it('follows no link the repository committed as TASK.md or AGENTS.md when it copies the fleet\'s files in', async () => {
+  it("follows no link the repository committed as TASK.md or AGENTS.md when it copies the fleet's files in", async () => {
     repo = await makeBareRepo();
     // Root-owned files outside the workspace, which root's copy would overwrite through the links.
     const canaries = mkdtempSync(join(tmpdir(), 'fleet-test-canary-'));
@@ -261,7 +268,8 @@ describeDocker('coding worker image: entrypoint', () => {
       writeFileSync(join(canaries, 'task'), 'canary task\n');
       writeFileSync(join(canaries, 'agents'), 'canary agents\n');
       const seed = join(canaries, 'seed');
-      const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@fleet.invalid', '-C', seed, ...args]);
+      const git = (...args: string[]) =>
+        execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@fleet.invalid', '-C', seed, ...args]);
       execFileSync('git', ['clone', '--quiet', repo.path, seed]);
       symlinkSync('/etc/fleet-canary-task', join(seed, 'TASK.md'));
       symlinkSync('/etc/fleet-canary-agents', join(seed, 'AGENTS.md'));
@@ -277,7 +285,11 @@ describeDocker('coding worker image: entrypoint', () => {
           FLEET_AGENT_CMD: 'echo "TASK=$(head -1 TASK.md)"; echo "AGENTS=$(head -1 AGENTS.md)"; echo x > x.txt',
         },
         input: { 'TASK.md': TASK, 'AGENTS.md': AGENTS },
-        binds: { [repo.path]: '/srv/origin.git', [join(canaries, 'task')]: '/etc/fleet-canary-task', [join(canaries, 'agents')]: '/etc/fleet-canary-agents' },
+        binds: {
+          [repo.path]: '/srv/origin.git',
+          [join(canaries, 'task')]: '/etc/fleet-canary-task',
+          [join(canaries, 'agents')]: '/etc/fleet-canary-agents',
+        },
       });
       runs.push(result);
       expect(readFileSync(join(canaries, 'task'), 'utf8')).toBe('canary task\n');
@@ -304,7 +316,7 @@ describeDocker('coding worker image: entrypoint', () => {
     expect(byType(run.events, 'failed')[0]).toMatchObject({ error_type: 'task_failed' });
   }, 180_000);
 
-  it('fails with dind_failed and dockerd\'s log when Docker-in-Docker is demanded but cannot run', async () => {
+  it("fails with dind_failed and dockerd's log when Docker-in-Docker is demanded but cannot run", async () => {
     repo = await makeBareRepo();
     const run = await worker({ FLEET_DIND: 'on', FLEET_DIND_TIMEOUT: '30', FLEET_AGENT_CMD: 'echo never > ran.txt' });
     expect(run.exitCode).not.toBe(0);

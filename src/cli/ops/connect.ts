@@ -35,7 +35,7 @@ function connect(url: string, name: string): Redis {
     maxRetriesPerRequest: 1,
     retryStrategy: (times) => (times > 2 ? null : 250),
   });
-  redis.on('error', (error: Error) => (lastError.set(redis, error)));
+  redis.on('error', (error: Error) => lastError.set(redis, error));
   return redis;
 }
 
@@ -51,7 +51,9 @@ export async function openOps(env: Record<string, string | undefined> = process.
     await redis.ping();
   } catch (error) {
     redis.disconnect();
-    const hint = config.redisUrl ? 'check REDIS_URL' : 'REDIS_URL is unset, so this is the embedded Redis of `fleet start` on this machine (FLEET_REDIS_PORT); is it running?';
+    const hint = config.redisUrl
+      ? 'check REDIS_URL'
+      : 'REDIS_URL is unset, so this is the embedded Redis of `fleet start` on this machine (FLEET_REDIS_PORT); is it running?';
     const reason = lastError.get(redis)?.message ?? (error as Error).message;
     throw new Error(`cannot reach Redis at ${displayUrl(redisUrl)}: ${reason} (${hint})`);
   }

@@ -133,20 +133,30 @@ export async function runSpawn(
 
   const receivers = await ops.redis.publish(channels.spawn, JSON.stringify(request));
   if (receivers === 0) {
-    io.err.write(`fleet spawn: nobody is subscribed to ${channels.spawn}, so the request was lost: start a bridge (\`fleet start --roles bridge\`) on this Redis\n`);
+    io.err.write(
+      `fleet spawn: nobody is subscribed to ${channels.spawn}, so the request was lost: start a bridge (\`fleet start --roles bridge\`) on this Redis\n`,
+    );
     return SPAWN_EXIT.failed;
   }
   if (!options.wait) {
-    io.err.write(`fleet spawn: published ${id} (${receivers} bridge${receivers > 1 ? 's' : ''} listening); \`fleet status\` shows the queue\n`);
+    io.err.write(
+      `fleet spawn: published ${id} (${receivers} bridge${receivers > 1 ? 's' : ''} listening); \`fleet status\` shows the queue\n`,
+    );
     io.out.write(`${id}\n`);
     return SPAWN_EXIT.success;
   }
-  if (progress) io.err.write(`fleet spawn: ${id} published; waiting for its result (Ctrl-C stops waiting, not the request: \`fleet cancel ${id}\`)\n`);
+  if (progress)
+    io.err.write(`fleet spawn: ${id} published; waiting for its result (Ctrl-C stops waiting, not the request: \`fleet cancel ${id}\`)\n`);
 
   // `result` never rejects: a rejection here is the wait running out.
-  const outcome = options.waitTimeoutSeconds === undefined ? await result : await withTimeout(result, options.waitTimeoutSeconds * 1000, 'the result').catch(() => undefined);
+  const outcome =
+    options.waitTimeoutSeconds === undefined
+      ? await result
+      : await withTimeout(result, options.waitTimeoutSeconds * 1000, 'the result').catch(() => undefined);
   if (outcome === undefined) {
-    io.err.write(`fleet spawn: no result for ${id} within ${options.waitTimeoutSeconds} s; the request goes on (\`fleet cancel ${id}\` stops it)\n`);
+    io.err.write(
+      `fleet spawn: no result for ${id} within ${options.waitTimeoutSeconds} s; the request goes on (\`fleet cancel ${id}\` stops it)\n`,
+    );
     return SPAWN_EXIT.waitTimeout;
   }
   const printable = printableResult(id, outcome);

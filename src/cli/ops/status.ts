@@ -26,19 +26,35 @@ export async function readStatus(ops: OpsContext): Promise<FleetStatus> {
     await Promise.all(
       names.map(async (name) => {
         const queue = ops.queue(name);
-        const [counts, paused, concurrency] = await Promise.all([queue.getJobCounts(...JOB_STATES), queue.isPaused(), queue.getGlobalConcurrency()]);
+        const [counts, paused, concurrency] = await Promise.all([
+          queue.getJobCounts(...JOB_STATES),
+          queue.isPaused(),
+          queue.getGlobalConcurrency(),
+        ]);
         const byState = Object.fromEntries(JOB_STATES.map((state) => [state, counts[state] ?? 0]));
         return [name, { ...byState, paused, global_concurrency: concurrency }];
       }),
     ),
   ) as FleetStatus['queues'];
-  const [hosts, drained, bridges, intake] = await Promise.all([readHosts(ops.redis, ops.keys), drainedHosts(ops), readBridges(ops.redis, ops.keys), ops.redis.xlen(ops.keys.intake)]);
+  const [hosts, drained, bridges, intake] = await Promise.all([
+    readHosts(ops.redis, ops.keys),
+    drainedHosts(ops),
+    readBridges(ops.redis, ops.keys),
+    ops.redis.xlen(ops.keys.intake),
+  ]);
   return { prefix: ops.config.prefix, queues, hosts, drained, bridges, intake_entries: intake };
 }
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 function ago(seconds: number): string {
@@ -51,7 +67,9 @@ export function formatStatus(status: FleetStatus): string {
   const states = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const;
   const queueRows = [['QUEUE', ...states.map((s) => s.toUpperCase()), 'NOTE']];
   for (const [name, q] of Object.entries(status.queues)) {
-    const note = [q.paused ? 'paused' : '', q.global_concurrency ? `global concurrency ${q.global_concurrency}` : ''].filter(Boolean).join(', ');
+    const note = [q.paused ? 'paused' : '', q.global_concurrency ? `global concurrency ${q.global_concurrency}` : '']
+      .filter(Boolean)
+      .join(', ');
     queueRows.push([name, ...states.map((s) => String(q[s])), note]);
   }
   const lines = [`prefix ${status.prefix}`, '', table(queueRows), ''];
@@ -82,7 +100,16 @@ function formatBridges(status: FleetStatus): string[] {
     const rows = [['BRIDGE', 'STATE', 'DISCONNECTS', 'RESUBSCRIBES', 'DROPPED', 'INBOX', 'PEAK INBOX', 'LAST SEEN']];
     for (const b of status.bridges) {
       const state = b.stale ? 'STALE (no heartbeat)' : b.subscribed ? 'subscribed' : 'NOT SUBSCRIBED';
-      rows.push([b.id, state, String(b.disconnects), String(b.resubscribes), String(b.dropped), String(b.inbox_depth), String(b.inbox_peak_depth), ago(b.age_seconds)]);
+      rows.push([
+        b.id,
+        state,
+        String(b.disconnects),
+        String(b.resubscribes),
+        String(b.dropped),
+        String(b.inbox_depth),
+        String(b.inbox_peak_depth),
+        ago(b.age_seconds),
+      ]);
     }
     lines.push(table(rows));
     const lossy = status.bridges.filter((b) => b.disconnects > 0 || b.dropped > 0);
@@ -97,9 +124,17 @@ function formatBridges(status: FleetStatus): string[] {
   return lines;
 }
 
-export async function runStatus(ops: OpsContext, options: { json: boolean; pruneStale: boolean }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function runStatus(
+  ops: OpsContext,
+  options: { json: boolean; pruneStale: boolean },
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): Promise<number> {
   if (options.pruneStale) {
-    const gone = [...(await forgetStaleHosts(ops.redis, ops.keys)), ...(await forgetStaleBridges(ops.redis, ops.keys)).map((id) => `bridge ${id}`)];
+    const gone = [
+      ...(await forgetStaleHosts(ops.redis, ops.keys)),
+      ...(await forgetStaleBridges(ops.redis, ops.keys)).map((id) => `bridge ${id}`),
+    ];
     err.write(gone.length ? `forgot stale host${gone.length > 1 ? 's' : ''}: ${gone.join(', ')}\n` : 'no stale host to forget\n');
   }
   const status = await readStatus(ops);

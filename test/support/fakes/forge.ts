@@ -132,28 +132,46 @@ export class FakeGitHub {
       getPullRequest: (repo, number) => call('getPullRequest', [repo, number], () => view(this.pull(repo, number))),
       getPullRequestDiff: (repo, number) => call('getPullRequestDiff', [repo, number], () => this.pull(repo, number).diff),
       postReview: (input) => call('postReview', [input], () => this.review(input, token)),
-      postComment: (repo, number, body) => call('postComment', [repo, number, body], () => {
-        this.pull(repo, number);
-        return { id: this.calls.length, url: `https://github.test/${repo}/pull/${number}#c` };
-      }),
+      postComment: (repo, number, body) =>
+        call('postComment', [repo, number, body], () => {
+          this.pull(repo, number);
+          return { id: this.calls.length, url: `https://github.test/${repo}/pull/${number}#c` };
+        }),
       mergePullRequest: (input) => call('mergePullRequest', [input], () => this.merge(input)),
     };
   }
 
   private open(input: OpenPullRequestInput, token: string): OpenedPullRequest {
-    const existing = [...this.pulls.values()].find((p) => p.repo === input.repo && p.head === input.head && p.base === input.base && p.state === 'open');
+    const existing = [...this.pulls.values()].find(
+      (p) => p.repo === input.repo && p.head === input.head && p.base === input.base && p.state === 'open',
+    );
     if (existing) return { ...view(existing), existing: true };
     const headSha = this.branches.get(`${input.repo}:${input.head}`);
     if (!headSha) throw new ForgeValidationError(`Validation Failed: head branch ${input.head} does not exist`, 422);
-    return { ...view(this.addPull(input.repo, { head: input.head, base: input.base, title: input.title, body: input.body, headSha, authorToken: token })), existing: false };
+    return {
+      ...view(
+        this.addPull(input.repo, { head: input.head, base: input.base, title: input.title, body: input.body, headSha, authorToken: token }),
+      ),
+      existing: false,
+    };
   }
 
   private review(input: PostReviewInput, token: string): PostReviewResult {
     const pull = this.pull(input.repo, input.number);
     if (input.event !== 'COMMENT' && token === pull.authorToken) {
-      return { posted: false, reason: 'own_pull_request', message: `Can not ${input.event === 'APPROVE' ? 'approve' : 'request changes on'} your own pull request` };
+      return {
+        posted: false,
+        reason: 'own_pull_request',
+        message: `Can not ${input.event === 'APPROVE' ? 'approve' : 'request changes on'} your own pull request`,
+      };
     }
-    return { posted: true, id: this.calls.length, url: `https://github.test/${input.repo}/pull/${input.number}#r`, event: input.event, commentsFoldedIntoBody: false };
+    return {
+      posted: true,
+      id: this.calls.length,
+      url: `https://github.test/${input.repo}/pull/${input.number}#r`,
+      event: input.event,
+      commentsFoldedIntoBody: false,
+    };
   }
 
   private merge(input: MergeInput): MergeResult {
@@ -188,7 +206,7 @@ function view(p: FakePull): PullRequest {
 }
 
 /** A scripted verdict: the coverage defaults to the whole diff the reviewer was given. */
-export type ScriptedVerdict = Partial<Verdict> & { approved: boolean } | Error;
+export type ScriptedVerdict = (Partial<Verdict> & { approved: boolean }) | Error;
 
 /** Answers reviews from a script, in order, and records what it was asked. */
 export class FakeReviewer implements Reviewer {

@@ -4,7 +4,14 @@
  * Both record what the processor did to them, so a test asserts on calls, not on timing.
  */
 import { randomBytes } from 'node:crypto';
-import type { ContainerRuntime, ContainerSpec, ContainerSummary, InputFile, OutputLine, WorkerContainer } from '../../../src/container-runtime.ts';
+import type {
+  ContainerRuntime,
+  ContainerSpec,
+  ContainerSummary,
+  InputFile,
+  OutputLine,
+  WorkerContainer,
+} from '../../../src/container-runtime.ts';
 import { EVENT_PREFIX } from '../../../src/events.ts';
 import type { RunTimers } from '../../../src/run-worker.ts';
 
@@ -25,10 +32,12 @@ export function eventLine(event: Record<string, unknown>): string {
   return `${EVENT_PREFIX}${JSON.stringify(event)}`;
 }
 
-export const completedEvent = (fields: { commit_sha?: string | null; branch?: string | null; files_changed?: string[]; summary?: string | null } = {}) =>
-  eventLine({ event_type: 'completed', commit_sha: 'c0ffee', branch: null, files_changed: ['a.txt'], summary: 'done', ...fields });
+export const completedEvent = (
+  fields: { commit_sha?: string | null; branch?: string | null; files_changed?: string[]; summary?: string | null } = {},
+) => eventLine({ event_type: 'completed', commit_sha: 'c0ffee', branch: null, files_changed: ['a.txt'], summary: 'done', ...fields });
 
-export const failedEvent = (error_type: string, error_message: string) => eventLine({ event_type: 'failed', error_type, error_message, logs_tail: null });
+export const failedEvent = (error_type: string, error_message: string) =>
+  eventLine({ event_type: 'failed', error_type, error_message, logs_tail: null });
 
 function deferred<T>() {
   let resolve!: (value: T) => void;
@@ -61,7 +70,9 @@ export class FakeContainer implements WorkerContainer {
     for (const line of this.script.lines ?? []) {
       if (this.killed) break;
       const bytes = Buffer.from(line, 'utf8');
-      yield bytes.length > maxLineBytes ? { text: bytes.subarray(0, maxLineBytes).toString('utf8'), droppedBytes: bytes.length - maxLineBytes } : { text: line, droppedBytes: 0 };
+      yield bytes.length > maxLineBytes
+        ? { text: bytes.subarray(0, maxLineBytes).toString('utf8'), droppedBytes: bytes.length - maxLineBytes }
+        : { text: line, droppedBytes: 0 };
     }
     if (this.script.hang && !this.killed) await this.killSignal.promise;
     this.exit.resolve(this.killed ? 137 : (this.script.exitCode ?? 0));
@@ -107,7 +118,9 @@ export class FakeRuntime implements ContainerRuntime {
   }
 
   async list(): Promise<ContainerSummary[]> {
-    return this.containers.filter((c) => c.removed === 0).map((c) => ({ id: c.id, labels: c.spec.labels, state: c.killed ? 'exited' : 'running' }));
+    return this.containers
+      .filter((c) => c.removed === 0)
+      .map((c) => ({ id: c.id, labels: c.spec.labels, state: c.killed ? 'exited' : 'running' }));
   }
   async removeById(id: string): Promise<void> {
     const found = this.containers.find((c) => c.id === id);

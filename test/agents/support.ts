@@ -1,9 +1,9 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../support/redis.ts';
+import { startGitDaemon } from '../support/git-daemon.ts';
 
 const run = promisify(execFile);
 
@@ -57,45 +57,13 @@ export async function startGitServer(repos: string[], options: { onPushUrl?: str
     }
   }
 
-  const port = await freePort();
-  const daemon: ChildProcess = spawn(
-    'git',
-    [
-      'daemon',
-      `--base-path=${join(dir, 'repos')}`,
-      '--export-all',
-      '--enable=receive-pack',
-      '--listen=127.0.0.1',
-      `--port=${port}`,
-      '--reuseaddr',
-      '--informative-errors',
-      join(dir, 'repos'),
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  daemon.stderr!.on('data', (d) => (stderr += d));
-  const url = `git://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await run('git', ['ls-remote', `${url}/${repos[0]}.git`], { timeout: 5_000 });
-      break;
-    } catch (error) {
-      if (daemon.exitCode !== null || Date.now() > deadline) throw new Error(`git daemon did not answer: ${stderr || String(error)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const daemon = await startGitDaemon(join(dir, 'repos'), repos[0]!);
+  const { url } = daemon;
   return {
     url,
     git: (repo, ...args) => git(bareOf(repo), ...args),
     async stop() {
-      if (daemon.exitCode === null) {
-        await new Promise<void>((resolve) => {
-          daemon.once('exit', () => resolve());
-          daemon.kill('SIGTERM');
-        });
-      }
+      await daemon.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker } from '../support/docker.ts';
 import { EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
-import { freePort, startRedis, type TestRedis } from '../support/redis.ts';
+import { startGitDaemon } from '../support/git-daemon.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
 import { buildWorkerImage, tinyImageTar } from '../worker-image/harness.ts';
 
 // The REAL coding worker image end to end through an in-process fleet (bridge + spawn roles): a
@@ -44,35 +45,8 @@ async function startGitServer(): Promise<GitServer> {
   await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
   await run('git', ['init', '--quiet', '--initial-branch=main', work]);
 
-  const port = await freePort();
-  const daemon: ChildProcess = spawn(
-    'git',
-    [
-      'daemon',
-      `--base-path=${join(dir, 'repos')}`,
-      '--export-all',
-      '--enable=receive-pack',
-      '--listen=127.0.0.1',
-      `--port=${port}`,
-      '--reuseaddr',
-      '--informative-errors',
-      join(dir, 'repos'),
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  daemon.stderr!.on('data', (d) => (stderr += d));
-  const url = `git://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await run('git', ['ls-remote', `${url}/${REPO}.git`], { timeout: 5_000 });
-      break;
-    } catch (error) {
-      if (daemon.exitCode !== null || Date.now() > deadline) throw new Error(`git daemon did not answer: ${stderr || String(error)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const daemon = await startGitDaemon(join(dir, 'repos'), REPO);
+  const { url } = daemon;
 
   return {
     url,
@@ -89,12 +63,7 @@ async function startGitServer(): Promise<GitServer> {
       return git(bare, 'rev-parse', 'main');
     },
     async stop() {
-      if (daemon.exitCode === null) {
-        await new Promise<void>((resolve) => {
-          daemon.once('exit', () => resolve());
-          daemon.kill('SIGTERM');
-        });
-      }
+      await daemon.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

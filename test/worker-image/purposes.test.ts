@@ -276,7 +276,8 @@ describeDocker('coding worker image: FLEET_PURPOSE', () => {
         'sh /tmp/forge.sh background &',
         'setsid sh /tmp/forge.sh session &',
         '(sh /tmp/forge.sh orphan &)',
-        'sleep 0.3',
+        // Wait (bounded) until all three loops run and one has written, however loaded the machine is.
+        'for _ in $(seq 1 2000); do [ -e /tmp/started-background ] && [ -e /tmp/started-session ] && [ -e /tmp/started-orphan ] && grep -q forged /workspace/.fleet-verdict.json 2>/dev/null && break; sleep 0.01; done',
         'grep -q forged /workspace/.fleet-verdict.json && echo "FORGING: $(cd /tmp && echo started-*)"',
         `echo '${JSON.stringify(rejection)}'`,
       ].join('\n');

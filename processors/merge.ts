@@ -5,6 +5,7 @@ import type { MergeJobData } from '../queues/merge.ts';
 import { addReviewChild } from '../queues/review.ts';
 import { addSpawnChild } from '../queues/spawn.ts';
 import { isErrorNamed } from '../src/errors.ts';
+import { checkRecords, ciBackoffMs, ciVerdict, describeChecks, type CiRequired } from '../src/flow/ci.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
 import { runResumableStep } from '../src/flow/resumable.ts';
@@ -17,11 +18,38 @@ export interface MergeDeps extends FlowStepDeps {
   conflictRounds: number;
   /** How long a merge waits before asking again for a repository another merge holds. */
   lockRetryMs?: number;
+  /** FLEET_CI_REQUIRED: which checks must be green when branch protection names none. @defaultValue auto */
+  ciRequired?: CiRequired;
+  /** FLEET_CI_TIMEOUT: how long a merge waits for pending checks. @defaultValue 60 min */
+  ciTimeoutMs?: number;
+  /** First gap between two looks at CI; doubles up to 2 min. @defaultValue 10 s */
+  ciPollMs?: number;
 }
 
 type State = NonNullable<MergeJobData['state']>;
 
 const LOCK_TTL_MS = 120_000;
+/** The longest gap between two looks at a pull request's CI. */
+const CI_POLL_MAX_MS = 120_000;
+/** Looks for the new head after update-branch before giving up. */
+const UPDATE_POLLS = 10;
+/** Refusals GitHub does not explain (not a conflict, checks, review or behind) retried before an error. */
+const REFUSAL_RETRIES = 3;
+
+function ciTimeoutMs(deps: MergeDeps): number {
+  return deps.ciTimeoutMs ?? 60 * 60_000;
+}
+
+/** Why GitHub refused a merge, from `mergeable_state` and its message (GitHub words them for humans). */
+export function classifyRefusal(mergeableState: string, message: string): 'conflict' | 'checks' | 'review' | 'behind' | 'unknown' {
+  if (mergeableState === 'dirty' || /conflict/i.test(message)) return 'conflict';
+  if (mergeableState === 'behind' || /not up to date|out of date/i.test(message)) return 'behind';
+  if (/approving review|review is required|changes requested|code owner/i.test(message)) return 'review';
+  if (/status check|check run|checks? (is|are) (expected|pending|in progress|failing)/i.test(message)) return 'checks';
+  // The older, unexplained "Pull Request is not mergeable" with nothing else to go on is a conflict, as before.
+  if (mergeableState === 'blocked' || mergeableState === 'unknown' || mergeableState === 'unstable') return 'unknown';
+  return /is not mergeable/i.test(message) ? 'conflict' : 'unknown';
+}
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /**
@@ -40,6 +68,13 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
     error_type: type,
     error_message: message,
   });
+
+  /** Saves the state and parks the job as delayed: it holds no lock and no slot while it waits. */
+  const delay = async (next: State, ms: number, what: string): Promise<never> => {
+    await job.updateData({ ...job.data, state: next });
+    await job.moveToDelayed(deps.now() + ms, lock.token);
+    throw new DelayedError(`waiting ${ms} ms for ${what}`);
+  };
 
   return runResumableStep<State, ScopeOutcome>(job, lock.token, deps, {
     requestId: c.requestId,
@@ -64,6 +99,70 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           );
         }
         const forge = deps.forges.forToken(scopeToken(c, deps));
+        const number = o.pull_request.number;
+        const headChanged = (sha: string) =>
+          fail(
+            s,
+            'head_changed',
+            `the branch moved after the review (reviewed ${sha.slice(0, 12)}); fleet merges only reviewed commits, so it was not merged`,
+          );
+        const pr = await forge.getPullRequest(c.repo, number);
+        if (pr.merged) return { ...o, merged: true, merge_sha: pr.mergeCommitSha, conflict_rounds_used: s.conflictRounds };
+
+        // The head the merge is guarded by: the reviewed one, or GitHub's merge of the base into it (update-branch).
+        let guard = s.updated?.head ?? review.reviewed_sha;
+        if (s.updated && !s.updated.head) {
+          if (pr.headSha === s.updated.from) {
+            // GitHub answers update-branch with 202 and moves the head a moment later.
+            if (s.updated.polls >= UPDATE_POLLS)
+              return fail(s, 'github_error', `GitHub did not update the branch of #${number} after update-branch`);
+            return delay({ ...s, updated: { ...s.updated, polls: s.updated.polls + 1 } }, deps.ciPollMs ?? 1000, 'the updated branch');
+          }
+          // Not re-reviewed: the new head is accepted only as a merge commit of the reviewed head and the base
+          // head, which is what update-branch makes. Anything else on the branch is a push after the review.
+          const parents = await forge.getCommitParents(c.repo, pr.headSha);
+          if (parents.length !== 2 || parents[0] !== s.updated.from) return headChanged(s.updated.from);
+          guard = pr.headSha;
+          log.info({ pr: number, from: s.updated.from, head: guard }, 'branch updated with its base');
+          await run.save({ ...s, updated: { ...s.updated, head: guard } });
+          return undefined;
+        }
+        if (pr.headSha !== guard) return headChanged(review.reviewed_sha);
+
+        // CI first: a required check still running is waited for, a red one is never merged.
+        const ci = await ciVerdict(forge, c.repo, pr.baseRef, guard, deps.ciRequired ?? { kind: 'auto' });
+        const since = s.ci?.since ?? deps.now();
+        const withChecks = (x: ScopeOutcome): ScopeOutcome => ({
+          ...x,
+          checks: checkRecords(ci.checks),
+          ...(s.ci ? { ci_wait_ms: deps.now() - since } : {}),
+        });
+        if (ci.failing.length > 0) {
+          return withChecks(
+            fail(
+              s,
+              'ci_failed',
+              `required check(s) failed on ${guard.slice(0, 12)}: ${describeChecks(ci.failing)}; fleet never merges red CI`,
+            ),
+          );
+        }
+        // No check at all yet: CI may not have registered its runs on a fresh push; look once more before merging.
+        const noChecksYet = ci.required.length === 0 && !s.ci && (deps.ciRequired ?? { kind: 'auto' }).kind !== 'none';
+        if (ci.pending.length > 0 || noChecksYet) {
+          if (deps.now() - since >= ciTimeoutMs(deps)) {
+            return withChecks(
+              fail(
+                s,
+                'ci_timeout',
+                `required check(s) still pending after ${Math.round((deps.now() - since) / 60_000)} min: ${ci.pending.join(', ')}`,
+              ),
+            );
+          }
+          const polls = s.ci?.polls ?? 0;
+          log.info({ pr: number, pending: ci.pending, polls }, 'waiting for CI before the merge');
+          return delay({ ...s, ci: { since, polls: polls + 1 } }, ciBackoffMs(polls, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS), 'CI');
+        }
+
         const holder = randomBytes(8).toString('hex');
         const lockKey = deps.keys.mergeLock(c.repo);
         if ((await deps.redis.set(lockKey, holder, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
@@ -75,32 +174,52 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         try {
           const merged = await forge.mergePullRequest({
             repo: c.repo,
-            number: o.pull_request.number,
-            sha: review.reviewed_sha,
-            commitTitle: `${c.task.title} (#${o.pull_request.number})`,
+            number,
+            sha: guard,
+            commitTitle: `${c.task.title} (#${number})`,
           });
-          log.info({ pr: o.pull_request.number, sha: merged.sha }, 'pull request merged');
-          return { ...o, merged: true, merge_sha: merged.sha, conflict_rounds_used: s.conflictRounds };
+          log.info({ pr: number, sha: merged.sha }, 'pull request merged');
+          return withChecks({ ...o, merged: true, merge_sha: merged.sha, conflict_rounds_used: s.conflictRounds });
         } catch (error) {
-          if (isErrorNamed(error, 'HeadChangedError')) {
-            return fail(
-              s,
-              'head_changed',
-              `the branch moved after the review (reviewed ${review.reviewed_sha.slice(0, 12)}); fleet merges only reviewed commits, so it was not merged`,
+          if (isErrorNamed(error, 'HeadChangedError')) return headChanged(review.reviewed_sha);
+          if (!isErrorNamed(error, 'NotMergeableError')) throw error;
+          const message = (error as Error).message;
+          const now = await forge.getPullRequest(c.repo, number);
+          const refusal = classifyRefusal(now.mergeableState, message);
+          log.warn({ pr: number, mergeable_state: now.mergeableState, refusal, message }, 'GitHub refused the merge');
+          if (refusal === 'review') return withChecks(fail(s, 'review_required', `GitHub requires a review before the merge: ${message}`));
+          if (refusal === 'checks') {
+            return delay({ ...s, ci: { since, polls: (s.ci?.polls ?? 0) + 1 } }, deps.ciPollMs ?? 10_000, 'the checks GitHub requires');
+          }
+          if (refusal === 'behind') {
+            await forge.updatePullRequestBranch(c.repo, number, guard);
+            log.info({ pr: number, head: guard }, 'pull request is behind its base: branch updated by GitHub');
+            return delay(
+              { ...s, updated: { from: guard, polls: 0 }, ci: { since, polls: 0 } },
+              deps.ciPollMs ?? 1000,
+              'the updated branch',
             );
           }
-          if (!isErrorNamed(error, 'NotMergeableError')) throw error;
+          if (refusal === 'unknown') {
+            const refusals = (s.refusals ?? 0) + 1;
+            if (refusals > REFUSAL_RETRIES) {
+              return withChecks(
+                fail(s, 'github_error', `GitHub refused the merge ${refusals} times (mergeable_state ${now.mergeableState}): ${message}`),
+              );
+            }
+            return delay({ ...s, refusals }, ciBackoffMs(refusals, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS), 'a refused merge');
+          }
           if (s.conflictRounds >= deps.conflictRounds) {
             return fail(
               s,
               'merge_conflict',
-              `the pull request does not merge cleanly and ${deps.conflictRounds} conflict round(s) did not fix it: ${(error as Error).message}`,
+              `the pull request does not merge cleanly and ${deps.conflictRounds} conflict round(s) did not fix it: ${message}`,
             );
           }
-          const base = (await forge.getPullRequest(c.repo, o.pull_request.number)).baseRef;
+          const base = now.baseRef;
           const round = s.conflictRounds + 1;
           const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'rebase', round);
-          log.warn({ pr: o.pull_request.number, round }, 'pull request conflicts with its base: a worker resolves it');
+          log.warn({ pr: number, round }, 'pull request conflicts with its base: a worker resolves it');
           const texts = await scopeTexts(c, deps);
           const task = conflictTask({ branch: c.branch, base, originalTask: texts.task });
           await addSpawnChild(
@@ -109,7 +228,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
             childId,
             spawnChildData(deps.now(), c, 'rebase', task, texts.agentsContent, { baseBranch: base }),
           );
-          next = { ...s, step: 'await-rebase', conflictRounds: round, childId };
+          next = { ...s, step: 'await-rebase', conflictRounds: round, childId, ci: undefined, updated: undefined, refusals: undefined };
         } finally {
           await deps.redis.eval(RELEASE, 1, lockKey, holder);
         }

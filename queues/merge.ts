@@ -12,6 +12,15 @@ export interface MergeJobData {
     conflictRounds: number;
     childId?: string;
     outcome: ScopeOutcome;
+    /** The wait for CI: when it began (epoch ms) and how many times it looked. */
+    ci?: { since: number; polls: number };
+    /**
+     * The head the merge is guarded by when it is not the reviewed one: GitHub's update-branch merged the
+     * base into the reviewed head (`from`); `head` is set once that merge commit appeared and was checked.
+     */
+    updated?: { from: string; head?: string; polls: number };
+    /** Refusals of an unknown kind so far (retried later, then an error). */
+    refusals?: number;
   } | null;
 }
 

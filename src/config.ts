@@ -1,4 +1,5 @@
 import { hostname, totalmem } from 'node:os';
+import { parseCiRequired, type CiRequired } from './flow/ci.ts';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { parseModelMap, type ModelMap } from './model-map.ts';
@@ -108,6 +109,19 @@ const envSchema = z
     FLEET_LLM_MAX_DIFF_CHARS: z.coerce.number().int().min(1000).default(120_000),
     FLEET_LLM_MAX_CHUNKS: z.coerce.number().int().min(1).max(100).default(8),
     FLEET_MERGE_CONFLICT_ROUNDS: z.coerce.number().int().min(0).max(5).default(2),
+    FLEET_CI_REQUIRED: z
+      .string()
+      .default('auto')
+      .transform((v, ctx) => {
+        try {
+          return parseCiRequired(v);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
+    FLEET_CI_TIMEOUT: z.coerce.number().int().min(1).max(1440).default(60),
+    FLEET_CI_POLL_MS: z.coerce.number().int().min(50).max(600_000).default(10_000),
     FLEET_AGENT_CMD: optionalString,
     // The agent's stream: usage ledger and budgets (src/agent-stream/).
     FLEET_AGENT_CMD_STREAM: z.enum([...STREAM_FORMATS, 'none']).default('none'),
@@ -226,6 +240,8 @@ export interface FleetConfig {
   };
   /** Follow-up workers a conflicting pull request gets before the merge gives up. */
   mergeConflictRounds: number;
+  /** The wait for CI before a merge: which checks, how long at most, and the first gap between looks. */
+  ci: { required: CiRequired; timeoutMs: number; pollMs: number };
   agentKeys: { FACTORY_API_KEY?: string; ANTHROPIC_API_KEY?: string; OPENAI_API_KEY?: string };
   /** Where each agent CLI sends its model calls (a gateway, a proxy); each goes to its own agent's workers only. */
   models: {
@@ -322,6 +338,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       },
     },
     mergeConflictRounds: e.FLEET_MERGE_CONFLICT_ROUNDS,
+    ci: { required: e.FLEET_CI_REQUIRED, timeoutMs: e.FLEET_CI_TIMEOUT * 60_000, pollMs: e.FLEET_CI_POLL_MS },
     customAgentCommand: e.FLEET_AGENT_CMD,
     agentStream: {
       customFormat: e.FLEET_AGENT_CMD_STREAM === 'none' ? undefined : e.FLEET_AGENT_CMD_STREAM,

@@ -104,6 +104,23 @@ export interface MergeResult {
   alreadyMerged: boolean;
 }
 
+/** One check of a commit: a check run (GitHub Actions and apps) or a commit status (the older API). */
+export interface CommitCheck {
+  /** A check run's name, or a status's `context`. */
+  name: string;
+  /** `pending` while queued or running (or a status `pending`); `success`; `failure` for every red end. */
+  state: 'pending' | 'success' | 'failure';
+  /** GitHub's own word: a check run's `conclusion` (`success`, `failure`, `timed_out`, ...) or a status's `state`. */
+  conclusion: string | null;
+  /** Where a human reads it (`html_url` / `target_url`); null when GitHub gives none. */
+  url: string | null;
+  /** A check run's summary, or a status's description. */
+  summary: string | null;
+  source: 'check_run' | 'status';
+  /** The check run's id (for its annotations and job log); absent for a status. */
+  checkRunId?: number;
+}
+
 /** What the processors need from a code host. Every method throws a {@link ForgeError} on failure. */
 export interface Forge {
   /** The repository's default branch (`main`, `master`, ...). Throws {@link NotFoundError} for an unknown repository. */
@@ -129,6 +146,20 @@ export interface Forge {
    * review and {@link NotMergeableError} when GitHub cannot merge it (conflict, closed, checks).
    */
   mergePullRequest(input: MergeInput): Promise<MergeResult>;
+  /**
+   * The checks a merge into `branch` must pass as its branch protection names them, or null when the branch has
+   * no required checks or the token may not read its protection (reading protection needs admin rights).
+   */
+  getRequiredChecks(repo: RepoName, branch: string): Promise<string[] | null>;
+  /** Every check run and commit status of `sha`; a name reported twice keeps its newest report. */
+  getCommitChecks(repo: RepoName, sha: string): Promise<CommitCheck[]>;
+  /** The parent SHAs of one commit. */
+  getCommitParents(repo: RepoName, sha: string): Promise<string[]>;
+  /**
+   * Merges the base into the pull request's branch (GitHub's update-branch), guarded by `expectedHeadSha`:
+   * GitHub refuses (422) when the head moved. The new head appears a moment later (GitHub answers 202).
+   */
+  updatePullRequestBranch(repo: RepoName, number: number, expectedHeadSha: string): Promise<void>;
 }
 
 /** A verdict's coverage of the diff: a reviewer may have to trim a diff that does not fit its model. */

@@ -232,6 +232,10 @@ export const ERROR_TYPES = [
   'head_changed',
   'merge_conflict',
   'conflict_unresolved',
+  // waiting for CI before the merge (processors/merge.ts)
+  'ci_failed',
+  'ci_timeout',
+  'review_required',
   'github_error',
 ] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
@@ -314,6 +318,14 @@ export interface AgentUsage {
 export type WorkerResult = SpawnResult & { pull_request?: PullRequestRef | null; usage?: AgentUsage };
 
 /** One scope of a flow as v2 results report it, filled in as far as the scope got. */
+/** A required check of the merged (or refused) head, as a v2 scope reports it. */
+export interface CheckRecord {
+  name: string;
+  /** GitHub's conclusion (`success`, `failure`, ...) or a status's state; null while it runs. */
+  conclusion: string | null;
+  url: string | null;
+}
+
 export interface ScopeOutcome {
   scope: string | null;
   branch: string;
@@ -325,6 +337,10 @@ export interface ScopeOutcome {
   merged: boolean;
   merge_sha: string | null;
   conflict_rounds_used: number;
+  /** The required checks at the merge step's last look (v2; absent when the scope never reached it). */
+  checks?: CheckRecord[];
+  /** Milliseconds the merge step waited for CI (v2; absent when it never waited). */
+  ci_wait_ms?: number;
   /** Why the scope stopped short (null when it went as far as the request asked). */
   error_type: ErrorType | null;
   error_message: string | null;

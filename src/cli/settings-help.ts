@@ -38,6 +38,10 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_LLM_MAX_DIFF_CHARS: 'diff characters one review request may carry; larger diffs are split across requests (default 120000)',
   FLEET_LLM_MAX_CHUNKS: 'review requests one pull request may take; a diff that needs more fails with review_incomplete (default 8)',
   FLEET_MERGE_CONFLICT_ROUNDS: 'follow-up workers a conflicting pull request gets before its merge gives up (default 2)',
+  FLEET_CI_REQUIRED:
+    'checks a merge waits for when branch protection names none: auto (every check on the head), all (those too when protected), none, or a comma list of names (default auto)',
+  FLEET_CI_TIMEOUT: 'minutes a merge waits for pending required checks before ci_timeout (default 60)',
+  FLEET_CI_POLL_MS: 'first gap between two looks at CI while a merge waits; it doubles up to 2 minutes (default 10000)',
   FLEET_AGENT_CMD: 'command of agent "custom" workers, run with sh -c in the workspace (host setting, never from a request)',
   FLEET_AGENT_CMD_STREAM: 'stream format the custom agent prints: claude, codex, droid, or none (default: no usage, no budgets)',
   FLEET_MAX_COST_USD: 'cost cap in USD of each worker of a request that sets no max_cost_usd (default: none)',

@@ -10,6 +10,7 @@ import {
   RateLimitedError,
 } from '../errors.ts';
 import type {
+  CommitCheck,
   Forge,
   LineComment,
   MergeInput,
@@ -236,6 +237,78 @@ export class GitHubForge implements Forge {
         throw new NotMergeableError(`${what}: ${e.message}`, 405, error);
       }
       throw toForgeError(error, what);
+    }
+  }
+
+  async getRequiredChecks(repo: RepoName, branch: string): Promise<string[] | null> {
+    try {
+      const { data } = await this.octokit.rest.repos.getStatusChecksProtection({ ...splitRepo(repo), branch });
+      const names = new Set<string>([...(data.contexts ?? []), ...(data.checks ?? []).map((c) => c.context)]);
+      return names.size > 0 ? [...names] : null;
+    } catch (error) {
+      // 404: "Branch not protected" or "Required status checks not enabled"; 403: no admin right to read it.
+      const status = describe(error).status;
+      if (status === 404 || status === 403) return null;
+      throw toForgeError(error, `read the required checks of ${repo} ${branch}`);
+    }
+  }
+
+  async getCommitChecks(repo: RepoName, sha: string): Promise<CommitCheck[]> {
+    const where = { ...splitRepo(repo), ref: sha };
+    try {
+      const [runs, combined] = await Promise.all([
+        this.octokit.rest.checks.listForRef({ ...where, per_page: 100 }),
+        this.octokit.rest.repos.getCombinedStatusForRef({ ...where, per_page: 100 }),
+      ]);
+      const byName = new Map<string, CommitCheck>();
+      // Statuses first: a check run of the same name (the newer API) wins. Both lists come newest first.
+      for (const s of [...combined.data.statuses].reverse()) {
+        byName.set(s.context, {
+          name: s.context,
+          state: s.state === 'success' ? 'success' : s.state === 'pending' ? 'pending' : 'failure',
+          conclusion: s.state,
+          url: s.target_url ?? null,
+          summary: s.description ?? null,
+          source: 'status',
+        });
+      }
+      for (const r of [...runs.data.check_runs].reverse()) {
+        const done = r.status === 'completed';
+        // neutral and skipped do not block a merge on GitHub either.
+        const green = ['success', 'neutral', 'skipped'].includes(r.conclusion ?? '');
+        byName.set(r.name, {
+          name: r.name,
+          state: !done ? 'pending' : green ? 'success' : 'failure',
+          conclusion: r.conclusion ?? null,
+          url: r.html_url ?? null,
+          summary: r.output?.summary ?? r.output?.title ?? null,
+          source: 'check_run',
+          checkRunId: r.id,
+        });
+      }
+      return [...byName.values()];
+    } catch (error) {
+      throw toForgeError(error, `read the checks of ${repo}@${sha}`);
+    }
+  }
+
+  async getCommitParents(repo: RepoName, sha: string): Promise<string[]> {
+    try {
+      const { data } = await this.octokit.rest.repos.getCommit({ ...splitRepo(repo), ref: sha, per_page: 1 });
+      return data.parents.map((p) => p.sha);
+    } catch (error) {
+      throw toForgeError(error, `read commit ${repo}@${sha}`);
+    }
+  }
+
+  async updatePullRequestBranch(repo: RepoName, number: number, expectedHeadSha: string): Promise<void> {
+    try {
+      await this.octokit.rest.pulls.updateBranch({ ...splitRepo(repo), pull_number: number, expected_head_sha: expectedHeadSha });
+    } catch (error) {
+      const e = describe(error);
+      if (e.status === 422 && /expected head sha/i.test(e.message))
+        throw new HeadChangedError(`update branch of ${repo}#${number}: ${e.message}`, 422, error);
+      throw toForgeError(error, `update branch of ${repo}#${number}`);
     }
   }
 }

@@ -78,7 +78,13 @@ export async function startReviewRole(deps: FlowRoleDeps & { reviewer: Reviewer 
 /** The `merge` role: merges scopes (one at a time per repository) and finishes requests. */
 export async function startMergeRole(deps: FlowRoleDeps): Promise<FlowRole> {
   const log = deps.logger.child({ role: 'merge', host: deps.config.hostId });
-  const mergeDeps = { ...stepDeps(deps, log), conflictRounds: deps.config.mergeConflictRounds };
+  const mergeDeps = {
+    ...stepDeps(deps, log),
+    conflictRounds: deps.config.mergeConflictRounds,
+    ciRequired: deps.config.ci.required,
+    ciTimeoutMs: deps.config.ci.timeoutMs,
+    ciPollMs: deps.config.ci.pollMs,
+  };
   const requestDeps = { redis: deps.redis, keys: deps.keys, logger: log };
   const worker = new Worker<MergeQueueJobData, MergeQueueJobResult>(
     QUEUE_NAMES.merge,

@@ -9,7 +9,8 @@ import { emptyOutcome } from '../../src/flow/result.ts';
 import type { ScopeOutcome, SpawnRequest } from '../../src/protocol.ts';
 import { FakeGitHub, FakeReviewer, newSha, type FakePull } from '../support/fakes/forge.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-import { Bench, REVIEWER_TOKEN, WORKER_TOKEN, workerResult } from './support.ts';
+import { NotMergeableError } from '../../src/errors.ts';
+import { Bench, NOW, REVIEWER_TOKEN, WORKER_TOKEN, workerResult } from './support.ts';
 
 let server: TestRedis;
 let bench: Bench;
@@ -30,7 +31,8 @@ afterEach(async () => {
 });
 
 function mergeDeps(extra: Partial<MergeDeps> = {}): MergeDeps {
-  return { ...bench.stepDeps(github), conflictRounds: 2, lockRetryMs: 250, ...extra };
+  // Most tests are about other things than CI: a repository with no checks, merged at once (ciRequired none).
+  return { ...bench.stepDeps(github), conflictRounds: 2, lockRetryMs: 250, ciRequired: { kind: 'none' }, ciPollMs: 200, ...extra };
 }
 
 /** The review step's outcome: the PR approved at its head (override what a test needs). */
@@ -280,5 +282,197 @@ describe('processMerge', () => {
     const settled = await runMerge(mergeId, mergeDeps());
     expect(settled.value).toMatchObject({ merged: false, error_type: 'cancelled' });
     expect(pull.merged).toBe(false);
+  });
+});
+
+describe('processMerge waits for CI', () => {
+  /** Runs the merge once more after a delay, as BullMQ does when the delay ends. */
+  async function again(mergeId: string, deps: MergeDeps) {
+    const job = (await bench.queues.merge.getJob(mergeId))!;
+    expect(await job.getState()).toBe('delayed');
+    await job.promote();
+    return runMerge(mergeId, deps);
+  }
+
+  it('a required check still running: the job is delayed, holding no lock, then merges once it is green', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    github.protection.set(request.repo, ['ci']);
+    github.setCheck(pull.headSha, 'ci', 'pending');
+    let now = NOW;
+    const deps = mergeDeps({ ciRequired: { kind: 'auto' }, now: () => now });
+
+    const waiting = await runMerge(mergeId, deps);
+    expect(waiting.error?.name).toBe('DelayedError');
+    const job = (await bench.queues.merge.getJob(mergeId))!;
+    expect([await job.getState(), job.attemptsMade]).toEqual(['delayed', 0]);
+    expect((job.data as MergeJobData).state).toMatchObject({ step: 'merge', ci: { since: NOW, polls: 1 } });
+    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
+    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+
+    // Still pending on the second look: delayed again, for longer.
+    now += 5_000;
+    expect((await again(mergeId, deps)).error?.name).toBe('DelayedError');
+    expect(((await bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({ ci: { since: NOW, polls: 2 } });
+
+    github.setCheck(pull.headSha, 'ci', 'success');
+    now += 7_000;
+    const settled = await again(mergeId, deps);
+    expect(settled.value).toMatchObject({
+      merged: true,
+      error_type: null,
+      conflict_rounds_used: 0,
+      ci_wait_ms: 12_000,
+      checks: [{ name: 'ci', conclusion: 'success', url: 'https://github.test/checks/ci' }],
+    });
+    expect(github.callsOf('mergePullRequest')).toHaveLength(1);
+    expect(github.callsOf('getCommitChecks')).toHaveLength(3);
+    expect(pull.merged).toBe(true);
+  });
+
+  it('a red required check is never merged nor a conflict: ci_failed names it with its link', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    github.protection.set(request.repo, ['lint', 'test']);
+    github.setCheck(pull.headSha, 'lint', 'success');
+    github.setCheck(pull.headSha, 'test', 'failure', { url: 'https://github.test/acme/runs/7' });
+    const settled = await runMerge(mergeId, mergeDeps({ ciRequired: { kind: 'auto' } }));
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'ci_failed',
+      error_message: expect.stringContaining('test (failure: https://github.test/acme/runs/7)'),
+      conflict_rounds_used: 0,
+    });
+    expect(settled.value!.checks!.map((c) => [c.name, c.conclusion])).toEqual([
+      ['lint', 'success'],
+      ['test', 'failure'],
+    ]);
+    expect(github.callsOf('mergePullRequest')).toEqual([]);
+    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+  });
+
+  it('pending past FLEET_CI_TIMEOUT: ci_timeout naming what is still pending', async () => {
+    const { pull, mergeId } = await mergeWaiting();
+    github.setCheck(pull.headSha, 'build', 'pending');
+    let now = NOW;
+    const deps = mergeDeps({ ciRequired: { kind: 'auto' }, ciTimeoutMs: 60_000, now: () => now });
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('DelayedError');
+    now += 60_000;
+    const settled = await again(mergeId, deps);
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'ci_timeout',
+      error_message: expect.stringMatching(/build/),
+      ci_wait_ms: 60_000,
+    });
+    expect(github.callsOf('mergePullRequest')).toEqual([]);
+  });
+
+  it('without protection, auto requires every check on the head; a list requires only the named ones', async () => {
+    const auto = await mergeWaiting();
+    github.setCheck(auto.pull.headSha, 'ci', 'success');
+    github.setCheck(auto.pull.headSha, 'slow-lint', 'pending');
+    expect((await runMerge(auto.mergeId, mergeDeps({ ciRequired: { kind: 'auto' } }))).error?.name).toBe('DelayedError');
+
+    const named = await mergeWaiting();
+    github.setCheck(named.pull.headSha, 'ci', 'success');
+    github.setCheck(named.pull.headSha, 'optional', 'failure');
+    const settled = await runMerge(named.mergeId, mergeDeps({ ciRequired: { kind: 'names', names: ['ci'] } }));
+    expect(settled.value).toMatchObject({ merged: true, checks: [{ name: 'ci', conclusion: 'success' }] });
+  });
+
+  it('auto with no check at all on the head looks once more (CI may not have started), then merges', async () => {
+    const { pull, mergeId } = await mergeWaiting();
+    const deps = mergeDeps({ ciRequired: { kind: 'auto' } });
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('DelayedError');
+    expect((await again(mergeId, deps)).value).toMatchObject({ merged: true, checks: [] });
+    expect(pull.merged).toBe(true);
+  });
+
+  it('protection the token cannot read: GitHub refuses on a check, and the merge waits instead of a conflict worker', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    github.protection.set(request.repo, ['ci']);
+    github.setCheck(pull.headSha, 'ci', 'pending');
+    const hidden = mergeDeps({ ciRequired: { kind: 'none' } });
+    // The fake answers null for a repository with no protection entry: hide it for the first look only.
+    const realRead = github.forges.forToken;
+    github.forges.forToken = (token) => ({ ...realRead(token), getRequiredChecks: async () => null });
+    expect((await runMerge(mergeId, hidden)).error?.name).toBe('DelayedError');
+    github.forges.forToken = realRead;
+    expect(github.callsOf('mergePullRequest')).toHaveLength(1);
+    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+    github.setCheck(pull.headSha, 'ci', 'success');
+    expect((await again(mergeId, hidden)).value).toMatchObject({ merged: true, conflict_rounds_used: 0 });
+  });
+
+  it('a required review: review_required with GitHub’s message, no conflict worker', async () => {
+    const { pull, mergeId } = await mergeWaiting();
+    pull.reviewRequired = true;
+    const settled = await runMerge(mergeId, mergeDeps());
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'review_required',
+      error_message: expect.stringContaining('At least 1 approving review is required by reviewers with write access.'),
+    });
+    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+  });
+
+  it('behind its base: update-branch, CI on the new head, then the merge guarded by that head', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const reviewedSha = pull.headSha;
+    pull.behind = true;
+    github.protection.set(request.repo, ['ci']);
+    github.setCheck(reviewedSha, 'ci', 'success');
+    const deps = mergeDeps();
+
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('DelayedError');
+    expect(github.callsOf('updatePullRequestBranch').map((c) => c.args)).toEqual([[request.repo, pull.number, reviewedSha]]);
+    const updatedHead = pull.headSha;
+    expect(updatedHead).not.toBe(reviewedSha);
+
+    // The new head's CI runs: the merge waits for it (the reviewed head's green does not count).
+    github.setCheck(updatedHead, 'ci', 'pending');
+    expect((await again(mergeId, deps)).error?.name).toBe('DelayedError');
+    expect(((await bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({
+      updated: { from: reviewedSha, head: updatedHead },
+    });
+    github.setCheck(updatedHead, 'ci', 'success');
+    const settled = await again(mergeId, deps);
+    expect(settled.value).toMatchObject({ merged: true, error_type: null, reviews: [{ reviewed_sha: reviewedSha }] });
+    expect(github.callsOf('mergePullRequest').map((c) => (c.args[0] as { sha: string }).sha)).toEqual([reviewedSha, updatedHead]);
+  });
+
+  it('behind, and a push other than GitHub’s update lands on the branch: head_changed, nothing merged', async () => {
+    const { request, pull, mergeId } = await mergeWaiting();
+    const reviewedSha = pull.headSha;
+    pull.behind = true;
+    const deps = mergeDeps();
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('DelayedError');
+    github.pushBranch(request.repo, pull.head);
+    const settled = await again(mergeId, deps);
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'head_changed',
+      error_message: expect.stringContaining(reviewedSha.slice(0, 12)),
+    });
+    expect(pull.merged).toBe(false);
+  });
+
+  it('a refusal GitHub does not explain is retried later, then github_error with its message', async () => {
+    const { mergeId } = await mergeWaiting();
+    const deps = mergeDeps();
+    const refuse = () => github.failNext('mergePullRequest', new NotMergeableError('Merge commits are not allowed on this repository.'));
+    refuse();
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('DelayedError');
+    for (let i = 0; i < 3; i++) {
+      refuse();
+      const next = await again(mergeId, deps);
+      if (i < 2) expect(next.error?.name).toBe('DelayedError');
+      else
+        expect(next.value).toMatchObject({
+          merged: false,
+          error_type: 'github_error',
+          error_message: expect.stringMatching(/4 times.*not allowed/),
+        });
+    }
+    expect(github.callsOf('mergePullRequest')).toHaveLength(4);
   });
 });

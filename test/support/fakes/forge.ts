@@ -5,6 +5,7 @@
  */
 import { ForgeValidationError, HeadChangedError, NotFoundError, NotMergeableError } from '../../../src/errors.ts';
 import type {
+  CommitCheck,
   Forge,
   MergeInput,
   MergeResult,
@@ -43,6 +44,10 @@ export interface FakePull {
   mergeCommitSha: string | null;
   /** GitHub cannot merge it (a conflict with its base). */
   conflicting: boolean;
+  /** Branch protection wants an approving review it does not have. */
+  reviewRequired?: boolean;
+  /** The base moved and strict protection wants the branch up to date first. */
+  behind?: boolean;
   diff: string;
 }
 
@@ -56,6 +61,12 @@ export class FakeGitHub {
   private readonly branches = new Map<string, string>();
   private readonly pulls = new Map<string, FakePull>();
   private readonly failures: { method: ForgeMethod; error: Error }[] = [];
+  /** repo → the checks its base branch protection requires (a repository without is unprotected). */
+  readonly protection = new Map<string, string[]>();
+  /** sha → its checks by name. */
+  private readonly checks = new Map<string, Map<string, CommitCheck>>();
+  /** sha → parents, for the merge commits update-branch makes. */
+  private readonly parents = new Map<string, string[]>();
   private nextNumber = 1;
 
   /** The processors' view: a forge per token, all on this one GitHub. */
@@ -99,6 +110,14 @@ export class FakeGitHub {
     return pull;
   }
 
+  /** Reports one check of `sha` (a check run unless told), replacing the earlier report of that name. */
+  setCheck(sha: string, name: string, state: CommitCheck['state'], extra: Partial<CommitCheck> = {}): void {
+    const conclusion = state === 'pending' ? null : state;
+    const all = this.checks.get(sha) ?? new Map<string, CommitCheck>();
+    all.set(name, { name, state, conclusion, url: `https://github.test/checks/${name}`, summary: null, source: 'check_run', ...extra });
+    this.checks.set(sha, all);
+  }
+
   pull(repo: string, number: number): FakePull {
     const pull = this.pulls.get(`${repo}#${number}`);
     if (!pull) throw new NotFoundError(`no pull request ${repo}#${number}`);
@@ -138,6 +157,11 @@ export class FakeGitHub {
           return { id: this.calls.length, url: `https://github.test/${repo}/pull/${number}#c` };
         }),
       mergePullRequest: (input) => call('mergePullRequest', [input], () => this.merge(input)),
+      getRequiredChecks: (repo, branch) => call('getRequiredChecks', [repo, branch], () => this.protection.get(repo) ?? null),
+      getCommitChecks: (repo, sha) => call('getCommitChecks', [repo, sha], () => [...(this.checks.get(sha)?.values() ?? [])]),
+      getCommitParents: (repo, sha) => call('getCommitParents', [repo, sha], () => this.parents.get(sha) ?? []),
+      updatePullRequestBranch: (repo, number, expected) =>
+        call('updatePullRequestBranch', [repo, number, expected], () => this.updateBranch(repo, number, expected)),
     };
   }
 
@@ -174,11 +198,28 @@ export class FakeGitHub {
     };
   }
 
+  /** GitHub's update-branch: a merge commit of the head and the base becomes the new head. */
+  private updateBranch(repo: string, number: number, expected: string): void {
+    const pull = this.pull(repo, number);
+    if (pull.headSha !== expected) throw new HeadChangedError('expected head sha didn’t match current head ref.', 422);
+    const merge = newSha();
+    this.parents.set(merge, [pull.headSha, this.branches.get(`${repo}:${pull.base}`) ?? newSha()]);
+    this.pushBranch(repo, pull.head, merge);
+    pull.behind = false;
+  }
+
   private merge(input: MergeInput): MergeResult {
     const pull = this.pull(input.repo, input.number);
     if (pull.merged && pull.mergeCommitSha) return { sha: pull.mergeCommitSha, alreadyMerged: true };
     if (pull.headSha !== input.sha) throw new HeadChangedError(`Head branch was modified. Review and try the merge again.`);
     if (pull.conflicting || pull.state !== 'open') throw new NotMergeableError('Pull Request is not mergeable');
+    // GitHub's 405 messages for a protected base.
+    for (const name of this.protection.get(pull.repo) ?? []) {
+      const check = this.checks.get(pull.headSha)?.get(name);
+      if (check?.state !== 'success') throw new NotMergeableError(`Required status check "${name}" is ${check ? 'failing' : 'expected'}.`);
+    }
+    if (pull.reviewRequired) throw new NotMergeableError('At least 1 approving review is required by reviewers with write access.');
+    if (pull.behind) throw new NotMergeableError('Head branch is not up to date with the base branch.');
     pull.merged = true;
     pull.state = 'closed';
     pull.mergeCommitSha = newSha();
@@ -195,7 +236,7 @@ function view(p: FakePull): PullRequest {
     state: p.state,
     merged: p.merged,
     mergeable: !p.conflicting,
-    mergeableState: p.conflicting ? 'dirty' : 'clean',
+    mergeableState: p.conflicting ? 'dirty' : p.behind ? 'behind' : p.reviewRequired ? 'blocked' : 'clean',
     headSha: p.headSha,
     headRef: p.head,
     baseRef: p.base,

@@ -1,0 +1,67 @@
+/**
+ * What a merge waits for: the required checks of a pull request's head, and whether they are green.
+ * Pure but for the forge reads.
+ */
+import type { CommitCheck, Forge, RepoName } from '../forge.ts';
+import type { CheckRecord } from '../protocol.ts';
+
+/** FLEET_CI_REQUIRED: which checks must be green when branch protection names none (or cannot be read). */
+export type CiRequired = { kind: 'auto' } | { kind: 'all' } | { kind: 'none' } | { kind: 'names'; names: string[] };
+
+export function parseCiRequired(value: string): CiRequired {
+  const v = value.trim();
+  if (v === 'auto' || v === 'all' || v === 'none') return { kind: v };
+  const names = v
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  if (names.length === 0) throw new Error(`FLEET_CI_REQUIRED must be auto, all, none or a comma list of check names, got "${value}"`);
+  return { kind: 'names', names };
+}
+
+export interface CiVerdict {
+  /** The names that must be green. */
+  required: string[];
+  /** Required checks still queued or running, or not reported yet. */
+  pending: string[];
+  /** Required checks that ended red. */
+  failing: CommitCheck[];
+  /** The required checks as reported (for the result). */
+  checks: CommitCheck[];
+}
+
+/**
+ * Reads the head's checks and decides. Branch protection wins when it can be read; otherwise the
+ * setting chooses (`auto` and `all`: every check on the head; `none`: none; a list: those names).
+ * `all` adds every check on the head to the protected ones.
+ */
+export async function ciVerdict(forge: Forge, repo: RepoName, base: string, head: string, setting: CiRequired): Promise<CiVerdict> {
+  const [protectedNames, onHead] = await Promise.all([forge.getRequiredChecks(repo, base), forge.getCommitChecks(repo, head)]);
+  const all = onHead.map((c) => c.name);
+  let required: string[];
+  if (setting.kind === 'all') required = [...new Set([...(protectedNames ?? []), ...all])];
+  else if (protectedNames) required = protectedNames;
+  else if (setting.kind === 'auto') required = all;
+  else if (setting.kind === 'none') required = [];
+  else required = setting.names;
+  const byName = new Map(onHead.map((c) => [c.name, c]));
+  const pending = required.filter((n) => (byName.get(n)?.state ?? 'pending') === 'pending');
+  const failing = required.map((n) => byName.get(n)).filter((c): c is CommitCheck => c?.state === 'failure');
+  const checks = required.map((n) => byName.get(n)).filter((c): c is CommitCheck => c !== undefined);
+  return { required, pending, failing, checks };
+}
+
+/** The checks as a v2 scope reports them. */
+export function checkRecords(checks: CommitCheck[]): CheckRecord[] {
+  return checks.map((c) => ({ name: c.name, conclusion: c.conclusion, url: c.url }));
+}
+
+/** "lint (failure: https://...), test (timed_out)": the failing checks for a message. */
+export function describeChecks(checks: CommitCheck[]): string {
+  return checks.map((c) => `${c.name} (${c.conclusion ?? c.state}${c.url ? `: ${c.url}` : ''})`).join(', ');
+}
+
+/** The next poll's delay: doubling from `baseMs`, at most `maxMs`. */
+export function ciBackoffMs(polls: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(polls, 20));
+}

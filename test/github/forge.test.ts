@@ -183,6 +183,70 @@ describe('GitHubForge', () => {
     expect((error as Error).message).toContain('not mergeable');
   });
 
+  it('reads required checks from branch protection: null when unprotected, without checks, or unreadable (403)', async () => {
+    expect(await author.getRequiredChecks(REPO, 'trunk')).toBeNull();
+    server.protectBranch(REPO, 'trunk', { contexts: [] });
+    expect(await author.getRequiredChecks(REPO, 'trunk')).toBeNull();
+    server.protectBranch(REPO, 'trunk', { contexts: ['build', 'ci/legacy'] });
+    expect(await author.getRequiredChecks(REPO, 'trunk')).toEqual(['build', 'ci/legacy']);
+    server.protectBranch(REPO, 'trunk', { contexts: ['build'], readable: false });
+    expect(await author.getRequiredChecks(REPO, 'trunk')).toBeNull();
+  });
+
+  it('reads check runs and commit statuses of a commit as one list, a check run winning over a status of its name', async () => {
+    const { headSha } = await openPr();
+    const build = server.addCheckRun(REPO, headSha, { name: 'build', status: 'in_progress' });
+    server.addCheckRun(REPO, headSha, { name: 'docs', status: 'completed', conclusion: 'skipped' });
+    server.setStatus(REPO, headSha, 'ci/legacy', 'pending');
+    server.setStatus(REPO, headSha, 'ci/legacy', 'failure');
+    server.setStatus(REPO, headSha, 'build', 'success');
+    const byName = async () => new Map((await author.getCommitChecks(REPO, headSha)).map((c) => [c.name, c]));
+    let checks = await byName();
+    expect([...checks.keys()].sort()).toEqual(['build', 'ci/legacy', 'docs']);
+    expect(checks.get('build')).toMatchObject({ state: 'pending', conclusion: null, source: 'check_run', checkRunId: build });
+    expect(checks.get('docs')).toMatchObject({ state: 'success', conclusion: 'skipped' });
+    expect(checks.get('ci/legacy')).toMatchObject({
+      state: 'failure',
+      conclusion: 'failure',
+      source: 'status',
+      url: `https://ci.test/ci/legacy/${headSha}`,
+    });
+    server.completeCheckRun(REPO, build, 'timed_out', { summary: 'took too long' });
+    checks = await byName();
+    expect(checks.get('build')).toMatchObject({ state: 'failure', conclusion: 'timed_out', summary: 'took too long' });
+  });
+
+  it('refuses a merge by protection with GitHub’s messages and mergeable_state; update-branch makes a merge commit', async () => {
+    const { pr, headSha } = await openPr();
+    server.protectBranch(REPO, 'trunk', { contexts: ['build'], strict: true, requiredReviews: 1 });
+    const refusal = () =>
+      author.mergePullRequest({ repo: REPO, number: pr.number, sha: server.pullState(REPO, pr.number).headSha }).catch((e: Error) => e);
+    expect((await author.getPullRequest(REPO, pr.number)).mergeableState).toBe('blocked');
+    expect(await refusal()).toMatchObject({
+      name: 'NotMergeableError',
+      message: expect.stringContaining('Required status check "build" is expected.'),
+    });
+    const run = server.addCheckRun(REPO, headSha, { name: 'build' });
+    expect(await refusal()).toMatchObject({ message: expect.stringContaining('Required status check "build" is in progress.') });
+    server.completeCheckRun(REPO, run, 'success');
+    expect(await refusal()).toMatchObject({
+      message: expect.stringContaining('At least 1 approving review is required by reviewers with write access.'),
+    });
+    await reviewer.postReview({ repo: REPO, number: pr.number, event: 'APPROVE', body: 'ok', commitId: headSha });
+    expect((await author.getPullRequest(REPO, pr.number)).mergeableState).toBe('clean');
+
+    // The base moves: strict protection wants the branch up to date first.
+    server.pushBranch(REPO, 'trunk');
+    expect((await author.getPullRequest(REPO, pr.number)).mergeableState).toBe('behind');
+    expect(await refusal()).toMatchObject({ message: expect.stringContaining('Head branch is not up to date with the base branch.') });
+    const stale = await author.updatePullRequestBranch(REPO, pr.number, 'f'.repeat(40)).catch((e: Error) => e);
+    expect(stale).toMatchObject({ name: 'HeadChangedError' });
+    await author.updatePullRequestBranch(REPO, pr.number, headSha);
+    const updated = await author.getPullRequest(REPO, pr.number);
+    expect(updated.headSha).not.toBe(headSha);
+    expect(await author.getCommitParents(REPO, updated.headSha)).toEqual([headSha, server.pullState(REPO, pr.number).baseSeen]);
+  });
+
   it('reports the budget of every answer and never writes the token to Redis', async () => {
     await author.getDefaultBranch(REPO);
     await author.getDefaultBranch(REPO);

@@ -68,6 +68,39 @@ interface Repo {
   branches: Map<string, string>;
   nextNumber: number;
   pulls: Map<number, Pull>;
+  /** branch → its protection (required checks, up to date, approving reviews). */
+  protection: Map<string, Protection>;
+  /** sha → its check runs, newest last. */
+  checkRuns: Map<string, CheckRun[]>;
+  /** sha → its commit statuses, newest last. */
+  statuses: Map<string, { id: number; context: string; state: string; description: string | null; target_url: string | null }[]>;
+  /** sha → parents, for the merge commits update-branch makes. */
+  parents: Map<string, string[]>;
+}
+
+/** Branch protection as fleet meets it. */
+export interface Protection {
+  /** Names of the required status checks (check run names or status contexts). */
+  contexts: string[];
+  /** "Require branches to be up to date before merging". */
+  strict: boolean;
+  /** Approving reviews required. */
+  requiredReviews: number;
+  /** False: the token may not read the protection (it needs admin rights): 403, yet GitHub still enforces it. */
+  readable: boolean;
+}
+
+export interface CheckRun {
+  id: number;
+  name: string;
+  headSha: string;
+  status: 'queued' | 'in_progress' | 'completed';
+  conclusion: string | null;
+  title: string | null;
+  summary: string | null;
+  annotations: { path: string; start_line: number; end_line: number; annotation_level: string; message: string; title?: string }[];
+  /** The Actions job's log (the check run of an Actions job has the job's id). */
+  log: string | null;
 }
 
 interface Pull {
@@ -78,6 +111,8 @@ interface Pull {
   head: string;
   base: string;
   headSha: string;
+  /** The base head the branch was last brought up to date with (behind when the base moved since). */
+  baseSeen: string;
   state: 'open' | 'closed';
   merged: boolean;
   mergeCommitSha: string | null;
@@ -197,7 +232,59 @@ export class GitHubTestServer extends EventEmitter {
       branches: new Map([[defaultBranch, sha()]]),
       nextNumber: 1,
       pulls: new Map(),
+      protection: new Map(),
+      checkRuns: new Map(),
+      statuses: new Map(),
+      parents: new Map(),
     });
+  }
+
+  /** Protects a branch: required checks, up to date before merging, approving reviews. */
+  protectBranch(fullName: string, branch: string, protection: Partial<Protection>): void {
+    this.repo(fullName).protection.set(branch, { contexts: [], strict: false, requiredReviews: 0, readable: true, ...protection });
+  }
+
+  /** A check run on `sha` (queued unless told), as a CI app or an Actions job creates it; returns its id. */
+  addCheckRun(fullName: string, sha: string, run: Partial<Omit<CheckRun, 'id' | 'headSha'>> & { name: string }): number {
+    const repo = this.repo(fullName);
+    const checkRun: CheckRun = {
+      id: this.nextId++,
+      headSha: sha,
+      status: 'queued',
+      conclusion: null,
+      title: null,
+      summary: null,
+      annotations: [],
+      log: null,
+      ...run,
+    };
+    repo.checkRuns.set(sha, [...(repo.checkRuns.get(sha) ?? []), checkRun]);
+    return checkRun.id;
+  }
+
+  /** Ends a check run with `conclusion` (and what its output says). */
+  completeCheckRun(
+    fullName: string,
+    id: number,
+    conclusion: string,
+    output: Partial<Pick<CheckRun, 'title' | 'summary' | 'annotations' | 'log'>> = {},
+  ): void {
+    const run = [...this.repo(fullName).checkRuns.values()].flat().find((r) => r.id === id);
+    if (!run) throw new Error(`test server has no check run ${id}`);
+    Object.assign(run, { status: 'completed', conclusion, ...output });
+  }
+
+  /** A commit status (the older API) on `sha`. */
+  setStatus(fullName: string, sha: string, context: string, state: 'pending' | 'success' | 'failure' | 'error'): void {
+    const repo = this.repo(fullName);
+    const status = {
+      id: this.nextId++,
+      context,
+      state,
+      description: `${context} is ${state}`,
+      target_url: `https://ci.test/${context}/${sha}`,
+    };
+    repo.statuses.set(sha, [...(repo.statuses.get(sha) ?? []), status]);
   }
 
   /** Pushes a commit to a branch (creating it); an open pull request from it gets the new head. */
@@ -205,6 +292,7 @@ export class GitHubTestServer extends EventEmitter {
     const repo = this.repo(fullName);
     repo.branches.set(branch, headSha);
     for (const pull of repo.pulls.values()) if (pull.head === branch && pull.state === 'open') pull.headSha = headSha;
+    this.emit('push', { repo: repo.fullName, branch, sha: headSha });
     return headSha;
   }
 
@@ -286,6 +374,7 @@ export class GitHubTestServer extends EventEmitter {
     const method = req.method ?? 'GET';
     const requestUrl = new URL(req.url ?? '/', 'http://x');
     const path = requestUrl.pathname;
+    if (path.startsWith('/_logs/')) return this.serveLog(path, res);
     const mutation = method !== 'GET' && method !== 'HEAD';
     const content = mutation && isContentCreating(method, path);
     const chunks: Buffer[] = [];
@@ -339,6 +428,19 @@ export class GitHubTestServer extends EventEmitter {
     res.end(answer.status === 204 ? undefined : payload);
     this.requests.push(entry);
     this.emit('request', entry);
+  }
+
+  /** The download URL a job-log request redirects to: plain text, outside the API (no token, not counted). */
+  private serveLog(path: string, res: ServerResponse): void {
+    const m = /^\/_logs\/([^/]+\/[^/]+)\/(\d+)$/.exec(path);
+    const run = m
+      ? [...(this.repos.get(m[1]!.toLowerCase())?.checkRuns.values() ?? [])].flat().find((r) => r.id === Number(m[2]))
+      : undefined;
+    if (!run?.log) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end(run.log);
   }
 
   private checkSecondary(state: TokenState, now: number, content: boolean): void {
@@ -407,6 +509,8 @@ export class GitHubTestServer extends EventEmitter {
     const repo = this.repos.get(`${m[1]}/${m[2]}`.toLowerCase());
     if (!repo) return notFound;
     const rest = m[3] ?? '';
+    const ci = this.ciRoute(repo, method, rest, body);
+    if (ci) return ci;
     const pullMatch = /^\/(pulls|issues)\/(\d+)(\/.*)?$/.exec(rest);
     const pull = pullMatch ? repo.pulls.get(Number(pullMatch[2])) : undefined;
     const sub = pullMatch?.[3] ?? '';
@@ -466,6 +570,8 @@ export class GitHubTestServer extends EventEmitter {
         );
       case 'PUT /pulls/:n/merge':
         return this.merge(repo, pull!, body);
+      case 'PUT /pulls/:n/update-branch':
+        return this.updateBranch(repo, pull!, body);
       default:
         return notFound;
     }
@@ -494,6 +600,7 @@ export class GitHubTestServer extends EventEmitter {
       head,
       base,
       headSha,
+      baseSeen: repo.branches.get(base)!,
       state: 'open',
       merged: false,
       mergeCommitSha: null,
@@ -579,6 +686,9 @@ export class GitHubTestServer extends EventEmitter {
       });
     }
     if (pull.conflicting) return notMergeable;
+    const blocked = this.mergeBlock(repo, pull);
+    if (blocked)
+      return new HttpAnswer(405, { message: blocked, documentation_url: `${DOCS}/pulls/pulls#merge-a-pull-request`, status: '405' });
     const commit = sha();
     repo.branches.set(pull.base, commit);
     Object.assign(pull, { state: 'closed', merged: true, mergeCommitSha: commit });
@@ -609,7 +719,160 @@ export class GitHubTestServer extends EventEmitter {
       draft: false,
       merged: p.merged,
       mergeable,
-      mergeable_state: p.state !== 'open' ? 'unknown' : p.conflicting ? 'dirty' : 'clean',
+      mergeable_state: this.mergeableState(repo, p),
+    };
+  }
+
+  private mergeableState(repo: Repo, p: Pull): string {
+    if (p.state !== 'open') return 'unknown';
+    if (p.conflicting) return 'dirty';
+    const protection = repo.protection.get(p.base);
+    if (protection?.strict && this.isBehind(repo, p)) return 'behind';
+    if (this.mergeBlock(repo, p)) return 'blocked';
+    const all = this.checkStates(repo, p.headSha);
+    return [...all.values()].every((state) => state === 'success') ? 'clean' : 'unstable';
+  }
+
+  private isBehind(repo: Repo, p: Pull): boolean {
+    return repo.branches.get(p.base) !== p.baseSeen;
+  }
+
+  /** GitHub's 405 message when branch protection refuses the merge; undefined when it allows it. */
+  private mergeBlock(repo: Repo, p: Pull): string | undefined {
+    const protection = repo.protection.get(p.base);
+    if (!protection) return undefined;
+    const states = this.checkStates(repo, p.headSha);
+    for (const name of protection.contexts) {
+      const state = states.get(name);
+      if (state === undefined) return `Required status check "${name}" is expected.`;
+      if (state === 'pending') return `Required status check "${name}" is in progress.`;
+      if (state !== 'success') return `Required status check "${name}" is failing.`;
+    }
+    const approvals = p.reviews.filter((r) => r.state === 'APPROVED' && r.login !== p.author).length;
+    if (approvals < protection.requiredReviews) {
+      return `At least ${protection.requiredReviews} approving review${protection.requiredReviews > 1 ? 's are' : ' is'} required by reviewers with write access.`;
+    }
+    if (protection.strict && this.isBehind(repo, p)) return 'Head branch is not up to date with the base branch.';
+    return undefined;
+  }
+
+  /** name → pending | success | failure of a commit's checks (a check run over a status of the same name). */
+  private checkStates(repo: Repo, commit: string): Map<string, 'pending' | 'success' | 'failure'> {
+    const states = new Map<string, 'pending' | 'success' | 'failure'>();
+    for (const s of repo.statuses.get(commit) ?? [])
+      states.set(s.context, s.state === 'success' ? 'success' : s.state === 'pending' ? 'pending' : 'failure');
+    for (const r of repo.checkRuns.get(commit) ?? []) {
+      const green = ['success', 'neutral', 'skipped'].includes(r.conclusion ?? '');
+      states.set(r.name, r.status !== 'completed' ? 'pending' : green ? 'success' : 'failure');
+    }
+    return states;
+  }
+
+  private updateBranch(repo: Repo, pull: Pull, body: Record<string, unknown>): HttpAnswer {
+    if (typeof body.expected_head_sha === 'string' && body.expected_head_sha !== pull.headSha) {
+      return new HttpAnswer(422, {
+        message: 'expected head sha didn’t match current head ref.',
+        documentation_url: `${DOCS}/pulls/pulls#update-a-pull-request-branch`,
+        status: '422',
+      });
+    }
+    if (pull.conflicting) {
+      return new HttpAnswer(422, { message: 'merge conflict between base and head', documentation_url: DOCS, status: '422' });
+    }
+    const base = repo.branches.get(pull.base)!;
+    const merge = sha();
+    repo.parents.set(merge, [pull.headSha, base]);
+    pull.baseSeen = base;
+    this.pushBranch(repo.fullName, pull.head, merge);
+    return new HttpAnswer(202, {
+      message: 'Updating pull request branch.',
+      url: `https://github.test/${repo.fullName}/pull/${pull.number}`,
+    });
+  }
+
+  /** Branch protection, checks, statuses, commits and Actions job logs. */
+  private ciRoute(repo: Repo, method: string, rest: string, _body: Record<string, unknown>): HttpAnswer | undefined {
+    if (method !== 'GET') return undefined;
+    const protectionPath = /^\/branches\/([^/]+)\/protection\/required_status_checks$/.exec(rest);
+    if (protectionPath) {
+      const protection = repo.protection.get(decodeURIComponent(protectionPath[1]!));
+      if (protection && !protection.readable)
+        return new HttpAnswer(403, { message: 'Must have admin rights to Repository.', documentation_url: DOCS, status: '403' });
+      if (!protection) return new HttpAnswer(404, { message: 'Branch not protected', documentation_url: DOCS, status: '404' });
+      if (protection.contexts.length === 0)
+        return new HttpAnswer(404, { message: 'Required status checks not enabled', documentation_url: DOCS, status: '404' });
+      return new HttpAnswer(200, {
+        url: `${this.url}/repos/${repo.fullName}/branches/${protectionPath[1]}/protection/required_status_checks`,
+        strict: protection.strict,
+        contexts: protection.contexts,
+        checks: protection.contexts.map((context) => ({ context, app_id: null })),
+      });
+    }
+    const checkRuns = /^\/commits\/([^/]+)\/check-runs$/.exec(rest);
+    if (checkRuns) {
+      const runs = [...(repo.checkRuns.get(checkRuns[1]!) ?? [])].reverse();
+      return new HttpAnswer(200, { total_count: runs.length, check_runs: runs.map((r) => this.checkRunJson(repo, r)) });
+    }
+    const combined = /^\/commits\/([^/]+)\/status$/.exec(rest);
+    if (combined) {
+      const statuses = [...(repo.statuses.get(combined[1]!) ?? [])].reverse();
+      const latest = new Map<string, string>();
+      for (const s of [...statuses].reverse()) latest.set(s.context, s.state);
+      const states = [...latest.values()];
+      const state = states.some((s) => s === 'failure' || s === 'error')
+        ? 'failure'
+        : states.every((s) => s === 'success')
+          ? 'success'
+          : 'pending';
+      return new HttpAnswer(200, { state, sha: combined[1], total_count: statuses.length, statuses });
+    }
+    const commit = /^\/commits\/([^/]+)$/.exec(rest);
+    if (commit) {
+      const parents = repo.parents.get(commit[1]!) ?? [];
+      return new HttpAnswer(200, {
+        sha: commit[1],
+        parents: parents.map((p) => ({ sha: p, url: `${this.url}/repos/${repo.fullName}/commits/${p}` })),
+        files: [],
+      });
+    }
+    const annotations = /^\/check-runs\/(\d+)\/annotations$/.exec(rest);
+    if (annotations) {
+      const run = [...repo.checkRuns.values()].flat().find((r) => r.id === Number(annotations[1]));
+      if (!run) return new HttpAnswer(404, { message: 'Not Found', documentation_url: DOCS, status: '404' });
+      return new HttpAnswer(
+        200,
+        run.annotations.map((a) => ({ ...a, blob_href: `https://github.test/${repo.fullName}/blob/${run.headSha}/${a.path}` })),
+      );
+    }
+    const jobLog = /^\/actions\/jobs\/(\d+)\/logs$/.exec(rest);
+    if (jobLog) {
+      const run = [...repo.checkRuns.values()].flat().find((r) => r.id === Number(jobLog[1]));
+      if (!run?.log) return new HttpAnswer(404, { message: 'Not Found', documentation_url: DOCS, status: '404' });
+      // GitHub redirects to a short-lived download URL; this server serves the text there itself.
+      return new HttpAnswer(302, '', { location: `${this.url}/_logs/${repo.fullName}/${run.id}` });
+    }
+    return undefined;
+  }
+
+  private checkRunJson(repo: Repo, r: CheckRun): Record<string, unknown> {
+    return {
+      id: r.id,
+      head_sha: r.headSha,
+      name: r.name,
+      status: r.status,
+      conclusion: r.conclusion,
+      html_url: `https://github.test/${repo.fullName}/runs/${r.id}`,
+      details_url: `https://github.test/${repo.fullName}/actions/runs/1/job/${r.id}`,
+      started_at: new Date().toISOString(),
+      completed_at: r.status === 'completed' ? new Date().toISOString() : null,
+      output: {
+        title: r.title,
+        summary: r.summary,
+        text: null,
+        annotations_count: r.annotations.length,
+        annotations_url: `${this.url}/repos/${repo.fullName}/check-runs/${r.id}/annotations`,
+      },
+      app: { slug: r.log === null ? 'ci-app' : 'github-actions' },
     };
   }
 }
@@ -622,7 +885,7 @@ function validation(resource: string, field: string, code: string): HttpAnswer {
 function isContentCreating(method: string, path: string): boolean {
   return (
     (method === 'POST' && /^\/repos\/[^/]+\/[^/]+\/(pulls|pulls\/\d+\/reviews|issues\/\d+\/comments)$/.test(path)) ||
-    (method === 'PUT' && /^\/repos\/[^/]+\/[^/]+\/pulls\/\d+\/merge$/.test(path))
+    (method === 'PUT' && /^\/repos\/[^/]+\/[^/]+\/pulls\/\d+\/(merge|update-branch)$/.test(path))
   );
 }
 

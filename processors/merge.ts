@@ -5,13 +5,13 @@ import type { MergeJobData } from '../queues/merge.ts';
 import { addReviewChild } from '../queues/review.ts';
 import { addSpawnChild } from '../queues/spawn.ts';
 import { isErrorNamed } from '../src/errors.ts';
-import { checkRecords, ciBackoffMs, ciVerdict, describeChecks, type CiRequired } from '../src/flow/ci.ts';
+import { checkRecords, ciBackoffMs, ciVerdict, describeChecks, failingCheckDetails, type CiRequired } from '../src/flow/ci.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
 import { runResumableStep } from '../src/flow/resumable.ts';
 import { emptyOutcome } from '../src/flow/result.ts';
 import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow/steps.ts';
-import { conflictTask } from '../src/pr-text.ts';
+import { ciFixTask, conflictTask } from '../src/pr-text.ts';
 import type { ErrorType, ScopeOutcome, WorkerResult } from '../src/protocol.ts';
 
 export interface MergeDeps extends FlowStepDeps {
@@ -58,6 +58,12 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
  * the review makes GitHub refuse, and it is never merged unreviewed. A conflict (another scope
  * merged first) gets a follow-up worker that merges the base in and resolves it, then a new
  * review, then another try.
+ *
+ * Before merging it waits for the head's required checks (a delayed job: no lock, no slot); red
+ * checks get a fix round (counted against fix_rounds) and a new review, or end as ci_failed. A head
+ * behind its base is updated by GitHub (update-branch) and merged without a new review: the merge
+ * commit's parents are checked to be the reviewed head and one other, so no content of the agent's
+ * is unreviewed.
  */
 export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock: { token: string | undefined }): Promise<ScopeOutcome> {
   const c = job.data.ctx;
@@ -138,13 +144,34 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           ...(s.ci ? { ci_wait_ms: deps.now() - since } : {}),
         });
         if (ci.failing.length > 0) {
-          return withChecks(
-            fail(
-              s,
-              'ci_failed',
-              `required check(s) failed on ${guard.slice(0, 12)}: ${describeChecks(ci.failing)}; fleet never merges red CI`,
-            ),
-          );
+          // Red CI is feedback: a fix round while the request's fix_rounds last, then a review of the new head.
+          if (o.fix_rounds_used >= c.fixRounds) {
+            return withChecks(
+              fail(
+                s,
+                'ci_failed',
+                `required check(s) failed on ${guard.slice(0, 12)} and no fix round is left: ${describeChecks(ci.failing)}; fleet never merges red CI`,
+              ),
+            );
+          }
+          const ciRound = (s.ciRounds ?? 0) + 1;
+          const fixRound = o.fix_rounds_used + 1;
+          const childId = followUpJobId(stepJobId(c.requestId, c.scope, 'spawn'), 'ci-fix', ciRound);
+          log.warn({ pr: number, failing: ci.failing.map((f) => f.name), round: fixRound }, 'required checks failed: a worker fixes them');
+          const [texts, failing] = await Promise.all([scopeTexts(c, deps), failingCheckDetails(forge, c.repo, ci.failing)]);
+          const task = ciFixTask({ checks: failing, originalTask: texts.task, round: fixRound, branch: c.branch });
+          await addSpawnChild(deps.spawnQueue, job, childId, spawnChildData(deps.now(), c, 'fix', task, texts.agentsContent));
+          await run.waitForChildren({
+            ...s,
+            step: 'await-ci-fix',
+            ciRounds: ciRound,
+            childId,
+            outcome: withChecks({ ...o, fix_rounds_used: fixRound }),
+            ci: undefined,
+            updated: undefined,
+            refusals: undefined,
+          });
+          return undefined;
         }
         // No check at all yet: CI may not have registered its runs on a fresh push; look once more before merging.
         const noChecksYet = ci.required.length === 0 && !s.ci && (deps.ciRequired ?? { kind: 'auto' }).kind !== 'none';
@@ -236,15 +263,19 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         return undefined;
       }
 
-      if (s.step === 'await-rebase') {
+      if (s.step === 'await-rebase' || s.step === 'await-ci-fix') {
         const end = await childEnd<WorkerResult>(job, deps.keys.bullJob(QUEUE_NAMES.spawn, s.childId!));
         if (!end) throw new Error(`merge ${job.id} resumed without the end of ${s.childId}`);
         const failure = flowStepFailed(end);
-        if (failure) return fail(s, 'conflict_unresolved', `the conflict worker failed: ${failure}`);
+        if (failure && s.step === 'await-rebase') return fail(s, 'conflict_unresolved', `the conflict worker failed: ${failure}`);
+        if (failure) return fail(s, 'fix_failed', `the worker fixing the failing checks (round ${o.fix_rounds_used}) failed: ${failure}`);
         const worker = (end as { value: WorkerResult }).value;
-        const childId = stepJobId(c.requestId, c.scope, 'review', s.conflictRounds);
+        // Every re-review of this step has its own id: conflict and CI rounds count together.
+        const childId = stepJobId(c.requestId, c.scope, 'review', s.conflictRounds + (s.ciRounds ?? 0));
         const pullRequest = { ...o.pull_request!, head_sha: worker.commit_sha ?? o.pull_request!.head_sha };
-        await addReviewChild(deps.reviewQueue, job, childId, { ctx: c, start: { worker: o.worker, pullRequest }, state: null });
+        // The re-review may reject and fix too, but only with the fix rounds this scope has left.
+        const ctx = { ...c, fixRounds: Math.max(0, c.fixRounds - o.fix_rounds_used) };
+        await addReviewChild(deps.reviewQueue, job, childId, { ctx, start: { worker: o.worker, pullRequest }, state: null });
         await run.waitForChildren({ ...s, step: 'await-review', childId });
         return undefined;
       }

@@ -8,8 +8,10 @@ export interface MergeJobData {
   kind: 'merge';
   ctx: ScopeContext;
   state: {
-    step: 'merge' | 'await-rebase' | 'await-review';
+    step: 'merge' | 'await-rebase' | 'await-ci-fix' | 'await-review';
     conflictRounds: number;
+    /** Fix rounds this step started for red CI (also counted in the outcome's `fix_rounds_used`). */
+    ciRounds?: number;
     childId?: string;
     outcome: ScopeOutcome;
     /** The wait for CI: when it began (epoch ms) and how many times it looked. */

@@ -119,6 +119,17 @@ export interface CommitCheck {
   source: 'check_run' | 'status';
   /** The check run's id (for its annotations and job log); absent for a status. */
   checkRunId?: number;
+  /** A GitHub Actions job: its check run id is the job's id, and its log can be read. */
+  actionsJob?: boolean;
+}
+
+/** A check run's annotation: a line a failing check points at. */
+export interface CheckAnnotation {
+  path: string;
+  line: number;
+  level: string;
+  message: string;
+  title: string | null;
 }
 
 /** What the processors need from a code host. Every method throws a {@link ForgeError} on failure. */
@@ -153,6 +164,10 @@ export interface Forge {
   getRequiredChecks(repo: RepoName, branch: string): Promise<string[] | null>;
   /** Every check run and commit status of `sha`; a name reported twice keeps its newest report. */
   getCommitChecks(repo: RepoName, sha: string): Promise<CommitCheck[]>;
+  /** The annotations of one check run (GitHub keeps at most 50 per run update). */
+  getCheckRunAnnotations(repo: RepoName, checkRunId: number): Promise<CheckAnnotation[]>;
+  /** The log of one GitHub Actions job as text, or null when GitHub has none (expired, not an Actions job). */
+  getActionsJobLog(repo: RepoName, jobId: number): Promise<string | null>;
   /** The parent SHAs of one commit. */
   getCommitParents(repo: RepoName, sha: string): Promise<string[]>;
   /**

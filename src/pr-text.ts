@@ -57,3 +57,53 @@ export function conflictTask(input: { branch: string; base: string; originalTask
     `## The original task\n\n${input.originalTask}`,
   ].join('\n\n');
 }
+
+/** A failing check as a fix worker reads it. */
+export interface FailingCheck {
+  name: string;
+  conclusion: string | null;
+  url: string | null;
+  summary: string | null;
+  annotations: { path: string; line: number; level: string; message: string }[];
+  /** The Actions job's log, whole; the task keeps its tail. */
+  log: string | null;
+}
+
+/** Lines and characters of each job log's tail a CI fix task keeps: the error is almost always at the end. */
+export const LOG_TAIL_LINES = 80;
+export const LOG_TAIL_CHARS = 6000;
+const ANNOTATIONS_KEPT = 20;
+
+/** The last lines of a log, at most LOG_TAIL_LINES and LOG_TAIL_CHARS, with GitHub's timestamps dropped. */
+export function logTail(log: string): string {
+  const lines = log
+    .replace(/\r/g, '')
+    .split('\n')
+    .map((l) => l.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /, ''));
+  while (lines.length && lines.at(-1) === '') lines.pop();
+  let tail = lines.slice(-LOG_TAIL_LINES).join('\n');
+  if (tail.length > LOG_TAIL_CHARS) tail = tail.slice(-LOG_TAIL_CHARS);
+  const cut = lines.length > LOG_TAIL_LINES || tail.length === LOG_TAIL_CHARS;
+  return cut ? `… (earlier lines cut)\n${tail}` : tail;
+}
+
+/** The task of a worker that makes red required checks green on the same branch. */
+export function ciFixTask(input: { checks: FailingCheck[]; originalTask: string; round: number; branch: string }): string {
+  const sections = input.checks.map((c) => {
+    const parts = [`### ${c.name}: ${c.conclusion ?? 'failed'}${c.url ? ` (${c.url})` : ''}`];
+    if (c.summary) parts.push(excerpt(c.summary, 1500));
+    if (c.annotations.length) {
+      const shown = c.annotations.slice(0, ANNOTATIONS_KEPT).map((a) => `- \`${a.path}:${a.line}\` (${a.level}): ${a.message}`);
+      if (c.annotations.length > ANNOTATIONS_KEPT) shown.push(`- … and ${c.annotations.length - ANNOTATIONS_KEPT} more`);
+      parts.push(`Annotations:\n${shown.join('\n')}`);
+    }
+    if (c.log) parts.push(`End of the job log:\n\n\`\`\`\n${logTail(c.log).replace(/```/g, "'''")}\n\`\`\``);
+    return parts.join('\n\n');
+  });
+  return [
+    `# Make the failing checks of your pull request pass (round ${input.round})`,
+    `The required checks below failed on branch \`${input.branch}\`. Find the cause and change the code so that they pass, keeping what the original task asks for. The branch is checked out with your earlier commits.`,
+    `## Failing checks\n\n${sections.join('\n\n')}`,
+    `## The original task\n\n${input.originalTask}`,
+  ].join('\n\n');
+}

@@ -3,6 +3,7 @@
  * Pure but for the forge reads.
  */
 import type { CommitCheck, Forge, RepoName } from '../forge.ts';
+import type { FailingCheck } from '../pr-text.ts';
 import type { CheckRecord } from '../protocol.ts';
 
 /** FLEET_CI_REQUIRED: which checks must be green when branch protection names none (or cannot be read). */
@@ -64,4 +65,18 @@ export function describeChecks(checks: CommitCheck[]): string {
 /** The next poll's delay: doubling from `baseMs`, at most `maxMs`. */
 export function ciBackoffMs(polls: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.min(polls, 20));
+}
+
+/** What a fix worker needs to know about each failing check: its summary, annotations and job log. */
+export async function failingCheckDetails(forge: Forge, repo: RepoName, failing: CommitCheck[]): Promise<FailingCheck[]> {
+  return Promise.all(
+    failing.map(async (c) => ({
+      name: c.name,
+      conclusion: c.conclusion,
+      url: c.url,
+      summary: c.summary,
+      annotations: c.checkRunId === undefined ? [] : await forge.getCheckRunAnnotations(repo, c.checkRunId),
+      log: c.checkRunId !== undefined && c.actionsJob ? await forge.getActionsJobLog(repo, c.checkRunId) : null,
+    })),
+  );
 }

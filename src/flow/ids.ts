@@ -23,7 +23,7 @@ export function stepJobId(requestId: string, scope: string | null, step: 'spawn'
   return join(...parts);
 }
 
-/** Follow-up workers a step adds at run time: a fix round, a conflict round, or an agent reviewer. */
-export function followUpJobId(stepId: string, kind: 'fix' | 'rebase' | 'agent', n: number): string {
+/** Follow-up workers a step adds at run time: a fix round (after a review or red CI), a conflict round, or an agent reviewer. */
+export function followUpJobId(stepId: string, kind: 'fix' | 'ci-fix' | 'rebase' | 'agent', n: number): string {
   return join(stepId, `${kind}${n}`);
 }

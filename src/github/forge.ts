@@ -10,6 +10,7 @@ import {
   RateLimitedError,
 } from '../errors.ts';
 import type {
+  CheckAnnotation,
   CommitCheck,
   Forge,
   LineComment,
@@ -284,11 +285,42 @@ export class GitHubForge implements Forge {
           summary: r.output?.summary ?? r.output?.title ?? null,
           source: 'check_run',
           checkRunId: r.id,
+          actionsJob: r.app?.slug === 'github-actions',
         });
       }
       return [...byName.values()];
     } catch (error) {
       throw toForgeError(error, `read the checks of ${repo}@${sha}`);
+    }
+  }
+
+  async getCheckRunAnnotations(repo: RepoName, checkRunId: number): Promise<CheckAnnotation[]> {
+    try {
+      const { data } = await this.octokit.rest.checks.listAnnotations({ ...splitRepo(repo), check_run_id: checkRunId, per_page: 50 });
+      return data.map((a) => ({
+        path: a.path,
+        line: a.start_line,
+        level: a.annotation_level ?? 'failure',
+        message: a.message ?? '',
+        title: a.title ?? null,
+      }));
+    } catch (error) {
+      throw toForgeError(error, `read the annotations of check run ${checkRunId} in ${repo}`);
+    }
+  }
+
+  async getActionsJobLog(repo: RepoName, jobId: number): Promise<string | null> {
+    try {
+      // GitHub answers with a redirect to a short-lived download URL; Octokit follows it.
+      const { data } = await this.octokit.rest.actions.downloadJobLogsForWorkflowRun({ ...splitRepo(repo), job_id: jobId });
+      if (typeof data === 'string') return data;
+      if (data instanceof ArrayBuffer) return Buffer.from(data).toString('utf8');
+      return String(data);
+    } catch (error) {
+      // Logs expire (410) or were never kept (404): the fix task says so instead.
+      const status = describe(error).status;
+      if (status === 404 || status === 410) return null;
+      throw toForgeError(error, `read the log of Actions job ${jobId} in ${repo}`);
     }
   }
 

@@ -61,8 +61,11 @@ function reviewed(request: SpawnRequest, pull: FakePull, overrides: Partial<Scop
  * A reviewed single-scope request: spawn and review steps completed (the review with `outcome` of the
  * PR, approved unless overridden), so the merge job waits. Returns the request, the PR and the merge job's id.
  */
-async function mergeWaiting(outcome: (request: SpawnRequest, pull: FakePull) => ScopeOutcome | 'review job fails' = reviewed) {
-  const request = await bench.addFlow({ merge: true });
+async function mergeWaiting(
+  outcome: (request: SpawnRequest, pull: FakePull) => ScopeOutcome | 'review job fails' = reviewed,
+  overrides: Partial<SpawnRequest> = {},
+) {
+  const request = await bench.addFlow({ merge: true, ...overrides });
   const id = request.request_id;
   const pull = github.addPull(request.repo, { head: scopeBranch(id, null), authorToken: WORKER_TOKEN });
   await bench.complete('spawn', workerResult(id), stepJobId(id, null, 'spawn'));
@@ -474,5 +477,75 @@ describe('processMerge waits for CI', () => {
         });
     }
     expect(github.callsOf('mergePullRequest')).toHaveLength(4);
+  });
+
+  it('red CI with a fix round left: a fix worker whose task holds the failing log, a re-review, green, merged', async () => {
+    const { request, pull, mergeId } = await mergeWaiting(reviewed, { fix_rounds: 1 });
+    const id = request.request_id;
+    const firstHead = pull.headSha;
+    github.protection.set(request.repo, ['test', 'lint']);
+    github.setCheck(firstHead, 'lint', 'success');
+    github.setCheck(firstHead, 'test', 'failure', {
+      checkRunId: 77,
+      actionsJob: true,
+      summary: '1 test failed',
+      url: 'https://github.test/runs/77',
+    });
+    const log = [
+      ...Array.from({ length: 300 }, (_, i) => `2030-01-02T03:04:05.0000000Z setup line ${i}`),
+      'FAIL wishlist.test.ts > adds an item',
+      'expected 2, got 1',
+    ].join('\n');
+    github.checkDetails.set(77, {
+      annotations: [{ path: 'src/wishlist.ts', line: 12, level: 'failure', message: 'expected 2, got 1', title: null }],
+      log,
+    });
+    const deps = mergeDeps({ ciRequired: { kind: 'auto' } });
+
+    // 1. Red: a fix worker on the branch, and the merge parks.
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
+    const fixId = followUpJobId(stepJobId(id, null, 'spawn'), 'ci-fix', 1);
+    const fix = (await bench.queues.spawn.getJob(fixId))!.data as SpawnJobData;
+    expect(fix.flow).toMatchObject({ purpose: 'fix', branch: pull.head });
+    const task = fix.request.task_content;
+    expect(task).toContain('### test: failure (https://github.test/runs/77)');
+    expect(task).toContain('1 test failed');
+    expect(task).toContain('`src/wishlist.ts:12` (failure): expected 2, got 1');
+    expect(task).toMatch(/FAIL wishlist.test.ts > adds an item\nexpected 2, got 1/);
+    expect(task).not.toContain('setup line 100\n');
+    expect(task).not.toContain('2030-01-02T03');
+    expect(task).toContain('Add a wishlist');
+    expect(task).not.toMatch(/### lint/);
+    expect(github.callsOf('mergePullRequest')).toEqual([]);
+
+    // 2. The fix worker pushes; the merge adds a review of the new head (with no fix round left to it).
+    const fixed = github.pushBranch(request.repo, pull.head, newSha());
+    await bench.complete('spawn', workerResult(id, { commit_sha: fixed }), fixId);
+    expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
+    const reReview = (await bench.queues.review.getJob(stepJobId(id, null, 'review', 1)))!.data;
+    expect([reReview.start!.pullRequest.head_sha, reReview.ctx.fixRounds]).toEqual([fixed, 0]);
+    await bench.complete('review', reviewed(request, pull), stepJobId(id, null, 'review', 1));
+
+    // 3. The new head's CI is green: merged, one fix round used.
+    github.setCheck(fixed, 'lint', 'success');
+    github.setCheck(fixed, 'test', 'success');
+    const settled = await runMerge(mergeId, deps);
+    expect(settled.value).toMatchObject({ merged: true, error_type: null, fix_rounds_used: 1, conflict_rounds_used: 0 });
+    expect(settled.value!.reviews.map((r) => r.reviewed_sha)).toEqual([firstHead, fixed]);
+    expect(github.callsOf('mergePullRequest').map((c) => (c.args[0] as { sha: string }).sha)).toEqual([fixed]);
+  });
+
+  it('a CI fix worker that fails is fix_failed', async () => {
+    const { request, pull, mergeId } = await mergeWaiting(reviewed, { fix_rounds: 2 });
+    github.setCheck(pull.headSha, 'ci', 'failure');
+    await runMerge(mergeId, mergeDeps({ ciRequired: { kind: 'auto' } }));
+    await bench.fail('spawn', 'agent gave up', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'ci-fix', 1));
+    const settled = await runMerge(mergeId, mergeDeps({ ciRequired: { kind: 'auto' } }));
+    expect(settled.value).toMatchObject({
+      merged: false,
+      error_type: 'fix_failed',
+      fix_rounds_used: 1,
+      error_message: expect.stringMatching(/agent gave up/),
+    });
   });
 });

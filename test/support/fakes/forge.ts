@@ -5,6 +5,7 @@
  */
 import { ForgeValidationError, HeadChangedError, NotFoundError, NotMergeableError } from '../../../src/errors.ts';
 import type {
+  CheckAnnotation,
   CommitCheck,
   Forge,
   MergeInput,
@@ -67,6 +68,8 @@ export class FakeGitHub {
   private readonly checks = new Map<string, Map<string, CommitCheck>>();
   /** sha → parents, for the merge commits update-branch makes. */
   private readonly parents = new Map<string, string[]>();
+  /** check run id → its annotations and Actions job log. */
+  readonly checkDetails = new Map<number, { annotations: CheckAnnotation[]; log: string | null }>();
   private nextNumber = 1;
 
   /** The processors' view: a forge per token, all on this one GitHub. */
@@ -159,6 +162,8 @@ export class FakeGitHub {
       mergePullRequest: (input) => call('mergePullRequest', [input], () => this.merge(input)),
       getRequiredChecks: (repo, branch) => call('getRequiredChecks', [repo, branch], () => this.protection.get(repo) ?? null),
       getCommitChecks: (repo, sha) => call('getCommitChecks', [repo, sha], () => [...(this.checks.get(sha)?.values() ?? [])]),
+      getCheckRunAnnotations: (repo, id) => call('getCheckRunAnnotations', [repo, id], () => this.checkDetails.get(id)?.annotations ?? []),
+      getActionsJobLog: (repo, id) => call('getActionsJobLog', [repo, id], () => this.checkDetails.get(id)?.log ?? null),
       getCommitParents: (repo, sha) => call('getCommitParents', [repo, sha], () => this.parents.get(sha) ?? []),
       updatePullRequestBranch: (repo, number, expected) =>
         call('updatePullRequestBranch', [repo, number, expected], () => this.updateBranch(repo, number, expected)),

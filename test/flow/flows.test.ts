@@ -50,6 +50,8 @@ describeDocker('pull-request flows: tasks → PRs → review → merge (real Red
         FLEET_LLM_API_KEY: 'llm-test-key-123456',
         FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
         FLEET_HOST_CONCURRENCY: '2',
+        // These repositories have no CI: a merge looks once more for checks, a moment later.
+        FLEET_CI_POLL_MS: '300',
         ...overrides,
       }),
       ['bridge', 'spawn', 'review', 'merge'],

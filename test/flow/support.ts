@@ -7,14 +7,24 @@ import type { GitHubTestServer } from '../servers/github.ts';
  * `{repo, branch, sha, resolves_conflict?}` here and the GitHub test server moves the branch,
  * as GitHub would after a real push. A push that resolves a conflict clears the PR's conflict.
  */
-export async function startPushReceiver(
-  github: GitHubTestServer,
-): Promise<{ url: string; pushes: { repo: string; branch: string; sha: string }[]; close(): Promise<void> }> {
+export async function startPushReceiver(github: GitHubTestServer): Promise<{
+  url: string;
+  pushes: { repo: string; branch: string; sha: string }[];
+  /** The TASK.md of every fix worker, in the order they ran. */
+  fixTasks: string[];
+  close(): Promise<void>;
+}> {
   const pushes: { repo: string; branch: string; sha: string }[] = [];
+  const fixTasks: string[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (req.url === '/task') {
+        fixTasks.push(Buffer.concat(chunks).toString());
+        res.writeHead(204).end();
+        return;
+      }
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString()) as {
           repo: string;
@@ -38,6 +48,7 @@ export async function startPushReceiver(
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     pushes,
+    fixTasks,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -75,6 +86,8 @@ export function pushingTask(options: { pushUrl: string; file: string; summary: s
     `  echo '::fleet-event:: {"event_type":"completed","commit_sha":null,"branch":null,"files_changed":[],"summary":"{\\"approved\\": true, \\"feedback\\": \\"agent approves\\", \\"comments\\": []}"}'`,
     '  exit 0',
     'fi',
+    // A fix worker hands its TASK.md to the test, which checks what fleet told it.
+    `if [ "$FLEET_PURPOSE" = fix ]; then wget -q -O /dev/null --post-data "$(cat /fleet/input/TASK.md)" ${options.pushUrl}/task || exit 5; fi`,
     'SHA=$(cat /proc/sys/kernel/random/uuid /proc/sys/kernel/random/uuid | sha256sum | cut -c1-40)',
     'RESOLVES=false; [ "$FLEET_PURPOSE" = rebase ] && RESOLVES=true',
     `BODY="{\\"repo\\":\\"$REPO\\",\\"branch\\":\\"$FLEET_BRANCH\\",\\"sha\\":\\"$SHA\\",\\"resolves_conflict\\":$RESOLVES}"`,

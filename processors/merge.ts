@@ -24,6 +24,8 @@ export interface MergeDeps extends FlowStepDeps {
   ciTimeoutMs?: number;
   /** First gap between two looks at CI; doubles up to 2 min. @defaultValue 10 s */
   ciPollMs?: number;
+  /** Metrics hook: how a wait for CI ended (`green`, `failed`, `timeout`) and how long it took. */
+  onCiWait?: (outcome: 'green' | 'failed' | 'timeout', waitedMs: number) => void;
 }
 
 type State = NonNullable<MergeJobData['state']>;
@@ -143,7 +145,9 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           checks: checkRecords(ci.checks),
           ...(s.ci ? { ci_wait_ms: deps.now() - since } : {}),
         });
+        const waited = deps.now() - since;
         if (ci.failing.length > 0) {
+          deps.onCiWait?.('failed', waited);
           // Red CI is feedback: a fix round while the request's fix_rounds last, then a review of the new head.
           if (o.fix_rounds_used >= c.fixRounds) {
             return withChecks(
@@ -176,13 +180,10 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         // No check at all yet: CI may not have registered its runs on a fresh push; look once more before merging.
         const noChecksYet = ci.required.length === 0 && !s.ci && (deps.ciRequired ?? { kind: 'auto' }).kind !== 'none';
         if (ci.pending.length > 0 || noChecksYet) {
-          if (deps.now() - since >= ciTimeoutMs(deps)) {
+          if (waited >= ciTimeoutMs(deps)) {
+            deps.onCiWait?.('timeout', waited);
             return withChecks(
-              fail(
-                s,
-                'ci_timeout',
-                `required check(s) still pending after ${Math.round((deps.now() - since) / 60_000)} min: ${ci.pending.join(', ')}`,
-              ),
+              fail(s, 'ci_timeout', `required check(s) still pending after ${Math.round(waited / 60_000)} min: ${ci.pending.join(', ')}`),
             );
           }
           const polls = s.ci?.polls ?? 0;
@@ -206,6 +207,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
             commitTitle: `${c.task.title} (#${number})`,
           });
           log.info({ pr: number, sha: merged.sha }, 'pull request merged');
+          deps.onCiWait?.('green', waited);
           return withChecks({ ...o, merged: true, merge_sha: merged.sha, conflict_rounds_used: s.conflictRounds });
         } catch (error) {
           if (isErrorNamed(error, 'HeadChangedError')) return headChanged(review.reviewed_sha);

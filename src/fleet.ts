@@ -186,6 +186,7 @@ export async function startFleet(options: {
         keys,
         forges: forges!,
         logger,
+        onCiWait: metrics.onCiWait,
       };
       const started =
         role === 'review'

@@ -26,6 +26,8 @@ export interface FleetMetrics {
   onAccepted(outcome: string): void;
   /** GitHub client hook: the budget its last answer reported. */
   onBudget(reading: BudgetReading): void;
+  /** Merge hook: how a wait for CI ended (`green`, `failed`, `timeout`) and how long it took. */
+  onCiWait(outcome: string, waitedMs: number): void;
   /** Bridge hooks: subscriber drops, resubscribes, messages dropped from a full inbox. */
   bridge: BridgeObserver;
   /** Bridge gauges (subscribed, inbox depth and bytes), read from `stats` at scrape time. */
@@ -264,7 +266,16 @@ export function createFleetMetrics(deps: {
     registers,
   });
 
+  const ciWait = new Histogram({
+    name: 'fleet_merge_ci_wait_seconds',
+    help: 'How long merges waited for required checks, by how the wait ended (green, failed, timeout)',
+    labelNames: ['outcome'],
+    buckets: [0, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600],
+    registers,
+  });
+
   return {
+    onCiWait: (outcome, waitedMs) => ciWait.observe({ outcome }, waitedMs / 1000),
     observer: {
       containerStarted: ({ startLatencyMs }) => startLatency.observe(startLatencyMs / 1000),
       jobFinished: ({ result, durationMs }) => jobDuration.observe({ outcome: outcomeLabel(result) }, durationMs / 1000),

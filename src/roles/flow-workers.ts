@@ -26,6 +26,8 @@ export interface FlowRoleDeps {
   keys: FleetKeys;
   forges: GitHubForges;
   logger: Logger;
+  /** Metrics hook: how a merge's wait for CI ended and how long it took. */
+  onCiWait?: (outcome: string, waitedMs: number) => void;
 }
 
 export interface FlowRole {
@@ -84,6 +86,7 @@ export async function startMergeRole(deps: FlowRoleDeps): Promise<FlowRole> {
     ciRequired: deps.config.ci.required,
     ciTimeoutMs: deps.config.ci.timeoutMs,
     ciPollMs: deps.config.ci.pollMs,
+    onCiWait: deps.onCiWait,
   };
   const requestDeps = { redis: deps.redis, keys: deps.keys, logger: log };
   const worker = new Worker<MergeQueueJobData, MergeQueueJobResult>(

@@ -302,7 +302,8 @@ describe('processMerge waits for CI', () => {
     github.protection.set(request.repo, ['ci']);
     github.setCheck(pull.headSha, 'ci', 'pending');
     let now = NOW;
-    const deps = mergeDeps({ ciRequired: { kind: 'auto' }, now: () => now });
+    const waits: [string, number][] = [];
+    const deps = mergeDeps({ ciRequired: { kind: 'auto' }, now: () => now, onCiWait: (outcome, ms) => waits.push([outcome, ms]) });
 
     const waiting = await runMerge(mergeId, deps);
     expect(waiting.error?.name).toBe('DelayedError');
@@ -329,6 +330,7 @@ describe('processMerge waits for CI', () => {
     });
     expect(github.callsOf('mergePullRequest')).toHaveLength(1);
     expect(github.callsOf('getCommitChecks')).toHaveLength(3);
+    expect(waits).toEqual([['green', 12_000]]);
     expect(pull.merged).toBe(true);
   });
 
@@ -356,7 +358,8 @@ describe('processMerge waits for CI', () => {
     const { pull, mergeId } = await mergeWaiting();
     github.setCheck(pull.headSha, 'build', 'pending');
     let now = NOW;
-    const deps = mergeDeps({ ciRequired: { kind: 'auto' }, ciTimeoutMs: 60_000, now: () => now });
+    const waits: [string, number][] = [];
+    const deps = mergeDeps({ ciRequired: { kind: 'auto' }, ciTimeoutMs: 60_000, now: () => now, onCiWait: (o, ms) => waits.push([o, ms]) });
     expect((await runMerge(mergeId, deps)).error?.name).toBe('DelayedError');
     now += 60_000;
     const settled = await again(mergeId, deps);
@@ -367,6 +370,7 @@ describe('processMerge waits for CI', () => {
       ci_wait_ms: 60_000,
     });
     expect(github.callsOf('mergePullRequest')).toEqual([]);
+    expect(waits).toEqual([['timeout', 60_000]]);
   });
 
   it('without protection, auto requires every check on the head; a list requires only the named ones', async () => {

@@ -138,7 +138,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         if (pr.headSha !== guard) return headChanged(review.reviewed_sha);
 
         // CI first: a required check still running is waited for, a red one is never merged.
-        const ci = await ciVerdict(forge, c.repo, pr.baseRef, guard, deps.ciRequired ?? { kind: 'auto' });
+        const ci = await ciVerdict(forge, c.repo, pr.baseRef, guard, deps.ciRequired ?? { kind: 'auto' }, s.learnedChecks);
         const since = s.ci?.since ?? deps.now();
         const withChecks = (x: ScopeOutcome): ScopeOutcome => ({
           ...x,
@@ -218,7 +218,17 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           log.warn({ pr: number, mergeable_state: now.mergeableState, refusal, message }, 'GitHub refused the merge');
           if (refusal === 'review') return withChecks(fail(s, 'review_required', `GitHub requires a review before the merge: ${message}`));
           if (refusal === 'checks') {
-            return delay({ ...s, ci: { since, polls: (s.ci?.polls ?? 0) + 1 } }, deps.ciPollMs ?? 10_000, 'the checks GitHub requires');
+            if (waited >= ciTimeoutMs(deps))
+              return withChecks(fail(s, 'ci_timeout', `GitHub still refuses the merge on its checks: ${message}`));
+            // Protection we could not read names a check: required from now on, so its pending, red and timeout are seen.
+            const named = /status check "([^"]+)"/i.exec(message)?.[1];
+            const learnedChecks = named ? [...new Set([...(s.learnedChecks ?? []), named])] : s.learnedChecks;
+            const polls = (s.ci?.polls ?? 0) + 1;
+            return delay(
+              { ...s, learnedChecks, ci: { since, polls } },
+              ciBackoffMs(polls - 1, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS),
+              'the checks GitHub requires',
+            );
           }
           if (refusal === 'behind') {
             await forge.updatePullRequestBranch(c.repo, number, guard);

@@ -21,6 +21,8 @@ export interface MergeJobData {
      * base into the reviewed head (`from`); `head` is set once that merge commit appeared and was checked.
      */
     updated?: { from: string; head?: string; polls: number };
+    /** Checks GitHub's refusals named as required that fleet could not read from branch protection. */
+    learnedChecks?: string[];
     /** Refusals of an unknown kind so far (retried later, then an error). */
     refusals?: number;
   } | null;

@@ -36,7 +36,15 @@ export interface CiVerdict {
  * setting chooses (`auto` and `all`: every check on the head; `none`: none; a list: those names).
  * `all` adds every check on the head to the protected ones.
  */
-export async function ciVerdict(forge: Forge, repo: RepoName, base: string, head: string, setting: CiRequired): Promise<CiVerdict> {
+export async function ciVerdict(
+  forge: Forge,
+  repo: RepoName,
+  base: string,
+  head: string,
+  setting: CiRequired,
+  /** Names GitHub's refusals said are required, on top of the rest. */
+  learned: readonly string[] = [],
+): Promise<CiVerdict> {
   const [protectedNames, onHead] = await Promise.all([forge.getRequiredChecks(repo, base), forge.getCommitChecks(repo, head)]);
   const all = onHead.map((c) => c.name);
   let required: string[];
@@ -45,6 +53,7 @@ export async function ciVerdict(forge: Forge, repo: RepoName, base: string, head
   else if (setting.kind === 'auto') required = all;
   else if (setting.kind === 'none') required = [];
   else required = setting.names;
+  required = [...new Set([...required, ...learned])];
   const byName = new Map(onHead.map((c) => [c.name, c]));
   const pending = required.filter((n) => (byName.get(n)?.state ?? 'pending') === 'pending');
   const failing = required.map((n) => byName.get(n)).filter((c): c is CommitCheck => c?.state === 'failure');

@@ -399,15 +399,20 @@ describe('processMerge waits for CI', () => {
     github.protection.set(request.repo, ['ci']);
     github.setCheck(pull.headSha, 'ci', 'pending');
     const hidden = mergeDeps({ ciRequired: { kind: 'none' } });
-    // The fake answers null for a repository with no protection entry: hide it for the first look only.
+    // The fake answers null for a repository with no protection entry: hide the protection it enforces.
     const realRead = github.forges.forToken;
     github.forges.forToken = (token) => ({ ...realRead(token), getRequiredChecks: async () => null });
     expect((await runMerge(mergeId, hidden)).error?.name).toBe('DelayedError');
-    github.forges.forToken = realRead;
     expect(github.callsOf('mergePullRequest')).toHaveLength(1);
     expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+    // The check GitHub named is required from now on, though the protection stays unreadable: still pending, still waiting.
+    github.forges.forToken = (token) => ({ ...realRead(token), getRequiredChecks: async () => null });
+    expect(((await bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({ learnedChecks: ['ci'] });
+    expect((await again(mergeId, hidden)).error?.name).toBe('DelayedError');
+    expect(github.callsOf('mergePullRequest')).toHaveLength(1);
     github.setCheck(pull.headSha, 'ci', 'success');
-    expect((await again(mergeId, hidden)).value).toMatchObject({ merged: true, conflict_rounds_used: 0 });
+    expect((await again(mergeId, hidden)).value).toMatchObject({ merged: true, conflict_rounds_used: 0, checks: [{ name: 'ci' }] });
+    github.forges.forToken = realRead;
   });
 
   it('a required review: review_required with GitHub’s message, no conflict worker', async () => {

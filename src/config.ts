@@ -109,17 +109,14 @@ const envSchema = z
     FLEET_LLM_MAX_DIFF_CHARS: z.coerce.number().int().min(1000).default(120_000),
     FLEET_LLM_MAX_CHUNKS: z.coerce.number().int().min(1).max(100).default(8),
     FLEET_MERGE_CONFLICT_ROUNDS: z.coerce.number().int().min(0).max(5).default(2),
-    FLEET_CI_REQUIRED: z
-      .string()
-      .default('auto')
-      .transform((v, ctx) => {
-        try {
-          return parseCiRequired(v);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: (error as Error).message });
-          return z.NEVER;
-        }
-      }),
+    FLEET_CI_REQUIRED: optionalString.transform((v, ctx) => {
+      try {
+        return parseCiRequired(v ?? 'auto');
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
     FLEET_CI_TIMEOUT: z.coerce.number().int().min(1).max(1440).default(60),
     FLEET_CI_POLL_MS: z.coerce.number().int().min(50).max(600_000).default(10_000),
     FLEET_AGENT_CMD: optionalString,

@@ -5,7 +5,15 @@ import type { MergeJobData } from '../queues/merge.ts';
 import { addReviewChild } from '../queues/review.ts';
 import { addSpawnChild } from '../queues/spawn.ts';
 import { isErrorNamed } from '../src/errors.ts';
-import { checkRecords, ciBackoffMs, ciVerdict, describeChecks, failingCheckDetails, type CiRequired } from '../src/flow/ci.ts';
+import {
+  checkRecords,
+  ciBackoffMs,
+  ciVerdict,
+  classifyRefusal,
+  describeChecks,
+  failingCheckDetails,
+  type CiRequired,
+} from '../src/flow/ci.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
 import { runResumableStep } from '../src/flow/resumable.ts';
@@ -42,16 +50,6 @@ function ciTimeoutMs(deps: MergeDeps): number {
   return deps.ciTimeoutMs ?? 60 * 60_000;
 }
 
-/** Why GitHub refused a merge, from `mergeable_state` and its message (GitHub words them for humans). */
-export function classifyRefusal(mergeableState: string, message: string): 'conflict' | 'checks' | 'review' | 'behind' | 'unknown' {
-  if (mergeableState === 'dirty' || /conflict/i.test(message)) return 'conflict';
-  if (mergeableState === 'behind' || /not up to date|out of date/i.test(message)) return 'behind';
-  if (/approving review|review is required|changes requested|code owner/i.test(message)) return 'review';
-  if (/status check|check run|checks? (is|are) (expected|pending|in progress|failing)/i.test(message)) return 'checks';
-  // The older, unexplained "Pull Request is not mergeable" with nothing else to go on is a conflict, as before.
-  if (mergeableState === 'blocked' || mergeableState === 'unknown' || mergeableState === 'unstable') return 'unknown';
-  return /is not mergeable/i.test(message) ? 'conflict' : 'unknown';
-}
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /**

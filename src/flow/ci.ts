@@ -89,3 +89,14 @@ export async function failingCheckDetails(forge: Forge, repo: RepoName, failing:
     })),
   );
 }
+
+/** Why GitHub refused a merge, from `mergeable_state` and its message (GitHub words them for humans). */
+export function classifyRefusal(mergeableState: string, message: string): 'conflict' | 'checks' | 'review' | 'behind' | 'unknown' {
+  if (mergeableState === 'dirty' || /conflict/i.test(message)) return 'conflict';
+  if (mergeableState === 'behind' || /not up to date|out of date/i.test(message)) return 'behind';
+  if (/approving review|review is required|changes requested|code owner/i.test(message)) return 'review';
+  if (/status check|check run|checks? (is|are) (expected|pending|in progress|failing)/i.test(message)) return 'checks';
+  // The older, unexplained "Pull Request is not mergeable" with nothing else to go on is a conflict, as before.
+  if (mergeableState === 'blocked' || mergeableState === 'unknown' || mergeableState === 'unstable') return 'unknown';
+  return /is not mergeable/i.test(message) ? 'conflict' : 'unknown';
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { parseCiRequired } from '../../src/flow/ci.ts';
+import { classifyRefusal, parseCiRequired } from '../../src/flow/ci.ts';
 import { ciFixTask, LOG_TAIL_CHARS, LOG_TAIL_LINES, logTail } from '../../src/pr-text.ts';
 
 describe('logTail', () => {
@@ -67,5 +67,19 @@ describe('the CI settings', () => {
     expect(loadConfig({ FLEET_CI_REQUIRED: 'lint,test' }).ci.required).toEqual({ kind: 'names', names: ['lint', 'test'] });
     expect(() => loadConfig({ FLEET_CI_TIMEOUT: '0' })).toThrow(/FLEET_CI_TIMEOUT/);
     expect(() => loadConfig({ FLEET_CI_REQUIRED: ',' })).toThrow(/FLEET_CI_REQUIRED/);
+  });
+});
+
+describe('classifyRefusal', () => {
+  it("tells GitHub's 405s apart by mergeable_state and message", () => {
+    expect(classifyRefusal('dirty', 'Pull Request is not mergeable')).toBe('conflict');
+    expect(classifyRefusal('blocked', 'Required status check "build" is expected.')).toBe('checks');
+    expect(classifyRefusal('blocked', 'Required status check "build" is in progress.')).toBe('checks');
+    expect(classifyRefusal('blocked', 'At least 1 approving review is required by reviewers with write access.')).toBe('review');
+    expect(classifyRefusal('behind', 'Head branch is not up to date with the base branch.')).toBe('behind');
+    // GitHub still computing: not a conflict worker, a later try.
+    expect(classifyRefusal('unknown', 'Pull Request is not mergeable')).toBe('unknown');
+    expect(classifyRefusal('clean', 'Merge commits are not allowed on this repository.')).toBe('unknown');
+    expect(classifyRefusal('clean', 'Pull Request is not mergeable')).toBe('conflict');
   });
 });

@@ -81,7 +81,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps);
   }
 
-  const branch = flow?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
+  const branch = flow?.branch ?? job.data.followUp?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
   const model = modelFor(request, deps.config);
   if (model !== request.model)
     log.info({ requested_model: request.model, model_used: model, agent: request.agent }, 'model mapped by FLEET_MODEL_MAP');
@@ -101,7 +101,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       request,
       githubToken: token,
       branch,
-      baseBranch: flow ? flow.baseBranch : undefined,
+      baseBranch: flow ? flow.baseBranch : job.data.followUp?.baseBranch,
       purpose: flow?.purpose,
       scope: flow?.scope ?? undefined,
       headSha: flow?.headSha,
@@ -207,7 +207,7 @@ async function openPullRequest(
   if (!deps.forges) throw new Error('this host has no GitHub client configured');
   const forge = deps.forges.forToken(token);
   const { request } = data;
-  const base = data.flow?.baseBranch ?? request.base_branch ?? (await forge.getDefaultBranch(request.repo));
+  const base = data.flow?.baseBranch ?? data.followUp?.baseBranch ?? request.base_branch ?? (await forge.getDefaultBranch(request.repo));
   const pr = await forge.openPullRequest({
     repo: request.repo,
     head: branch,

@@ -14,6 +14,8 @@ export interface SpawnJobData {
   source: 'pubsub' | 'api' | 'cli';
   /** Epoch milliseconds when the bridge or client accepted the request. */
   acceptedAt: number;
+  /** A follow-up's pull request, as intake found it: the worker continues its branch (v2 `follow_up`). */
+  followUp?: FollowUpTarget;
   /**
    * Set when the job is one step of a pull-request flow: it runs on `branch`, reports to its
    * parent job instead of publishing a result, and never fails for a task's own failure.
@@ -27,6 +29,13 @@ export interface SpawnJobData {
     /** For a reviewer: the head it must review (FLEET_HEAD_SHA). */
     headSha?: string;
   };
+}
+
+/** The open pull request fleet made that a follow-up request continues. */
+export interface FollowUpTarget {
+  pullRequest: number;
+  branch: string;
+  baseBranch: string;
 }
 
 /** What a `spawn` job returns; the same object is published as the result (v2 keys only with result_format v2). */

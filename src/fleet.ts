@@ -113,7 +113,8 @@ export async function startFleet(options: {
     // One GitHub client set per process: every call of every token is metered by limiters shared
     // over Redis with all other fleet processes.
     let forges: GitHubForges | undefined;
-    if (options.roles.some((role) => role === 'spawn' || role === 'review' || role === 'merge')) {
+    // The bridge reads GitHub only for a follow-up request's pull request.
+    if (options.roles.some((role) => role === 'bridge' || role === 'spawn' || role === 'review' || role === 'merge')) {
       const github = createGitHubForges({
         apiUrl: config.github.apiUrl,
         redis: redisUrl,
@@ -209,6 +210,8 @@ export async function startFleet(options: {
         logger,
         attempts: config.spawnAttempts,
         repoAllow: config.repoAllow,
+        forges,
+        hostToken: config.githubToken,
         keepLogs: config.jobLogLines,
         onRejected: metrics.onRejected,
         onAccepted: metrics.onAccepted,

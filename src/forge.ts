@@ -37,6 +37,8 @@ export interface PullRequest {
   mergeableState: string;
   headSha: string;
   headRef: string;
+  /** `owner/name` the head branch lives in (another one for a fork's pull request; empty when it was deleted). */
+  headRepo: string;
   baseRef: string;
   title: string;
   /** Login of the account that opened it (whose token cannot approve it). */

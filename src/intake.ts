@@ -1,8 +1,10 @@
 import type { FlowProducer } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { FLOW_RETENTION_SECONDS } from '../queues/common.ts';
-import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnQueue } from '../queues/spawn.ts';
-import { InvalidRequestError } from './errors.ts';
+import { SPAWN_JOB_NAME, spawnJobOptions, type FollowUpTarget, type SpawnJobData, type SpawnQueue } from '../queues/spawn.ts';
+import { InvalidRequestError, isErrorNamed } from './errors.ts';
+import type { PullRequest } from './forge.ts';
+import type { GitHubForges } from './github/index.ts';
 import { buildRequestFlow, needsFlow } from './flow/build.ts';
 import { spawnRequestSchema, WORKER_TYPES, type SpawnRequest } from './protocol.ts';
 import type { FleetKeys } from './keys.ts';
@@ -34,7 +36,11 @@ export function validateSpawnRequest(input: unknown): SpawnRequest {
   const parsed = spawnRequestSchema.safeParse(input);
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.slice(0, MAX_ISSUES_NAMED).map((issue) => {
-    if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${nameKeys(issue.keys)}`;
+    if (issue.code === 'unrecognized_keys') {
+      // Inside an object field (a task, follow_up) the keys are named with the field they are in.
+      const within = issue.path.length ? `${issue.path.join('.')}.` : '';
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${nameKeys(issue.keys.map((k) => within + k))}`;
+    }
     const field = issue.path.join('.') || '(request)';
     const missing =
       issue.code === 'invalid_type' && (input as Record<string, unknown>)[String(issue.path[0])] === undefined && issue.path.length === 1;
@@ -55,6 +61,45 @@ export interface IntakeDeps {
   keepLogs: number;
   /** FLEET_REPO_ALLOW; undefined: every repository. */
   repoAllow?: readonly string[];
+  /** GitHub, to check the pull request a follow-up names; without it follow-ups are refused. */
+  forges?: Pick<GitHubForges, 'forToken'>;
+  /** The host's own token, for requests that bring none. */
+  hostToken?: string;
+}
+
+/**
+ * The open pull request fleet made that a follow-up continues, or an InvalidRequestError that says
+ * why not: it must exist in the request's repository, be open, and come from a `fleet/` branch there.
+ */
+export async function resolveFollowUp(request: SpawnRequest, deps: Pick<IntakeDeps, 'forges' | 'hostToken'>): Promise<FollowUpTarget> {
+  const number = request.follow_up!.pull_request;
+  const token = request.github_token ?? deps.hostToken;
+  if (!deps.forges || !token) {
+    throw new InvalidRequestError(
+      'field "follow_up": this fleet cannot read GitHub here (no GitHub client or no token), so it cannot continue a pull request',
+      'follow_up',
+    );
+  }
+  let pr: PullRequest;
+  try {
+    pr = await deps.forges.forToken(token).getPullRequest(request.repo, number);
+  } catch (error) {
+    if (isErrorNamed(error, 'NotFoundError'))
+      throw new InvalidRequestError(`field "follow_up": ${request.repo} has no pull request #${number}`, 'follow_up');
+    throw error;
+  }
+  if (pr.state !== 'open')
+    throw new InvalidRequestError(
+      `field "follow_up": pull request #${number} of ${request.repo} is ${pr.merged ? 'merged' : 'closed'}`,
+      'follow_up',
+    );
+  if (!pr.headRef.startsWith('fleet/') || pr.headRepo.toLowerCase() !== request.repo.toLowerCase()) {
+    throw new InvalidRequestError(
+      `field "follow_up": pull request #${number} of ${request.repo} was not made by fleet (its head is ${pr.headRepo}:${pr.headRef})`,
+      'follow_up',
+    );
+  }
+  return { pullRequest: number, branch: pr.headRef, baseBranch: pr.baseRef };
 }
 
 export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancelled';
@@ -89,12 +134,14 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
     });
     return 'cancelled';
   }
+  const followUp = request.follow_up ? await resolveFollowUp(request, deps) : undefined;
   const { github_token: token, ...stored } = request;
   const data: SpawnJobData = {
     request: stored,
     sealedToken: token ? deps.secrets.seal(token) : null,
     source,
     acceptedAt: Date.now(),
+    ...(followUp ? { followUp } : {}),
   };
   if (needsFlow(request)) {
     // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
@@ -106,6 +153,7 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
           keepLogs: deps.keepLogs,
           acceptedAt: data.acceptedAt,
           source,
+          followUp,
         }),
       );
     } catch (error) {

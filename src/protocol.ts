@@ -149,6 +149,12 @@ export const spawnRequestSchema = z
       })
       .optional(),
     review: z.boolean({ error: 'must be true or false' }).optional(),
+    follow_up: z
+      .strictObject(
+        { pull_request: z.number({ error: 'must be a pull request number' }).int('must be a whole number').min(1, 'must be at least 1') },
+        { error: 'must be {"pull_request": N}' },
+      )
+      .optional(),
     merge: z.boolean({ error: 'must be true or false' }).optional(),
     fix_rounds: z.number({ error: 'must be an integer' }).int().min(0).max(5).optional(),
     tasks: z
@@ -171,6 +177,9 @@ export const spawnRequestSchema = z
   })
   .superRefine((req, ctx) => {
     if (req.merge && !req.review) ctx.addIssue({ code: 'custom', path: ['merge'], message: 'needs "review": true' });
+    if (req.follow_up && req.mode !== 'pr') ctx.addIssue({ code: 'custom', path: ['follow_up'], message: 'needs "mode": "pr"' });
+    if (req.follow_up && req.tasks)
+      ctx.addIssue({ code: 'custom', path: ['follow_up'], message: 'continues one pull request: it cannot go with "tasks"' });
     if (req.review && req.mode !== 'pr' && !req.tasks) {
       ctx.addIssue({ code: 'custom', path: ['review'], message: 'needs "mode": "pr"' });
     }

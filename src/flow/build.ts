@@ -2,7 +2,7 @@ import type { FlowJob } from 'bullmq';
 import { KEEP_FLOW_JOBS, QUEUE_NAMES } from '../../queues/common.ts';
 import { MERGE_JOB_NAME, REQUEST_JOB_NAME, type MergeJobData, type RequestJobData } from '../../queues/merge.ts';
 import { FLOW_STEP_OPTIONS, REVIEW_JOB_NAME, type ReviewJobData, type ScopeContext } from '../../queues/review.ts';
-import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type StoredRequest } from '../../queues/spawn.ts';
+import { SPAWN_JOB_NAME, spawnJobOptions, type FollowUpTarget, type SpawnJobData, type StoredRequest } from '../../queues/spawn.ts';
 import type { SpawnRequest } from '../protocol.ts';
 import { scopeBranch, stepJobId } from './ids.ts';
 
@@ -19,7 +19,7 @@ export function needsFlow(request: Pick<SpawnRequest, 'tasks' | 'review'>): bool
 export function buildRequestFlow(
   request: SpawnRequest,
   sealedToken: string | null,
-  settings: { attempts: number; keepLogs: number; acceptedAt: number; source: SpawnJobData['source'] },
+  settings: { attempts: number; keepLogs: number; acceptedAt: number; source: SpawnJobData['source']; followUp?: FollowUpTarget },
 ): FlowJob {
   const { github_token: _token, tasks, ...stored } = request;
   const scopes = tasks ?? [
@@ -34,8 +34,9 @@ export function buildRequestFlow(
       requestId: request.request_id,
       scope,
       repo: request.repo,
-      branch: scopeBranch(request.request_id, scope),
-      baseBranch: request.base_branch ?? null,
+      // A follow-up continues its pull request's branch; its PR is found again when the worker pushed.
+      branch: settings.followUp?.branch ?? scopeBranch(request.request_id, scope),
+      baseBranch: settings.followUp?.baseBranch ?? request.base_branch ?? null,
       sealedToken,
       task: { title: t.task_title ?? request.task_title },
       model: request.model,

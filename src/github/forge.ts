@@ -79,7 +79,8 @@ interface RawPull {
   mergeable_state?: string;
   merge_commit_sha?: string | null;
   title: string;
-  head: { sha: string; ref: string };
+  /** `repo` is null when the fork the pull request came from was deleted. */
+  head: { sha: string; ref: string; repo?: { full_name: string } | null };
   base: { ref: string };
   user?: { login: string } | null;
 }
@@ -95,6 +96,7 @@ function toPullRequest(repo: RepoName, raw: RawPull): PullRequest {
     mergeableState: raw.mergeable_state ?? 'unknown',
     headSha: raw.head.sha,
     headRef: raw.head.ref,
+    headRepo: raw.head.repo?.full_name ?? '',
     baseRef: raw.base.ref,
     title: raw.title,
     author: raw.user?.login ?? '',

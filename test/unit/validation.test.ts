@@ -110,6 +110,14 @@ describe('validateSpawnRequest', () => {
       legacyRequest({ tasks: Array.from({ length: 5 }, (_, i) => ({ scope: `s${i}`, task_content: 'x'.repeat(900 * 1024) })) }),
       /tasks.*4 MiB/,
     ],
+    ['follow_up without pr mode', legacyRequest({ follow_up: { pull_request: 4 } }), /follow_up.*"mode": "pr"/],
+    [
+      'follow_up with tasks',
+      legacyRequest({ mode: 'pr', follow_up: { pull_request: 4 }, tasks: [{ scope: 'a', task_content: 'x' }] }),
+      /follow_up.*tasks/,
+    ],
+    ['follow_up not a number', legacyRequest({ mode: 'pr', follow_up: { pull_request: '4' } }), /follow_up\.pull_request/],
+    ['follow_up with another key', legacyRequest({ mode: 'pr', follow_up: { pull_request: 4, branch: 'main' } }), /follow_up/],
     ['deeply nested value', legacyRequest({ model: JSON.parse('['.repeat(5000) + ']'.repeat(5000)) }), /model/],
   ];
 

@@ -244,6 +244,7 @@ function view(p: FakePull): PullRequest {
     mergeableState: p.conflicting ? 'dirty' : p.behind ? 'behind' : p.reviewRequired ? 'blocked' : 'clean',
     headSha: p.headSha,
     headRef: p.head,
+    headRepo: p.repo,
     baseRef: p.base,
     title: p.title,
     author: `user-${p.authorToken.slice(-6)}`,

@@ -166,7 +166,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const result: SpawnJobResult = resultFromOutcome(
     id,
     { ...outcome, stoppedBy: outcome.stoppedBy },
-    { timeoutSeconds: request.timeout_seconds, branch: branch || null },
+    { timeoutSeconds: request.timeout_seconds, branch: branch || null, memoryBytes: deps.config.worker.memoryBytes },
   );
   result.model_used = model;
   if (outcome.usage) {

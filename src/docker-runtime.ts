@@ -101,6 +101,15 @@ class DockerWorkerContainer implements WorkerContainer {
     return StatusCode;
   }
 
+  async exitState() {
+    try {
+      const info = await this.container.inspect();
+      return { oomKilled: info.State.OOMKilled === true };
+    } catch (error) {
+      throw classifyDockerError(error, this.spec);
+    }
+  }
+
   async kill() {
     try {
       await this.container.kill();

@@ -167,6 +167,33 @@ describe('processSpawn', () => {
     expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'crash' })]);
   });
 
+  it('the memory limit killed the worker: oom_killed naming the limit and FLEET_WORKER_MEMORY, not retried', async () => {
+    const request = storedRequest();
+    const runtime = script({ lines: ['allocating'], oomKilled: true });
+    const settled = await run(await addSpawn(request, {}, 3), spawnDeps(runtime));
+
+    expect(settled.error?.name).toBe('UnrecoverableError');
+    const result = await oneResult(request.request_id);
+    expect(result).toMatchObject({ success: false, exit_code: 137, error_type: 'oom_killed', logs_tail: 'allocating' });
+    expect(result.error_message).toMatch(/256 MiB/);
+    expect(result.error_message).toMatch(/FLEET_WORKER_MEMORY/);
+    expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'oom_killed' })]);
+    expect(await bench.state('spawn', request.request_id)).toBe('failed');
+    expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
+  });
+
+  it('a plain crash reads the exit state and stays a crash; a clean exit does not read it', async () => {
+    const crashed = script({ lines: ['boom'], exitCode: 137 });
+    const crashedRequest = storedRequest();
+    await run(await addSpawn(crashedRequest), spawnDeps(crashed));
+    expect(await oneResult(crashedRequest.request_id)).toMatchObject({ error_type: 'crash', exit_code: 137 });
+    expect(crashed.containers[0]!.exitStateReads).toBe(1);
+
+    const clean = script({ lines: [completedEvent()] });
+    await run(await addSpawn(storedRequest()), spawnDeps(clean));
+    expect(clean.containers[0]!.exitStateReads).toBe(0);
+  });
+
   it('timeout: the run timer kills the container; timeout result with exit_code -1', async () => {
     const request = storedRequest({ timeout_seconds: 7 });
     const runtime = script({ lines: ['working'], hang: true });

@@ -81,6 +81,11 @@ export interface ContainerRuntime {
   /** Throws SpawnError when the daemon cannot be reached. */
   ping(): Promise<void>;
   hasImage(image: string): Promise<boolean>;
+  /**
+   * Creates a throwaway container from `image`, copies a small file in and removes it: whether a worker
+   * could be launched now. A host out of rotation for a full disk probes with this; throws as `create` does.
+   */
+  probeCreate(image: string): Promise<void>;
   /** Bytes a named volume holds; null when it does not exist. */
   volumeSize(name: string): Promise<number | null>;
   removeVolume(name: string): Promise<void>;

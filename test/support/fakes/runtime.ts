@@ -148,7 +148,16 @@ export class FakeRuntime implements ContainerRuntime {
     const found = this.containers.find((c) => c.id === id);
     if (found) found.removed++;
   }
-  async ping(): Promise<void> {}
+  async ping(): Promise<void> {
+    if (this.probeError) throw this.probeError;
+  }
+  /** What `probeCreate` and `ping` throw while set (a host fault that has not cleared yet). */
+  probeError: Error | null = null;
+  probes = 0;
+  async probeCreate(): Promise<void> {
+    this.probes++;
+    if (this.probeError) throw this.probeError;
+  }
   async hasImage(): Promise<boolean> {
     return true;
   }

@@ -130,12 +130,41 @@ class DockerWorkerContainer implements WorkerContainer {
   }
 
   async exitState() {
+    let killedFromOutside: boolean;
+    let oomKilled: boolean;
     try {
       const info = await this.container.inspect();
-      return { oomKilled: info.State.OOMKilled === true };
+      oomKilled = info.State.OOMKilled === true;
+      killedFromOutside = !oomKilled && (await this.killedSince(info.State.StartedAt));
     } catch (error) {
       throw classifyDockerError(error, this.spec);
     }
+    // Read only when fleet did not stop the container: a kill someone else sent is, in practice, dockerd stopping
+    // its containers to shut down or restart (the API still answers while it waits out their stop timeout).
+    if (killedFromOutside) {
+      throw new DockerUnavailableError(
+        "the Docker daemon stopped the worker container (it is shutting down or restarting, or someone ran docker stop/kill): not the task's failure",
+      );
+    }
+    return { oomKilled };
+  }
+
+  /** Whether Docker recorded a `kill` of this container since it started (its event log, kept in the daemon's memory). */
+  private async killedSince(startedAt: string): Promise<boolean> {
+    const stream = (await this.docker.getEvents({
+      since: Math.floor(Date.parse(startedAt) / 1000),
+      // Now, not later: the daemon holds the answer open until `until`. (A shutdown's kill comes a stop timeout,
+      // 20 s, before the exit, so the current second's events are not needed.)
+      until: Math.floor(Date.now() / 1000),
+      filters: { container: [this.container.id], event: ['kill'] },
+    })) as unknown as Readable;
+    let text = '';
+    for await (const chunk of stream) {
+      text += chunk.toString();
+      if (text.length > 64 * 1024) break;
+    }
+    stream.destroy();
+    return text.includes('"kill"');
   }
 
   async kill() {

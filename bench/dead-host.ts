@@ -1,7 +1,7 @@
 /**
  * Dead-host detection: `kill -9` of the spawn host running a job → the job's worker running again on the other
  * host (its first progress event there), with the default lock settings and with 10 s. Not part of `npm run bench`
- * (it takes minutes and needs Docker): `npx tsx bench/dead-host.ts` (or `node bin/run-ts.js bench/dead-host.ts`).
+ * (it takes minutes and needs Docker): `node bin/run-ts.js bench/dead-host.ts`.
  * ROUNDS=n repeats each setting.
  */
 import { Redis } from 'ioredis';

@@ -72,6 +72,7 @@ function recordingRuntime(created: Map<string, number[]>, onCreate: (id: string)
           };
         },
         wait: async () => 0,
+        exitState: async () => ({ oomKilled: false }),
         kill: async () => {},
         remove: async () => {},
       };

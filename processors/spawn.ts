@@ -8,7 +8,7 @@ import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles, modelFor } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
-import { type FleetError, InvalidRequestError, SpawnError } from '../src/errors.ts';
+import { type FleetError, type HostFaultError, InvalidRequestError, isHostFault, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
 import type { FleetKeys } from '../src/keys.ts';
 import { WORKER_TYPES, type ContainerEvent, type PullRequestRef } from '../src/protocol.ts';
@@ -48,6 +48,8 @@ export interface SpawnDeps {
   now?: () => Date;
   /** The run's timeout timer; tests inject one they fire by hand. @defaultValue real setTimeout */
   timers?: RunTimers;
+  /** Told when this host (not the task) failed a run, so it stops taking jobs until the fault clears. */
+  onHostFault?: (fault: HostFaultError) => void;
 }
 
 export interface ProcessContext {
@@ -146,6 +148,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     } catch (error) {
       await removeContainer(container, deps, log, id);
       container = undefined;
+      if (isHostFault(error)) return await returnForHostFault(job, error, deps, ctx, log);
       return await launchFailed(job, error, deps);
     }
   } finally {
@@ -166,7 +169,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const result: SpawnJobResult = resultFromOutcome(
     id,
     { ...outcome, stoppedBy: outcome.stoppedBy },
-    { timeoutSeconds: request.timeout_seconds, branch: branch || null },
+    { timeoutSeconds: request.timeout_seconds, branch: branch || null, memoryBytes: deps.config.worker.memoryBytes },
   );
   result.model_used = model;
   if (outcome.usage) {
@@ -240,6 +243,23 @@ function openToken(data: SpawnJobData, deps: SpawnDeps): string {
   if (data.sealedToken) return deps.secrets.open(data.sealedToken);
   if (deps.config.githubToken) return deps.config.githubToken;
   throw new SpawnError('the request has no github_token and this host has no FLEET_GITHUB_TOKEN: send one or configure the host', false);
+}
+
+/**
+ * Docker went away or the disk is full: the task did nothing wrong, so, as on drain, the job goes back to
+ * the queue without spending an attempt and without a result, for another host or for this one once healthy.
+ */
+async function returnForHostFault(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  fault: HostFaultError,
+  deps: SpawnDeps,
+  ctx: ProcessContext,
+  log: Logger,
+): Promise<never> {
+  log.error({ err: fault }, `host fault (${fault.name}), not the task's: the job goes back to the queue without spending an attempt`);
+  deps.onHostFault?.(fault);
+  await job.moveToWait(ctx.token);
+  throw new WaitingError(`host fault: ${fault.message}`);
 }
 
 /** A launch failure: retried while attempts remain and a retry can help, otherwise final. */

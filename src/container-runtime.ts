@@ -52,9 +52,19 @@ export interface WorkerContainer {
   lines(maxLineBytes: number): AsyncIterable<OutputLine>;
   /** Resolves with the exit code when the container stops. */
   wait(): Promise<number>;
+  /**
+   * How the container ended, read after `wait()`: whether the kernel killed it for its memory limit
+   * (an exit code alone cannot tell that from a task that died of SIGKILL).
+   */
+  exitState(): Promise<ExitState>;
   kill(): Promise<void>;
   /** Removes the container; safe to call twice or on a container already gone. */
   remove(): Promise<void>;
+}
+
+export interface ExitState {
+  /** The memory limit's OOM killer ended a process of the container (Docker's State.OOMKilled). */
+  oomKilled: boolean;
 }
 
 export interface ContainerSummary {
@@ -71,6 +81,11 @@ export interface ContainerRuntime {
   /** Throws SpawnError when the daemon cannot be reached. */
   ping(): Promise<void>;
   hasImage(image: string): Promise<boolean>;
+  /**
+   * Creates a throwaway container from `image`, copies a small file in and removes it: whether a worker
+   * could be launched now. A host out of rotation for a full disk probes with this; throws as `create` does.
+   */
+  probeCreate(image: string): Promise<void>;
   /** Bytes a named volume holds; null when it does not exist. */
   volumeSize(name: string): Promise<number | null>;
   removeVolume(name: string): Promise<void>;

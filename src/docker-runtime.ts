@@ -1,10 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { pack } from 'tar-stream';
 import { demuxDockerStream } from './docker-output.ts';
-import { SpawnError } from './errors.ts';
+import { DiskFullError, DockerUnavailableError, SpawnError } from './errors.ts';
 import type { ContainerRuntime, ContainerSpec, ContainerSummary, InputFile, OutputLine, WorkerContainer } from './container-runtime.ts';
 import { splitLines } from './line-splitter.ts';
+
+/** Label of the throwaway containers `probeCreate` makes (never a worker). */
+const PROBE_LABEL = 'fleet.probe';
+const PROBE_BYTES = 256 * 1024;
 
 interface DockerError extends Error {
   statusCode?: number;
@@ -12,19 +17,32 @@ interface DockerError extends Error {
   json?: { message?: string };
 }
 
+/** How a connection to a daemon that stopped or restarted fails: refused, reset, or cut mid-request. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
 /**
- * Turns a Docker failure into a SpawnError an operator can act on. Daemon-unreachable and 5xx
- * errors may pass (retryable); a missing image or runtime will not fix itself.
+ * Turns a Docker failure into a SpawnError an operator can act on. An unreachable daemon and a full
+ * disk are this host's faults (HostFaultError: the job goes elsewhere or waits, spending no attempt);
+ * other 5xx errors may pass (retryable); a missing image or runtime will not fix itself.
  */
 export function classifyDockerError(error: unknown, spec?: Pick<ContainerSpec, 'image' | 'runtime'>): SpawnError {
   const e = error as DockerError;
   const detail = e.json?.message ?? e.message ?? String(error);
-  if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'ECONNRESET') {
+  if (e.code === 'EACCES') {
     return new SpawnError(
       `the Docker daemon cannot be reached (${e.code}): start dockerd or set FLEET_DOCKER_HOST / DOCKER_HOST to a running daemon`,
       true,
       { cause: error },
     );
+  }
+  if ((e.code && UNREACHABLE_CODES.has(e.code)) || /socket hang up|daemon is shutting down/i.test(detail)) {
+    return new DockerUnavailableError(
+      `the Docker daemon cannot be reached (${e.code ?? detail}): start dockerd or set FLEET_DOCKER_HOST / DOCKER_HOST to a running daemon`,
+      { cause: error },
+    );
+  }
+  if (/no space left on device/i.test(detail)) {
+    return new DiskFullError(`Docker's disk on this host is full (${detail}): free space under Docker's data root`, { cause: error });
   }
   if (e.statusCode === 404 && /image/i.test(detail)) {
     return new SpawnError(
@@ -93,12 +111,60 @@ class DockerWorkerContainer implements WorkerContainer {
   async *lines(maxLineBytes: number): AsyncIterable<OutputLine> {
     if (!this.output) throw new Error('lines() needs start(): the output is attached when the container starts');
     // Pulled chunk by chunk: memory holds one chunk and one capped line, whatever the container prints.
-    yield* splitLines(demuxDockerStream(this.output), maxLineBytes);
+    try {
+      yield* splitLines(demuxDockerStream(this.output), maxLineBytes);
+    } catch (error) {
+      // A daemon that goes away mid-run breaks the attached stream.
+      throw classifyDockerError(error, this.spec);
+    }
   }
 
   async wait() {
-    const { StatusCode } = (await this.container.wait()) as { StatusCode: number };
-    return StatusCode;
+    try {
+      const { StatusCode } = (await this.container.wait()) as { StatusCode: number };
+      return StatusCode;
+    } catch (error) {
+      // The wait is one long request: a daemon that stops or restarts mid-run cuts it.
+      throw classifyDockerError(error, this.spec);
+    }
+  }
+
+  async exitState() {
+    let killedFromOutside: boolean;
+    let oomKilled: boolean;
+    try {
+      const info = await this.container.inspect();
+      oomKilled = info.State.OOMKilled === true;
+      killedFromOutside = !oomKilled && (await this.killedSince(info.State.StartedAt));
+    } catch (error) {
+      throw classifyDockerError(error, this.spec);
+    }
+    // Read only when fleet did not stop the container: a kill someone else sent is, in practice, dockerd stopping
+    // its containers to shut down or restart (the API still answers while it waits out their stop timeout).
+    if (killedFromOutside) {
+      throw new DockerUnavailableError(
+        "the Docker daemon stopped the worker container (it is shutting down or restarting, or someone ran docker stop/kill): not the task's failure",
+      );
+    }
+    return { oomKilled };
+  }
+
+  /** Whether Docker recorded a `kill` of this container since it started (its event log, kept in the daemon's memory). */
+  private async killedSince(startedAt: string): Promise<boolean> {
+    const stream = (await this.docker.getEvents({
+      since: Math.floor(Date.parse(startedAt) / 1000),
+      // Now, not later: the daemon holds the answer open until `until`. (A shutdown's kill comes a stop timeout,
+      // 20 s, before the exit, so the current second's events are not needed.)
+      until: Math.floor(Date.now() / 1000),
+      filters: { container: [this.container.id], event: ['kill'] },
+    })) as unknown as Readable;
+    let text = '';
+    for await (const chunk of stream) {
+      text += chunk.toString();
+      if (text.length > 64 * 1024) break;
+    }
+    stream.destroy();
+    return text.includes('"kill"');
   }
 
   async kill() {
@@ -221,6 +287,29 @@ export function createDockerRuntime(options: { dockerHost?: string } = {}): Cont
       } catch (error) {
         if ((error as DockerError).statusCode === 404) return;
         throw classifyDockerError(error);
+      }
+    },
+
+    async probeCreate(image) {
+      const spec = { image, runtime: 'runc' };
+      let container: Docker.Container;
+      try {
+        container = await docker.createContainer({
+          name: `fleet-probe-${randomBytes(6).toString('hex')}`,
+          Image: image,
+          Labels: { [PROBE_LABEL]: '1' },
+          HostConfig: { NetworkMode: 'none', LogConfig: { Type: 'none', Config: {} } },
+        });
+      } catch (error) {
+        throw classifyDockerError(error, spec);
+      }
+      try {
+        // About the size of a worker's input files: a disk that takes this takes theirs.
+        await container.putArchive(await tarOf([{ path: '/tmp/fleet-probe', content: 'x'.repeat(PROBE_BYTES) }]), { path: '/' });
+      } catch (error) {
+        throw classifyDockerError(error, spec);
+      } finally {
+        await removeContainer(docker, container.id).catch(() => {});
       }
     },
 

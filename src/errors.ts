@@ -39,6 +39,36 @@ export class SpawnError extends FleetError {
   }
 }
 
+/**
+ * This host failed, not the task: a retry on a healthy host (or here, once the fault clears) can only help.
+ * The attempt goes back to the queue without spending one of the job's attempts, and the host stops taking
+ * jobs until a probe finds it healthy again (see src/host-health.ts).
+ */
+export class HostFaultError extends SpawnError {
+  override name = 'HostFaultError';
+}
+
+/** The Docker daemon cannot be reached (stopped, restarting, or its socket gone) before or during a run. */
+export class DockerUnavailableError extends HostFaultError {
+  override name = 'DockerUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, true, options);
+  }
+}
+
+/** Docker's data root is out of space: creating the container or copying its input in failed. */
+export class DiskFullError extends HostFaultError {
+  override name = 'DiskFullError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, true, options);
+  }
+}
+
+/** Whether an error is this host's fault rather than the task's (checked by name: it may come from another process). */
+export function isHostFault(error: unknown): error is HostFaultError {
+  return isErrorNamed(error, 'HostFaultError') || isErrorNamed(error, 'DockerUnavailableError') || isErrorNamed(error, 'DiskFullError');
+}
+
 /** The job's token was encrypted with another FLEET_SECRET_KEY: no host with this key can ever read it. */
 export class SecretMismatchError extends FleetError {
   override name = 'SecretMismatchError';
@@ -135,6 +165,9 @@ export type FleetErrorName =
   | 'FleetError'
   | 'InvalidRequestError'
   | 'SpawnError'
+  | 'HostFaultError'
+  | 'DockerUnavailableError'
+  | 'DiskFullError'
   | 'SecretMismatchError'
   | 'ReviewError'
   | 'ForgeError'

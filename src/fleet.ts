@@ -167,6 +167,7 @@ export async function startFleet(options: {
         },
       });
       checks.push({ name: 'docker', check: () => runtime.ping() });
+      checks.push({ name: 'host faults', check: async () => spawn.checkHealth() });
       checks.push({
         name: 'worker image',
         check: async () => {

@@ -225,6 +225,8 @@ export const ERROR_TYPES = [
   'spawn_error',
   'secret_mismatch',
   'crash',
+  // the kernel killed the worker at its memory limit (FLEET_WORKER_MEMORY); not retried
+  'oom_killed',
   'task_failed',
   'clone_failed',
   'push_failed',

@@ -53,7 +53,7 @@ export function failureResult(
 export function resultFromOutcome(
   requestId: string,
   outcome: Omit<RunOutcome, 'stoppedBy'> & { stoppedBy: 'timeout' | 'cancelled' | 'budget' | null },
-  context: { timeoutSeconds: number; branch: string | null },
+  context: { timeoutSeconds: number; branch: string | null; memoryBytes?: number },
 ): SpawnResult & { usage?: AgentUsage } {
   const result = resultOfRun(requestId, outcome, context);
   return outcome.usage ? { ...result, usage: outcome.usage } : result;
@@ -62,7 +62,7 @@ export function resultFromOutcome(
 function resultOfRun(
   requestId: string,
   outcome: Omit<RunOutcome, 'stoppedBy'> & { stoppedBy: 'timeout' | 'cancelled' | 'budget' | null },
-  context: { timeoutSeconds: number; branch: string | null },
+  context: { timeoutSeconds: number; branch: string | null; memoryBytes?: number },
 ): SpawnResult {
   const logsTail = outcome.tail.length ? outcome.tail.join('\n') : null;
   const branch = outcome.completed?.branch ?? (context.branch || null);
@@ -100,6 +100,10 @@ function resultOfRun(
       logs_tail: logsTail,
     };
   }
+  if (outcome.oomKilled) {
+    // Before the worker's own failure: a process it ran died of the limit, whatever the worker made of that.
+    return failureResult(requestId, 'oom_killed', oomMessage(context.memoryBytes), { exitCode, logsTail, branch });
+  }
   if (outcome.failed) {
     const failedTail = outcome.failed.logs_tail ?? logsTail;
     // The worker's own error type passes through; the metrics count one fleet does not know as `other`.
@@ -113,6 +117,11 @@ function resultOfRun(
     logsTail,
     branch,
   });
+}
+
+function oomMessage(memoryBytes: number | undefined): string {
+  const limit = memoryBytes ? `${Math.round(memoryBytes / 1024 ** 2)} MiB` : 'its memory limit';
+  return `the worker was killed for using more memory than its limit of ${limit}: raise FLEET_WORKER_MEMORY on the spawn hosts, or make the task use less`;
 }
 
 /**

@@ -25,6 +25,8 @@ export interface RunOutcome {
   usage?: AgentUsage | null;
   /** Set when fleet killed the worker for its budget. */
   budget?: BudgetBreach | null;
+  /** The memory limit killed the worker (read on a non-zero exit fleet did not cause). */
+  oomKilled?: boolean;
 }
 
 export interface RunHooks {
@@ -178,6 +180,7 @@ export async function runWorker(
     }
     const code = await exited;
     outcome.exitCode = outcome.stoppedBy ? null : code;
+    if (outcome.exitCode !== null && outcome.exitCode !== 0) outcome.oomKilled = (await container.exitState()).oomKilled;
     return outcome;
   } finally {
     disarmTimeout?.();

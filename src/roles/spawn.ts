@@ -13,6 +13,8 @@ import { reapOrphans } from '../reaper.ts';
 import type { SecretBox } from '../secrets.ts';
 import { publishResultOfFailedJob, workerOptions } from './worker-common.ts';
 import { DindSlots } from '../dind-cache.ts';
+import { isErrorNamed } from '../errors.ts';
+import { HostHealth } from '../host-health.ts';
 import type { GitHubForges } from '../github/index.ts';
 
 export interface SpawnRoleDeps {
@@ -31,13 +33,18 @@ export interface SpawnRoleDeps {
   forges?: GitHubForges;
   /** Reaping period; the start-up pass always runs. */
   reapIntervalMs?: number;
+  /** How often a host out of rotation (Docker away, disk full) probes for recovery. @defaultValue 1 s */
+  healthProbeMs?: number;
 }
 
 export interface SpawnRole {
   worker: Worker<SpawnJobData, SpawnJobResult>;
   /** Jobs this host is running now. */
   running(): number;
+  /** Drained, or out of rotation for a host fault: either way it takes no new jobs. */
   drained(): boolean;
+  /** For /readyz: throws while a host fault (Docker away, disk full) keeps this host out of rotation. */
+  checkHealth(): void;
   /** Stops taking jobs and lets running ones finish (`fleet drain`). */
   drain(): Promise<void>;
   /** Takes jobs again after a drain (`fleet undrain`). */
@@ -89,12 +96,35 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
         logger: log,
       })
     : undefined;
-  const processDeps = { ...deps, logger: log, dindVolume: slots ? () => slots.acquire() : undefined };
   // `fleet drain` leaves a key behind so a drained host that restarts stays drained; such a host
   // never starts its worker loop until `fleet undrain`.
   let drained = (await deps.redis.hexists(keys.drained, config.hostId)) === 1;
+  const health = new HostHealth({
+    logger: log,
+    intervalMs: deps.healthProbeMs,
+    probe: async (fault) => {
+      await deps.runtime.ping();
+      if (isErrorNamed(fault, 'DiskFullError')) await deps.runtime.probeCreate(config.worker.image);
+    },
+    // Not waiting for running jobs: they meet the same fault and go back to the queue themselves.
+    pause: () => worker.pause(true),
+    resume: async () => {
+      // What the fault left behind (a container the daemon killed, one we could not remove) goes first.
+      await reap().catch((error) => log.error({ err: error }, 'reaping after a host fault failed'));
+      if (drained || stopping) return;
+      if (worker.isPaused()) await worker.resume();
+      else if (!worker.isRunning()) void worker.run().catch((error) => log.error({ err: error }, 'spawn worker loop failed'));
+    },
+  });
+  let stopping = false;
+  const processDeps = {
+    ...deps,
+    logger: log,
+    dindVolume: slots ? () => slots.acquire() : undefined,
+    onHostFault: health.report.bind(health),
+  };
   if (drained) log.warn(`this host is drained: it takes no jobs until \`fleet undrain ${config.hostId}\``);
-  const worker = new Worker<SpawnJobData, SpawnJobResult>(
+  const worker: Worker<SpawnJobData, SpawnJobResult> = new Worker<SpawnJobData, SpawnJobResult>(
     QUEUE_NAMES.spawn,
     async (job, token, signal) => {
       active.set(job.id!, job.data.request.request_id);
@@ -146,7 +176,8 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   const role: SpawnRole = {
     worker,
     running: () => active.size,
-    drained: () => drained,
+    drained: () => drained || health.faulted(),
+    checkHealth: () => health.check(),
     async drain() {
       if (drained) return;
       drained = true;
@@ -157,10 +188,14 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       if (!drained) return;
       drained = false;
       log.warn('undrained: taking jobs again');
+      // A host fault keeps it out until its probe passes; the probe resumes it then.
+      if (health.faulted()) return;
       if (worker.isPaused()) await worker.resume();
       else if (!worker.isRunning()) void worker.run().catch((error) => log.error({ err: error }, 'spawn worker loop failed'));
     },
     async stop() {
+      stopping = true;
+      health.stop();
       clearInterval(reaper);
       log.info({ running: active.size, drain_timeout_ms: config.drainTimeoutMs }, 'stopping: running jobs get the drain timeout');
       const timer = setTimeout(() => {

@@ -74,6 +74,7 @@ export function idleRuntime(): ContainerRuntime {
     removeById: async () => {},
     ping: async () => {},
     hasImage: async () => true,
+    probeCreate: async () => {},
     volumeSize: async () => null,
     removeVolume: async () => {},
   };

@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { processSpawn, type SpawnDeps } from '../../processors/spawn.ts';
 import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult, type StoredRequest } from '../../queues/spawn.ts';
-import { SpawnError } from '../../src/errors.ts';
+import { DiskFullError, DockerUnavailableError, type HostFaultError, SpawnError } from '../../src/errors.ts';
 import { failureResult, publishFinal, readResult } from '../../src/results.ts';
 import { createSecretBox } from '../../src/secrets.ts';
 import { FakeGitHub, newSha } from '../support/fakes/forge.ts';
@@ -167,6 +167,33 @@ describe('processSpawn', () => {
     expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'crash' })]);
   });
 
+  it('the memory limit killed the worker: oom_killed naming the limit and FLEET_WORKER_MEMORY, not retried', async () => {
+    const request = storedRequest();
+    const runtime = script({ lines: ['allocating'], oomKilled: true });
+    const settled = await run(await addSpawn(request, {}, 3), spawnDeps(runtime));
+
+    expect(settled.error?.name).toBe('UnrecoverableError');
+    const result = await oneResult(request.request_id);
+    expect(result).toMatchObject({ success: false, exit_code: 137, error_type: 'oom_killed', logs_tail: 'allocating' });
+    expect(result.error_message).toMatch(/256 MiB/);
+    expect(result.error_message).toMatch(/FLEET_WORKER_MEMORY/);
+    expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'oom_killed' })]);
+    expect(await bench.state('spawn', request.request_id)).toBe('failed');
+    expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
+  });
+
+  it('a plain crash reads the exit state and stays a crash; a clean exit does not read it', async () => {
+    const crashed = script({ lines: ['boom'], exitCode: 137 });
+    const crashedRequest = storedRequest();
+    await run(await addSpawn(crashedRequest), spawnDeps(crashed));
+    expect(await oneResult(crashedRequest.request_id)).toMatchObject({ error_type: 'crash', exit_code: 137 });
+    expect(crashed.containers[0]!.exitStateReads).toBe(1);
+
+    const clean = script({ lines: [completedEvent()] });
+    await run(await addSpawn(storedRequest()), spawnDeps(clean));
+    expect(clean.containers[0]!.exitStateReads).toBe(0);
+  });
+
   it('timeout: the run timer kills the container; timeout result with exit_code -1', async () => {
     const request = storedRequest({ timeout_seconds: 7 });
     const runtime = script({ lines: ['working'], hang: true });
@@ -256,6 +283,44 @@ describe('processSpawn', () => {
     expect(await readResult(bench.redis, request.request_id)).toBeNull();
     expect(runtime.containers[0]).toMatchObject({ killed: true });
     expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
+  });
+
+  /** Runs a job into a host fault; checks it went back to wait with no attempt spent and no result. */
+  async function expectReturnedForHostFault(runtime: FakeRuntime, attempts = 3) {
+    const request = storedRequest();
+    const faults: HostFaultError[] = [];
+    const settled = await run(await addSpawn(request, {}, attempts), spawnDeps(runtime, { onHostFault: (f) => faults.push(f) }));
+
+    expect(settled.error?.name).toBe('WaitingError');
+    const job = (await bench.queues.spawn.getJob(request.request_id))!;
+    expect(await job.getState()).toBe('waiting');
+    expect(job.attemptsMade).toBe(0);
+    await recorder.fence();
+    expect(recorder.results(request.request_id)).toEqual([]);
+    expect(await readResult(bench.redis, request.request_id)).toBeNull();
+    return { request, faults, job };
+  }
+
+  it('Docker goes away mid-run (the output stream breaks): the job goes back to wait, no attempt spent, the host told', async () => {
+    const lost = new DockerUnavailableError('the Docker daemon cannot be reached (ECONNRESET)');
+    const runtime = script({ lines: ['working'], streamError: lost });
+    // One attempt only: a host fault must not spend it, or the request would fail for good.
+    const { faults, job, request } = await expectReturnedForHostFault(runtime, 1);
+    expect(faults).toEqual([lost]);
+    expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
+
+    // Docker is back: the same job runs again and ends with exactly one result.
+    const again = new FakeRuntime(() => ({ lines: [completedEvent()] }));
+    await run(await bench.take<SpawnJobData, SpawnJobResult>('spawn', job.id!), spawnDeps(again));
+    expect(await oneResult(request.request_id)).toMatchObject({ success: true });
+  });
+
+  it('a full disk at create: the job goes back to wait for another host, no attempt spent, the host told', async () => {
+    const full = new DiskFullError("Docker's disk on this host is full (no space left on device)");
+    const runtime = new FakeRuntime(() => ({ createError: full }));
+    const { faults } = await expectReturnedForHostFault(runtime);
+    expect(faults.map((f) => f.name)).toEqual(['DiskFullError']);
+    expect(runtime.containers).toEqual([]);
   });
 
   it('a retryable launch failure is thrown for BullMQ to retry; on the last attempt it is a spawn_error result', async () => {

@@ -11,6 +11,7 @@ function volumes(sizes: Map<string, number>, removed: string[]): ContainerRuntim
     removeById: async () => {},
     ping: async () => {},
     hasImage: async () => true,
+    probeCreate: async () => {},
     volumeSize: async (name) => sizes.get(name) ?? null,
     removeVolume: async (name) => {
       removed.push(name);

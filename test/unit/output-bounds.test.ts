@@ -19,6 +19,7 @@ function scriptedContainer(lines: OutputLine[]): WorkerContainer & { askedCap: n
       yield* lines;
     },
     wait: async () => 0,
+    exitState: async () => ({ oomKilled: false }),
     kill: async () => {},
     remove: async () => {},
   };

@@ -29,6 +29,7 @@ function scripted(lines: OutputLine[]) {
       yield* lines;
     },
     wait: async () => 0,
+    exitState: async () => ({ oomKilled: false }),
     async kill() {
       container.kills++;
     },

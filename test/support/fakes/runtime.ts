@@ -8,6 +8,7 @@ import type {
   ContainerRuntime,
   ContainerSpec,
   ContainerSummary,
+  ExitState,
   InputFile,
   OutputLine,
   WorkerContainer,
@@ -25,6 +26,10 @@ export interface ContainerScript {
   hang?: boolean;
   /** `create` throws this instead of making a container (a Docker failure). */
   createError?: Error;
+  /** The memory limit killed it: exits 137 after its lines and reports OOMKilled, as Docker does. */
+  oomKilled?: boolean;
+  /** Its output stream breaks with this after its lines (the Docker daemon went away mid-run). */
+  streamError?: Error;
 }
 
 /** A `::fleet-event:: {json}` output line. */
@@ -41,8 +46,14 @@ export const failedEvent = (error_type: string, error_message: string) =>
 
 function deferred<T>() {
   let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
+  let reject!: (error: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A rejection nobody awaits (the run ended on the stream's error first) is not an unhandled one.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }
 
 export class FakeContainer implements WorkerContainer {
@@ -74,12 +85,23 @@ export class FakeContainer implements WorkerContainer {
         ? { text: bytes.subarray(0, maxLineBytes).toString('utf8'), droppedBytes: bytes.length - maxLineBytes }
         : { text: line, droppedBytes: 0 };
     }
+    if (this.script.streamError) {
+      this.exit.reject(this.script.streamError);
+      throw this.script.streamError;
+    }
     if (this.script.hang && !this.killed) await this.killSignal.promise;
-    this.exit.resolve(this.killed ? 137 : (this.script.exitCode ?? 0));
+    this.exit.resolve(this.killed || this.script.oomKilled ? 137 : (this.script.exitCode ?? 0));
   }
 
   wait(): Promise<number> {
     return this.exit.promise;
+  }
+
+  /** Times exitState() was read. */
+  exitStateReads = 0;
+  async exitState(): Promise<ExitState> {
+    this.exitStateReads++;
+    return { oomKilled: this.script.oomKilled === true };
   }
 
   async kill(): Promise<void> {
@@ -126,7 +148,16 @@ export class FakeRuntime implements ContainerRuntime {
     const found = this.containers.find((c) => c.id === id);
     if (found) found.removed++;
   }
-  async ping(): Promise<void> {}
+  async ping(): Promise<void> {
+    if (this.probeError) throw this.probeError;
+  }
+  /** What `probeCreate` and `ping` throw while set (a host fault that has not cleared yet). */
+  probeError: Error | null = null;
+  probes = 0;
+  async probeCreate(): Promise<void> {
+    this.probes++;
+    if (this.probeError) throw this.probeError;
+  }
   async hasImage(): Promise<boolean> {
     return true;
   }

@@ -75,7 +75,11 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
     error_message: message,
   });
 
-  /** Saves the state and parks the job as delayed: it holds no lock and no slot while it waits. */
+  /**
+   * Saves the state and parks the job as delayed: it holds no lock and no slot while it waits. Callers
+   * `return await` it: inside try/finally a bare `return delay()` leaves its rejection unhandled while the
+   * finally block (the lock release) awaits, and Node reports an unhandled rejection.
+   */
   const delay = async (next: State, ms: number, what: string): Promise<never> => {
     await job.updateData({ ...job.data, state: next });
     await job.moveToDelayed(deps.now() + ms, lock.token);
@@ -122,7 +126,11 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
             // GitHub answers update-branch with 202 and moves the head a moment later.
             if (s.updated.polls >= UPDATE_POLLS)
               return fail(s, 'github_error', `GitHub did not update the branch of #${number} after update-branch`);
-            return delay({ ...s, updated: { ...s.updated, polls: s.updated.polls + 1 } }, deps.ciPollMs ?? 1000, 'the updated branch');
+            return await delay(
+              { ...s, updated: { ...s.updated, polls: s.updated.polls + 1 } },
+              deps.ciPollMs ?? 1000,
+              'the updated branch',
+            );
           }
           // Not re-reviewed: the new head is accepted only as a merge commit of the reviewed head and the base
           // head, which is what update-branch makes. Anything else on the branch is a push after the review.
@@ -186,7 +194,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           }
           const polls = s.ci?.polls ?? 0;
           log.info({ pr: number, pending: ci.pending, polls }, 'waiting for CI before the merge');
-          return delay({ ...s, ci: { since, polls: polls + 1 } }, ciBackoffMs(polls, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS), 'CI');
+          return await delay({ ...s, ci: { since, polls: polls + 1 } }, ciBackoffMs(polls, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS), 'CI');
         }
 
         const holder = randomBytes(8).toString('hex');
@@ -222,7 +230,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
             const named = /status check "([^"]+)"/i.exec(message)?.[1];
             const learnedChecks = named ? [...new Set([...(s.learnedChecks ?? []), named])] : s.learnedChecks;
             const polls = (s.ci?.polls ?? 0) + 1;
-            return delay(
+            return await delay(
               { ...s, learnedChecks, ci: { since, polls } },
               ciBackoffMs(polls - 1, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS),
               'the checks GitHub requires',
@@ -231,7 +239,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
           if (refusal === 'behind') {
             await forge.updatePullRequestBranch(c.repo, number, guard);
             log.info({ pr: number, head: guard }, 'pull request is behind its base: branch updated by GitHub');
-            return delay(
+            return await delay(
               { ...s, updated: { from: guard, polls: 0 }, ci: { since, polls: 0 } },
               deps.ciPollMs ?? 1000,
               'the updated branch',
@@ -244,7 +252,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
                 fail(s, 'github_error', `GitHub refused the merge ${refusals} times (mergeable_state ${now.mergeableState}): ${message}`),
               );
             }
-            return delay({ ...s, refusals }, ciBackoffMs(refusals, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS), 'a refused merge');
+            return await delay({ ...s, refusals }, ciBackoffMs(refusals, deps.ciPollMs ?? 10_000, CI_POLL_MAX_MS), 'a refused merge');
           }
           if (s.conflictRounds >= deps.conflictRounds) {
             return fail(

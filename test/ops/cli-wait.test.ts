@@ -4,9 +4,27 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningFleet } from '../../src/fleet.ts';
 import { describeDocker, testImage } from '../support/docker.ts';
-import { completedLine, eventLine, startTestFleet, testEnv } from '../support/fleet.ts';
+import { completedLine, eventLine, startTestFleet, testEnv, uid } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { runFleet } from './support.ts';
+
+const ESC = '\u001b';
+/** Any C0 but newline and tab, DEL, or C1: nothing of it may reach the operator's terminal. */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+/**
+ * A worker that tries to drive the operator's terminal through `fleet spawn --wait`: a window title, a screen
+ * clear, an 8-bit CSI and a carriage return in its events, its failure message and its output (logs tail).
+ */
+const HOSTILE_TASK = [
+  eventLine({ event_type: 'started', repo: 'acme/widgets', task_summary: `${ESC}]0;pwned-title\u0007started fine` }),
+  eventLine({ event_type: 'progress', stage: `${ESC}[2Jedit`, message: `half\rway \u009b31mred\u009b0m`, progress_pct: 50 }),
+  `printf 'log \\033]52;c;ZXZpbA==\\007line \\033[31mred\\033[0m\\n'`,
+  eventLine({ event_type: 'failed', error_type: 'task_failed', error_message: `broke${ESC}[1A${ESC}[2K here\u0007`, logs_tail: null }),
+  'exit 3',
+].join('\n');
+
+const HOSTILE_TOKEN = 'ghp_0123456789abcdefghij0123456789abcdefgh';
 
 describeDocker('fleet spawn --wait through a real worker', () => {
   let redis: TestRedis;
@@ -75,5 +93,33 @@ describeDocker('fleet spawn --wait through a real worker', () => {
       error_type: 'spawn_error',
       error_message: expect.stringContaining('FLEET_GITHUB_TOKEN'),
     });
+  });
+
+  it('on a terminal: the events and the result JSON arrive with their text, stripped of controls', async () => {
+    const task = writeTask('hostile.md', [HOSTILE_TASK]);
+    const id = uid('cli-hostile');
+    const tty = await run(
+      ['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', id, '--wait'],
+      { GITHUB_TOKEN: HOSTILE_TOKEN },
+      { viaScript: true },
+    );
+    expect(tty.code).toBe(1);
+    // The terminal ends its lines with \r\n; any other control character came through from the worker.
+    const screen = tty.stdout.replaceAll('\r\n', '\n');
+    expect(screen).not.toMatch(CONTROL);
+    expect(screen).toMatch(/started on acme\/widgets: started fine/);
+    expect(screen).toMatch(/ 50% \[edit\] halfway red/);
+    expect(screen).toMatch(/failed: task_failed: broke here/);
+
+    const result = JSON.parse(screen.split('\n').find((line) => line.startsWith('{'))!) as Record<string, string>;
+    expect(result).toMatchObject({ request_id: id, success: false, error_type: 'task_failed', error_message: 'broke here' });
+    expect(result.logs_tail).toContain('log line red');
+    expect(result.logs_tail).not.toMatch(CONTROL);
+
+    // Asked again, the stored result is printed (stdout, not a terminal here) the same way.
+    const again = await run(['spawn', '--repo', 'acme/widgets', '--task-file', task, '--id', id], { GITHUB_TOKEN: HOSTILE_TOKEN });
+    expect(again.code).toBe(1);
+    expect(again.stdout).not.toMatch(CONTROL);
+    expect(JSON.parse(again.stdout)).toMatchObject({ request_id: id, error_message: 'broke here' });
   });
 });

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { processMerge, type MergeDeps } from '../../processors/merge.ts';
 import { processReview } from '../../processors/review.ts';
 import type { MergeJobData } from '../../queues/merge.ts';
@@ -8,31 +8,19 @@ import { followUpJobId, scopeBranch, stepJobId } from '../../src/flow/ids.ts';
 import { emptyOutcome } from '../../src/flow/result.ts';
 import type { ScopeOutcome, SpawnRequest } from '../../src/protocol.ts';
 import { FakeGitHub, FakeReviewer, newSha, type FakePull } from '../support/fakes/forge.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
 import { NotMergeableError } from '../../src/errors.ts';
-import { Bench, NOW, REVIEWER_TOKEN, WORKER_TOKEN, workerResult } from './support.ts';
+import { NOW, REVIEWER_TOKEN, useLab, WORKER_TOKEN, workerResult } from './support.ts';
 
-let server: TestRedis;
-let bench: Bench;
+const lab = useLab();
 let github: FakeGitHub;
 
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server?.stop();
-});
 beforeEach(() => {
-  bench = new Bench(server.url);
   github = new FakeGitHub();
-});
-afterEach(async () => {
-  await bench.close();
 });
 
 function mergeDeps(extra: Partial<MergeDeps> = {}): MergeDeps {
   // Most tests are about other things than CI: a repository with no checks, merged at once (ciRequired none).
-  return { ...bench.stepDeps(github), conflictRounds: 2, lockRetryMs: 250, ciRequired: { kind: 'none' }, ciPollMs: 200, ...extra };
+  return { ...lab.bench.stepDeps(github), conflictRounds: 2, lockRetryMs: 250, ciRequired: { kind: 'none' }, ciPollMs: 200, ...extra };
 }
 
 /** The review step's outcome: the PR approved at its head (override what a test needs). */
@@ -65,19 +53,19 @@ async function mergeWaiting(
   outcome: (request: SpawnRequest, pull: FakePull) => ScopeOutcome | 'review job fails' = reviewed,
   overrides: Partial<SpawnRequest> = {},
 ) {
-  const request = await bench.addFlow({ merge: true, ...overrides });
+  const request = await lab.bench.addFlow({ merge: true, ...overrides });
   const id = request.request_id;
   const pull = github.addPull(request.repo, { head: scopeBranch(id, null), authorToken: WORKER_TOKEN });
-  await bench.complete('spawn', workerResult(id), stepJobId(id, null, 'spawn'));
+  await lab.bench.complete('spawn', workerResult(id), stepJobId(id, null, 'spawn'));
   const answer = outcome(request, pull);
-  if (answer === 'review job fails') await bench.fail('review', 'review exploded', stepJobId(id, null, 'review'));
-  else await bench.complete('review', answer, stepJobId(id, null, 'review'));
+  if (answer === 'review job fails') await lab.bench.fail('review', 'review exploded', stepJobId(id, null, 'review'));
+  else await lab.bench.complete('review', answer, stepJobId(id, null, 'review'));
   return { request, pull, mergeId: stepJobId(id, null, 'merge') };
 }
 
 async function runMerge(mergeId: string, deps: MergeDeps) {
-  const { job, token } = await bench.take<MergeJobData, ScopeOutcome>('merge', mergeId);
-  return bench.settle(job, token, processMerge(job, deps, { token }));
+  const { job, token } = await lab.bench.take<MergeJobData, ScopeOutcome>('merge', mergeId);
+  return lab.bench.settle(job, token, processMerge(job, deps, { token }));
 }
 
 describe('processMerge', () => {
@@ -94,8 +82,8 @@ describe('processMerge', () => {
         args: [{ repo: request.repo, number: pull.number, sha: pull.headSha, commitTitle: `Wishlist (#${pull.number})` }],
       },
     ]);
-    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
-    expect(await bench.state('merge', mergeId)).toBe('completed');
+    expect(await lab.bench.redis.exists(lab.bench.keys.mergeLock(request.repo))).toBe(0);
+    expect(await lab.bench.state('merge', mergeId)).toBe('completed');
   });
 
   it('a scope that was not approved, or stopped earlier, passes through unmerged', async () => {
@@ -145,7 +133,7 @@ describe('processMerge', () => {
       error_message: expect.stringContaining(reviewedSha.slice(0, 12)),
     });
     expect(pull.merged).toBe(false);
-    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
+    expect(await lab.bench.redis.exists(lab.bench.keys.mergeLock(request.repo))).toBe(0);
   });
 
   it('a conflict: a rebase worker, then a re-review of its head, then the merge of that head', async () => {
@@ -158,29 +146,29 @@ describe('processMerge', () => {
     // 1. GitHub refuses the merge: a conflict worker is added on the branch, and the merge parks.
     expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
     const rebaseId = followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1);
-    const rebase = (await bench.queues.spawn.getJob(rebaseId))!.data as SpawnJobData;
+    const rebase = (await lab.bench.queues.spawn.getJob(rebaseId))!.data as SpawnJobData;
     expect(rebase.flow).toMatchObject({ purpose: 'rebase', branch: pull.head, baseBranch: 'main' });
     expect(rebase.request.task_content).toMatch(/Resolve the conflicts[\s\S]*Add a wishlist/);
-    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
+    expect(await lab.bench.redis.exists(lab.bench.keys.mergeLock(request.repo))).toBe(0);
 
     // 2. The conflict worker pushes a resolution; the merge adds a review of the new head and parks again.
     const resolved = github.pushBranch(request.repo, pull.head, newSha());
     pull.conflicting = false;
-    await bench.complete('spawn', workerResult(id, { commit_sha: resolved }), rebaseId);
+    await lab.bench.complete('spawn', workerResult(id, { commit_sha: resolved }), rebaseId);
     expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
     const reReviewId = stepJobId(id, null, 'review', 1);
-    expect((await bench.queues.review.getJob(reReviewId))!.data.start!.pullRequest.head_sha).toBe(resolved);
+    expect((await lab.bench.queues.review.getJob(reReviewId))!.data.start!.pullRequest.head_sha).toBe(resolved);
 
     // 3. The re-review runs (the real processor), approving the resolved head.
-    const review = await bench.take<ReviewJobData, ReviewJobResult>('review', reReviewId);
+    const review = await lab.bench.take<ReviewJobData, ReviewJobResult>('review', reReviewId);
     const reviewDeps = {
-      ...bench.stepDeps(github),
+      ...lab.bench.stepDeps(github),
       reviewer: new FakeReviewer({ approved: true, feedback: 'Resolved well.' }),
       reviewerKind: 'llm' as const,
       reviewerToken: REVIEWER_TOKEN,
     };
     expect(
-      (await bench.settle(review.job, review.token, processReview(review.job, reviewDeps, { token: review.token }))).value,
+      (await lab.bench.settle(review.job, review.token, processReview(review.job, reviewDeps, { token: review.token }))).value,
     ).toMatchObject({ error_type: null });
 
     // 4. The merge resumes with both verdicts and merges the head the second one approved.
@@ -198,13 +186,13 @@ describe('processMerge', () => {
     const deps = mergeDeps({ conflictRounds: 1 });
     // Round 1: the conflict worker pushes, the new head is approved, and the PR still conflicts.
     await runMerge(mergeId, deps);
-    await bench.complete(
+    await lab.bench.complete(
       'spawn',
       workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }),
       followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1),
     );
     await runMerge(mergeId, deps);
-    await bench.complete(
+    await lab.bench.complete(
       'review',
       reviewed(request, pull, { reviews: [reviewed(request, pull).reviews[0]!] }),
       stepJobId(id, null, 'review', 1),
@@ -220,14 +208,14 @@ describe('processMerge', () => {
     expect(settled.value!.reviews).toHaveLength(2);
     expect(github.callsOf('mergePullRequest')).toHaveLength(2);
     // No second conflict worker.
-    expect(await bench.queues.spawn.getJob(followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 2))).toBeUndefined();
+    expect(await lab.bench.queues.spawn.getJob(followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 2))).toBeUndefined();
   });
 
   it('a conflict worker that fails is conflict_unresolved', async () => {
     const { request, pull, mergeId } = await mergeWaiting();
     pull.conflicting = true;
     await runMerge(mergeId, mergeDeps());
-    await bench.fail('spawn', 'could not resolve', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'rebase', 1));
+    await lab.bench.fail('spawn', 'could not resolve', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'rebase', 1));
     const settled = await runMerge(mergeId, mergeDeps());
     expect(settled.value).toMatchObject({
       merged: false,
@@ -242,13 +230,13 @@ describe('processMerge', () => {
     const id = request.request_id;
     pull.conflicting = true;
     await runMerge(mergeId, mergeDeps());
-    await bench.complete(
+    await lab.bench.complete(
       'spawn',
       workerResult(id, { commit_sha: github.pushBranch(request.repo, pull.head) }),
       followUpJobId(stepJobId(id, null, 'spawn'), 'rebase', 1),
     );
     await runMerge(mergeId, mergeDeps());
-    await bench.fail('review', 'reviewer host lost', stepJobId(id, null, 'review', 1));
+    await lab.bench.fail('review', 'reviewer host lost', stepJobId(id, null, 'review', 1));
 
     const settled = await runMerge(mergeId, mergeDeps());
     expect(settled.value).toMatchObject({
@@ -263,17 +251,17 @@ describe('processMerge', () => {
 
   it("another merge holds the repository's lock: the job is delayed without spending an attempt, then merges", async () => {
     const { request, pull, mergeId } = await mergeWaiting();
-    const lockKey = bench.keys.mergeLock(request.repo);
-    await bench.redis.set(lockKey, 'other-holder');
+    const lockKey = lab.bench.keys.mergeLock(request.repo);
+    await lab.bench.redis.set(lockKey, 'other-holder');
     const delayed = await runMerge(mergeId, mergeDeps());
 
     expect(delayed.error?.name).toBe('DelayedError');
-    const job = (await bench.queues.merge.getJob(mergeId))!;
+    const job = (await lab.bench.queues.merge.getJob(mergeId))!;
     expect([await job.getState(), job.attemptsMade]).toEqual(['delayed', 0]);
-    expect(await bench.redis.get(lockKey)).toBe('other-holder');
+    expect(await lab.bench.redis.get(lockKey)).toBe('other-holder');
     expect(github.callsOf('mergePullRequest')).toEqual([]);
 
-    await bench.redis.del(lockKey);
+    await lab.bench.redis.del(lockKey);
     await job.promote();
     expect((await runMerge(mergeId, mergeDeps())).value).toMatchObject({ merged: true });
     expect(pull.merged).toBe(true);
@@ -281,7 +269,7 @@ describe('processMerge', () => {
 
   it('cancelled: the scope ends as cancelled, nothing is merged', async () => {
     const { request, pull, mergeId } = await mergeWaiting();
-    await bench.redis.set(bench.keys.cancelled(request.request_id), '1');
+    await lab.bench.redis.set(lab.bench.keys.cancelled(request.request_id), '1');
     const settled = await runMerge(mergeId, mergeDeps());
     expect(settled.value).toMatchObject({ merged: false, error_type: 'cancelled' });
     expect(pull.merged).toBe(false);
@@ -291,7 +279,7 @@ describe('processMerge', () => {
 describe('processMerge waits for CI', () => {
   /** Runs the merge once more after a delay, as BullMQ does when the delay ends. */
   async function again(mergeId: string, deps: MergeDeps) {
-    const job = (await bench.queues.merge.getJob(mergeId))!;
+    const job = (await lab.bench.queues.merge.getJob(mergeId))!;
     expect(await job.getState()).toBe('delayed');
     await job.promote();
     return runMerge(mergeId, deps);
@@ -307,16 +295,16 @@ describe('processMerge waits for CI', () => {
 
     const waiting = await runMerge(mergeId, deps);
     expect(waiting.error?.name).toBe('DelayedError');
-    const job = (await bench.queues.merge.getJob(mergeId))!;
+    const job = (await lab.bench.queues.merge.getJob(mergeId))!;
     expect([await job.getState(), job.attemptsMade]).toEqual(['delayed', 0]);
     expect((job.data as MergeJobData).state).toMatchObject({ step: 'merge', ci: { since: NOW, polls: 1 } });
-    expect(await bench.redis.exists(bench.keys.mergeLock(request.repo))).toBe(0);
-    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+    expect(await lab.bench.redis.exists(lab.bench.keys.mergeLock(request.repo))).toBe(0);
+    expect(await lab.bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
 
     // Still pending on the second look: delayed again, for longer.
     now += 5_000;
     expect((await again(mergeId, deps)).error?.name).toBe('DelayedError');
-    expect(((await bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({ ci: { since: NOW, polls: 2 } });
+    expect(((await lab.bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({ ci: { since: NOW, polls: 2 } });
 
     github.setCheck(pull.headSha, 'ci', 'success');
     now += 7_000;
@@ -351,7 +339,7 @@ describe('processMerge waits for CI', () => {
       ['test', 'failure'],
     ]);
     expect(github.callsOf('mergePullRequest')).toEqual([]);
-    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+    expect(await lab.bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
   });
 
   it('pending past FLEET_CI_TIMEOUT: ci_timeout naming what is still pending', async () => {
@@ -404,10 +392,10 @@ describe('processMerge waits for CI', () => {
     github.forges.forToken = (token) => ({ ...realRead(token), getRequiredChecks: async () => null });
     expect((await runMerge(mergeId, hidden)).error?.name).toBe('DelayedError');
     expect(github.callsOf('mergePullRequest')).toHaveLength(1);
-    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+    expect(await lab.bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
     // The check GitHub named is required from now on, though the protection stays unreadable: still pending, still waiting.
     github.forges.forToken = (token) => ({ ...realRead(token), getRequiredChecks: async () => null });
-    expect(((await bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({ learnedChecks: ['ci'] });
+    expect(((await lab.bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({ learnedChecks: ['ci'] });
     expect((await again(mergeId, hidden)).error?.name).toBe('DelayedError');
     expect(github.callsOf('mergePullRequest')).toHaveLength(1);
     github.setCheck(pull.headSha, 'ci', 'success');
@@ -424,7 +412,7 @@ describe('processMerge waits for CI', () => {
       error_type: 'review_required',
       error_message: expect.stringContaining('At least 1 approving review is required by reviewers with write access.'),
     });
-    expect(await bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
+    expect(await lab.bench.queues.spawn.getJobCounts()).toMatchObject({ waiting: 0, 'waiting-children': 0 });
   });
 
   it('behind its base: update-branch, CI on the new head, then the merge guarded by that head', async () => {
@@ -443,7 +431,7 @@ describe('processMerge waits for CI', () => {
     // The new head's CI runs: the merge waits for it (the reviewed head's green does not count).
     github.setCheck(updatedHead, 'ci', 'pending');
     expect((await again(mergeId, deps)).error?.name).toBe('DelayedError');
-    expect(((await bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({
+    expect(((await lab.bench.queues.merge.getJob(mergeId))!.data as MergeJobData).state).toMatchObject({
       updated: { from: reviewedSha, head: updatedHead },
     });
     github.setCheck(updatedHead, 'ci', 'success');
@@ -514,7 +502,7 @@ describe('processMerge waits for CI', () => {
     // 1. Red: a fix worker on the branch, and the merge parks.
     expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
     const fixId = followUpJobId(stepJobId(id, null, 'spawn'), 'ci-fix', 1);
-    const fix = (await bench.queues.spawn.getJob(fixId))!.data as SpawnJobData;
+    const fix = (await lab.bench.queues.spawn.getJob(fixId))!.data as SpawnJobData;
     expect(fix.flow).toMatchObject({ purpose: 'fix', branch: pull.head });
     const task = fix.request.task_content;
     expect(task).toContain('### test: failure (https://github.test/runs/77)');
@@ -529,11 +517,11 @@ describe('processMerge waits for CI', () => {
 
     // 2. The fix worker pushes; the merge adds a review of the new head (with no fix round left to it).
     const fixed = github.pushBranch(request.repo, pull.head, newSha());
-    await bench.complete('spawn', workerResult(id, { commit_sha: fixed }), fixId);
+    await lab.bench.complete('spawn', workerResult(id, { commit_sha: fixed }), fixId);
     expect((await runMerge(mergeId, deps)).error?.name).toBe('WaitingChildrenError');
-    const reReview = (await bench.queues.review.getJob(stepJobId(id, null, 'review', 1)))!.data;
+    const reReview = (await lab.bench.queues.review.getJob(stepJobId(id, null, 'review', 1)))!.data;
     expect([reReview.start!.pullRequest.head_sha, reReview.ctx.fixRounds]).toEqual([fixed, 0]);
-    await bench.complete('review', reviewed(request, pull), stepJobId(id, null, 'review', 1));
+    await lab.bench.complete('review', reviewed(request, pull), stepJobId(id, null, 'review', 1));
 
     // 3. The new head's CI is green: merged, one fix round used.
     github.setCheck(fixed, 'lint', 'success');
@@ -548,7 +536,7 @@ describe('processMerge waits for CI', () => {
     const { request, pull, mergeId } = await mergeWaiting(reviewed, { fix_rounds: 2 });
     github.setCheck(pull.headSha, 'ci', 'failure');
     await runMerge(mergeId, mergeDeps({ ciRequired: { kind: 'auto' } }));
-    await bench.fail('spawn', 'agent gave up', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'ci-fix', 1));
+    await lab.bench.fail('spawn', 'agent gave up', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'ci-fix', 1));
     const settled = await runMerge(mergeId, mergeDeps({ ciRequired: { kind: 'auto' } }));
     expect(settled.value).toMatchObject({
       merged: false,

@@ -1,31 +1,13 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processRequest, type RequestDeps } from '../../processors/request.ts';
 import type { RequestJobData } from '../../queues/merge.ts';
 import { scopeBranch, stepJobId } from '../../src/flow/ids.ts';
 import { emptyOutcome } from '../../src/flow/result.ts';
 import { LEGACY_RESULT_KEYS, type FlowResult, type ScopeOutcome, type SpawnRequest } from '../../src/protocol.ts';
 import { readResult } from '../../src/results.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { Bench, ChannelRecorder, NOW, silentLogger, workerResult } from './support.ts';
+import { NOW, silentLogger, useLab, workerResult } from './support.ts';
 
-let server: TestRedis;
-let recorder: ChannelRecorder;
-let bench: Bench;
-
-beforeAll(async () => {
-  server = await startRedis();
-  recorder = await ChannelRecorder.start(server.url);
-});
-afterAll(async () => {
-  recorder?.close();
-  await server?.stop();
-});
-beforeEach(() => {
-  bench = new Bench(server.url);
-});
-afterEach(async () => {
-  await bench.close();
-});
+const lab = useLab();
 
 const TASKS = [
   { scope: 'web', task_content: 'Wishlist page' },
@@ -33,7 +15,7 @@ const TASKS = [
 ];
 
 function requestDeps(): RequestDeps {
-  return { redis: bench.redis, keys: bench.keys, logger: silentLogger, now: () => NOW };
+  return { redis: lab.bench.redis, keys: lab.bench.keys, logger: silentLogger, now: () => NOW };
 }
 
 /** A scope that got as far as `fields` say; merged with a PR by default. */
@@ -62,22 +44,22 @@ function outcome(request: SpawnRequest, scope: string, fields: Partial<ScopeOutc
 /** Plays a scope's steps of a review+merge flow to their end: its spawn, review and merge jobs complete with `end`. */
 async function endScope(request: SpawnRequest, scope: string, end: ScopeOutcome | 'merge job fails'): Promise<void> {
   const id = request.request_id;
-  await bench.complete('spawn', workerResult(id), stepJobId(id, scope, 'spawn'));
-  await bench.complete('review', end === 'merge job fails' ? outcome(request, scope) : end, stepJobId(id, scope, 'review'));
-  if (end === 'merge job fails') await bench.fail('merge', 'merge step gave up', stepJobId(id, scope, 'merge'));
-  else await bench.complete('merge', end, stepJobId(id, scope, 'merge'));
+  await lab.bench.complete('spawn', workerResult(id), stepJobId(id, scope, 'spawn'));
+  await lab.bench.complete('review', end === 'merge job fails' ? outcome(request, scope) : end, stepJobId(id, scope, 'review'));
+  if (end === 'merge job fails') await lab.bench.fail('merge', 'merge step gave up', stepJobId(id, scope, 'merge'));
+  else await lab.bench.complete('merge', end, stepJobId(id, scope, 'merge'));
 }
 
 async function runRequest(request: SpawnRequest) {
-  const { job, token } = await bench.take<RequestJobData, FlowResult>('merge', request.request_id);
-  return bench.settle(job, token, processRequest(job, requestDeps()));
+  const { job, token } = await lab.bench.take<RequestJobData, FlowResult>('merge', request.request_id);
+  return lab.bench.settle(job, token, processRequest(job, requestDeps()));
 }
 
 /** What the orchestrator heard: exactly one result and exactly one terminal event, in that order of sending. */
 async function heard(id: string) {
-  await recorder.fence();
-  const results = recorder.results(id);
-  const terminal = recorder.events(id).filter((e) => e.event_type === 'completed' || e.event_type === 'failed');
+  await lab.recorder.fence();
+  const results = lab.recorder.results(id);
+  const terminal = lab.recorder.events(id).filter((e) => e.event_type === 'completed' || e.event_type === 'failed');
   expect(results).toHaveLength(1);
   expect(terminal).toHaveLength(1);
   return { result: results[0]! as unknown as FlowResult, event: terminal[0]! };
@@ -85,7 +67,7 @@ async function heard(id: string) {
 
 describe('processRequest', () => {
   it('every scope merged: one successful result with every PR, timings from the flow, one completed event', async () => {
-    const request = await bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
+    const request = await lab.bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
     await endScope(request, 'web', outcome(request, 'web'));
     await endScope(request, 'api', outcome(request, 'api'));
     const settled = await runRequest(request);
@@ -103,11 +85,11 @@ describe('processRequest', () => {
       duration_ms: 60_000,
     });
     expect(event).toMatchObject({ event_type: 'completed', worker_type: 'claude_code', timestamp: new Date(NOW).toISOString() });
-    expect(await readResult(bench.redis, request.request_id)).toEqual(result);
+    expect(await readResult(lab.bench.redis, request.request_id)).toEqual(result);
   });
 
   it("a failed scope fails the request with its error, named by scope; a failed merge job is that scope's crash", async () => {
-    const request = await bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
+    const request = await lab.bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
     await endScope(
       request,
       'web',
@@ -133,10 +115,10 @@ describe('processRequest', () => {
   });
 
   it('a cancelled request: scopes that had not finished are cancelled, a merged one stays merged', async () => {
-    const request = await bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
+    const request = await lab.bench.addFlow({ mode: undefined, tasks: TASKS, merge: true });
     await endScope(request, 'web', outcome(request, 'web'));
     await endScope(request, 'api', outcome(request, 'api', { merged: false, merge_sha: null }));
-    await bench.redis.set(bench.keys.cancelled(request.request_id), '1');
+    await lab.bench.redis.set(lab.bench.keys.cancelled(request.request_id), '1');
     await runRequest(request);
 
     const { result } = await heard(request.request_id);
@@ -148,14 +130,14 @@ describe('processRequest', () => {
   });
 
   it('without review a scope ends at its worker: an opened PR succeeds, no PR is no_changes', async () => {
-    const request = await bench.addFlow({ mode: undefined, tasks: TASKS, review: undefined });
+    const request = await lab.bench.addFlow({ mode: undefined, tasks: TASKS, review: undefined });
     const id = request.request_id;
-    await bench.complete(
+    await lab.bench.complete(
       'spawn',
       workerResult(id, { pull_request: { number: 7, url: 'u', head_sha: 'h' } }),
       stepJobId(id, 'web', 'spawn'),
     );
-    await bench.complete('spawn', workerResult(id, { commit_sha: null, files_changed: [] }), stepJobId(id, 'api', 'spawn'));
+    await lab.bench.complete('spawn', workerResult(id, { commit_sha: null, files_changed: [] }), stepJobId(id, 'api', 'spawn'));
     await runRequest(request);
 
     const { result } = await heard(id);
@@ -167,14 +149,14 @@ describe('processRequest', () => {
   });
 
   it('a root that runs again (a retried job) publishes nothing more: one result, one terminal event; legacy keeps eleven keys', async () => {
-    const request = await bench.addFlow({ result_format: 'legacy', merge: true });
+    const request = await lab.bench.addFlow({ result_format: 'legacy', merge: true });
     const id = request.request_id;
-    await bench.complete('spawn', workerResult(id), id);
+    await lab.bench.complete('spawn', workerResult(id), id);
     const merged = { ...outcome(request, 'x'), scope: null, branch: scopeBranch(id, null) };
-    await bench.complete('review', merged, stepJobId(id, null, 'review'));
-    await bench.complete('merge', merged, stepJobId(id, null, 'merge'));
+    await lab.bench.complete('review', merged, stepJobId(id, null, 'review'));
+    await lab.bench.complete('merge', merged, stepJobId(id, null, 'merge'));
 
-    const { job, token } = await bench.take<RequestJobData, FlowResult>('merge', id);
+    const { job, token } = await lab.bench.take<RequestJobData, FlowResult>('merge', id);
     const first = await processRequest(job, requestDeps());
     const again = await processRequest(job, requestDeps());
     await job.moveToCompleted(again, token, false);

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { processReview, type ReviewDeps } from '../../processors/review.ts';
 import type { ReviewJobData, ReviewJobResult } from '../../queues/review.ts';
 import type { SpawnJobData } from '../../queues/spawn.ts';
@@ -6,30 +6,18 @@ import { ForgeUnavailableError } from '../../src/errors.ts';
 import { followUpJobId, scopeBranch, stepJobId } from '../../src/flow/ids.ts';
 import type { SpawnRequest } from '../../src/protocol.ts';
 import { FakeGitHub, FakeReviewer, newSha, type FakePull } from '../support/fakes/forge.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { Bench, REVIEWER_TOKEN, WORKER_TOKEN, workerResult } from './support.ts';
+import { REVIEWER_TOKEN, useLab, WORKER_TOKEN, workerResult } from './support.ts';
 
-let server: TestRedis;
-let bench: Bench;
+const lab = useLab();
 let github: FakeGitHub;
 
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server?.stop();
-});
 beforeEach(() => {
-  bench = new Bench(server.url);
   github = new FakeGitHub();
-});
-afterEach(async () => {
-  await bench.close();
 });
 
 function reviewDeps(extra: Partial<ReviewDeps> = {}): ReviewDeps {
   return {
-    ...bench.stepDeps(github),
+    ...lab.bench.stepDeps(github),
     reviewer: new FakeReviewer({ approved: true }),
     reviewerKind: 'llm',
     reviewerToken: REVIEWER_TOKEN,
@@ -42,24 +30,24 @@ function reviewDeps(extra: Partial<ReviewDeps> = {}): ReviewDeps {
  * that PR, and the review job waits. Returns the request, the PR and the review job's id.
  */
 async function reviewWaiting(overrides: Partial<SpawnRequest> = {}) {
-  const request = await bench.addFlow(overrides);
+  const request = await lab.bench.addFlow(overrides);
   const id = request.request_id;
   const pull = github.addPull(request.repo, { head: scopeBranch(id, null), authorToken: WORKER_TOKEN });
   const pr = { number: pull.number, url: `https://github.test/pr/${pull.number}`, head_sha: pull.headSha };
-  await bench.complete('spawn', workerResult(id, { commit_sha: pull.headSha, pull_request: pr }), stepJobId(id, null, 'spawn'));
+  await lab.bench.complete('spawn', workerResult(id, { commit_sha: pull.headSha, pull_request: pr }), stepJobId(id, null, 'spawn'));
   return { request, pull, reviewId: stepJobId(id, null, 'review') };
 }
 
 /** Takes the review job and runs the processor on it, settling it as BullMQ would. */
 async function runReview(reviewId: string, deps: ReviewDeps) {
-  const { job, token } = await bench.take<ReviewJobData, ReviewJobResult>('review', reviewId);
-  return bench.settle(job, token, processReview(job, deps, { token }));
+  const { job, token } = await lab.bench.take<ReviewJobData, ReviewJobResult>('review', reviewId);
+  return lab.bench.settle(job, token, processReview(job, deps, { token }));
 }
 
 /** Plays a follow-up worker: the branch moves (its push) and the child completes with that commit. */
 async function childPushes(request: SpawnRequest, pull: FakePull, childId: string): Promise<string> {
   const sha = github.pushBranch(request.repo, pull.head, newSha());
-  await bench.complete('spawn', workerResult(request.request_id, { commit_sha: sha }), childId);
+  await lab.bench.complete('spawn', workerResult(request.request_id, { commit_sha: sha }), childId);
   return sha;
 }
 
@@ -92,7 +80,7 @@ describe('processReview', () => {
       },
     ]);
     expect(github.callsOf('postComment')).toEqual([]);
-    expect(await bench.state('review', reviewId)).toBe('completed');
+    expect(await lab.bench.state('review', reviewId)).toBe('completed');
   });
 
   it('reject with no fix rounds left: review_rejected with the feedback, commented on the PR, no fix worker', async () => {
@@ -111,7 +99,7 @@ describe('processReview', () => {
         args: ['acme/widgets', pull.number, expect.stringContaining('Handle the empty list.')],
       },
     ]);
-    expect(await bench.queues.spawn.getJobCounts('waiting', 'active')).toEqual({ waiting: 0, active: 0 });
+    expect(await lab.bench.queues.spawn.getJobCounts('waiting', 'active')).toEqual({ waiting: 0, active: 0 });
   });
 
   it('reject → a fix worker on the branch → the review parks → the new head is reviewed and approved', async () => {
@@ -122,15 +110,15 @@ describe('processReview', () => {
 
     const parked = await runReview(reviewId, deps);
     expect(parked.error?.name).toBe('WaitingChildrenError');
-    expect(await bench.state('review', reviewId)).toBe('waiting-children');
+    expect(await lab.bench.state('review', reviewId)).toBe('waiting-children');
     const fixId = followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'fix', 1);
-    const fix = (await bench.queues.spawn.getJob(fixId))!;
+    const fix = (await lab.bench.queues.spawn.getJob(fixId))!;
     expect((fix.data as SpawnJobData).flow).toMatchObject({ purpose: 'fix', branch: pull.head, scope: null });
     expect((fix.data as SpawnJobData).request.task_content).toContain('Handle the empty list.');
-    expect((await bench.queues.review.getJob(reviewId))!.data.state).toMatchObject({ step: 'await-fix', round: 1, childId: fixId });
+    expect((await lab.bench.queues.review.getJob(reviewId))!.data.state).toMatchObject({ step: 'await-fix', round: 1, childId: fixId });
 
     const fixedHead = await childPushes(request, pull, fixId);
-    expect(await bench.state('review', reviewId)).toBe('waiting');
+    expect(await lab.bench.state('review', reviewId)).toBe('waiting');
     const settled = await runReview(reviewId, deps);
 
     expect(settled.value).toMatchObject({ error_type: null, fix_rounds_used: 1 });
@@ -145,7 +133,7 @@ describe('processReview', () => {
     const { request, reviewId } = await reviewWaiting({ fix_rounds: 1 });
     const deps = reviewDeps({ reviewer: new FakeReviewer({ approved: false, feedback: 'No.' }) });
     expect((await runReview(reviewId, deps)).error?.name).toBe('WaitingChildrenError');
-    await bench.fail('spawn', 'the container died', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'fix', 1));
+    await lab.bench.fail('spawn', 'the container died', followUpJobId(stepJobId(request.request_id, null, 'spawn'), 'fix', 1));
 
     const settled = await runReview(reviewId, deps);
     expect(settled.value).toMatchObject({ error_type: 'fix_failed', fix_rounds_used: 1 });
@@ -157,11 +145,11 @@ describe('processReview', () => {
     const deps = reviewDeps({ reviewer: undefined, reviewerKind: 'agent' });
     expect((await runReview(reviewId, deps)).error?.name).toBe('WaitingChildrenError');
     const agentId = followUpJobId(reviewId, 'agent', 1);
-    const agent = (await bench.queues.spawn.getJob(agentId))!.data as SpawnJobData;
+    const agent = (await lab.bench.queues.spawn.getJob(agentId))!.data as SpawnJobData;
     expect(agent.flow).toMatchObject({ purpose: 'review', headSha: pull.headSha, baseBranch: 'main' });
 
     const verdict = JSON.stringify({ approved: true, feedback: 'Tests pass.', comments: [] });
-    await bench.complete('spawn', workerResult(request.request_id, { commit_sha: null, summary: verdict }), agentId);
+    await lab.bench.complete('spawn', workerResult(request.request_id, { commit_sha: null, summary: verdict }), agentId);
     const settled = await runReview(reviewId, deps);
     expect(settled.value).toMatchObject({ error_type: null });
     expect(settled.value!.reviews).toEqual([
@@ -174,7 +162,7 @@ describe('processReview', () => {
     const failing = await reviewWaiting();
     const deps = reviewDeps({ reviewer: undefined, reviewerKind: 'agent' });
     await runReview(failing.reviewId, deps);
-    await bench.fail('spawn', 'agent crashed', followUpJobId(failing.reviewId, 'agent', 1));
+    await lab.bench.fail('spawn', 'agent crashed', followUpJobId(failing.reviewId, 'agent', 1));
     const failed = await runReview(failing.reviewId, deps);
     expect(failed.value).toMatchObject({
       error_type: 'review_error',
@@ -183,7 +171,7 @@ describe('processReview', () => {
 
     const mute = await reviewWaiting();
     await runReview(mute.reviewId, deps);
-    await bench.complete(
+    await lab.bench.complete(
       'spawn',
       workerResult(mute.request.request_id, { summary: 'I looked at it. Seems fine?' }),
       followUpJobId(mute.reviewId, 'agent', 1),
@@ -195,7 +183,7 @@ describe('processReview', () => {
 
   it('cancelled: the scope ends as cancelled and nothing is reviewed', async () => {
     const { request, reviewId } = await reviewWaiting();
-    await bench.redis.set(bench.keys.cancelled(request.request_id), '1');
+    await lab.bench.redis.set(lab.bench.keys.cancelled(request.request_id), '1');
     const reviewer = new FakeReviewer({ approved: true });
     const settled = await runReview(reviewId, reviewDeps({ reviewer }));
     expect(settled.value).toMatchObject({ error_type: 'cancelled', reviews: [] });
@@ -223,14 +211,14 @@ describe('processReview', () => {
   it('a retryable GitHub error is thrown for BullMQ to retry while attempts remain; on the last one it is the outcome', async () => {
     const { reviewId } = await reviewWaiting();
     const reviewer = new FakeReviewer({ approved: true });
-    const attempts = (await bench.queues.review.getJob(reviewId))!.opts.attempts!;
+    const attempts = (await lab.bench.queues.review.getJob(reviewId))!.opts.attempts!;
     expect(attempts).toBeGreaterThan(1);
     for (let i = 0; i < attempts; i++) github.failNext('getPullRequestDiff', new ForgeUnavailableError('GitHub answered 502', 502));
 
     for (let attempt = 1; attempt < attempts; attempt++) {
       const thrown = await runReview(reviewId, reviewDeps({ reviewer }));
       expect(thrown.error).toMatchObject({ name: 'ForgeUnavailableError', retryable: true });
-      const job = (await bench.queues.review.getJob(reviewId))!;
+      const job = (await lab.bench.queues.review.getJob(reviewId))!;
       expect([await job.getState(), job.attemptsMade]).toEqual(['delayed', attempt]);
       await job.promote();
     }
@@ -241,21 +229,21 @@ describe('processReview', () => {
   });
 
   it('a worker step that did not succeed or opened no PR passes its outcome on without a review', async () => {
-    const failed = await bench.addFlow();
-    await bench.complete(
+    const failed = await lab.bench.addFlow();
+    await lab.bench.complete(
       'spawn',
       workerResult(failed.request_id, { success: false, exit_code: 1, error_type: 'push_failed', error_message: 'rejected' }),
     );
     const a = await runReview(stepJobId(failed.request_id, null, 'review'), reviewDeps());
     expect(a.value).toMatchObject({ error_type: 'push_failed', error_message: 'rejected', worker: { success: false } });
 
-    const empty = await bench.addFlow();
-    await bench.complete('spawn', workerResult(empty.request_id, { commit_sha: null, files_changed: [] }));
+    const empty = await lab.bench.addFlow();
+    await lab.bench.complete('spawn', workerResult(empty.request_id, { commit_sha: null, files_changed: [] }));
     const b = await runReview(stepJobId(empty.request_id, null, 'review'), reviewDeps());
     expect(b.value).toMatchObject({ error_type: 'no_changes' });
 
-    const crashed = await bench.addFlow();
-    await bench.fail('spawn', 'job stalled more than allowable limit');
+    const crashed = await lab.bench.addFlow();
+    await lab.bench.fail('spawn', 'job stalled more than allowable limit');
     const c = await runReview(stepJobId(crashed.request_id, null, 'review'), reviewDeps());
     expect(c.value).toMatchObject({ error_type: 'crash', error_message: expect.stringMatching(/stalled more than allowable limit/) });
     expect(github.callsOf('postReview')).toEqual([]);

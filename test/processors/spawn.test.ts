@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { processSpawn, type SpawnDeps } from '../../processors/spawn.ts';
 import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult, type StoredRequest } from '../../queues/spawn.ts';
 import { DiskFullError, DockerUnavailableError, type HostFaultError, SpawnError } from '../../src/errors.ts';
@@ -7,27 +7,9 @@ import { failureResult, publishFinal, readResult } from '../../src/results.ts';
 import { createSecretBox } from '../../src/secrets.ts';
 import { FakeGitHub, newSha } from '../support/fakes/forge.ts';
 import { completedEvent, eventLine, failedEvent, FakeRuntime, ManualTimers, type ContainerScript } from '../support/fakes/runtime.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { Bench, ChannelRecorder, NOW, secrets, silentLogger, uid, WORKER_TOKEN } from './support.ts';
+import { NOW, secrets, silentLogger, uid, useLab, WORKER_TOKEN } from './support.ts';
 
-let server: TestRedis;
-let recorder: ChannelRecorder;
-let bench: Bench;
-
-beforeAll(async () => {
-  server = await startRedis();
-  recorder = await ChannelRecorder.start(server.url);
-});
-afterAll(async () => {
-  recorder?.close();
-  await server?.stop();
-});
-beforeEach(() => {
-  bench = new Bench(server.url);
-});
-afterEach(async () => {
-  await bench.close();
-});
+const lab = useLab();
 
 function storedRequest(overrides: Partial<StoredRequest> = {}): StoredRequest {
   return {
@@ -47,21 +29,21 @@ function storedRequest(overrides: Partial<StoredRequest> = {}): StoredRequest {
 /** Adds a spawn job as the bridge does (job id = request id) and takes it as a worker would. */
 async function addSpawn(request: StoredRequest, data: Partial<SpawnJobData> = {}, attempts = 3) {
   const jobData: SpawnJobData = { request, sealedToken: secrets.seal(WORKER_TOKEN), source: 'api', acceptedAt: NOW, ...data };
-  await bench.queues.spawn.add(SPAWN_JOB_NAME, jobData, spawnJobOptions(request.request_id, { attempts, keepLogs: 100 }));
-  return bench.take<SpawnJobData, SpawnJobResult>('spawn', request.request_id);
+  await lab.bench.queues.spawn.add(SPAWN_JOB_NAME, jobData, spawnJobOptions(request.request_id, { attempts, keepLogs: 100 }));
+  return lab.bench.take<SpawnJobData, SpawnJobResult>('spawn', request.request_id);
 }
 
 function spawnDeps(runtime: FakeRuntime, extra: Partial<SpawnDeps> & { repoAllow?: string[] } = {}): SpawnDeps {
   const { repoAllow, ...rest } = extra;
   return {
     runtime,
-    redis: bench.redis,
+    redis: lab.bench.redis,
     logger: silentLogger,
     secrets,
-    keys: bench.keys,
+    keys: lab.bench.keys,
     config: {
       hostId: 'unit-host',
-      prefix: bench.prefix,
+      prefix: lab.bench.prefix,
       gitBaseUrl: 'https://github.test',
       worker: {
         image: 'coding-worker:test',
@@ -89,15 +71,15 @@ function spawnDeps(runtime: FakeRuntime, extra: Partial<SpawnDeps> & { repoAllow
 
 /** Runs the processor on a taken job and settles it as BullMQ would. */
 function run(taken: { job: Job<SpawnJobData, SpawnJobResult>; token: string }, deps: SpawnDeps, signal?: AbortSignal) {
-  return bench.settle(taken.job, taken.token, processSpawn(taken.job, deps, { token: taken.token, signal }));
+  return lab.bench.settle(taken.job, taken.token, processSpawn(taken.job, deps, { token: taken.token, signal }));
 }
 
 /** The one result of a request, read back from Redis and from the channel; fails on a second one. */
 async function oneResult(id: string): Promise<Record<string, unknown>> {
-  await recorder.fence();
-  const published = recorder.results(id);
+  await lab.recorder.fence();
+  const published = lab.recorder.results(id);
   expect(published).toHaveLength(1);
-  expect(await readResult(bench.redis, id)).toEqual(published[0]);
+  expect(await readResult(lab.bench.redis, id)).toEqual(published[0]);
   return published[0]!;
 }
 
@@ -127,17 +109,20 @@ describe('processSpawn', () => {
     });
     expect(await oneResult(request.request_id)).toMatchObject({ success: true, commit_sha: 'f00d' });
     // The container sent its own terminal event: fleet adds none.
-    expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['started', 'progress', 'completed']);
-    expect(recorder.events(request.request_id)[0]).toMatchObject({ worker_type: 'claude_code', timestamp: new Date(NOW).toISOString() });
-    expect(await bench.state('spawn', request.request_id)).toBe('completed');
-    expect((await bench.queues.spawn.getJob(request.request_id))!.progress).toBe(100);
+    expect(lab.recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['started', 'progress', 'completed']);
+    expect(lab.recorder.events(request.request_id)[0]).toMatchObject({
+      worker_type: 'claude_code',
+      timestamp: new Date(NOW).toISOString(),
+    });
+    expect(await lab.bench.state('spawn', request.request_id)).toBe('completed');
+    expect((await lab.bench.queues.spawn.getJob(request.request_id))!.progress).toBe(100);
     const [container] = runtime.containers;
     expect(container!.spec.env.GITHUB_TOKEN).toBe(WORKER_TOKEN);
     expect(container!.removed).toBeGreaterThan(0);
-    const { logs } = await bench.queues.spawn.getJobLogs(request.request_id);
+    const { logs } = await lab.bench.queues.spawn.getJobLogs(request.request_id);
     expect(logs.join('\n')).toContain('cloned with');
     expect(logs.join('\n')).not.toContain(WORKER_TOKEN);
-    expect(recorder.containing(WORKER_TOKEN)).toEqual([]);
+    expect(lab.recorder.containing(WORKER_TOKEN)).toEqual([]);
   });
 
   it("task failure: the worker's error type passes through, the job fails for good, no second failed event", async () => {
@@ -152,8 +137,8 @@ describe('processSpawn', () => {
       error_type: 'clone_failed',
       error_message: 'repository not found',
     });
-    expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
-    expect(await bench.state('spawn', request.request_id)).toBe('failed');
+    expect(lab.recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
+    expect(await lab.bench.state('spawn', request.request_id)).toBe('failed');
   });
 
   it('crash: a non-zero exit without a failed event is a crash, and fleet sends the failed event', async () => {
@@ -164,7 +149,7 @@ describe('processSpawn', () => {
     expect(settled.error?.name).toBe('UnrecoverableError');
     const result = await oneResult(request.request_id);
     expect(result).toMatchObject({ success: false, exit_code: 139, error_type: 'crash', logs_tail: 'segfault' });
-    expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'crash' })]);
+    expect(lab.recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'crash' })]);
   });
 
   it('the memory limit killed the worker: oom_killed naming the limit and FLEET_WORKER_MEMORY, not retried', async () => {
@@ -177,8 +162,8 @@ describe('processSpawn', () => {
     expect(result).toMatchObject({ success: false, exit_code: 137, error_type: 'oom_killed', logs_tail: 'allocating' });
     expect(result.error_message).toMatch(/256 MiB/);
     expect(result.error_message).toMatch(/FLEET_WORKER_MEMORY/);
-    expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'oom_killed' })]);
-    expect(await bench.state('spawn', request.request_id)).toBe('failed');
+    expect(lab.recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', error_type: 'oom_killed' })]);
+    expect(await lab.bench.state('spawn', request.request_id)).toBe('failed');
     expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
   });
 
@@ -227,7 +212,7 @@ describe('processSpawn', () => {
   it('cancel before start (the cancel flag): cancelled result, no container', async () => {
     const request = storedRequest();
     const runtime = script({ lines: [completedEvent()] });
-    await bench.redis.set(bench.keys.cancelled(request.request_id), '1');
+    await lab.bench.redis.set(lab.bench.keys.cancelled(request.request_id), '1');
     const settled = await run(await addSpawn(request), spawnDeps(runtime));
 
     expect(settled.error?.name).toBe('UnrecoverableError');
@@ -275,12 +260,12 @@ describe('processSpawn', () => {
     const settled = await settling;
 
     expect(settled.error?.name).toBe('WaitingError');
-    const job = (await bench.queues.spawn.getJob(request.request_id))!;
+    const job = (await lab.bench.queues.spawn.getJob(request.request_id))!;
     expect(await job.getState()).toBe('waiting');
     expect(job.attemptsMade).toBe(0);
-    await recorder.fence();
-    expect(recorder.results(request.request_id)).toEqual([]);
-    expect(await readResult(bench.redis, request.request_id)).toBeNull();
+    await lab.recorder.fence();
+    expect(lab.recorder.results(request.request_id)).toEqual([]);
+    expect(await readResult(lab.bench.redis, request.request_id)).toBeNull();
     expect(runtime.containers[0]).toMatchObject({ killed: true });
     expect(runtime.containers[0]!.removed).toBeGreaterThan(0);
   });
@@ -292,12 +277,12 @@ describe('processSpawn', () => {
     const settled = await run(await addSpawn(request, {}, attempts), spawnDeps(runtime, { onHostFault: (f) => faults.push(f) }));
 
     expect(settled.error?.name).toBe('WaitingError');
-    const job = (await bench.queues.spawn.getJob(request.request_id))!;
+    const job = (await lab.bench.queues.spawn.getJob(request.request_id))!;
     expect(await job.getState()).toBe('waiting');
     expect(job.attemptsMade).toBe(0);
-    await recorder.fence();
-    expect(recorder.results(request.request_id)).toEqual([]);
-    expect(await readResult(bench.redis, request.request_id)).toBeNull();
+    await lab.recorder.fence();
+    expect(lab.recorder.results(request.request_id)).toEqual([]);
+    expect(await readResult(lab.bench.redis, request.request_id)).toBeNull();
     return { request, faults, job };
   }
 
@@ -311,7 +296,7 @@ describe('processSpawn', () => {
 
     // Docker is back: the same job runs again and ends with exactly one result.
     const again = new FakeRuntime(() => ({ lines: [completedEvent()] }));
-    await run(await bench.take<SpawnJobData, SpawnJobResult>('spawn', job.id!), spawnDeps(again));
+    await run(await lab.bench.take<SpawnJobData, SpawnJobResult>('spawn', job.id!), spawnDeps(again));
     expect(await oneResult(request.request_id)).toMatchObject({ success: true });
   });
 
@@ -330,17 +315,17 @@ describe('processSpawn', () => {
 
     expect(first.error).toMatchObject({ name: 'SpawnError', retryable: true });
     expect(first.error!.message).toMatch(/could not run the worker: connect ECONNREFUSED/);
-    const job = (await bench.queues.spawn.getJob(request.request_id))!;
+    const job = (await lab.bench.queues.spawn.getJob(request.request_id))!;
     expect(await job.getState()).toBe('delayed'); // BullMQ's backoff before the retry
-    await recorder.fence();
-    expect(recorder.results(request.request_id)).toEqual([]);
+    await lab.recorder.fence();
+    expect(lab.recorder.results(request.request_id)).toEqual([]);
 
     await job.promote();
-    const second = await run(await bench.take<SpawnJobData, SpawnJobResult>('spawn', request.request_id), spawnDeps(runtime));
+    const second = await run(await lab.bench.take<SpawnJobData, SpawnJobResult>('spawn', request.request_id), spawnDeps(runtime));
     expect(second.error?.name).toBe('UnrecoverableError');
     expect(await oneResult(request.request_id)).toMatchObject({ success: false, error_type: 'spawn_error', exit_code: -1 });
     expect(runtime.createCalls).toHaveLength(2);
-    expect(await bench.state('spawn', request.request_id)).toBe('failed');
+    expect(await lab.bench.state('spawn', request.request_id)).toBe('failed');
   });
 
   it('a launch failure a retry cannot fix is final at once', async () => {
@@ -356,14 +341,14 @@ describe('processSpawn', () => {
   it('an earlier attempt published a result: that result is reported again, nothing runs, nothing is published twice', async () => {
     const request = storedRequest();
     const earlier = { ...failureResult(request.request_id, 'task_failed', 'it failed the first time'), exit_code: 1 };
-    await publishFinal(bench.redis, earlier, { format: 'v2', workerType: 'claude_code', now: new Date(NOW) });
+    await publishFinal(lab.bench.redis, earlier, { format: 'v2', workerType: 'claude_code', now: new Date(NOW) });
     const runtime = script({ lines: [completedEvent()] });
     const settled = await run(await addSpawn(request), spawnDeps(runtime));
 
     expect(settled.error?.name).toBe('UnrecoverableError');
     expect(settled.error?.message).toMatch(/it failed the first time/);
     expect(await oneResult(request.request_id)).toMatchObject({ error_type: 'task_failed', exit_code: 1 });
-    expect(recorder.events(request.request_id).filter((e) => e.event_type === 'failed')).toHaveLength(1);
+    expect(lab.recorder.events(request.request_id).filter((e) => e.event_type === 'failed')).toHaveLength(1);
     expect(runtime.createCalls).toEqual([]);
   });
 
@@ -422,7 +407,7 @@ describe('processSpawn', () => {
     await run(await addSpawn(request), spawnDeps(runtime, { repoAllow: ['acme/*'] }));
 
     expect((await oneResult(request.request_id)).error_message).toMatch(/"evil\/repo" is not in this fleet's FLEET_REPO_ALLOW/);
-    expect(await readResult(bench.redis, request.request_id)).toMatchObject({ error_type: 'invalid_request' });
+    expect(await readResult(lab.bench.redis, request.request_id)).toMatchObject({ error_type: 'invalid_request' });
     expect(runtime.createCalls).toEqual([]);
   });
 
@@ -434,10 +419,10 @@ describe('processSpawn', () => {
 
     expect(settled.value).toMatchObject({ success: false, error_type: 'task_failed', branch: flow.branch });
     expect(runtime.containers[0]!.spec.env).toMatchObject({ FLEET_PURPOSE: 'fix', FLEET_SCOPE: 'api', FLEET_BRANCH: flow.branch });
-    await recorder.fence();
-    expect(recorder.results(request.request_id)).toEqual([]);
+    await lab.recorder.fence();
+    expect(lab.recorder.results(request.request_id)).toEqual([]);
     // Its own events carry the scope; no terminal event of the request comes from a step.
-    expect(recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', scope: 'api' })]);
+    expect(lab.recorder.events(request.request_id)).toEqual([expect.objectContaining({ event_type: 'failed', scope: 'api' })]);
   });
 });
 
@@ -451,13 +436,13 @@ describe('processSpawn: one terminal event, built from the result', () => {
     const runtime = script({ lines: [completedEvent({ commit_sha: 'beef' })] });
     await run(await addSpawn(request), spawnDeps(runtime, { forges: new FakeGitHub().forges }));
     expect(await oneResult(request.request_id)).toMatchObject({ error_type: 'pr_failed' });
-    expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
+    expect(lab.recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
   });
 
   it('a worker that prints completed and then exits non-zero ends with one failed event and a crash result', async () => {
     const request = storedRequest();
     await run(await addSpawn(request), spawnDeps(script({ lines: [completedEvent()], exitCode: 1 })));
     expect(await oneResult(request.request_id)).toMatchObject({ success: false, error_type: 'crash' });
-    expect(recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
+    expect(lab.recorder.events(request.request_id).map((e) => e.event_type)).toEqual(['failed']);
   });
 });

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { FlowProducer, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { pino } from 'pino';
 import { QUEUE_NAMES, type QueueName } from '../../queues/common.ts';
 import type { MergeQueue } from '../../queues/merge.ts';
@@ -19,6 +20,7 @@ import { fleetKeys, type FleetKeys } from '../../src/keys.ts';
 import { channels, type SpawnRequest, type WorkerResult } from '../../src/protocol.ts';
 import { createSecretBox } from '../../src/secrets.ts';
 import type { FakeGitHub } from '../support/fakes/forge.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
 
 export const uid = (label = 't') => `${label}-${randomBytes(4).toString('hex')}`;
 export const silentLogger = pino({ level: 'silent' });
@@ -227,4 +229,31 @@ export function workerResult(requestId: string, fields: Partial<WorkerResult> = 
     logs_tail: null,
     ...fields,
   };
+}
+
+/** What a processor test file shares: one redis-server per file, a fresh Bench (prefix) per test, and a recorder. */
+export interface Lab {
+  readonly server: TestRedis;
+  readonly bench: Bench;
+  readonly recorder: ChannelRecorder;
+}
+
+/** Registers the per-file and per-test hooks every processor test file needs and returns what they make. */
+export function useLab(): Lab {
+  const lab = {} as { server: TestRedis; bench: Bench; recorder: ChannelRecorder };
+  beforeAll(async () => {
+    lab.server = await startRedis();
+    lab.recorder = await ChannelRecorder.start(lab.server.url);
+  });
+  afterAll(async () => {
+    lab.recorder?.close();
+    await lab.server?.stop();
+  });
+  beforeEach(() => {
+    lab.bench = new Bench(lab.server.url);
+  });
+  afterEach(async () => {
+    await lab.bench.close();
+  });
+  return lab;
 }

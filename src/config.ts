@@ -6,6 +6,7 @@ import { parseModelMap, type ModelMap } from './model-map.ts';
 import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
 import { DEFAULT_PRICES, parsePriceTable, STREAM_FORMATS, type AgentStreamSettings } from './agent-stream/index.ts';
 import { MAX_COST_USD_LIMIT } from './protocol.ts';
+import { LOG_FORMATS, type LogFormat } from './logger.ts';
 
 /** The roles one fleet process can run; `fleet start` runs all of them by default. */
 export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board'] as const;
@@ -159,6 +160,8 @@ const envSchema = z
     FLEET_BOARD_READONLY_PASSWORD: optionalString,
     FLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FLEET_JOB_LOG_LINES: z.coerce.number().int().min(10).default(2000),
+    // Terminal logs (issue 13): pretty on a TTY, JSON otherwise.
+    FLEET_LOG_FORMAT: z.enum(LOG_FORMATS).default('auto'),
   })
   .superRefine((env, ctx) => {
     const pairs = [
@@ -267,6 +270,8 @@ export interface FleetConfig {
     readonly: { user: string; password: string } | undefined;
   };
   logLevel: string;
+  /** `auto`: pretty on a terminal, JSON otherwise. */
+  logFormat: LogFormat;
   jobLogLines: number;
 }
 
@@ -369,6 +374,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       readonly,
     },
     logLevel: e.FLEET_LOG_LEVEL,
+    logFormat: e.FLEET_LOG_FORMAT,
     jobLogLines: e.FLEET_JOB_LOG_LINES,
   };
 }

@@ -69,6 +69,7 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_BOARD_READONLY_PASSWORD: 'board read-only password',
   FLEET_LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
   FLEET_JOB_LOG_LINES: 'job log entries kept per job for the board (default 2000)',
+  FLEET_LOG_FORMAT: 'log lines: auto (pretty and coloured on a terminal, JSON otherwise), json, or pretty (default auto)',
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

@@ -11,7 +11,7 @@ export interface SpawnJobData {
   /** The request's github_token sealed with the fleet's key (src/secrets.ts); null: use the host's token. */
   sealedToken: string | null;
   /** Which path brought the request in, for the dashboard and metrics. */
-  source: 'pubsub' | 'api' | 'cli';
+  source: 'pubsub' | 'api' | 'cli' | 'webhook';
   /** Epoch milliseconds when the bridge or client accepted the request. */
   acceptedAt: number;
   /** A follow-up's pull request, as intake found it: the worker continues its branch (v2 `follow_up`). */

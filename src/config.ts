@@ -9,7 +9,7 @@ import { MAX_COST_USD_LIMIT } from './protocol.ts';
 import { LOG_FORMATS, type LogFormat } from './logger.ts';
 
 /** The roles one fleet process can run; `fleet start` runs all of them by default. */
-export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board'] as const;
+export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board', 'webhook'] as const;
 export type Role = (typeof ROLES)[number];
 
 const GIB = 1024 ** 3;
@@ -162,6 +162,15 @@ const envSchema = z
     FLEET_JOB_LOG_LINES: z.coerce.number().int().min(10).default(2000),
     // Terminal logs (issue 13): pretty on a TTY, JSON otherwise.
     FLEET_LOG_FORMAT: z.enum(LOG_FORMATS).default('auto'),
+    // GitHub webhooks (issue 13): the `webhook` role.
+    FLEET_WEBHOOK_SECRET: optionalString.refine((v) => v === undefined || v.length >= 16, {
+      message: 'must be at least 16 characters (the secret set on the GitHub webhook)',
+    }),
+    FLEET_TRIGGER_LABEL: z.string().trim().min(1).max(50).default('fleet'),
+    FLEET_TRIGGER_WORD: z
+      .string()
+      .regex(/^\S{1,39}$/, 'must be one word of 1-39 characters without spaces, e.g. @fleet')
+      .default('@fleet'),
   })
   .superRefine((env, ctx) => {
     const pairs = [
@@ -273,6 +282,15 @@ export interface FleetConfig {
   /** `auto`: pretty on a terminal, JSON otherwise. */
   logFormat: LogFormat;
   jobLogLines: number;
+  /** The `webhook` role: the deliveries' shared secret and what starts a task. */
+  webhook: {
+    /** Required when the role runs (checked at its start, so other roles run without it). */
+    secret: string | undefined;
+    /** An issue given this label becomes a request. */
+    triggerLabel: string;
+    /** A comment starting with this word is an instruction. */
+    triggerWord: string;
+  };
 }
 
 /** Raised when the environment holds a bad setting; the message names every bad key. */
@@ -376,6 +394,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.FLEET_LOG_LEVEL,
     logFormat: e.FLEET_LOG_FORMAT,
     jobLogLines: e.FLEET_JOB_LOG_LINES,
+    webhook: { secret: e.FLEET_WEBHOOK_SECRET, triggerLabel: e.FLEET_TRIGGER_LABEL, triggerWord: e.FLEET_TRIGGER_WORD },
   };
 }
 

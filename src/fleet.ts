@@ -1,6 +1,7 @@
 import { FlowProducer, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Router } from 'express';
 import type { Logger } from 'pino';
 import type { MergeQueueJobData, MergeQueueJobResult } from '../queues/merge.ts';
 import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
@@ -21,10 +22,13 @@ import { createGitHubForges, type GitHubForges } from './github/index.ts';
 import { createReviewer } from './reviewers.ts';
 import { startMergeRole, startReviewRole } from './roles/flow-workers.ts';
 import { startSpawnRole, type SpawnRole } from './roles/spawn.ts';
+import { startWebhookRole } from './roles/webhook.ts';
 import { loadSecretBox } from './secrets.ts';
 
 /** The roles this build can run; `fleet start` with no --roles runs all of them. */
 export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn', 'review', 'merge', 'board'];
+/** Roles that run only when named in --roles: `webhook` opens an endpoint for GitHub and needs its secret. */
+export const OPT_IN_ROLES: Role[] = ['webhook'];
 
 export interface RunningFleet {
   redisUrl: string;
@@ -49,7 +53,7 @@ export async function startFleet(options: {
   runtime?: ContainerRuntime;
 }): Promise<RunningFleet> {
   const { config, logger } = options;
-  const unknown = options.roles.filter((role) => !AVAILABLE_ROLES.includes(role));
+  const unknown = options.roles.filter((role) => !AVAILABLE_ROLES.includes(role) && !OPT_IN_ROLES.includes(role));
   if (unknown.length)
     throw new Error(
       `role${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not available in this build (available: ${AVAILABLE_ROLES.join(', ')})`,
@@ -86,6 +90,7 @@ export async function startFleet(options: {
       config.models.droid?.apiKey,
       config.http.admin?.password,
       config.http.readonly?.password,
+      config.webhook.secret,
     ]) {
       redactor.add(secret);
     }
@@ -114,7 +119,9 @@ export async function startFleet(options: {
     // over Redis with all other fleet processes.
     let forges: GitHubForges | undefined;
     // The bridge reads GitHub only for a follow-up request's pull request.
-    if (options.roles.some((role) => role === 'bridge' || role === 'spawn' || role === 'review' || role === 'merge')) {
+    if (
+      options.roles.some((role) => role === 'bridge' || role === 'spawn' || role === 'review' || role === 'merge' || role === 'webhook')
+    ) {
       const github = createGitHubForges({
         apiUrl: config.github.apiUrl,
         redis: redisUrl,
@@ -231,6 +238,28 @@ export async function startFleet(options: {
       });
     }
 
+    const mounts: { path: string; router: Router }[] = [];
+    if (options.roles.includes('webhook')) {
+      const flows = new FlowProducer({ connection, prefix: config.prefix });
+      stack.push({ name: 'webhook flow producer', stop: () => flows.close() });
+      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:webhook-sub`);
+      subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
+      stack.push({ name: 'webhook subscriber', stop: async () => subscriber.disconnect() });
+      const webhook = await startWebhookRole({
+        config,
+        queue: spawnQueue,
+        flows,
+        redis,
+        subscriber,
+        secrets,
+        keys,
+        forges: forges!,
+        logger,
+      });
+      stack.push({ name: 'webhook role', stop: () => webhook.stop() });
+      mounts.push(webhook.mount);
+    }
+
     const routers = options.roles.includes('board')
       ? [
           {
@@ -244,7 +273,14 @@ export async function startFleet(options: {
           },
         ]
       : [];
-    const http: HttpServer = await startHttpServer({ port: config.http.port, host: config.http.host, registry, checks, logger, routers });
+    const http: HttpServer = await startHttpServer({
+      port: config.http.port,
+      host: config.http.host,
+      registry,
+      checks,
+      logger,
+      routers: [...routers, ...mounts],
+    });
     stack.push({ name: 'http server', stop: () => http.close() });
     running.httpPort = http.port;
     logger.info(

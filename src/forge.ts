@@ -134,6 +134,15 @@ export interface CheckAnnotation {
   title: string | null;
 }
 
+/**
+ * A user's permission on a repository as GitHub's collaborator-permission API reports it: `permission` is the
+ * legacy level (`maintain` reads as `write`, `triage` as `read`), `roleName` the role itself.
+ */
+export interface RepoPermission {
+  permission: 'admin' | 'write' | 'read' | 'none';
+  roleName: string;
+}
+
 /** What the processors need from a code host. Every method throws a {@link ForgeError} on failure. */
 export interface Forge {
   /** The repository's default branch (`main`, `master`, ...). Throws {@link NotFoundError} for an unknown repository. */
@@ -177,6 +186,10 @@ export interface Forge {
    * GitHub refuses (422) when the head moved. The new head appears a moment later (GitHub answers 202).
    */
   updatePullRequestBranch(repo: RepoName, number: number, expectedHeadSha: string): Promise<void>;
+  /** The login of the token's own account (the webhook role tells fleet's own comments and reviews apart). */
+  getAuthenticatedLogin(): Promise<string>;
+  /** `login`'s permission on `repo`; a login GitHub does not know reads as `none`. */
+  getCollaboratorPermission(repo: RepoName, login: string): Promise<RepoPermission>;
 }
 
 /** A verdict's coverage of the diff: a reviewer may have to trim a diff that does not fit its model. */

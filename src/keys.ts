@@ -29,6 +29,12 @@ export function fleetKeys(prefix: string) {
     /** BullMQ's own hash of a job: fleet reads it (a child's end, a job's lock), never writes it. */
     bullJob: (queue: string, jobId: string) => `${prefix}:${queue}:${jobId}`,
     bullJobLock: (queue: string, jobId: string) => `${prefix}:${queue}:${jobId}:lock`,
+    /** Set NX with a TTL per GitHub delivery id: a redelivered delivery finds it and is ignored. */
+    webhookDelivery: (deliveryId: string) => `${prefix}:webhook:delivery:${deliveryId}`,
+    /** Hash: request id → JSON {repo, number} of the issue or pull request its outcome is posted on. */
+    webhookPending: `${prefix}:webhook:pending`,
+    /** Claimed once per request: of several webhook hosts, one posts the outcome comment. */
+    webhookAnswered: (requestId: string) => `${prefix}:webhook:answered:${requestId}`,
   };
 }
 export type FleetKeys = ReturnType<typeof fleetKeys>;

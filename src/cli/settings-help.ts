@@ -70,6 +70,9 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
   FLEET_JOB_LOG_LINES: 'job log entries kept per job for the board (default 2000)',
   FLEET_LOG_FORMAT: 'log lines: auto (pretty and coloured on a terminal, JSON otherwise), json, or pretty (default auto)',
+  FLEET_WEBHOOK_SECRET: 'secret of the GitHub webhook, 16+ characters; required by the webhook role',
+  FLEET_TRIGGER_LABEL: 'label that turns an issue into a pull request request, for the webhook role (default fleet)',
+  FLEET_TRIGGER_WORD: 'word that starts an instruction in an issue or pull request comment, for the webhook role (default @fleet)',
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

@@ -22,6 +22,7 @@ import type {
   PostReviewResult,
   PullRequest,
   RepoName,
+  RepoPermission,
 } from '../forge.ts';
 import type { MeteredOctokitClient } from './client.ts';
 
@@ -343,6 +344,27 @@ export class GitHubForge implements Forge {
       if (e.status === 422 && /expected head sha/i.test(e.message))
         throw new HeadChangedError(`update branch of ${repo}#${number}: ${e.message}`, 422, error);
       throw toForgeError(error, `update branch of ${repo}#${number}`);
+    }
+  }
+
+  async getAuthenticatedLogin(): Promise<string> {
+    try {
+      const { data } = await this.octokit.rest.users.getAuthenticated();
+      return data.login;
+    } catch (error) {
+      throw toForgeError(error, 'read the token’s own account');
+    }
+  }
+
+  async getCollaboratorPermission(repo: RepoName, login: string): Promise<RepoPermission> {
+    try {
+      const { data } = await this.octokit.rest.repos.getCollaboratorPermissionLevel({ ...splitRepo(repo), username: login });
+      const permission = (['admin', 'write', 'read'] as const).find((p) => p === data.permission) ?? 'none';
+      return { permission, roleName: data.role_name ?? permission };
+    } catch (error) {
+      // GitHub answers 404 for a login it does not know: such a user has no permission at all.
+      if (describe(error).status === 404) return { permission: 'none', roleName: 'none' };
+      throw toForgeError(error, `read ${login}'s permission on ${repo}`);
     }
   }
 }

@@ -76,6 +76,21 @@ interface Repo {
   statuses: Map<string, { id: number; context: string; state: string; description: string | null; target_url: string | null }[]>;
   /** sha → parents, for the merge commits update-branch makes. */
   parents: Map<string, string[]>;
+  /** Issues; they share their numbers with the pull requests, as on GitHub. */
+  issues: Map<number, Issue>;
+  /** login → role on the repository (a login not here reads the public repository: `read`). */
+  roles: Map<string, RepoRole>;
+}
+
+/** A collaborator's role; GitHub's legacy `permission` maps maintain to write and triage to read. */
+export type RepoRole = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
+
+interface Issue {
+  number: number;
+  title: string;
+  body: string;
+  author: string;
+  comments: { id: number; login: string; body: string }[];
 }
 
 /** Branch protection as fleet meets it. */
@@ -236,7 +251,30 @@ export class GitHubTestServer extends EventEmitter {
       checkRuns: new Map(),
       statuses: new Map(),
       parents: new Map(),
+      issues: new Map(),
+      roles: new Map(),
     });
+  }
+
+  /** Opens an issue as `author` would; returns its number (shared with pull requests). */
+  addIssue(fullName: string, issue: { title: string; body?: string; author?: string }): number {
+    const repo = this.repo(fullName);
+    const number = repo.nextNumber++;
+    repo.issues.set(number, { number, title: issue.title, body: issue.body ?? '', author: issue.author ?? 'octocat', comments: [] });
+    return number;
+  }
+
+  /** Gives `login` a role on the repository (what the collaborator-permission API then reports). */
+  setRole(fullName: string, login: string, role: RepoRole): void {
+    this.repo(fullName).roles.set(login.toLowerCase(), role);
+  }
+
+  /** The comments on an issue or a pull request's conversation, oldest first. */
+  commentsOn(fullName: string, number: number): { id: number; login: string; body: string }[] {
+    const repo = this.repo(fullName);
+    const thread = repo.issues.get(number) ?? repo.pulls.get(number);
+    if (!thread) throw new Error(`test server has no issue or pull request ${fullName}#${number}`);
+    return structuredClone(thread.comments);
   }
 
   /** Protects a branch: required checks, up to date before merging, approving reviews. */
@@ -503,18 +541,23 @@ export class GitHubTestServer extends EventEmitter {
 
   private route(method: string, path: string, query: URLSearchParams, raw: string, login: string, accept: string): HttpAnswer {
     const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
-    const m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(path);
     const notFound = new HttpAnswer(404, { message: 'Not Found', documentation_url: DOCS, status: '404' });
+    if (method === 'GET' && path === '/user') return new HttpAnswer(200, userJson(login));
+    const m = /^\/repos\/([^/]+)\/([^/]+)(\/.*)?$/.exec(path);
     if (!m) return notFound;
     const repo = this.repos.get(`${m[1]}/${m[2]}`.toLowerCase());
     if (!repo) return notFound;
     const rest = m[3] ?? '';
     const ci = this.ciRoute(repo, method, rest, body);
     if (ci) return ci;
+    const permission = /^\/collaborators\/([^/]+)\/permission$/.exec(rest);
+    if (method === 'GET' && permission) return this.permission(repo, decodeURIComponent(permission[1]!));
     const pullMatch = /^\/(pulls|issues)\/(\d+)(\/.*)?$/.exec(rest);
     const pull = pullMatch ? repo.pulls.get(Number(pullMatch[2])) : undefined;
     const sub = pullMatch?.[3] ?? '';
     const route = `${method} ${pullMatch ? `/${pullMatch[1]}/:n${sub}` : rest}`;
+    const issue = pullMatch?.[1] === 'issues' ? repo.issues.get(Number(pullMatch[2])) : undefined;
+    if (issue) return this.issueRoute(repo, issue, `${method} ${sub}`, body, login);
     if (pullMatch && !pull) return notFound;
     switch (route) {
       case 'GET ':
@@ -556,6 +599,7 @@ export class GitHubTestServer extends EventEmitter {
         if (typeof body.body !== 'string' || !body.body) return validation('Comment', 'body', 'missing_field');
         const comment = { id: this.nextId++, login, body: body.body };
         pull!.comments.push(comment);
+        this.emit('comment', { repo: repo.fullName, number: pull!.number, ...comment });
         return new HttpAnswer(201, {
           id: comment.id,
           html_url: `https://github.test/${repo.fullName}/pull/${pull!.number}#issuecomment-${comment.id}`,
@@ -575,6 +619,44 @@ export class GitHubTestServer extends EventEmitter {
       default:
         return notFound;
     }
+  }
+
+  /** GitHub's collaborator-permission answer: the legacy level, the role, and the user. */
+  private permission(repo: Repo, login: string): HttpAnswer {
+    const role = repo.roles.get(login.toLowerCase()) ?? 'read';
+    const legacy = role === 'maintain' ? 'write' : role === 'triage' ? 'read' : role;
+    return new HttpAnswer(200, { permission: legacy, role_name: role, user: userJson(login) });
+  }
+
+  /** An issue's comments (a pull request's conversation is served by the pull request routes). */
+  private issueRoute(repo: Repo, issue: Issue, route: string, body: Record<string, unknown>, login: string): HttpAnswer {
+    if (route === 'POST /comments') {
+      if (typeof body.body !== 'string' || !body.body) return validation('IssueComment', 'body', 'missing_field');
+      const comment = { id: this.nextId++, login, body: body.body };
+      issue.comments.push(comment);
+      this.emit('comment', { repo: repo.fullName, number: issue.number, ...comment });
+      return new HttpAnswer(201, {
+        id: comment.id,
+        html_url: `https://github.test/${repo.fullName}/issues/${issue.number}#issuecomment-${comment.id}`,
+        body: comment.body,
+        user: userJson(login),
+      });
+    }
+    if (route === 'GET /comments')
+      return new HttpAnswer(
+        200,
+        issue.comments.map((c) => ({ id: c.id, body: c.body, user: userJson(c.login) })),
+      );
+    if (route === 'GET ')
+      return new HttpAnswer(200, {
+        number: issue.number,
+        title: issue.title,
+        body: issue.body,
+        state: 'open',
+        user: userJson(issue.author),
+        html_url: `https://github.test/${repo.fullName}/issues/${issue.number}`,
+      });
+    return new HttpAnswer(404, { message: 'Not Found', documentation_url: DOCS, status: '404' });
   }
 
   private createPull(repo: Repo, body: Record<string, unknown>, login: string): HttpAnswer {
@@ -875,6 +957,12 @@ export class GitHubTestServer extends EventEmitter {
       app: { slug: r.log === null ? 'ci-app' : 'github-actions' },
     };
   }
+}
+
+/** A user as GitHub's API shows one (a stable id derived from the login). */
+function userJson(login: string): Record<string, unknown> {
+  const id = Number.parseInt(createHash('sha256').update(login).digest('hex').slice(0, 8), 16);
+  return { login, id, type: 'User', html_url: `https://github.test/${login}`, site_admin: false };
 }
 
 function validation(resource: string, field: string, code: string): HttpAnswer {

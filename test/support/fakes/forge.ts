@@ -167,6 +167,10 @@ export class FakeGitHub {
       getCommitParents: (repo, sha) => call('getCommitParents', [repo, sha], () => this.parents.get(sha) ?? []),
       updatePullRequestBranch: (repo, number, expected) =>
         call('updatePullRequestBranch', [repo, number, expected], () => this.updateBranch(repo, number, expected)),
+      // The webhook role's reads; the processors never call them.
+      getAuthenticatedLogin: () => call('getAuthenticatedLogin', [], () => `login-of-${token.slice(-6)}`),
+      getCollaboratorPermission: (repo, login) =>
+        call('getCollaboratorPermission', [repo, login], () => ({ permission: 'write' as const, roleName: 'write' })),
     };
   }
 

@@ -188,6 +188,8 @@ export interface Forge {
   updatePullRequestBranch(repo: RepoName, number: number, expectedHeadSha: string): Promise<void>;
   /** The login of the token's own account (the webhook role tells fleet's own comments and reviews apart). */
   getAuthenticatedLogin(): Promise<string>;
+  /** The line comments of one review of a pull request (at most 100, oldest first). */
+  getReviewComments(repo: RepoName, number: number, reviewId: number): Promise<LineComment[]>;
   /** `login`'s permission on `repo`; a login GitHub does not know reads as `none`. */
   getCollaboratorPermission(repo: RepoName, login: string): Promise<RepoPermission>;
 }

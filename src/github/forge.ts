@@ -356,6 +356,25 @@ export class GitHubForge implements Forge {
     }
   }
 
+  async getReviewComments(repo: RepoName, number: number, reviewId: number): Promise<LineComment[]> {
+    try {
+      const { data } = await this.octokit.rest.pulls.listCommentsForReview({
+        ...splitRepo(repo),
+        pull_number: number,
+        review_id: reviewId,
+        per_page: 100,
+      });
+      return data.map((c) => {
+        // `line` is null on an outdated comment; `original_line` still says where it was.
+        const raw = c as { line?: number | null; original_line?: number | null };
+        const line = raw.line ?? raw.original_line ?? undefined;
+        return { path: c.path, body: c.body, ...(line ? { line } : {}) };
+      });
+    } catch (error) {
+      throw toForgeError(error, `read the comments of review ${reviewId} on ${repo}#${number}`);
+    }
+  }
+
   async getCollaboratorPermission(repo: RepoName, login: string): Promise<RepoPermission> {
     try {
       const { data } = await this.octokit.rest.repos.getCollaboratorPermissionLevel({ ...splitRepo(repo), username: login });

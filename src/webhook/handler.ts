@@ -81,7 +81,9 @@ export function webhookHandler(deps: WebhookHandlerDeps) {
         return { outcome: 'invalid', reason: 'no instruction after the trigger word' };
       }
     }
-    const request = requestOf(intent, delivery.id, followUp);
+    const reviewComments =
+      intent.kind === 'review' ? await deps.forge.getReviewComments(intent.repo, intent.number, intent.reviewId) : undefined;
+    const request = requestOf(intent, delivery.id, { followUp, reviewComments });
     try {
       const valid = validateSpawnRequest(request);
       const outcome = await enqueueSpawn(valid, deps.intake, 'webhook');

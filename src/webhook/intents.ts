@@ -68,7 +68,17 @@ export type Intent =
       sender: string;
     }
   /** "Changes requested" on a pull request from a `fleet/` branch of the same repository. */
-  | { kind: 'review'; repo: string; number: number; branch: string; title: string; feedback: string; sender: string };
+  | {
+      kind: 'review';
+      repo: string;
+      number: number;
+      /** The review's id: its line comments are read with it. */
+      reviewId: number;
+      branch: string;
+      title: string;
+      feedback: string;
+      sender: string;
+    };
 
 /** Thrown for a delivery of a known event whose payload lacks a part fleet reads. */
 export class PayloadError extends Error {
@@ -145,6 +155,7 @@ export function intentOf(event: string, payload: unknown, trigger: TriggerSettin
         kind: 'review',
         repo: p.repository.full_name,
         number: p.pull_request.number,
+        reviewId: p.review.id,
         branch: p.pull_request.head.ref,
         title: p.pull_request.title,
         feedback: p.review.body ?? '',

@@ -2,6 +2,7 @@
  * The v2 spawn requests a webhook delivery becomes. Pure. A request carries no token: the worker acts with the
  * host's own (FLEET_GITHUB_TOKEN), so nothing secret is built here, stored or logged.
  */
+import type { LineComment } from '../forge.ts';
 import type { SpawnRequestInput } from '../protocol.ts';
 import type { Intent } from './intents.ts';
 
@@ -35,12 +36,21 @@ export interface FollowUp {
   pullRequest: number;
 }
 
-/** What a request is built from: the intent, and for comments on fleet's own pull requests, that pull request. */
-export function requestOf(
-  intent: Exclude<Intent, { kind: 'ignore' }>,
-  deliveryId: string,
-  followUp: FollowUp | undefined,
-): SpawnRequestInput {
+/** What fleet read from GitHub besides the payload. */
+export interface RequestExtras {
+  /** A comment on fleet's own open pull request continues it. */
+  followUp?: FollowUp;
+  /** A review's line comments. */
+  reviewComments?: LineComment[];
+}
+
+/** Review comments a fix task names at most, and characters of each: a review is not a place for megabytes. */
+const MAX_REVIEW_COMMENTS = 50;
+const MAX_COMMENT_CHARS = 2000;
+
+/** The request a delivery becomes. */
+export function requestOf(intent: Exclude<Intent, { kind: 'ignore' }>, deliveryId: string, extras: RequestExtras = {}): SpawnRequestInput {
+  const { followUp } = extras;
   const base = { request_id: requestIdOf(deliveryId), repo: intent.repo, mode: 'pr' as const, result_format: 'v2' as const };
   const reference = `${intent.repo}#${intent.number}`;
   switch (intent.kind) {
@@ -69,7 +79,7 @@ export function requestOf(
       return {
         ...base,
         task_title: titleOf(`Address review of #${intent.number}: ${intent.title}`, `Address review of ${reference}`),
-        task_content: reviewTask(intent.number, intent.branch, intent.sender, intent.feedback),
+        task_content: reviewTask(intent.number, intent.branch, intent.sender, intent.feedback, extras.reviewComments ?? []),
         follow_up: { pull_request: intent.number },
       };
   }
@@ -80,11 +90,15 @@ export function issueTask(title: string, body: string): string {
   return body.trim() ? `${title}\n\n${body}` : title;
 }
 
-/** The task of a fix round a human reviewer asked for. */
-export function reviewTask(number: number, branch: string, reviewer: string, feedback: string): string {
+/** The task of a fix round a human reviewer asked for: the review's summary and its line comments. */
+export function reviewTask(number: number, branch: string, reviewer: string, feedback: string, comments: LineComment[]): string {
+  const cut = (text: string) => (text.length <= MAX_COMMENT_CHARS ? text : `${text.slice(0, MAX_COMMENT_CHARS)}…`);
+  const lines = comments.slice(0, MAX_REVIEW_COMMENTS).map((c) => `- \`${c.path}${c.line ? `:${c.line}` : ''}\`: ${cut(c.body)}`);
+  if (comments.length > MAX_REVIEW_COMMENTS) lines.push(`- … and ${comments.length - MAX_REVIEW_COMMENTS} more on the pull request`);
   return [
     `# Address the review of pull request #${number}`,
     `@${reviewer} requested changes on branch \`${branch}\`. Change the code so that the review below is addressed. The branch is checked out with its earlier commits.`,
-    `## Review\n\n${feedback.trim() || '(the reviewer wrote no summary; see the comments on the pull request)'}`,
+    `## Review\n\n${feedback.trim() || '(the reviewer wrote no summary)'}`,
+    ...(lines.length ? [`## Comments on lines\n\n${lines.join('\n')}`] : []),
   ].join('\n\n');
 }

@@ -559,6 +559,26 @@ export class GitHubTestServer extends EventEmitter {
     const issue = pullMatch?.[1] === 'issues' ? repo.issues.get(Number(pullMatch[2])) : undefined;
     if (issue) return this.issueRoute(repo, issue, `${method} ${sub}`, body, login);
     if (pullMatch && !pull) return notFound;
+    const reviewComments = /^GET \/pulls\/:n\/reviews\/(\d+)\/comments$/.exec(route);
+    if (reviewComments) {
+      const review = pull!.reviews.find((r) => r.id === Number(reviewComments[1]));
+      if (!review) return notFound;
+      return new HttpAnswer(
+        200,
+        (review.comments as { path: string; line?: number; body: string }[]).map((c, i) => ({
+          id: review.id * 100 + i,
+          pull_request_review_id: review.id,
+          path: c.path,
+          line: c.line ?? null,
+          original_line: c.line ?? null,
+          side: 'RIGHT',
+          body: c.body,
+          user: userJson(review.login),
+          commit_id: review.commitId,
+          html_url: `https://github.test/${repo.fullName}/pull/${pull!.number}#discussion_r${review.id * 100 + i}`,
+        })),
+      );
+    }
     switch (route) {
       case 'GET ':
         return new HttpAnswer(200, {

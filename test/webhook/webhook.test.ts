@@ -14,6 +14,8 @@ import { deliver, payload, signature } from './support.ts';
 
 const BOT_TOKEN = `ghp_${'FleetBotHook'.repeat(3)}`;
 const REVIEWER_TOKEN = `ghp_${'FleetRevHook'.repeat(3)}`;
+/** A person reviewing by hand. */
+const OCTOCAT_TOKEN = `ghp_${'OctocatHook'.repeat(3)}`;
 const SECRET = `whsec-${randomBytes(12).toString('hex')}`;
 
 // A fleet with the webhook and spawn roles (a fake container runtime: each worker "pushes" its branch to the
@@ -31,7 +33,7 @@ describe('webhook role (real Redis, Octokit, express; GitHub test server; fake c
     redisServer = await startRedis();
     redis = new Redis(redisServer.url);
     github = await startGitHubTestServer({
-      users: { [BOT_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' },
+      users: { [BOT_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer', [OCTOCAT_TOKEN]: 'octocat' },
       secondary: { mutationSpacingMs: 0 },
     });
     const runtime = new FakeRuntime((spec) => {
@@ -243,9 +245,22 @@ describe('webhook role (real Redis, Octokit, express; GitHub test server; fake c
     github.setRole(repo, 'octocat', 'write');
     github.setRole(repo, 'fleet-reviewer', 'write');
     const pull = await fleetPull(repo);
+    // The review as octocat submits it on GitHub, with a comment on a line of the diff.
+    const posted = await fetch(`${github.url}/repos/${repo}/pulls/${pull.number}/reviews`, {
+      method: 'POST',
+      headers: { authorization: `token ${OCTOCAT_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        event: 'REQUEST_CHANGES',
+        body: 'Rename the helper.',
+        comments: [{ path: `${pull.branch}.txt`, line: 2, body: 'This line needs a guard for the empty case.' }],
+      }),
+    });
+    expect(posted.status).toBe(200);
+    const reviewId = ((await posted.json()) as { id: number }).id;
     const review = (sender: string) => {
       const p = payload('pull_request_review.submitted', { repo, sender, number: pull.number, comment: 'Rename the helper.' });
       p.pull_request.head.ref = pull.branch;
+      p.review.id = reviewId;
       return p;
     };
     const fromFleet = await deliver(url, 'pull_request_review', review('fleet-reviewer'), { secret: SECRET });
@@ -258,6 +273,7 @@ describe('webhook role (real Redis, Octokit, express; GitHub test server; fake c
     expect(job?.data).toMatchObject({ request: { follow_up: { pull_request: pull.number } }, followUp: { branch: pull.branch } });
     expect(job!.data.request.task_content).toContain('@octocat requested changes');
     expect(job!.data.request.task_content).toContain('Rename the helper.');
+    expect(job!.data.request.task_content).toContain(`- \`${pull.branch}.txt:2\`: This line needs a guard for the empty case.`);
 
     const approved = review('octocat');
     approved.review.state = 'approved';

@@ -169,6 +169,7 @@ export class FakeGitHub {
         call('updatePullRequestBranch', [repo, number, expected], () => this.updateBranch(repo, number, expected)),
       // The webhook role's reads; the processors never call them.
       getAuthenticatedLogin: () => call('getAuthenticatedLogin', [], () => `login-of-${token.slice(-6)}`),
+      getReviewComments: (repo, number, reviewId) => call('getReviewComments', [repo, number, reviewId], () => []),
       getCollaboratorPermission: (repo, login) =>
         call('getCollaboratorPermission', [repo, login], () => ({ permission: 'write' as const, roleName: 'write' })),
     };

@@ -41,6 +41,7 @@ export class OutcomeWatcher {
   /** Subscribes to every pending request's result and answers the ones already finished. */
   async start(): Promise<void> {
     this.deps.subscriber.on('message', (channel: string, message: string) => {
+      if (this.stopped) return;
       const id = channel.slice(channels.result('').length);
       let result: SpawnResult;
       try {
@@ -65,7 +66,7 @@ export class OutcomeWatcher {
     this.track(this.answerIfFinished(requestId));
   }
 
-  /** Waits for the comments being posted; nothing new is answered after. */
+  /** Takes no new result, and waits for the comments being posted. */
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.allSettled([...this.inFlight]);
@@ -88,7 +89,6 @@ export class OutcomeWatcher {
   }
 
   private async answer(requestId: string, result: SpawnResult): Promise<void> {
-    if (this.stopped) return;
     const { redis, keys } = this.deps;
     const raw = await redis.hget(keys.webhookPending, requestId);
     if (raw === null) return;

@@ -56,7 +56,7 @@ export async function startFleet(options: {
   const unknown = options.roles.filter((role) => !AVAILABLE_ROLES.includes(role) && !OPT_IN_ROLES.includes(role));
   if (unknown.length)
     throw new Error(
-      `role${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not available in this build (available: ${AVAILABLE_ROLES.join(', ')})`,
+      `role${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} not available in this build (available: ${[...AVAILABLE_ROLES, ...OPT_IN_ROLES].join(', ')})`,
     );
 
   const stack: { name: string; stop: () => Promise<void> }[] = [];

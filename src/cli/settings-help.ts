@@ -69,6 +69,12 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_BOARD_READONLY_PASSWORD: 'board read-only password',
   FLEET_LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
   FLEET_JOB_LOG_LINES: 'job log entries kept per job for the board (default 2000)',
+  FLEET_EGRESS:
+    "proxy (default): workers run on network none and reach out only through this host's allowlisting proxy and credential broker; open: Docker's network, the token inside",
+  FLEET_EGRESS_ALLOW:
+    'what workers may reach (proxy mode): comma-separated presets (github, npm, pypi, debian, anthropic, openai, factory, docker) and hosts, *.domain, host:port (default: the seven named presets)',
+  FLEET_EGRESS_REQUEST_ALLOW: "presets and hosts a request's egress.allow may add beyond FLEET_EGRESS_ALLOW (default: none)",
+  FLEET_EGRESS_METHODS: "all (default) or read: GET and HEAD only (plain HTTP; tunnels refused; the fleet's own git traffic exempt)",
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

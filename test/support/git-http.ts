@@ -17,7 +17,12 @@ export interface GitHttpServer {
  * that answers 401 with a Basic challenge unless the request carries `Basic x-access-token:<token>`, as
  * GitHub does for a private repository. Pushes are enabled (REMOTE_USER is set for authorized requests).
  */
-export async function startGitHttpServer(root: string, token: string, tls?: { key: string; cert: string }): Promise<GitHttpServer> {
+export async function startGitHttpServer(
+  root: string,
+  token: string,
+  options: { tls?: { key: string; cert: string }; onPushed?: (repoPath: string) => Promise<void> } = {},
+): Promise<GitHttpServer> {
+  const { tls } = options;
   const want = `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
   const requests: GitHttpServer['requests'] = [];
   const handle = (req: IncomingMessage, res: ServerResponse) => {
@@ -65,7 +70,15 @@ export async function startGitHttpServer(root: string, token: string, tls?: { ke
       res.writeHead(status, headers);
       res.write(head.subarray(end + 4));
     });
-    cgi.on('close', () => res.end());
+    cgi.on('close', () => {
+      // Told before the pusher hears back, so whatever it does next sees the pushed branch.
+      const pushed = req.method === 'POST' && url.pathname.endsWith('/git-receive-pack') && options.onPushed;
+      if (!pushed) return void res.end();
+      options.onPushed!(url.pathname.replace(/\/git-receive-pack$/, '')).then(
+        () => res.end(),
+        (error) => res.destroy(error as Error),
+      );
+    });
   };
   const server = tls ? createTlsServer(tls, handle) : createServer(handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

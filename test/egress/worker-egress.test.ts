@@ -55,6 +55,8 @@ describeDocker('a worker under FLEET_EGRESS=proxy', () => {
     await run('git', ['-C', seed, 'add', 'README.md']);
     await run('git', ['-C', seed, '-c', 'user.name=t', '-c', 'user.email=t@fleet.invalid', 'commit', '--quiet', '-m', 'seed']);
     await run('git', ['-C', seed, 'push', '--quiet', bare(), 'main']);
+    await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', join(root, 'acme/other.git')]);
+    await run('git', ['-C', seed, 'push', '--quiet', join(root, 'acme/other.git'), 'main']);
 
     github = await startGitHubTestServer();
     github.addRepo(REPO);
@@ -108,6 +110,8 @@ describeDocker('a worker under FLEET_EGRESS=proxy', () => {
       `if curl -fsS --noproxy '' -o /dev/null http://127.0.0.1:${deniedPort}/ 2> denied.err; then echo reached > denied.txt; fi`,
       `curl -sS --noproxy '' -w '%{http_code}' -o /dev/null http://127.0.0.1:${deniedPort}/ > denied-status.txt || true`,
       'ls /sys/class/net > interfaces.txt',
+      // A push to another repository through the broker (root's key or not, the broker refuses the path).
+      `(git init -q /tmp/steal && cd /tmp/steal && git -c user.name=a -c user.email=a@b.invalid commit -q --allow-empty -m steal && env -u NO_PROXY -u no_proxy git push ${forge.url}/acme/other.git HEAD:refs/heads/stolen) 2> push-other.err || echo refused > push-other.txt`,
       'echo "agent is waiting for the scan"',
       'while [ ! -e /tmp/scanned ]; do sleep 0.1; done',
     ].join('\n');
@@ -161,18 +165,35 @@ describeDocker('a worker under FLEET_EGRESS=proxy', () => {
     await expect(show('denied.txt')).rejects.toThrow();
     expect((await show('interfaces.txt')).split('\n')).toEqual(['lo']);
 
+    expect(await show('push-other.txt')).toBe('refused');
+    expect(await show('push-other.err')).toContain('403');
+    expect((await run('git', ['--git-dir', join(root, 'acme/other.git'), 'branch', '--list', 'stolen'])).stdout.trim()).toBe('');
+    expect(forge.requests.some((r) => r.path.includes('acme/other'))).toBe(false);
+
     const refused = { method: 'GET', host: '127.0.0.1', port: deniedPort, reason: 'not_allowed' };
-    expect(result.egress).toEqual({ mode: 'proxy', methods: 'all', refused_entries: [], blocked: [{ ...refused, count: 2 }] });
+    const otherRepo = { method: 'GET', host: '127.0.0.1', port: forge.port, reason: 'other_repository' };
+    expect(result.egress).toEqual({
+      mode: 'proxy',
+      methods: 'all',
+      refused_entries: [],
+      blocked: [
+        { ...refused, count: 2 },
+        { ...otherRepo, count: 1 },
+      ],
+    });
     const egressEvents = events.of(id).filter((e) => e.event_type === 'progress' && e.stage === 'egress');
     expect(egressEvents.map((e) => (e as { message: string }).message)).toEqual([
       `blocked GET 127.0.0.1:${deniedPort}: not in the allowlist`,
+      `blocked GET 127.0.0.1:${forge.port}: another repository than the job's`,
     ]);
     const pr = result.pull_request as { number: number };
     const body = github.pullState(REPO, pr.number).body;
     expect(body).toContain('## Blocked network access');
     expect(body).toContain(`GET 127.0.0.1:${deniedPort}\`: not_allowed (2 times)`);
+    expect(body).toContain(`GET 127.0.0.1:${forge.port}\`: other_repository`);
 
     const metrics = await (await fetch(`http://127.0.0.1:${fleet.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/fleet_egress_blocked_total\{reason="not_allowed"\} 2/);
+    expect(metrics).toMatch(/fleet_egress_blocked_total\{reason="other_repository"\} 1/);
   }, 360_000);
 });

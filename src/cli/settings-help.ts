@@ -74,7 +74,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_EGRESS_ALLOW:
     'what workers may reach (proxy mode): comma-separated presets (github, npm, pypi, debian, anthropic, openai, factory, docker) and hosts, *.domain, host:port (default: the seven named presets)',
   FLEET_EGRESS_REQUEST_ALLOW: "presets and hosts a request's egress.allow may add beyond FLEET_EGRESS_ALLOW (default: none)",
-  FLEET_EGRESS_METHODS: "all (default) or read: GET and HEAD only (plain HTTP; tunnels refused; the fleet's own git traffic exempt)",
+  FLEET_EGRESS_METHODS:
+    "all (default) or read: GET and HEAD only (plain HTTP; tunnels refused; the model APIs and the fleet's own git traffic exempt)",
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

@@ -36,10 +36,15 @@ export interface EgressRule {
 
 export type EgressMethods = 'all' | 'read';
 
-/** What one job may reach. `forge` is always reachable (the broker guards it); `refused` lists request entries the host did not allow. */
+/** The agents' model APIs: under `methods: "read"` they stay usable (an agent's every call is a POST). */
+export const MODEL_API_PRESETS = ['anthropic', 'openai', 'factory'] as const;
+
+/** What one job may reach (the forge is always reachable: the broker guards it); `refused` lists request entries the host did not allow. */
 export interface EgressPolicy {
   rules: EgressRule[];
   methods: EgressMethods;
+  /** Destinations `methods: "read"` does not restrict: the model APIs and the host's configured endpoints (still subject to `rules`). */
+  methodExempt: EgressRule[];
   refused: string[];
 }
 
@@ -127,7 +132,8 @@ export function resolveEgressPolicy(input: {
     }
   }
   const methods: EgressMethods = input.hostMethods === 'read' || input.request?.methods === 'read' ? 'read' : 'all';
-  return { rules: [...rules, ...input.extraHosts], methods, refused };
+  const methodExempt = [...input.extraHosts, ...MODEL_API_PRESETS.flatMap(rulesOf)];
+  return { rules: [...rules, ...input.extraHosts], methods, methodExempt, refused };
 }
 
 /** The host and port of an http(s) URL as a rule, for endpoints the host configures. */

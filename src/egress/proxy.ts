@@ -75,6 +75,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     s.on('error', () => s.destroy());
   };
   const isForge = (host: string, port: number) => host === forge.host && port === forge.port;
+  const readOnly = (host: string, port: number) => policy.methods === 'read' && !allows(policy.methodExempt, host, port);
 
   const refuse = (res: ServerResponse, attempt: BlockedAttempt, text: string) => {
     options.onBlocked(attempt);
@@ -157,7 +158,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     if (forge.protocol === 'http:' && isForge(host, port)) return toForge(req, res, path);
     if (!allows(policy.rules, host, port))
       return refuse(res, { method, host, port, reason: 'not_allowed' }, `${host}:${port} is not allowed`);
-    if (policy.methods === 'read' && !READ_METHODS.has(method)) {
+    if (readOnly(host, port) && !READ_METHODS.has(method)) {
       return refuse(res, { method, host, port, reason: 'method' }, `${method} is not allowed (GET and HEAD only)`);
     }
     const headers = passHeaders(req.headers);
@@ -191,7 +192,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     if (!allows(policy.rules, host, port))
       return deny({ method: 'CONNECT', host, port, reason: 'not_allowed' }, `${host}:${port} is not allowed`);
     // A tunnel hides its methods: under `read` only plain-HTTP requests, whose method the proxy sees, go out.
-    if (policy.methods === 'read') {
+    if (readOnly(host, port)) {
       return deny({ method: 'CONNECT', host, port, reason: 'method' }, 'tunnels are not allowed (methods: read, GET and HEAD only)');
     }
     const upstream = connect(port, host);

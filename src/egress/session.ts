@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { FleetConfig } from '../config.ts';
 import type { InputFile } from '../container-runtime.ts';
 import type { EgressBlock, EgressReport } from '../protocol.ts';
+import { redactor } from '../redact.ts';
 import { resolveEgressPolicy, ruleOfUrl, type EgressMethods, type EgressRule } from './allowlist.ts';
 import { forgeOf } from './broker.ts';
 import { createFleetCa, type FleetCa } from './ca.ts';
@@ -73,6 +74,8 @@ export async function openEgressSession(input: {
   const forge = forgeOf(config.gitBaseUrl);
   const ca = forge.protocol === 'https:' ? fleetCa() : undefined;
   const brokerKey = randomBytes(32).toString('hex');
+  // Not the token, but a credential of this job's repository while it runs: masked wherever output goes.
+  const forgetKey = redactor.add(brokerKey);
   // Under the system temp dir, not the data dir: a unix socket path must stay under 108 bytes.
   const dir = mkdtempSync(join(tmpdir(), 'fleet-egress-'));
   chmodSync(dir, 0o755);
@@ -96,6 +99,7 @@ export async function openEgressSession(input: {
       input.hooks.onBlocked(attempt, !seen);
     },
   }).catch((error) => {
+    forgetKey();
     rmSync(dir, { recursive: true, force: true });
     throw error;
   });
@@ -130,6 +134,7 @@ export async function openEgressSession(input: {
     }),
     async close() {
       await proxy.close();
+      forgetKey();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -54,6 +54,7 @@ async function bareRepo(base: string, name: string) {
 /** A session plus the forwarder serving it on a loopback port; what was blocked is collected. */
 async function session(
   config: Partial<FleetConfig['egress']> & {
+    models?: FleetConfig['models'];
     gitBaseUrl?: string;
     upstreamCa?: string;
     request?: { allow?: string[]; methods?: 'all' | 'read' };
@@ -67,7 +68,7 @@ async function session(
     config: {
       egress: { mode: 'proxy', allow: config.allow ?? [], requestAllow: config.requestAllow ?? [], methods: config.methods ?? 'all' },
       gitBaseUrl: config.gitBaseUrl ?? forge.url,
-      models,
+      models: config.models ?? models,
     },
     hooks: { onBlocked: (attempt) => blocked.push(attempt) },
     upstreamCa: config.upstreamCa,
@@ -212,6 +213,12 @@ describe('the egress allowlist', () => {
       ['POST', 'method'],
       ['CONNECT', 'method'],
     ]);
+  });
+
+  it('methods "read" leaves the configured model endpoint usable (every agent call is a POST)', async () => {
+    const { proxy, s } = await session({ methods: 'read', models: { ...models, anthropicBaseUrl: `http://127.0.0.1:${webPort}` } });
+    expect(await curl(proxy, '-X', 'POST', `http://127.0.0.1:${webPort}/v1/messages`)).toBe('200');
+    expect(s.report().blocked).toEqual([]);
   });
 
   it('a request may narrow the list, and widen it only by what the host allows', async () => {

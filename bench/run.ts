@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
@@ -8,9 +8,10 @@ import { benchAgentStart } from './agent-start.ts';
 import { startRedis } from '../test/support/redis.ts';
 import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
+import { benchEgress } from './egress.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -47,5 +48,14 @@ if (only.has('agents')) {
   } else {
     console.log('\nAgent cold start: SKIPPED (no Docker daemon)');
   }
+}
+if (only.has('egress')) {
+  const rows = await benchEgress();
+  table(
+    'Egress proxy: git clone of a random-blob repository from a loopback smart-HTTP forge, direct vs through the proxy and broker',
+    rows,
+  );
+  const [direct, proxied] = rows;
+  console.log(`ratio direct/proxy time: ${(direct!.median_s / proxied!.median_s).toFixed(2)} (goal ≥ 0.8)`);
 }
 process.exit(0);

@@ -5,6 +5,7 @@ import type { SpawnJobData, SpawnJobResult, SpawnObserver } from '../queues/spaw
 import { monitorFor, usageLine } from '../src/agent-stream/index.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
+import { describeBlock, openEgressSession, type EgressSession } from '../src/egress/session.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles, modelFor } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
@@ -39,6 +40,7 @@ export interface SpawnDeps {
     | 'customAgentCommand'
     | 'agentStream'
     | 'models'
+    | 'egress'
   >;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
@@ -98,7 +100,27 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const slot = await deps.dindVolume?.();
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
+  let egress: EgressSession | undefined;
   try {
+    // FLEET_EGRESS=proxy: this job's own proxy and credential broker; the container gets no token.
+    if (deps.config.egress.mode === 'proxy') {
+      egress = await openEgressSession({
+        repo: request.repo,
+        token,
+        request: request.egress,
+        config: deps.config,
+        hooks: {
+          onBlocked: (attempt, first) => {
+            log.warn({ egress_blocked: attempt }, `egress blocked: ${describeBlock(attempt)}`);
+            deps.observer?.egressBlocked?.(attempt);
+            if (!first) return; // one event per destination and reason; the result counts the repeats
+            emit({ event_type: 'progress', stage: 'egress', message: `blocked ${describeBlock(attempt)}`, progress_pct: null }).catch(
+              (error) => log.error({ err: error }, 'could not publish an egress event'),
+            );
+          },
+        },
+      });
+    }
     const spec = buildContainerSpec({
       request,
       githubToken: token,
@@ -111,13 +133,14 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       lockToken: ctx.token ?? 'none',
       attempt: job.attemptsStarted,
       dindVolume: slot?.volume,
+      egress,
       config: deps.config,
     });
     // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
     // Usage is priced and labelled by the model the agent really runs (after FLEET_MODEL_MAP).
     const stream = monitorFor({ ...request, model }, deps.config.agentStream);
     try {
-      container = await deps.runtime.create(spec, buildInputFiles(request));
+      container = await deps.runtime.create(spec, [...buildInputFiles(request), ...(egress?.files ?? [])]);
       log.info({ container: container.id.slice(0, 12) }, 'worker container created');
       outcome = await runWorker(container, {
         timeoutMs: request.timeout_seconds * 1000,
@@ -157,6 +180,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     // The container goes before the result: once the orchestrator hears back, nothing of the
     // request is left running on this host.
     await removeContainer(container, deps, log, id);
+    await egress?.close();
   }
 
   if (outcome.stoppedBy === 'drain') {
@@ -172,6 +196,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     { timeoutSeconds: request.timeout_seconds, branch: branch || null, memoryBytes: deps.config.worker.memoryBytes },
   );
   result.model_used = model;
+  if (egress) result.egress = egress.report();
   if (outcome.usage) {
     // Counted here, once per container run (flow steps, fixes and reviewers included); the job log shows
     // it on the board for failed jobs too, which have no return value.
@@ -222,6 +247,7 @@ async function openPullRequest(
       summary: result.summary,
       task: request.task_content,
       files: result.files_changed ?? [],
+      egress: result.egress,
     }),
   });
   return { number: pr.number, url: pr.url, head_sha: pr.headSha };

@@ -66,6 +66,8 @@ export interface SpawnObserver {
   jobFinished?(info: { requestId: string; result: SpawnJobResult; durationMs: number }): void;
   /** What one container run's agent spent, read from its stream (once per run). */
   agentUsage?(usage: AgentUsage): void;
+  /** A connection the egress proxy refused (FLEET_EGRESS=proxy). */
+  egressBlocked?(attempt: { reason: string }): void;
 }
 
 /** Adds a follow-up worker (fix, conflict, agent reviewer) under a running flow step. */

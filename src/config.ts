@@ -7,6 +7,7 @@ import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
 import { DEFAULT_PRICES, parsePriceTable, STREAM_FORMATS, type AgentStreamSettings } from './agent-stream/index.ts';
 import { MAX_COST_USD_LIMIT } from './protocol.ts';
 import { LOG_FORMATS, type LogFormat } from './logger.ts';
+import { DEFAULT_EGRESS_ALLOW, parseEgressList } from './egress/allowlist.ts';
 
 /** The roles one fleet process can run; `fleet start` runs all of them by default. */
 export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board', 'webhook'] as const;
@@ -45,6 +46,20 @@ const booleanFlag = (fallback: boolean) =>
     .transform((v) => (v === undefined ? fallback : ['1', 'true', 'yes', 'on'].includes(v)));
 
 /** A Docker-style size (`4g`, `512m`) in bytes; a bad one is an issue naming its setting. */
+/** A comma-separated egress allowlist (presets and hosts); a bad entry is an issue naming it. */
+const egressList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      try {
+        return parseEgressList(v);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+
 const memorySize = (fallback: string) =>
   z
     .string()
@@ -171,6 +186,11 @@ const envSchema = z
       .string()
       .regex(/^\S{1,39}$/, 'must be one word of 1-39 characters without spaces, e.g. @fleet')
       .default('@fleet'),
+    // Sandbox egress (src/egress/): workers on network none, reaching out only through the host's proxy.
+    FLEET_EGRESS: z.enum(['proxy', 'open']).default('proxy'),
+    FLEET_EGRESS_ALLOW: egressList(DEFAULT_EGRESS_ALLOW),
+    FLEET_EGRESS_REQUEST_ALLOW: egressList(''),
+    FLEET_EGRESS_METHODS: z.enum(['all', 'read']).default('all'),
   })
   .superRefine((env, ctx) => {
     const pairs = [
@@ -192,6 +212,14 @@ const envSchema = z
         code: 'custom',
         path: [missing[0]!],
         message: `droid's custom model needs FLEET_DROID_MODEL_PROVIDER, FLEET_DROID_MODEL_BASE_URL and FLEET_DROID_MODEL_API_KEY together; missing: ${missing.join(', ')}`,
+      });
+    }
+    if (env.FLEET_EGRESS === 'proxy' && env.FLEET_DOCKER_NETWORK !== undefined && env.FLEET_DOCKER_NETWORK !== 'none') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['FLEET_DOCKER_NETWORK'],
+        message:
+          'FLEET_EGRESS=proxy runs workers on network none (their only way out is the egress proxy); set FLEET_EGRESS=open to use a Docker network',
       });
     }
     if (env.FLEET_BOARD_READONLY_USER && !env.FLEET_BOARD_USER) {
@@ -291,6 +319,8 @@ export interface FleetConfig {
     /** A comment starting with this word is an instruction. */
     triggerWord: string;
   };
+  /** Sandbox egress: `proxy` (network none, the host's allowlisting proxy and credential broker) or `open` (Docker's network, the token inside). */
+  egress: { mode: 'proxy' | 'open'; allow: string[]; requestAllow: string[]; methods: 'all' | 'read' };
 }
 
 /** Raised when the environment holds a bad setting; the message names every bad key. */
@@ -395,6 +425,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logFormat: e.FLEET_LOG_FORMAT,
     jobLogLines: e.FLEET_JOB_LOG_LINES,
     webhook: { secret: e.FLEET_WEBHOOK_SECRET, triggerLabel: e.FLEET_TRIGGER_LABEL, triggerWord: e.FLEET_TRIGGER_WORD },
+    egress: {
+      mode: e.FLEET_EGRESS,
+      allow: e.FLEET_EGRESS_ALLOW,
+      requestAllow: e.FLEET_EGRESS_REQUEST_ALLOW,
+      methods: e.FLEET_EGRESS_METHODS,
+    },
   };
 }
 

@@ -51,6 +51,11 @@ export interface SpecInput {
   attempt: number;
   /** Named volume for the inner /var/lib/docker, when the slot cache is on. */
   dindVolume?: string;
+  /**
+   * FLEET_EGRESS=proxy: the job's egress session (src/egress/session.ts). The container then runs on network
+   * none with the proxy's socket mounted, and gets no GITHUB_TOKEN: the broker adds it outside.
+   */
+  egress?: { env: Record<string, string>; binds: Record<string, string> };
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand' | 'models'>;
 }
 
@@ -108,6 +113,10 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     TASK_TITLE: request.task_title,
     GITHUB_TOKEN: input.githubToken,
   };
+  if (input.egress) {
+    delete env.GITHUB_TOKEN;
+    Object.assign(env, input.egress.env);
+  }
   const keyName = AGENT_KEY[agent];
   const key = keyName ? config.agentKeys[keyName] : undefined;
   if (keyName && key) env[keyName] = key;
@@ -137,11 +146,12 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     memoryBytes: config.worker.memoryBytes,
     nanoCpus: config.worker.cpus === undefined ? undefined : Math.round(config.worker.cpus * 1e9),
     pidsLimit: config.worker.pidsLimit,
-    network: config.worker.network,
+    network: input.egress ? 'none' : config.worker.network,
     capAdd: caps ? CAPS_DIND.capAdd : [],
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
     cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
     volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
+    binds: input.egress?.binds ?? {},
     log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }

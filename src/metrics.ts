@@ -274,12 +274,20 @@ export function createFleetMetrics(deps: {
     registers,
   });
 
+  const egressBlocked = new Counter({
+    name: 'fleet_egress_blocked_total',
+    help: 'Connections the egress proxy refused, by reason (not_allowed, method, other_repository, bad_request)',
+    labelNames: ['reason'],
+    registers,
+  });
+
   return {
     onCiWait: (outcome, waitedMs) => ciWait.observe({ outcome }, waitedMs / 1000),
     observer: {
       containerStarted: ({ startLatencyMs }) => startLatency.observe(startLatencyMs / 1000),
       jobFinished: ({ result, durationMs }) => jobDuration.observe({ outcome: outcomeLabel(result) }, durationMs / 1000),
       agentUsage: countUsage,
+      egressBlocked: ({ reason }) => egressBlocked.inc({ reason }),
     },
     onRejected: () => rejected.inc(),
     onAccepted: (outcome) => accepted.inc({ outcome }),

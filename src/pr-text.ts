@@ -2,6 +2,7 @@
  * Pure builders of the text fleet writes to GitHub and to follow-up workers: pull request
  * bodies, the task of a fix worker, the task of a conflict worker. Unit-tested.
  */
+import type { EgressReport } from './protocol.ts';
 
 const TASK_EXCERPT = 4000;
 
@@ -15,6 +16,8 @@ export function pullRequestBody(input: {
   summary: string | null;
   task: string;
   files: string[];
+  /** FLEET_EGRESS=proxy: what the worker was refused, listed so a reviewer sees what the agent tried. */
+  egress?: EgressReport;
 }): string {
   const lines = [
     input.summary ? `## Summary\n\n${input.summary}` : '## Summary\n\n(the worker gave no summary)',
@@ -26,6 +29,13 @@ export function pullRequestBody(input: {
         .slice(0, 100)
         .map((f) => `- \`${f}\``)
         .join('\n')}${input.files.length > 100 ? `\n- … and ${input.files.length - 100} more` : ''}`,
+    );
+  const blocked = input.egress?.blocked ?? [];
+  if (blocked.length)
+    lines.push(
+      `## Blocked network access\n\nThe sandbox's egress proxy refused these connections:\n\n${blocked
+        .map((b) => `- \`${b.method} ${b.host}:${b.port}\`: ${b.reason}${b.count > 1 ? ` (${b.count} times)` : ''}`)
+        .join('\n')}`,
     );
   lines.push(`---\nOpened by fleet for request \`${input.requestId}\`${input.scope ? `, scope \`${input.scope}\`` : ''}.`);
   return lines.join('\n\n');

@@ -106,6 +106,27 @@ const scopeSchema = refComponent(
     .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9._-] (it becomes part of a branch name)'),
 );
 
+/** An egress allowlist entry a request may name: a preset (checked by src/egress), a host, `*.domain`, each with an optional `:port`. */
+export const EGRESS_ENTRY_PATTERN = /^(?:\*\.)?[a-z0-9](?:[a-z0-9-]{0,62})(?:\.[a-z0-9](?:[a-z0-9-]{0,62}))*(?::\d{1,5})?$/i;
+
+/** v2 `egress`: narrows the host's allowlist (FLEET_EGRESS_ALLOW); widening needs the host's FLEET_EGRESS_REQUEST_ALLOW. */
+const egressSchema = z.strictObject(
+  {
+    allow: z
+      .array(
+        z
+          .string({ error: 'must be a string' })
+          .max(253, 'must be at most 253 characters')
+          .regex(EGRESS_ENTRY_PATTERN, 'must be a preset, a host, *.domain or host:port'),
+        { error: 'must be a list of presets and hosts' },
+      )
+      .max(50, 'must hold at most 50 entries')
+      .optional(),
+    methods: z.enum(['all', 'read'], { error: 'must be "all" or "read" (GET and HEAD only)' }).optional(),
+  },
+  { error: 'must be {"allow"?: [...], "methods"?: "all" | "read"}' },
+);
+
 const scopedTaskSchema = z.strictObject({
   scope: scopeSchema,
   task_content: taskContentSchema,
@@ -174,6 +195,7 @@ export const spawnRequestSchema = z
       .positive('must be more than 0')
       .max(MAX_COST_USD_LIMIT, `must be at most ${MAX_COST_USD_LIMIT}`)
       .optional(),
+    egress: egressSchema.optional(),
   })
   .superRefine((req, ctx) => {
     if (req.merge && !req.review) ctx.addIssue({ code: 'custom', path: ['merge'], message: 'needs "review": true' });
@@ -325,8 +347,29 @@ export interface AgentUsage {
   cost_source: 'agent' | 'price_table' | 'mixed' | null;
 }
 
+/** A connection the egress proxy refused; repeats of one destination and reason are counted, not listed. */
+export interface EgressBlock {
+  method: string;
+  host: string;
+  port: number;
+  /** not_allowed: not in the allowlist; method: not GET/HEAD under `methods: "read"`; other_repository: the broker's refusal. */
+  reason: 'not_allowed' | 'method' | 'other_repository' | 'bad_request';
+  count: number;
+}
+
+/** The egress of one worker run, as v2 results report it (absent under FLEET_EGRESS=open). */
+export interface EgressReport {
+  mode: 'proxy';
+  methods: 'all' | 'read';
+  /** Entries of the request's `egress.allow` the host did not allow. */
+  refused_entries: string[];
+  blocked: EgressBlock[];
+  /** Blocked attempts past the listed destinations, only counted. */
+  unlisted_blocks?: number;
+}
+
 /** What one worker run reports: the §3 result, the pull request fleet opened for it (mode "pr"), its agent's usage. */
-export type WorkerResult = SpawnResult & { pull_request?: PullRequestRef | null; usage?: AgentUsage };
+export type WorkerResult = SpawnResult & { pull_request?: PullRequestRef | null; usage?: AgentUsage; egress?: EgressReport };
 
 /** One scope of a flow as v2 results report it, filled in as far as the scope got. */
 /** A required check of the merged (or refused) head, as a v2 scope reports it. */

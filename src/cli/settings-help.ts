@@ -73,6 +73,13 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_WEBHOOK_SECRET: 'secret of the GitHub webhook, 16+ characters; required by the webhook role',
   FLEET_TRIGGER_LABEL: 'label that turns an issue into a pull request request, for the webhook role (default fleet)',
   FLEET_TRIGGER_WORD: 'word that starts an instruction in an issue or pull request comment, for the webhook role (default @fleet)',
+  FLEET_EGRESS:
+    "proxy (default): workers run on network none and reach out only through this host's allowlisting proxy and credential broker; open: Docker's network, the token inside",
+  FLEET_EGRESS_ALLOW:
+    'what workers may reach (proxy mode): comma-separated presets (github, npm, pypi, debian, anthropic, openai, factory, docker) and hosts, *.domain, host:port (default: the seven named presets)',
+  FLEET_EGRESS_REQUEST_ALLOW: "presets and hosts a request's egress.allow may add beyond FLEET_EGRESS_ALLOW (default: none)",
+  FLEET_EGRESS_METHODS:
+    "all (default) or read: GET and HEAD only (plain HTTP; tunnels refused; the model APIs and the fleet's own git traffic exempt)",
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

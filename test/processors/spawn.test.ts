@@ -63,6 +63,7 @@ function spawnDeps(runtime: FakeRuntime, extra: Partial<SpawnDeps> & { repoAllow
       customAgentCommand: undefined,
       agentStream: { customFormat: undefined, prices: {}, defaultMaxCostUsd: undefined },
       models: { anthropicBaseUrl: undefined, openaiBaseUrl: undefined, droid: undefined, map: {}, maxRetries: undefined },
+      egress: { mode: 'open', allow: [], requestAllow: [], methods: 'all' },
     },
     now: () => new Date(NOW),
     ...rest,

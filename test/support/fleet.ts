@@ -31,6 +31,8 @@ export function testEnv(redisUrl: string, image?: string, overrides: Record<stri
     ...(image === undefined ? {} : { FLEET_WORKER_IMAGE: image }),
     FLEET_RUNTIME: 'runc',
     FLEET_DOCKER_NETWORK: 'none',
+    // The test image has no egress forwarder; test/egress/ runs the proxy mode with the real image.
+    FLEET_EGRESS: 'open',
     FLEET_WORKER_MEMORY: '256m',
     FLEET_HOST_CONCURRENCY: '2',
     FLEET_BOARD_PORT: '0',

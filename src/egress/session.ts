@@ -1,0 +1,153 @@
+/**
+ * One job's egress under FLEET_EGRESS=proxy: its own proxy on its own unix socket (so the proxy knows which
+ * job, repository and token a connection belongs to), the mount and environment the worker container
+ * needs to use it, and the record of what was blocked. Opened before the container is created, closed
+ * after it is removed.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FleetConfig } from '../config.ts';
+import type { InputFile } from '../container-runtime.ts';
+import type { EgressBlock, EgressReport } from '../protocol.ts';
+import { redactor } from '../redact.ts';
+import { resolveEgressPolicy, ruleOfUrl, type EgressMethods, type EgressRule } from './allowlist.ts';
+import { forgeOf } from './broker.ts';
+import { createFleetCa, type FleetCa } from './ca.ts';
+import { startEgressProxy, type BlockedAttempt } from './proxy.ts';
+
+/** Where the socket's directory is mounted in the worker, and the port its forwarder serves on loopback. */
+export const EGRESS_MOUNT = '/run/fleet-egress';
+export const EGRESS_SOCKET = `${EGRESS_MOUNT}/proxy.sock`;
+export const FORWARDER_PORT = 3128;
+/** Copied in as root-only input files; fleet-worker moves the key out of /fleet/input before anything else runs. */
+export const BROKER_KEY_FILE = '/fleet/input/broker-key';
+export const FORGE_CA_FILE = '/fleet/input/forge-ca.pem';
+
+/** Blocked destinations a result lists; past this many, further ones are only counted. */
+const MAX_LISTED_BLOCKS = 100;
+
+export interface EgressSession {
+  /** host directory -> container path */
+  binds: Record<string, string>;
+  env: Record<string, string>;
+  files: InputFile[];
+  report(): EgressReport;
+  close(): Promise<void>;
+}
+
+export interface EgressHooks {
+  /** Called on every blocked attempt; `first` is true for the first of its destination and reason. */
+  onBlocked(attempt: BlockedAttempt, first: boolean): void;
+}
+
+let processCa: FleetCa | undefined;
+/** One CA per fleet process, made when the first job needs it. */
+function fleetCa(): FleetCa {
+  processCa ??= createFleetCa();
+  return processCa;
+}
+
+/** The hosts the host's own settings send workers to (model endpoints): reachable whatever the lists say. */
+export function configuredEndpoints(models: FleetConfig['models']): EgressRule[] {
+  return [models.anthropicBaseUrl, models.openaiBaseUrl, models.droid?.baseUrl].filter((u): u is string => !!u).map(ruleOfUrl);
+}
+
+export async function openEgressSession(input: {
+  repo: string;
+  token: string;
+  request?: { allow?: string[]; methods?: EgressMethods };
+  config: Pick<FleetConfig, 'egress' | 'gitBaseUrl' | 'models'>;
+  hooks: EgressHooks;
+  /** Tests with a self-signed https forge. */
+  upstreamCa?: string;
+}): Promise<EgressSession> {
+  const { config } = input;
+  const policy = resolveEgressPolicy({
+    hostAllow: config.egress.allow,
+    requestAllowable: config.egress.requestAllow,
+    extraHosts: configuredEndpoints(config.models),
+    hostMethods: config.egress.methods,
+    request: input.request,
+  });
+  const forge = forgeOf(config.gitBaseUrl);
+  const ca = forge.protocol === 'https:' ? fleetCa() : undefined;
+  const brokerKey = randomBytes(32).toString('hex');
+  // Not the token, but a credential of this job's repository while it runs: masked wherever output goes.
+  const forgetKey = redactor.add(brokerKey);
+  // Under the system temp dir, not the data dir: a unix socket path must stay under 108 bytes.
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-egress-'));
+  chmodSync(dir, 0o755);
+  const blocks = new Map<string, EgressBlock>();
+  let unlisted = 0;
+  const proxy = await startEgressProxy({
+    socketPath: join(dir, 'proxy.sock'),
+    policy,
+    forge,
+    repo: input.repo,
+    token: input.token,
+    brokerKey,
+    ca,
+    upstreamCa: input.upstreamCa,
+    onBlocked(attempt) {
+      const key = `${attempt.method} ${attempt.host}:${attempt.port} ${attempt.reason}`;
+      const seen = blocks.get(key);
+      if (seen) seen.count++;
+      else if (blocks.size < MAX_LISTED_BLOCKS) blocks.set(key, { ...attempt, count: 1 });
+      else unlisted++;
+      input.hooks.onBlocked(attempt, !seen);
+    },
+  }).catch((error) => {
+    forgetKey();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  });
+
+  const proxyUrl = `http://127.0.0.1:${FORWARDER_PORT}`;
+  const env: Record<string, string> = {
+    FLEET_EGRESS: 'proxy',
+    FLEET_EGRESS_SOCKET: EGRESS_SOCKET,
+    FLEET_EGRESS_PORT: String(FORWARDER_PORT),
+    HTTP_PROXY: proxyUrl,
+    HTTPS_PROXY: proxyUrl,
+    http_proxy: proxyUrl,
+    https_proxy: proxyUrl,
+    NO_PROXY: 'localhost,127.0.0.1,::1',
+    no_proxy: 'localhost,127.0.0.1,::1',
+  };
+  const files: InputFile[] = [{ path: BROKER_KEY_FILE, content: brokerKey, mode: 0o600 }];
+  if (ca) {
+    env.FLEET_FORGE_CA = FORGE_CA_FILE;
+    files.push({ path: FORGE_CA_FILE, content: ca.certPem, mode: 0o644 });
+  }
+  return {
+    binds: { [dir]: EGRESS_MOUNT },
+    env,
+    files,
+    report: () => ({
+      mode: 'proxy',
+      methods: policy.methods,
+      refused_entries: policy.refused,
+      blocked: [...blocks.values()].map((b) => ({ ...b })),
+      ...(unlisted ? { unlisted_blocks: unlisted } : {}),
+    }),
+    async close() {
+      await proxy.close();
+      forgetKey();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One line for a log, an event or a PR body. */
+export function describeBlock(attempt: BlockedAttempt): string {
+  const where = attempt.host ? `${attempt.host}:${attempt.port}` : '(no destination)';
+  const why = {
+    not_allowed: 'not in the allowlist',
+    method: 'method not allowed (GET and HEAD only)',
+    other_repository: "another repository than the job's",
+    bad_request: 'not a proxy request',
+  }[attempt.reason];
+  return `${attempt.method} ${where}: ${why}`;
+}

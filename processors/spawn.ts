@@ -49,6 +49,8 @@ export interface SpawnDeps {
   now?: () => Date;
   /** The run's timeout timer; tests inject one they fire by hand. @defaultValue real setTimeout */
   timers?: RunTimers;
+  /** Runs before the job's result is published or handed to its flow (the App token's revocation). */
+  beforeResult?: () => Promise<void>;
   /** Told when this host (not the task) failed a run, so it stops taking jobs until the fault clears. */
   onHostFault?: (fault: HostFaultError) => void;
 }
@@ -85,13 +87,20 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       deps,
     );
   }
+  // Revoked before the result goes out (finish), so an orchestrator that hears back knows the token is dead;
+  // and, once, on every other way out (drain, host fault, a throw). A failed revocation does not change the
+  // job's outcome: it is logged, and GitHub ends the token within the hour anyway.
+  let revoked: Promise<void> | undefined;
+  const revoke = () =>
+    (revoked ??= lease
+      .revoke()
+      .catch((error: Error) =>
+        deps.logger.error({ request_id: request.request_id, err: error }, "could not revoke the job's GitHub App installation token"),
+      ));
   try {
-    return await runSpawn(job, deps, ctx, lease.token);
+    return await runSpawn(job, { ...deps, beforeResult: revoke }, ctx, lease.token);
   } finally {
-    await lease.revoke().catch((error: Error) =>
-      // The result is final by now; the token expires within the hour by GitHub's own rule.
-      deps.logger.error({ request_id: request.request_id, err: error }, "could not revoke the job's GitHub App installation token"),
-    );
+    await revoke();
   }
 }
 
@@ -322,6 +331,7 @@ async function finish(
   deps: SpawnDeps,
   options: { alreadyPublished?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
+  await deps.beforeResult?.();
   if (job.data.flow) {
     // A flow step reports to its parent job, which publishes the request's one result and event.
     deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });

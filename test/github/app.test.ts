@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
 import { createGitHubForges, GitHubAppError } from '../../src/github/index.ts';
 import { channels, type WorkerResult } from '../../src/protocol.ts';
 import { completedEvent } from '../support/fakes/runtime.ts';
@@ -287,5 +288,48 @@ describe('GitHubApp.mint through the metered client', () => {
     } finally {
       await forges.close();
     }
+  });
+});
+
+describe('GitHub App settings', () => {
+  const base = { FLEET_SECRET_KEY: 'x'.repeat(32) };
+  it('reads the key from the variable (with \\n escapes) or the file, and names what is wrong', () => {
+    const oneLine = privateKeyPem.replace(/\n/g, '\\n');
+    expect(loadConfig({ ...base, FLEET_GITHUB_APP_ID: APP_ID, FLEET_GITHUB_APP_PRIVATE_KEY: oneLine }).githubApp).toEqual({
+      appId: APP_ID,
+      privateKey: privateKeyPem,
+      installationId: undefined,
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'fleet-app-key-'));
+    writeFileSync(join(dir, 'key.pem'), privateKeyPem);
+    expect(
+      loadConfig({
+        ...base,
+        FLEET_GITHUB_APP_ID: APP_ID,
+        FLEET_GITHUB_APP_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
+        FLEET_GITHUB_APP_INSTALLATION_ID: '9',
+      }).githubApp,
+    ).toMatchObject({ installationId: 9 });
+    expect(loadConfig(base)).toMatchObject({ githubApp: undefined, githubAuth: 'auto' });
+    expect(() => loadConfig({ ...base, FLEET_GITHUB_APP_ID: APP_ID })).toThrow(/FLEET_GITHUB_APP_ID and its private key/);
+    expect(() => loadConfig({ ...base, FLEET_GITHUB_APP_PRIVATE_KEY: privateKeyPem })).toThrow(/FLEET_GITHUB_APP_ID/);
+    expect(() =>
+      loadConfig({
+        ...base,
+        FLEET_GITHUB_APP_ID: APP_ID,
+        FLEET_GITHUB_APP_PRIVATE_KEY: privateKeyPem,
+        FLEET_GITHUB_APP_PRIVATE_KEY_FILE: join(dir, 'key.pem'),
+      }),
+    ).toThrow(/not both/);
+    expect(() => loadConfig({ ...base, FLEET_GITHUB_APP_ID: APP_ID, FLEET_GITHUB_APP_PRIVATE_KEY: 'not a key' })).toThrow(
+      /FLEET_GITHUB_APP_PRIVATE_KEY: not a readable PEM private key/,
+    );
+    expect(() => loadConfig({ ...base, FLEET_GITHUB_APP_ID: APP_ID, FLEET_GITHUB_APP_PRIVATE_KEY_FILE: join(dir, 'missing.pem') })).toThrow(
+      /FLEET_GITHUB_APP_PRIVATE_KEY_FILE/,
+    );
+    expect(() => loadConfig({ ...base, FLEET_GITHUB_APP_ID: 'my-app', FLEET_GITHUB_APP_PRIVATE_KEY: privateKeyPem })).toThrow(
+      /numeric App ID/,
+    );
+    expect(() => loadConfig({ ...base, FLEET_GITHUB_AUTH: 'app' })).toThrow(/FLEET_GITHUB_AUTH=app need a GitHub App/);
   });
 });

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createAppAuth } from '@octokit/auth-app';
 import { loadConfig } from '../../src/config.ts';
+import { REDACTED, Redactor } from '../../src/redact.ts';
 import { createGitHubForges, GitHubAppError } from '../../src/github/index.ts';
 import { channels, type WorkerResult } from '../../src/protocol.ts';
 import { completedEvent } from '../support/fakes/runtime.ts';
@@ -331,5 +333,14 @@ describe('GitHub App settings', () => {
       /numeric App ID/,
     );
     expect(() => loadConfig({ ...base, FLEET_GITHUB_AUTH: 'app' })).toThrow(/FLEET_GITHUB_AUTH=app need a GitHub App/);
+  });
+});
+
+describe('redaction of App credentials', () => {
+  it('masks an App JWT and a PEM private key by their shapes', async () => {
+    const { token: jwt } = await createAppAuth({ appId: APP_ID, privateKey: privateKeyPem })({ type: 'app' });
+    const r = new Redactor();
+    expect(r.redact(`authorization: bearer ${jwt} sent`)).toBe(`authorization: bearer ${REDACTED} sent`);
+    expect(r.redact(`key=${privateKeyPem}!`)).toBe(`key=${REDACTED}\n!`);
   });
 });

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { SpawnJobData, SpawnJobResult, SpawnObserver } from '../queues/spawn.ts';
 import { monitorFor, usageLine } from '../src/agent-stream/index.ts';
-import type { GitHubForges } from '../src/github/index.ts';
+import { GitHubAppError, jobUsesApp, type GitHubForges, type InstallationLease } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
 import { describeBlock, openEgressSession, type EgressSession } from '../src/egress/session.ts';
 import type { FleetConfig } from '../src/config.ts';
@@ -41,7 +41,8 @@ export interface SpawnDeps {
     | 'agentStream'
     | 'models'
     | 'egress'
-  >;
+  > &
+    Partial<Pick<FleetConfig, 'githubAuth'>>;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
@@ -50,6 +51,8 @@ export interface SpawnDeps {
   now?: () => Date;
   /** The run's timeout timer; tests inject one they fire by hand. @defaultValue real setTimeout */
   timers?: RunTimers;
+  /** Runs before the job's result is published or handed to its flow (the App token's revocation). */
+  beforeResult?: () => Promise<void>;
   /** Told when this host (not the task) failed a run, so it stops taking jobs until the fault clears. */
   onHostFault?: (fault: HostFaultError) => void;
 }
@@ -63,8 +66,52 @@ export interface ProcessContext {
  * One attempt of one spawn request: launch the worker, follow it, publish the one final result.
  * A retryable launch failure with attempts left is thrown for BullMQ to retry; every final outcome
  * publishes its result first and then completes (success) or fails the job (UnrecoverableError).
+ *
+ * A job that acts as the GitHub App (jobUsesApp) gets its installation token here, when it is claimed, and
+ * the token is revoked when the attempt ends, whatever the outcome.
  */
 export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps: SpawnDeps, ctx: ProcessContext): Promise<SpawnJobResult> {
+  const { request } = job.data;
+  const app = deps.forges?.app;
+  const usesApp =
+    repoAllowed(request.repo, deps.config.repoAllow) &&
+    jobUsesApp({ requestHasToken: job.data.sealedToken !== null, auth: deps.config.githubAuth ?? 'auto', app });
+  if (!usesApp) return runSpawn(job, deps, ctx, undefined);
+  let lease: InstallationLease;
+  try {
+    lease = await app!.mint(request.repo);
+  } catch (error) {
+    const e = error as Error;
+    // Not installed there, or scoped otherwise: no retry helps. GitHub or the network failing: one may.
+    return launchFailed(
+      job,
+      new SpawnError(`the GitHub App gave no token for ${request.repo}: ${e.message}`, !(e instanceof GitHubAppError)),
+      deps,
+    );
+  }
+  // Revoked before the result goes out (finish), so an orchestrator that hears back knows the token is dead;
+  // and, once, on every other way out (drain, host fault, a throw). A failed revocation does not change the
+  // job's outcome: it is logged, and GitHub ends the token within the hour anyway.
+  let revoked: Promise<void> | undefined;
+  const revoke = () =>
+    (revoked ??= lease
+      .revoke()
+      .catch((error: Error) =>
+        deps.logger.error({ request_id: request.request_id, err: error }, "could not revoke the job's GitHub App installation token"),
+      ));
+  try {
+    return await runSpawn(job, { ...deps, beforeResult: revoke }, ctx, lease.token);
+  } finally {
+    await revoke();
+  }
+}
+
+async function runSpawn(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  deps: SpawnDeps,
+  ctx: ProcessContext,
+  appToken: string | undefined,
+): Promise<SpawnJobResult> {
   const { request } = job.data;
   const id = request.request_id;
   const now = deps.now ?? (() => new Date());
@@ -91,7 +138,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     log.info({ requested_model: request.model, model_used: model, agent: request.agent }, 'model mapped by FLEET_MODEL_MAP');
   let token: string;
   try {
-    token = openToken(job.data, deps);
+    token = appToken ?? openToken(job.data, deps);
   } catch (error) {
     const e = error as FleetError;
     return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps);
@@ -310,6 +357,7 @@ async function finish(
   deps: SpawnDeps,
   options: { alreadyPublished?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
+  await deps.beforeResult?.();
   if (job.data.flow) {
     // A flow step reports to its parent job, which publishes the request's one result and event.
     deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what fleet and its tests need on Debian or Ubuntu, from the distro archive and the
 # npm registry only: Node.js 20+, Docker Engine (docker.io), redis-server, and for the tests and
-# lint busybox-static, python3-redis, python3-cryptography, debootstrap, shellcheck and (Debian)
-# chromium. Safe to run again: it installs only what is missing. Run as root (or through sudo).
+# lint busybox-static, python3-redis, python3-cryptography, debootstrap, shellcheck, runsc (gVisor, where
+# the archive has it) and (Debian) chromium. Safe to run again: it installs only what is missing. Run as root (or through sudo).
 set -euo pipefail
 
 if [[ ${1:-} == --help || ${1:-} == -h ]]; then
-  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -21,6 +21,14 @@ packages=(docker.io redis-server busybox-static python3-redis python3-cryptograp
 . /etc/os-release
 # Ubuntu's chromium is a snap stub that cannot run in a container; the browser test then skips.
 [[ ${ID:-} == debian ]] && packages+=(chromium)
+# gVisor's runsc (FLEET_RUNTIME=runsc): Debian 12's main archive has it as `runsc`; elsewhere it may be absent.
+runsc_known() { apt-cache show runsc >/dev/null 2>&1; }
+runsc_known || apt-get update -qq
+if runsc_known; then
+  packages+=(runsc)
+else
+  echo "install-prereqs: no runsc package in this archive; the gVisor test will skip (see README \"Runtimes\")" >&2
+fi
 (( $(node_major) >= 20 )) || packages+=(nodejs npm)
 
 missing=()

@@ -1,3 +1,5 @@
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname, totalmem } from 'node:os';
 import { parseCiRequired, type CiRequired } from './flow/ci.ts';
 import { resolve } from 'node:path';
@@ -119,6 +121,17 @@ const envSchema = z
     FLEET_GITHUB_API_URL: z.url().default('https://api.github.com'),
     FLEET_REVIEWER: z.enum(['llm', 'agent']).default('llm'),
     FLEET_REVIEWER_GITHUB_TOKEN: optionalString,
+    // The GitHub App (issue 12): per-job installation tokens, scoped to one repository (src/github/app-auth.ts).
+    FLEET_GITHUB_APP_ID: optionalString.pipe(
+      z
+        .string()
+        .regex(/^[0-9]+$/, 'must be the numeric App ID')
+        .optional(),
+    ),
+    FLEET_GITHUB_APP_PRIVATE_KEY: optionalString,
+    FLEET_GITHUB_APP_PRIVATE_KEY_FILE: optionalString,
+    FLEET_GITHUB_APP_INSTALLATION_ID: z.coerce.number().int().min(1).optional(),
+    FLEET_GITHUB_AUTH: z.enum(['auto', 'app']).default('auto'),
     FLEET_LLM_BASE_URL: z.url().default('https://api.openai.com/v1'),
     FLEET_LLM_API_KEY: optionalString,
     FLEET_LLM_MODEL: z.string().min(1).default('gpt-4o-mini'),
@@ -222,6 +235,26 @@ const envSchema = z
           'FLEET_EGRESS=proxy runs workers on network none (their only way out is the egress proxy); set FLEET_EGRESS=open to use a Docker network',
       });
     }
+    // The App: its id and exactly one key source, or none of it.
+    const appKeys = [env.FLEET_GITHUB_APP_PRIVATE_KEY, env.FLEET_GITHUB_APP_PRIVATE_KEY_FILE].filter((v) => v !== undefined).length;
+    if (appKeys > 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['FLEET_GITHUB_APP_PRIVATE_KEY_FILE'],
+        message: 'set FLEET_GITHUB_APP_PRIVATE_KEY or FLEET_GITHUB_APP_PRIVATE_KEY_FILE, not both',
+      });
+    if ((env.FLEET_GITHUB_APP_ID === undefined) !== (appKeys === 0))
+      ctx.addIssue({
+        code: 'custom',
+        path: [env.FLEET_GITHUB_APP_ID === undefined ? 'FLEET_GITHUB_APP_ID' : 'FLEET_GITHUB_APP_PRIVATE_KEY'],
+        message: 'a GitHub App needs FLEET_GITHUB_APP_ID and its private key (FLEET_GITHUB_APP_PRIVATE_KEY or _FILE) together',
+      });
+    if ((env.FLEET_GITHUB_APP_INSTALLATION_ID !== undefined || env.FLEET_GITHUB_AUTH === 'app') && env.FLEET_GITHUB_APP_ID === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['FLEET_GITHUB_APP_ID'],
+        message: 'FLEET_GITHUB_APP_INSTALLATION_ID and FLEET_GITHUB_AUTH=app need a GitHub App (FLEET_GITHUB_APP_ID and its key)',
+      });
     if (env.FLEET_BOARD_READONLY_USER && !env.FLEET_BOARD_USER) {
       ctx.addIssue({ code: 'custom', path: ['FLEET_BOARD_USER'], message: 'a read-only account needs an admin account too' });
     }
@@ -271,6 +304,10 @@ export interface FleetConfig {
     /** A second account's token: GitHub refuses approval of one's own pull request. */
     reviewerToken: string | undefined;
   };
+  /** The GitHub App whose installation tokens spawn jobs use (src/github/app-auth.ts); undefined: none. */
+  githubApp: { appId: string; privateKey: string; installationId: number | undefined } | undefined;
+  /** Which credential a job uses: `auto` (the request's token, else the App, else FLEET_GITHUB_TOKEN) or `app` (always the App). */
+  githubAuth: 'auto' | 'app';
   reviewer: {
     kind: 'llm' | 'agent';
     llm: { baseUrl: string; apiKey: string | undefined; model: string; maxDiffChars: number; maxChunks: number };
@@ -377,6 +414,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     githubToken: e.FLEET_GITHUB_TOKEN,
     repoAllow: e.FLEET_REPO_ALLOW === undefined ? undefined : parseRepoAllow(e.FLEET_REPO_ALLOW),
     github: { apiUrl: e.FLEET_GITHUB_API_URL.replace(/\/+$/, ''), reviewerToken: e.FLEET_REVIEWER_GITHUB_TOKEN },
+    githubApp: githubAppOf(e),
+    githubAuth: e.FLEET_GITHUB_AUTH,
     reviewer: {
       kind: e.FLEET_REVIEWER,
       llm: {
@@ -432,6 +471,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       methods: e.FLEET_EGRESS_METHODS,
     },
   };
+}
+
+/** The App's settings, its key read (from the _FILE path) and checked to be a private key, or undefined. */
+function githubAppOf(e: z.output<typeof envSchema>): FleetConfig['githubApp'] {
+  if (e.FLEET_GITHUB_APP_ID === undefined) return undefined;
+  const source = e.FLEET_GITHUB_APP_PRIVATE_KEY_FILE === undefined ? 'FLEET_GITHUB_APP_PRIVATE_KEY' : 'FLEET_GITHUB_APP_PRIVATE_KEY_FILE';
+  let privateKey: string;
+  try {
+    // Environments often carry a PEM on one line with literal "\n".
+    privateKey =
+      e.FLEET_GITHUB_APP_PRIVATE_KEY_FILE === undefined
+        ? e.FLEET_GITHUB_APP_PRIVATE_KEY!.replace(/\\n/g, '\n')
+        : readFileSync(e.FLEET_GITHUB_APP_PRIVATE_KEY_FILE, 'utf8');
+    createPrivateKey(privateKey);
+  } catch (error) {
+    throw new ConfigError(`bad setting: ${source}: not a readable PEM private key (${(error as Error).message.split('\n')[0]})`);
+  }
+  return { appId: e.FLEET_GITHUB_APP_ID, privateKey, installationId: e.FLEET_GITHUB_APP_INSTALLATION_ID };
 }
 
 /** The settings `fleet start --help` lists, so the help text cannot drift from the schema. */

@@ -128,6 +128,7 @@ export async function startFleet(options: {
         prefix: config.prefix,
         logger: logger.child({ component: 'github' }),
         onBudget: metrics.onBudget,
+        ...(config.githubApp ? { app: config.githubApp } : {}),
       });
       forges = github;
       stack.push({ name: 'github clients', stop: () => github.close() });

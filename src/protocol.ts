@@ -44,10 +44,21 @@ function refComponentProblem(name: string): string | null {
   return null;
 }
 
-/** Why `name` is not a branch name git accepts (as `git check-ref-format --branch` judges), or null. */
+/**
+ * Why `name` is not a branch name git accepts, or null: the rules of `git check-ref-format --branch`
+ * (git-check-ref-format(1)), checked in the order a reader would look, so the reason names the real fault.
+ */
 export function branchNameProblem(name: string): string | null {
-  if (name.startsWith('-')) return 'may not start with "-"';
+  if (name === '') return 'may not be empty';
+  if (name.startsWith('-')) return 'may not start with "-" (git would take it for an option)';
+  if (name === 'HEAD') return 'may not be "HEAD"';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'may not contain control characters';
+  if (name.includes(' ')) return 'may not contain spaces';
+  const special = /[~^:?*[\\]/.exec(name);
+  if (special) return `may not contain "${special[0]}"`;
+  if (name.includes('@{')) return 'may not contain "@{"';
   if (name.endsWith('/')) return 'may not end with "/"';
+  if (name.endsWith('.')) return 'may not end with "."';
   for (const component of name.split('/')) {
     if (component === '') return 'may not contain "//" or start with "/"';
     const problem = refComponentProblem(component);
@@ -163,10 +174,12 @@ export const spawnRequestSchema = z
     mode: z.enum(['push', 'pr'], { error: 'must be "push" or "pr"' }).optional(),
     base_branch: z
       .string({ error: 'must be a string' })
-      .regex(/^[A-Za-z0-9._/-]{1,200}$/, 'must be 1-200 of [A-Za-z0-9._/-]')
       .superRefine((name, ctx) => {
+        // git's own rules first, so "-f" or "a b" is refused for what git would say; then fleet's narrower
+        // alphabet (the name reaches the worker's environment and its git commands).
         const problem = branchNameProblem(name);
         if (problem) ctx.addIssue({ code: 'custom', message: `is not a branch name git accepts: it ${problem}` });
+        else if (!/^[A-Za-z0-9._/-]{1,200}$/.test(name)) ctx.addIssue({ code: 'custom', message: 'must be 1-200 of [A-Za-z0-9._/-]' });
       })
       .optional(),
     review: z.boolean({ error: 'must be true or false' }).optional(),

@@ -9,6 +9,9 @@ const TOKEN_SHAPES = [
   // credentials inside a URL: https://user:secret@host
   /(?<=:\/\/[^\s/:@]*:)[^\s/@]+(?=@)/g,
   /(?<="github_token"\s*:\s*")[^"]*(?=")/g,
+  // A GitHub App's JWT (valid 10 minutes) and its private key (issue 12).
+  /\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}/g,
+  /-----BEGIN (?:RSA )?PRIVATE KEY-----[\s\S]*?-----END (?:RSA )?PRIVATE KEY-----/g,
 ];
 
 export const REDACTED = '[REDACTED]';

@@ -32,6 +32,13 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_GITHUB_API_URL: 'GitHub REST API (default https://api.github.com; GitHub Enterprise: https://HOST/api/v3)',
   FLEET_REVIEWER: 'llm (an OpenAI-compatible model reads the diff, default) or agent (a worker container reviews the branch)',
   FLEET_REVIEWER_GITHUB_TOKEN: "a second account's token for posting reviews (GitHub refuses approving one's own PR)",
+  FLEET_GITHUB_APP_ID:
+    'numeric ID of the GitHub App whose per-job installation tokens (one repository, contents and pull requests write) jobs use',
+  FLEET_GITHUB_APP_PRIVATE_KEY: "the App's private key (PEM; \\n escapes allowed)",
+  FLEET_GITHUB_APP_PRIVATE_KEY_FILE: "path of the App's private key (PEM), instead of FLEET_GITHUB_APP_PRIVATE_KEY",
+  FLEET_GITHUB_APP_INSTALLATION_ID: "the App's installation id (default: looked up per repository, GET /repos/{owner}/{repo}/installation)",
+  FLEET_GITHUB_AUTH:
+    "auto (a request's github_token, else the App, else FLEET_GITHUB_TOKEN; default) or app (the App for every job, a request's token unused)",
   FLEET_LLM_BASE_URL: 'OpenAI-compatible API of the llm reviewer (default https://api.openai.com/v1)',
   FLEET_LLM_API_KEY: 'API key of the llm reviewer',
   FLEET_LLM_MODEL: 'model of the llm reviewer (default gpt-4o-mini)',

@@ -17,6 +17,7 @@
  * We give the plugin unlimited local groups for those two and enforce both rules around the whole request.
  */
 import { createHash } from 'node:crypto';
+import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { throttling } from '@octokit/plugin-throttling';
 import { retry } from '@octokit/plugin-retry';
@@ -87,8 +88,17 @@ export function tokenId(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 16);
 }
 
+/** A GitHub App's credentials: requests authenticate with a JWT it signs (RS256), never with a stored token. */
+export interface GitHubAppKey {
+  appId: string;
+  privateKey: string;
+}
+
 export interface MeteredOctokitOptions {
+  /** The personal or installation token the client acts with; for an App client, only the name of its limiters. */
   token: string;
+  /** Acts as this App (JWT; @octokit/auth-app signs it per request), metered under `token`'s limiters. */
+  app?: GitHubAppKey;
   apiUrl: string;
   limits: GitHubLimits;
   limiters: ClusteredLimiters;
@@ -201,7 +211,9 @@ const passThroughGroup = {
   key: () => ({ schedule: (_options: unknown, fn: () => Promise<unknown>) => fn() }),
 } as unknown as Bottleneck.Group;
 
-/** Builds the metered client of one token. */
+const NO_TOKEN_CACHE = { get: () => undefined, set: () => {} };
+
+/** Builds the metered client of one token (or of a GitHub App, see {@link MeteredOctokitOptions.app}). */
 export function createMeteredOctokit(opts: MeteredOctokitOptions): MeteredOctokitClient {
   const id = tokenId(opts.token);
   const { limits, limiters, logger } = opts;
@@ -218,7 +230,14 @@ export function createMeteredOctokit(opts: MeteredOctokitOptions): MeteredOctoki
     return retrying;
   };
   return new MeteredOctokit({
-    auth: opts.token,
+    ...(opts.app
+      ? {
+          authStrategy: createAppAuth,
+          // No cache: every installation token is minted for one job and revoked at its end, so a cached one
+          // would be a revoked one, and none should outlive its job in this process's memory.
+          auth: { appId: opts.app.appId, privateKey: opts.app.privateKey, cache: NO_TOKEN_CACHE },
+        }
+      : { auth: opts.token }),
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
     userAgent: opts.userAgent ?? 'fleet',
     log: {

@@ -6,13 +6,15 @@
 import type { RedisOptions } from 'ioredis';
 import type { Forge } from '../forge.ts';
 import { BudgetBook, type BudgetReading } from './budget.ts';
-import { createMeteredOctokit, resolveLimits, tokenId, type GitHubLimits } from './client.ts';
+import { createGitHubApp, type GitHubApp } from './app-auth.ts';
+import { createMeteredOctokit, resolveLimits, tokenId, type GitHubAppKey, type GitHubLimits, type MeteredOctokitClient } from './client.ts';
 import { GitHubForge } from './forge.ts';
 import { ClusteredLimiters, type LimiterLogger } from './limiter.ts';
 
 export type { BudgetReading } from './budget.ts';
 export { DEFAULT_LIMITS, resolveLimits, tokenId, type GitHubLimits } from './client.ts';
 export { GitHubForge, toForgeError } from './forge.ts';
+export { GitHubAppError, JOB_TOKEN_PERMISSIONS, jobUsesApp, type GitHubApp, type InstallationLease } from './app-auth.ts';
 
 /** The public API's address. */
 export const GITHUB_API_URL = 'https://api.github.com';
@@ -41,12 +43,16 @@ export interface GitHubForgesOptions {
   /** Clock of the idle eviction (tests). @defaultValue Date.now */
   now?: () => number;
   userAgent?: string;
+  /** A GitHub App (FLEET_GITHUB_APP_*): {@link GitHubForges.app} mints per-job installation tokens with it. */
+  app?: GitHubAppKey & { installationId: number | undefined };
 }
 
 /** Per-process owner of the GitHub clients; `close()` belongs in the process's ordered stop. */
 export interface GitHubForges {
   /** The forge that acts with `token` (cached per token until it is idle; a dropped forge still works). */
   forToken(token: string): Forge;
+  /** The GitHub App, when one is configured: per-job installation tokens, metered like every other call. */
+  readonly app: GitHubApp | undefined;
   /** Tokens with a client now. */
   readonly clientCount: number;
   /**
@@ -77,16 +83,19 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
     throw new Error(`clientIdleMs must be a number of milliseconds > 0, got ${clientIdleMs}`);
   const now = opts.now ?? Date.now;
   /** Per token id: its forge (absent when only a dropped forge was used since) and its use. */
-  const clients = new Map<string, { forge: Forge | undefined; inFlight: number; lastUsedAt: number }>();
+  const clients = new Map<
+    string,
+    { forge: Forge | undefined; octokit: MeteredOctokitClient | undefined; inFlight: number; lastUsedAt: number }
+  >();
   const record = (id: string) => {
     let found = clients.get(id);
     if (!found) {
-      found = { forge: undefined, inFlight: 0, lastUsedAt: now() };
+      found = { forge: undefined, octokit: undefined, inFlight: 0, lastUsedAt: now() };
       clients.set(id, found);
     }
     return found;
   };
-  const createForge = (token: string, id: string): Forge => {
+  const createClient = (token: string, id: string, app?: GitHubAppKey): MeteredOctokitClient => {
     const onBudget = opts.onBudget;
     const budget = new BudgetBook({
       redis: limiters.redis,
@@ -104,6 +113,7 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
       budget,
       logger: opts.logger,
       ...(opts.userAgent ? { userAgent: opts.userAgent } : {}),
+      ...(app ? { app } : {}),
     });
     // Outermost hook: a call counts as in flight from its first wait in a limiter to its answer. A forge kept by
     // a caller after its client was dropped registers its token again here.
@@ -118,16 +128,41 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
         use.lastUsedAt = now();
       }
     });
-    return new GitHubForge(octokit);
+    return octokit;
   };
-  const forToken = (token: string): Forge => {
+  const clientOf = (token: string) => {
     if (!token) throw new Error('GitHub token is empty');
     const id = tokenId(token);
     const use = record(id);
     use.lastUsedAt = now();
-    use.forge ??= createForge(token, id);
+    use.octokit ??= createClient(token, id);
+    return use;
+  };
+  const forToken = (token: string): Forge => {
+    const use = clientOf(token);
+    use.forge ??= new GitHubForge(use.octokit!);
     return use.forge;
   };
+  // An installation token ends with its job: revoked through its own metered client, which then goes at once
+  // (waiting for the idle sweep would keep a dead token's limiters polling Redis).
+  const revokeToken = async (token: string): Promise<void> => {
+    const use = clientOf(token);
+    await use.octokit!.request('DELETE /installation/token');
+    const id = tokenId(token);
+    if (clients.get(id) === use && use.inFlight === 0 && !limiters.busy(id)) {
+      clients.delete(id);
+      await limiters.release(id);
+    }
+  };
+  // The App's JWT calls are metered under the App's own name: GitHub limits them per App.
+  const app = opts.app
+    ? createGitHubApp({
+        appId: opts.app.appId,
+        installationId: opts.app.installationId,
+        appClient: createClient(`app:${opts.app.appId}`, tokenId(`app:${opts.app.appId}`), opts.app),
+        revokeToken,
+      })
+    : undefined;
   const evictIdle = async (): Promise<number> => {
     const idleSince = now() - clientIdleMs;
     const released: Promise<void>[] = [];
@@ -147,6 +182,7 @@ export function createGitHubForges(opts: GitHubForgesOptions): GitHubForges {
   );
   sweep.unref();
   return {
+    app,
     forToken,
     evictIdle,
     get clientCount() {

@@ -4,6 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testImage } from '../support/docker.ts';
 
+export interface PrivateDockerdOptions {
+  /** A daemon.json of its own (e.g. extra runtimes such as runsc). */
+  configFile?: string;
+  /** Data root on disk with overlay2 instead of a small tmpfs with vfs (for the real worker image). */
+  onDisk?: boolean;
+  /** The image to load from the system daemon. @defaultValue the busybox test image */
+  image?: string;
+}
+
 /**
  * A Docker daemon of the fault suite's own: its own socket, data root (a small tmpfs, so a test can fill it),
  * exec root, pid file and supervised containerd, no bridge and no iptables. The suite restarts and stops this
@@ -17,7 +26,10 @@ export class PrivateDockerd {
   /** The busybox test image, loaded into this daemon. */
   image = '';
 
-  private constructor(readonly dataRootBytes: number) {
+  private constructor(
+    readonly dataRootBytes: number,
+    private readonly options: PrivateDockerdOptions = {},
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), 'fleet-faults-dockerd-'));
     this.socket = join(this.dir, 'docker.sock');
     this.dataRoot = join(this.dir, 'data');
@@ -29,15 +41,14 @@ export class PrivateDockerd {
   }
 
   /** Starts the daemon on a fresh tmpfs data root and loads the busybox test image into it; returns it and the image. */
-  static async start(dataRootBytes = 96 * 1024 ** 2): Promise<PrivateDockerd> {
-    const d = new PrivateDockerd(dataRootBytes);
+  static async start(dataRootBytes = 96 * 1024 ** 2, options: PrivateDockerdOptions = {}): Promise<PrivateDockerd> {
+    const d = new PrivateDockerd(dataRootBytes, options);
     mkdirSync(d.dataRoot);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${dataRootBytes}`, 'tmpfs', d.dataRoot]);
+    if (!options.onDisk) execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${dataRootBytes}`, 'tmpfs', d.dataRoot]);
     await d.up();
-    const image = testImage();
-    // `docker save` from the system daemon, `load` into ours: the image is not built twice.
-    const saved = execFileSync('docker', ['save', image], { maxBuffer: 256 * 1024 ** 2 });
-    d.cli(['load'], saved);
+    const image = options.image ?? testImage();
+    // `docker save` from the system daemon piped into `load` in ours: the image is not built twice, nor held in memory.
+    execFileSync('sh', ['-c', 'docker save "$1" | docker -H "$2" load --quiet', 'sh', image, d.host], { stdio: 'ignore' });
     d.image = image;
     return d;
   }
@@ -75,9 +86,10 @@ export class PrivateDockerd {
         '--bridge=none',
         '--iptables=false',
         '--ip6tables=false',
-        // vfs: works on a tmpfs data root, and the test image is a couple of MB.
+        // vfs: works on a tmpfs data root, and the test image is a couple of MB. On disk: overlay2, for big images.
         '--storage-driver',
-        'vfs',
+        this.options.onDisk ? 'overlay2' : 'vfs',
+        ...(this.options.configFile ? ['--config-file', this.options.configFile] : []),
         // Containers get 2 s to stop when the daemon shuts down, not the default 15.
         '--shutdown-timeout',
         '2',

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type AppAnswer, GitHubAppAuthority } from './github-app.ts';
 
 const DOCS = 'https://docs.github.com/rest';
 const SECONDARY_MESSAGE =
@@ -206,6 +207,8 @@ export class GitHubTestServer extends EventEmitter {
   private readonly primary: { limit: number; windowMs: number };
   readonly secondary: SecondaryLimits;
   private nextId = 1000;
+  /** GitHub Apps, their installations and the installation tokens issued (github-app.ts). */
+  readonly apps = new GitHubAppAuthority();
 
   constructor(private readonly opts: GitHubTestServerOptions = {}) {
     super();
@@ -380,6 +383,7 @@ export class GitHubTestServer extends EventEmitter {
   // ---- HTTP ---------------------------------------------------------------------------------------------
 
   private login(token: string): string | undefined {
+    if (this.apps.isInstallationToken(token)) return this.apps.botLogin(token);
     if (this.opts.users) return this.opts.users[token];
     return `user-${createHash('sha256').update(token).digest('hex').slice(0, 8)}`;
   }
@@ -426,6 +430,15 @@ export class GitHubTestServer extends EventEmitter {
     let state: TokenState | undefined;
     let answer: HttpAnswer;
     try {
+      // App JWTs and installation tokens first: their rules are the App's (github-app.ts).
+      if (token && this.apps.isJwt(token)) {
+        const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+        throw fromApp(this.apps.appRequest(method, path, body, token, now, (name) => this.repos.has(name.toLowerCase())));
+      }
+      if (token && this.apps.isInstallationToken(token)) {
+        const refused = this.apps.installationRequest(method, path, token, now);
+        if (refused) throw fromApp(refused);
+      }
       if (!login) throw new HttpAnswer(401, { message: 'Bad credentials', documentation_url: DOCS, status: '401' });
       state = this.tokenState(login, now);
       const injected = this.takeInjection(method, path);
@@ -984,6 +997,7 @@ function userJson(login: string): Record<string, unknown> {
   const id = Number.parseInt(createHash('sha256').update(login).digest('hex').slice(0, 8), 16);
   return { login, id, type: 'User', html_url: `https://github.test/${login}`, site_admin: false };
 }
+const fromApp = (answer: AppAnswer) => new HttpAnswer(answer.status, answer.body);
 
 function validation(resource: string, field: string, code: string): HttpAnswer {
   return new HttpAnswer(422, { message: 'Validation Failed', errors: [{ resource, field, code }], documentation_url: DOCS, status: '422' });

@@ -118,6 +118,25 @@ describe('bridge', () => {
     expect(await queue.getJob(good.request_id as string)).toBeDefined();
   });
 
+  // Issue 12: names that could only start a container that fails are refused here, before any job exists.
+  it('refuses an owner or a branch git or GitHub would refuse: invalid_request, no job', async () => {
+    freshQueue();
+    await bridges(1);
+    const bad = [
+      [legacyRequest({ repo: '-rf/x' }), /repo.*owner may not start/],
+      [legacyRequest({ mode: 'pr', base_branch: '-f' }), /base_branch.*start with "-"/],
+      [legacyRequest({ mode: 'pr', base_branch: 'main@{1}' }), /base_branch.*"@\{"/],
+      [legacyRequest({ repo: `${'a'.repeat(40)}/x` }), /repo/],
+    ] as const;
+    for (const [request] of bad) await send(request);
+    for (const [request, reason] of bad) {
+      const result = await results.next(request.request_id as string, 10_000);
+      expect(result).toMatchObject({ success: false, error_type: 'invalid_request' });
+      expect(result.error_message).toMatch(reason);
+    }
+    expect(await queue.count()).toBe(0);
+  });
+
   it('survives any payload and keeps a bounded, redacted list of what it rejected', async () => {
     freshQueue();
     await bridges(1);

@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../../src/errors.ts';
 import { validateSpawnRequest } from '../../src/intake.ts';
+import { branchNameProblem } from '../../src/protocol.ts';
 import { legacyRequest } from '../support/fleet.ts';
 
 describe('validateSpawnRequest', () => {
@@ -91,6 +93,35 @@ describe('validateSpawnRequest', () => {
     ['model with a space', legacyRequest({ model: 'gpt 4' }), /model/],
     ['model with a shell character', legacyRequest({ model: 'm;id' }), /model/],
     ['owner starting with "-"', legacyRequest({ repo: '-acme/widgets' }), /repo.*owner/],
+    // Issue 12: names that could only start a container that fails (an option to git, a name GitHub refuses).
+    ['repo "-rf/x"', legacyRequest({ repo: '-rf/x' }), /repo.*owner may not start/],
+    ['owner of 40 characters', legacyRequest({ repo: `${'a'.repeat(40)}/x` }), /repo/],
+    ['owner with a dot', legacyRequest({ repo: 'ac.me/widgets' }), /repo/],
+    ['owner with an underscore', legacyRequest({ repo: 'ac_me/widgets' }), /repo/],
+    ['repo name "."', legacyRequest({ repo: 'acme/.' }), /repo.*"\."/],
+    ['repo name with a space', legacyRequest({ repo: 'acme/wid gets' }), /repo/],
+    ['repo with a second slash', legacyRequest({ repo: 'acme/widgets/x' }), /repo/],
+    ['base_branch "-f"', legacyRequest({ mode: 'pr', base_branch: '-f' }), /base_branch.*start with "-"/],
+    ['base_branch with "@{"', legacyRequest({ mode: 'pr', base_branch: 'main@{1}' }), /base_branch.*"@\{"/],
+    ['base_branch "HEAD"', legacyRequest({ mode: 'pr', base_branch: 'HEAD' }), /base_branch.*"HEAD"/],
+    ['base_branch ending in .lock', legacyRequest({ mode: 'pr', base_branch: 'main.lock' }), /base_branch.*\.lock/],
+    ['base_branch ending with "."', legacyRequest({ mode: 'pr', base_branch: 'main.' }), /base_branch.*end with "\."/],
+    ['base_branch with a space', legacyRequest({ mode: 'pr', base_branch: 'my branch' }), /base_branch.*spaces/],
+    ['base_branch with a tab', legacyRequest({ mode: 'pr', base_branch: 'a\tb' }), /base_branch.*control/],
+    ['base_branch with DEL', legacyRequest({ mode: 'pr', base_branch: 'a\u007fb' }), /base_branch.*control/],
+    ['base_branch with "~"', legacyRequest({ mode: 'pr', base_branch: 'main~1' }), /base_branch.*"~"/],
+    ['base_branch with "^"', legacyRequest({ mode: 'pr', base_branch: 'main^' }), /base_branch.*"\^"/],
+    ['base_branch with ":"', legacyRequest({ mode: 'pr', base_branch: 'a:b' }), /base_branch.*":"/],
+    ['base_branch with "?"', legacyRequest({ mode: 'pr', base_branch: 'a?' }), /base_branch.*"\?"/],
+    ['base_branch with "*"', legacyRequest({ mode: 'pr', base_branch: 'a*' }), /base_branch.*"\*"/],
+    ['base_branch with "["', legacyRequest({ mode: 'pr', base_branch: 'a[b' }), /base_branch.*"\["/],
+    ['base_branch with a backslash', legacyRequest({ mode: 'pr', base_branch: 'a\\b' }), /base_branch.*"\\"/],
+    ['base_branch empty', legacyRequest({ mode: 'pr', base_branch: '' }), /base_branch.*empty/],
+    [
+      'base_branch with a character git takes but fleet does not',
+      legacyRequest({ mode: 'pr', base_branch: 'feat+x' }),
+      /base_branch.*\[A-Za-z0-9/,
+    ],
     ['owner ending with "-"', legacyRequest({ repo: 'acme-/widgets' }), /repo.*owner/],
     ['owner with "--"', legacyRequest({ repo: 'ac--me/widgets' }), /repo.*owner/],
     // What one message may make fleet store (Redis runs with noeviction: full means stopped).
@@ -159,5 +190,51 @@ describe('validateSpawnRequest', () => {
     expect(error).toBeInstanceOf(InvalidRequestError);
     expect((error as Error).message).toMatch(message);
     expect((error as InvalidRequestError).retryable).toBe(false);
+  });
+});
+
+// The rules are git's: the same names, judged by `git check-ref-format --branch` itself, must agree.
+describe('branchNameProblem', () => {
+  const names = [
+    'main',
+    'release/v1.2',
+    'a-b_c.d',
+    'feat+x',
+    'x@y',
+    'fix#1',
+    'naïve',
+    '-f',
+    '--force',
+    '@',
+    'main@{1}',
+    'a..b',
+    'a//b',
+    'a/',
+    '/a',
+    'a.',
+    'a.lock',
+    'a.lock/b',
+    'a/.b',
+    '.a',
+    'a b',
+    'a\tb',
+    'a\u007fb',
+    'a~1',
+    'a^',
+    'a:b',
+    'a?',
+    'a*',
+    'a[b',
+    'a\\b',
+    'a/b.lock/c',
+    'HEAD',
+    'a@b',
+    'a{b}',
+    'a!b',
+  ];
+  it.each(names)('agrees with git on %j', (name) => {
+    const git = spawnSync('git', ['check-ref-format', '--branch', name], { encoding: 'utf8' });
+    expect(git.error).toBeUndefined();
+    expect(branchNameProblem(name) === null).toBe(git.status === 0);
   });
 });

@@ -74,6 +74,7 @@ export class FakeGitHub {
 
   /** The processors' view: a forge per token, all on this one GitHub. */
   readonly forges: GitHubForges = {
+    app: undefined,
     forToken: (token: string) => this.forgeFor(token),
     get clientCount() {
       return 0;

@@ -6,10 +6,11 @@ import { monitorFor, usageLine } from '../src/agent-stream/index.ts';
 import type { GitHubForges } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
 import type { FleetConfig } from '../src/config.ts';
-import { buildContainerSpec, buildInputFiles, modelFor } from '../src/container-spec.ts';
+import { buildContainerSpec, buildInputFiles, modelFor, repoGitUrl } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
 import { type FleetError, type HostFaultError, InvalidRequestError, isHostFault, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
+import type { GitMirrorCache } from '../src/git-mirror.ts';
 import type { FleetKeys } from '../src/keys.ts';
 import { WORKER_TYPES, type ContainerEvent, type PullRequestRef } from '../src/protocol.ts';
 import { redactor } from '../src/redact.ts';
@@ -44,6 +45,8 @@ export interface SpawnDeps {
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
+  /** The host's git mirror cache, updated before each clone; null from it means a plain clone. */
+  gitMirror?: Pick<GitMirrorCache, 'prepare'>;
   observer?: SpawnObserver;
   now?: () => Date;
   /** The run's timeout timer; tests inject one they fire by hand. @defaultValue real setTimeout */
@@ -96,6 +99,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   }
   const forgetToken = redactor.add(token);
   const slot = await deps.dindVolume?.();
+  // Never throws: a mirror that cannot be updated only costs the speed-up (logged and counted there).
+  const mirror = await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
   try {
@@ -111,6 +116,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
       lockToken: ctx.token ?? 'none',
       attempt: job.attemptsStarted,
       dindVolume: slot?.volume,
+      gitMirror: mirror?.path,
       config: deps.config,
     });
     // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
@@ -157,6 +163,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     // The container goes before the result: once the orchestrator hears back, nothing of the
     // request is left running on this host.
     await removeContainer(container, deps, log, id);
+    await mirror?.release();
   }
 
   if (outcome.stoppedBy === 'drain') {

@@ -66,6 +66,8 @@ export interface SpawnObserver {
   jobFinished?(info: { requestId: string; result: SpawnJobResult; durationMs: number }): void;
   /** What one container run's agent spent, read from its stream (once per run). */
   agentUsage?(usage: AgentUsage): void;
+  /** How a git mirror update before a clone ended (`created`, `updated`, `failed`) and how long it took. */
+  gitMirrorUpdated?(info: { outcome: string; ms: number }): void;
 }
 
 /** Adds a follow-up worker (fix, conflict, agent reviewer) under a running flow step. */

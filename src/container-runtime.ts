@@ -20,6 +20,8 @@ export interface ContainerSpec {
   cgroupnsMode?: string;
   /** Named volumes: volume name → mount path inside the container. */
   volumes: Record<string, string>;
+  /** Host folders mounted read-only: host path → mount path inside the container (the git mirror). */
+  readOnlyBinds?: Record<string, string>;
   /**
    * Docker's own (json-file) log of the container: rotated at `maxFileBytes`, at most `maxFiles` files. Without
    * a bound, a worker that prints without end fills the host's disk.

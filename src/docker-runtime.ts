@@ -212,7 +212,15 @@ function hostConfig(spec: ContainerSpec): Docker.HostConfig {
     CapAdd: spec.capAdd.length ? spec.capAdd : undefined,
     SecurityOpt: spec.securityOpt.length ? spec.securityOpt : undefined,
     CgroupnsMode: spec.cgroupnsMode,
-    Mounts: Object.entries(spec.volumes).map(([source, target]) => ({ Type: 'volume' as const, Source: source, Target: target })),
+    Mounts: [
+      ...Object.entries(spec.volumes).map(([source, target]) => ({ Type: 'volume' as const, Source: source, Target: target })),
+      ...Object.entries(spec.readOnlyBinds ?? {}).map(([source, target]) => ({
+        Type: 'bind' as const,
+        Source: source,
+        Target: target,
+        ReadOnly: true,
+      })),
+    ],
     // Set explicitly: the daemon's default driver may keep everything (json-file without max-size does).
     LogConfig: { Type: 'json-file', Config: { 'max-size': String(spec.log.maxFileBytes), 'max-file': String(spec.log.maxFiles) } },
   };

@@ -142,6 +142,8 @@ export class GitMirrorCache {
         await rm(target, { recursive: true, force: true });
         await this.git('init', ['init', '--quiet', '--bare', target], {});
         await this.git('config', ['-C', target, 'config', 'gc.auto', '0'], {});
+        // Fetched objects stay in packs (never exploded into loose files), which workers copy whole.
+        await this.git('config', ['-C', target, 'config', 'fetch.unpackLimit', '1'], {});
       }
       try {
         await this.git(

@@ -186,7 +186,7 @@ describeDocker('git mirror cache with the real worker image', () => {
     return result;
   }
 
-  it("pushes a branch whose objects don't depend on the mirror (--dissociate), and the mirror holds no token", async () => {
+  it("pushes a branch whose objects don't depend on the mirror (the --dissociate check), and the mirror holds no token", async () => {
     const hostToken = fakeToken();
     const lease = await mirrors.prepare(url, hostToken);
     expect(lease).not.toBeNull();
@@ -204,6 +204,7 @@ describeDocker('git mirror cache with the real worker image', () => {
     );
     expect(run1.exitCode).toBe(0);
     expect(run1.logLines).toContain("fleet-worker: cloned with the host's git mirror");
+    expect(run1.logLines).toContain("fleet-worker: the clone no longer needs the host's git mirror (its objects are copied)");
     expect(run1.logLines).toContain('HOST_TOKEN_UNSEEN');
     const { stdout: inspected } = await docker(['inspect', '--format', '{{json .Config.Env}}', run1.container]);
     expect(inspected).not.toContain(hostToken);

@@ -79,8 +79,9 @@ export function credentialEnv(url: string, token: string | undefined): Record<st
 /**
  * The host's git mirror cache (issue 11 item 3): one bare mirror per repository, updated just before a
  * worker clones, under a per-repository lock (in this process and, with flock, across the fleet processes
- * sharing the folder). Workers mount it read-only and clone with `--reference … --dissociate`, so only new
- * objects cross the network and nothing in their clone depends on it afterwards.
+ * sharing the folder). Workers mount it read-only and clone with `--reference`, so only new objects cross
+ * the network; fleet-worker then copies the mirror's objects in (its own dissociation, off the critical
+ * path), so nothing in its clone depends on the mirror afterwards.
  *
  * A mirror is never garbage-collected in place (gc.auto=0): a fetch only adds packs, so a worker reading it
  * while another job updates it never loses an object. Space comes back by pruning whole mirrors, least

@@ -1,15 +1,21 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { lockFile } from '../../src/file-lock.ts';
 import { GitMirrorCache, type MirrorLease, mirrorKey, MIRROR_ENV, MIRROR_MOUNT, type MirrorOutcome } from '../../src/git-mirror.ts';
+import { QUEUE_NAMES } from '../../queues/common.ts';
+import { channels } from '../../src/protocol.ts';
 import { describeDocker } from '../support/docker.ts';
+import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, type TestFleet } from '../support/fleet.ts';
 import { startGitDaemon, type GitDaemon } from '../support/git-daemon.ts';
 import { startGitHttp } from '../support/git-http.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
 import {
   type BareRepo,
   type WorkerRun,
@@ -248,5 +254,73 @@ describeDocker('git mirror cache with the real worker image', () => {
     expect(run3.exitCode).toBe(0);
     expect(run3.logLines).toContain("fleet-worker: clone with the host's git mirror failed; cloning without it");
     expect(await repo.git('show', 'fleet/mirror-3:three.txt')).toBe('three');
+  }, 300_000);
+});
+
+// The spawn role end to end with the cache on: the mirror is fetched before the container starts, mounted,
+// used by the worker's clone, and its lease is gone once the result is out.
+describeDocker('git mirror cache through the fleet (bridge + spawn, real worker image)', () => {
+  let redisServer: TestRedis;
+  let redis: Redis;
+  let results: ResultListener;
+  let daemon: GitDaemon;
+  let fleet: TestFleet;
+  let cacheDir: string;
+  let bare: string;
+
+  beforeAll(async () => {
+    const image = await buildWorkerImage();
+    const origin = await makeBareRepo();
+    temps.push(origin.dir);
+    const repos = tempDir('fleet-mirror-repos-');
+    bare = join(repos, 'acme', 'widgets.git');
+    await run('git', ['clone', '--quiet', '--bare', origin.path, bare]);
+    daemon = await startGitDaemon(repos, 'acme/widgets');
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url);
+    results = await ResultListener.start(redisServer.url);
+    cacheDir = tempDir('fleet-mirror-cache-');
+    fleet = await startTestFleet(
+      testEnv(redisServer.url, image, {
+        FLEET_DOCKER_NETWORK: 'host',
+        FLEET_GIT_BASE_URL: daemon.url,
+        FLEET_AGENT_CMD: 'sh TASK.md',
+        FLEET_DIND: 'off',
+        FLEET_WORKER_MEMORY: '1g',
+        FLEET_GIT_CACHE: 'on',
+        FLEET_GIT_CACHE_DIR: cacheDir,
+      }),
+      ['bridge', 'spawn'],
+    );
+  }, 30 * 60_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await results?.close();
+    redis?.disconnect();
+    await redisServer?.stop();
+    await daemon?.stop();
+  });
+
+  it('clones through the mirror and pushes a complete commit', async () => {
+    const before = await run('git', ['-C', bare, 'rev-parse', 'main']).then((r) => r.stdout.trim());
+    const request = legacyRequest({ agent: 'custom', timeout_seconds: 300, task_content: 'echo mirrored > mirrored.txt' });
+    const id = request.request_id as string;
+    await publishJson(redis, channels.spawn, request);
+    const result = await results.next(id, 240_000);
+    expect(result).toMatchObject({ success: true, error_type: null });
+
+    const queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: redisServer.url }, prefix: fleet.config.prefix });
+    const { logs } = await queue.getJobLogs(id);
+    await queue.close();
+    expect(logs.join('\n')).toContain("fleet-worker: cloned with the host's git mirror");
+    expect(logs.join('\n')).toContain("fleet-worker: the clone no longer needs the host's git mirror (its objects are copied)");
+
+    const mirror = join(cacheDir, `${mirrorKey(`${daemon.url}/acme/widgets.git`)}.git`);
+    expect((await run('git', ['-C', mirror, 'rev-parse', 'refs/heads/main'])).stdout.trim()).toBe(before);
+    await run('git', ['-C', bare, 'fsck', '--full', '--no-dangling']);
+    expect((await run('git', ['-C', bare, 'rev-parse', 'main^'])).stdout.trim()).toBe(before);
+    // The container is gone, and so is its lease: the mirror may be pruned again.
+    expect(readdirSync(join(cacheDir, `${mirrorKey(`${daemon.url}/acme/widgets.git`)}.leases`))).toEqual([]);
   }, 300_000);
 });

@@ -104,6 +104,8 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
     FLEET_SECRET_KEY: 'bench-secret-key-with-at-least-32-characters',
     FLEET_LOG_LEVEL: 'silent',
     FLEET_WORKER_IMAGE: 'bench',
+    // The git mirror's fetch is clone work, not dispatch (bench/git-mirror.ts measures it).
+    FLEET_GIT_CACHE: 'off',
   });
   const fleet = await startFleet({ config, roles: ['bridge', 'spawn'], logger: createLogger({ level: 'silent' }), runtime });
   const publisher = new Redis(url);

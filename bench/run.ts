@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
@@ -9,9 +9,10 @@ import { startRedis } from '../test/support/redis.ts';
 import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchEgress } from './egress.ts';
+import { benchGitMirror } from './git-mirror.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -57,5 +58,13 @@ if (only.has('egress')) {
   );
   const [direct, proxied] = rows;
   console.log(`ratio direct/proxy time: ${(direct!.median_s / proxied!.median_s).toFixed(2)} (goal ≥ 0.8)`);
+}
+
+if (only.has('git-mirror')) {
+  const { rows, repoBytes } = await benchGitMirror();
+  table(
+    `Clone of a ${(repoBytes / 1024 ** 2).toFixed(0)} MB repository through a loopback smart-HTTP server: cold vs from the host's git mirror (goal: ≥ 10× faster)`,
+    rows,
+  );
 }
 process.exit(0);

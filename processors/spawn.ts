@@ -7,10 +7,11 @@ import { GitHubAppError, jobUsesApp, type GitHubForges, type InstallationLease }
 import { pullRequestBody } from '../src/pr-text.ts';
 import { describeBlock, openEgressSession, type EgressSession } from '../src/egress/session.ts';
 import type { FleetConfig } from '../src/config.ts';
-import { buildContainerSpec, buildInputFiles, modelFor } from '../src/container-spec.ts';
+import { buildContainerSpec, buildInputFiles, modelFor, repoGitUrl } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
 import { type FleetError, type HostFaultError, InvalidRequestError, isHostFault, SpawnError } from '../src/errors.ts';
 import { envelope, publishEvent } from '../src/events.ts';
+import type { GitMirrorCache } from '../src/git-mirror.ts';
 import type { FleetKeys } from '../src/keys.ts';
 import { WORKER_TYPES, type ContainerEvent, type PullRequestRef } from '../src/protocol.ts';
 import { redactor } from '../src/redact.ts';
@@ -47,6 +48,8 @@ export interface SpawnDeps {
   forges?: GitHubForges;
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
+  /** The host's git mirror cache, updated before each clone; null from it means a plain clone. */
+  gitMirror?: Pick<GitMirrorCache, 'prepare'>;
   observer?: SpawnObserver;
   now?: () => Date;
   /** The run's timeout timer; tests inject one they fire by hand. @defaultValue real setTimeout */
@@ -145,6 +148,8 @@ async function runSpawn(
   }
   const forgetToken = redactor.add(token);
   const slot = await deps.dindVolume?.();
+  // Never throws: a mirror that cannot be updated only costs the speed-up (logged and counted there).
+  const mirror = await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
   let egress: EgressSession | undefined;
@@ -181,6 +186,7 @@ async function runSpawn(
       attempt: job.attemptsStarted,
       dindVolume: slot?.volume,
       egress,
+      gitMirror: mirror?.path,
       config: deps.config,
     });
     // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
@@ -228,6 +234,7 @@ async function runSpawn(
     // request is left running on this host.
     await removeContainer(container, deps, log, id);
     await egress?.close();
+    await mirror?.release();
   }
 
   if (outcome.stoppedBy === 'drain') {

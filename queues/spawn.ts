@@ -68,6 +68,8 @@ export interface SpawnObserver {
   agentUsage?(usage: AgentUsage): void;
   /** A connection the egress proxy refused (FLEET_EGRESS=proxy). */
   egressBlocked?(attempt: { reason: string }): void;
+  /** How a git mirror update before a clone ended (`created`, `updated`, `failed`) and how long it took. */
+  gitMirrorUpdated?(info: { outcome: string; ms: number }): void;
 }
 
 /** Adds a follow-up worker (fix, conflict, agent reviewer) under a running flow step. */

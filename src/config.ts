@@ -2,7 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname, totalmem } from 'node:os';
 import { parseCiRequired, type CiRequired } from './flow/ci.ts';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseModelMap, type ModelMap } from './model-map.ts';
 import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
@@ -106,6 +106,10 @@ const envSchema = z
     FLEET_DIND_CACHE: booleanFlag(false),
     FLEET_DIND_CACHE_MAX: memorySize('20g'),
     FLEET_GIT_BASE_URL: z.url().default('https://github.com'),
+    // The host's git mirror cache (src/git-mirror.ts).
+    FLEET_GIT_CACHE: booleanFlag(true),
+    FLEET_GIT_CACHE_DIR: optionalString,
+    FLEET_GIT_CACHE_MAX: memorySize('20g'),
     FLEET_DRAIN_TIMEOUT: seconds(300),
     FLEET_LOCK_DURATION: seconds(30),
     FLEET_STALLED_INTERVAL: seconds(30),
@@ -290,6 +294,8 @@ export interface FleetConfig {
   };
   dockerHost: string | undefined;
   gitBaseUrl: string;
+  /** The host's git mirrors, mounted read-only into workers; undefined: off (FLEET_GIT_CACHE=off or max 0). */
+  gitCache: { dir: string; maxBytes: number } | undefined;
   /** Milliseconds. */
   drainTimeoutMs: number;
   lockDurationMs: number;
@@ -406,6 +412,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     dockerHost: e.FLEET_DOCKER_HOST,
     gitBaseUrl: e.FLEET_GIT_BASE_URL.replace(/\/+$/, ''),
+    gitCache:
+      e.FLEET_GIT_CACHE && e.FLEET_GIT_CACHE_MAX > 0
+        ? { dir: resolve(e.FLEET_GIT_CACHE_DIR ?? join(e.FLEET_DATA_DIR, 'git-mirrors')), maxBytes: e.FLEET_GIT_CACHE_MAX }
+        : undefined,
     drainTimeoutMs: e.FLEET_DRAIN_TIMEOUT,
     lockDurationMs: e.FLEET_LOCK_DURATION,
     stalledIntervalMs: e.FLEET_STALLED_INTERVAL,

@@ -20,7 +20,7 @@ export interface ContainerSpec {
   cgroupnsMode?: string;
   /** Named volumes: volume name → mount path inside the container. */
   volumes: Record<string, string>;
-  /** Host directories bind-mounted read-only: host path → mount path (the egress proxy's socket directory). */
+  /** Host folders bind-mounted read-only: host path → mount path (the egress proxy's socket directory, the git mirror). */
   binds?: Record<string, string>;
   /**
    * Docker's own (json-file) log of the container: rotated at `maxFileBytes`, at most `maxFiles` files. Without

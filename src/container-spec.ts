@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { StoredRequest } from '../queues/spawn.ts';
 import type { FleetConfig } from './config.ts';
 import { LABELS, type ContainerSpec, type InputFile } from './container-runtime.ts';
+import { MIRROR_ENV, MIRROR_MOUNT } from './git-mirror.ts';
 import { mapModel } from './model-map.ts';
 import type { Agent } from './protocol.ts';
 
@@ -56,6 +57,8 @@ export interface SpecInput {
    * none with the proxy's socket mounted, and gets no GITHUB_TOKEN: the broker adds it outside.
    */
   egress?: { env: Record<string, string>; binds: Record<string, string> };
+  /** The host's bare mirror of the repository (src/git-mirror.ts), mounted read-only for the clone. */
+  gitMirror?: string;
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'gitBaseUrl' | 'worker' | 'agentKeys' | 'customAgentCommand' | 'models'>;
 }
 
@@ -98,6 +101,11 @@ export function containerName(prefix: string, jobId: string, attempt: number): s
   return `${prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-${escaped}-${attempt}`.replace(/^[^A-Za-z0-9]+/, 'w');
 }
 
+/** Where a worker clones `owner/name` from (the host's git mirror fetches the same URL). */
+export function repoGitUrl(config: Pick<FleetConfig, 'gitBaseUrl'>, repo: string): string {
+  return `${config.gitBaseUrl}/${repo}.git`;
+}
+
 /** Pure: the container for one attempt of one request. Unit-tested without Docker. */
 export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const { request, config } = input;
@@ -105,7 +113,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   const env: Record<string, string> = {
     FLEET_REQUEST_ID: request.request_id,
     REPO: request.repo,
-    FLEET_GIT_URL: `${config.gitBaseUrl}/${request.repo}.git`,
+    FLEET_GIT_URL: repoGitUrl(config, request.repo),
     FLEET_BRANCH: input.branch,
     FLEET_BASE_BRANCH: (input.baseBranch === undefined ? request.base_branch : input.baseBranch) ?? '',
     FLEET_AGENT: agent,
@@ -130,6 +138,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
   const caps = config.worker.dind === 'caps';
   if (caps) Object.assign(env, CAPS_DIND.env);
+  if (input.gitMirror) env[MIRROR_ENV] = MIRROR_MOUNT;
 
   return {
     name: containerName(config.prefix, input.jobId, input.attempt),
@@ -151,7 +160,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
     cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
     volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
-    binds: input.egress?.binds ?? {},
+    binds: { ...(input.egress?.binds ?? {}), ...(input.gitMirror ? { [input.gitMirror]: MIRROR_MOUNT } : {}) },
     log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }

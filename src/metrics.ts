@@ -157,6 +157,13 @@ export function createFleetMetrics(deps: {
     buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
     registers,
   });
+  const gitMirrorUpdates = new Histogram({
+    name: 'fleet_git_mirror_update_seconds',
+    help: 'Git mirror updates before a clone, by outcome (created, updated, failed: the worker cloned without it)',
+    labelNames: ['outcome'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers,
+  });
   const rejected = new Counter({
     name: 'fleet_rejected_messages_total',
     help: 'Spawn messages the bridge rejected (invalid; see the rejected list in Redis for why)',
@@ -288,6 +295,7 @@ export function createFleetMetrics(deps: {
       jobFinished: ({ result, durationMs }) => jobDuration.observe({ outcome: outcomeLabel(result) }, durationMs / 1000),
       agentUsage: countUsage,
       egressBlocked: ({ reason }) => egressBlocked.inc({ reason }),
+      gitMirrorUpdated: ({ outcome, ms }) => gitMirrorUpdates.observe({ outcome }, ms / 1000),
     },
     onRejected: () => rejected.inc(),
     onAccepted: (outcome) => accepted.inc({ outcome }),

@@ -22,6 +22,10 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_DIND_CACHE: 'on: each slot keeps a named volume at the inner /var/lib/docker, so images stay for the next job (default off)',
   FLEET_DIND_CACHE_MAX: "a slot's cache volume is emptied when it grows past this (default 20g)",
   FLEET_GIT_BASE_URL: 'where repositories are cloned from (default https://github.com)',
+  FLEET_GIT_CACHE:
+    'off: no host git mirror; on (default): one bare mirror per repository, updated before each clone and mounted read-only into workers',
+  FLEET_GIT_CACHE_DIR: 'where the git mirrors live (default FLEET_DATA_DIR/git-mirrors)',
+  FLEET_GIT_CACHE_MAX: 'disk all git mirrors may use; the least recently used are removed past it; 0 turns the cache off (default 20g)',
   FLEET_DRAIN_TIMEOUT: 'seconds running workers get on SIGTERM before their jobs go back to the queue (default 300)',
   FLEET_LOCK_DURATION: "seconds a job lock lasts without renewal; a dead host's job is retried after about this (default 30)",
   FLEET_STALLED_INTERVAL: 'seconds between checks for jobs of dead hosts (default 30)',

@@ -14,6 +14,7 @@ import type { SecretBox } from '../secrets.ts';
 import { publishResultOfFailedJob, workerOptions } from './worker-common.ts';
 import { DindSlots } from '../dind-cache.ts';
 import { isErrorNamed } from '../errors.ts';
+import { GitMirrorCache } from '../git-mirror.ts';
 import { HostHealth } from '../host-health.ts';
 import type { GitHubForges } from '../github/index.ts';
 
@@ -96,6 +97,13 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
         logger: log,
       })
     : undefined;
+  const gitMirror = config.gitCache
+    ? new GitMirrorCache({
+        ...config.gitCache,
+        logger: log,
+        onUpdate: (outcome, ms) => deps.observer?.gitMirrorUpdated?.({ outcome, ms }),
+      })
+    : undefined;
   // `fleet drain` leaves a key behind so a drained host that restarts stays drained; such a host
   // never starts its worker loop until `fleet undrain`.
   let drained = (await deps.redis.hexists(keys.drained, config.hostId)) === 1;
@@ -121,6 +129,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     ...deps,
     logger: log,
     dindVolume: slots ? () => slots.acquire() : undefined,
+    gitMirror,
     onHostFault: health.report.bind(health),
   };
   if (drained) log.warn(`this host is drained: it takes no jobs until \`fleet undrain ${config.hostId}\``);
@@ -208,6 +217,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
         clearTimeout(timer);
         deps.subscriber.off('message', onControl);
         await deps.subscriber.unsubscribe(keys.control).catch(() => {});
+        await gitMirror?.settled();
       }
     },
   };

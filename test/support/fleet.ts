@@ -41,6 +41,8 @@ export function testEnv(redisUrl: string, image?: string, overrides: Record<stri
     FLEET_LOCK_DURATION: '2',
     FLEET_STALLED_INTERVAL: '1',
     FLEET_DRAIN_TIMEOUT: '30',
+    // Test fleets clone from loopback servers or not at all; test/spawn/git-mirror.test.ts turns it on.
+    FLEET_GIT_CACHE: 'off',
     ...overrides,
   };
 }

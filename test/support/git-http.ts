@@ -9,25 +9,30 @@ export interface GitHttpServer {
   port: number;
   /** Every request: method, path, and whether it carried the right Authorization. */
   requests: { method: string; path: string; authorized: boolean }[];
+  /** Requests refused for a missing or wrong token. */
+  readonly refused: number;
+  /** Requests that carried the right token. */
+  readonly authorized: number;
   stop(): Promise<void>;
 }
 
 /**
  * git's own smart-HTTP server (`git http-backend`, run as CGI per request) behind a loopback HTTP server
  * that answers 401 with a Basic challenge unless the request carries `Basic x-access-token:<token>`, as
- * GitHub does for a private repository. Pushes are enabled (REMOTE_USER is set for authorized requests).
+ * GitHub does for a private repository; with no token, every request is served. Pushes are enabled
+ * (REMOTE_USER is set for authorized requests).
  */
 export async function startGitHttpServer(
   root: string,
-  token: string,
+  token: string | undefined,
   options: { tls?: { key: string; cert: string }; onPushed?: (repoPath: string) => Promise<void> } = {},
 ): Promise<GitHttpServer> {
   const { tls } = options;
-  const want = `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
+  const want = token === undefined ? undefined : `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`;
   const requests: GitHttpServer['requests'] = [];
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const authorized = req.headers.authorization === want;
+    const authorized = want === undefined || req.headers.authorization === want;
     requests.push({ method: req.method ?? '', path: url.pathname, authorized });
     if (!authorized) {
       res.writeHead(401, { 'www-authenticate': 'Basic realm="test forge"' });
@@ -87,6 +92,12 @@ export async function startGitHttpServer(
     url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     requests,
+    get refused() {
+      return requests.filter((r) => !r.authorized).length;
+    },
+    get authorized() {
+      return requests.filter((r) => r.authorized).length;
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -68,6 +68,30 @@ describe('buildContainerSpec', () => {
   });
 });
 
+describe('the host git mirror in the spec', () => {
+  it('is mounted read-only and named to the worker only when the job has one', () => {
+    const { github_token: _t, ...request } = validateSpawnRequest(legacyRequest({ request_id: 'r-1' }));
+    const base = { request, githubToken: 'tok', branch: '', jobId: 'r-1', lockToken: 'l', attempt: 1, config };
+    const withMirror = buildContainerSpec({ ...base, gitMirror: '/data/git-mirrors/acme_widgets-0123.git' });
+    expect(withMirror.binds).toEqual({ '/data/git-mirrors/acme_widgets-0123.git': '/fleet/git-mirror' });
+    expect(withMirror.env.FLEET_GIT_MIRROR).toBe('/fleet/git-mirror');
+    const without = buildContainerSpec(base);
+    expect(without.binds).toEqual({});
+    expect(without.env.FLEET_GIT_MIRROR).toBeUndefined();
+  });
+
+  it('is on by default under the data dir, and off with FLEET_GIT_CACHE=off or a max of 0', () => {
+    expect(loadConfig({ FLEET_DATA_DIR: '/var/fleet' }).gitCache).toEqual({ dir: '/var/fleet/git-mirrors', maxBytes: 20 * 1024 ** 3 });
+    expect(loadConfig({ FLEET_GIT_CACHE_DIR: '/srv/mirrors', FLEET_GIT_CACHE_MAX: '5g' }).gitCache).toEqual({
+      dir: '/srv/mirrors',
+      maxBytes: 5 * 1024 ** 3,
+    });
+    expect(loadConfig({ FLEET_GIT_CACHE: 'off' }).gitCache).toBeUndefined();
+    expect(loadConfig({ FLEET_GIT_CACHE_MAX: '0' }).gitCache).toBeUndefined();
+    expect(() => loadConfig({ FLEET_GIT_CACHE_MAX: 'lots' })).toThrow(/FLEET_GIT_CACHE_MAX/);
+  });
+});
+
 describe('buildInputFiles', () => {
   it('writes TASK.md, AGENTS.md when given, and request.json without the token', () => {
     const { github_token: _t, ...request } = validateSpawnRequest(legacyRequest({ agents_content: '# rules' }));

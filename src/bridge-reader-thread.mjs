@@ -10,16 +10,19 @@ import { Cluster, Redis } from 'ioredis';
 const { spec, channels, maxMessages, maxBytes } = workerData;
 
 // `spec` is what src/redis-connection.ts's connectionSpec decided for a subscriber (plain data, so
-// it crossed into this thread); this adds the one function openConnection adds there: a demoted
-// primary's READONLY means a failover happened, so reconnect (Sentinel then names the new primary).
+// it crossed into this thread); this adds the functions openConnection adds there: a demoted
+// primary's READONLY means a failover happened, so reconnect (Sentinel then names the new primary);
+// and reconnect at most a second apart, so the bridge hears again soon after a promotion.
 // A Cluster subscribes on one node: classic pub/sub reaches every node.
 const reconnectOnError = (error) => (error.message.startsWith('READONLY') ? 2 : false);
+const retryStrategy = (times) => Math.min(times * 100, 1_000);
+const functions = { reconnectOnError, retryStrategy };
 const redis =
   spec.kind === 'cluster'
-    ? new Cluster(spec.nodes, { ...spec.options, redisOptions: { ...spec.options.redisOptions, reconnectOnError } })
+    ? new Cluster(spec.nodes, { ...spec.options, redisOptions: { ...spec.options.redisOptions, ...functions } })
     : spec.kind === 'single'
-      ? new Redis(spec.url, { ...spec.options, reconnectOnError })
-      : new Redis({ ...spec.options, reconnectOnError });
+      ? new Redis(spec.url, { ...spec.options, ...functions })
+      : new Redis({ ...spec.options, ...functions });
 const ID = /"request_id"\s*:\s*"([A-Za-z0-9._-]{1,128})"/;
 
 let inTransitMessages = 0;

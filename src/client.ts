@@ -57,6 +57,9 @@ export class FleetClient {
     assertPrefixFits(target, prefix);
     this.redis = connectRedis(target, 'command', 'fleet:client');
     this.bull = connectRedis(target, 'queue', 'fleet:client-bullmq');
+    // A failed command rejects its own promise, which reaches the caller; the connection's error
+    // events (each reconnect attempt during a failover) have nobody else to tell.
+    for (const connection of [this.redis, this.bull]) connection.on('error', () => {});
     this.queue = new Queue(QUEUE_NAMES.spawn, { connection: this.bull, prefix });
     this.flows = new FlowProducer({ connection: this.bull, prefix });
     this.keys = fleetKeys(prefix);

@@ -228,9 +228,9 @@ export function connectionSpec(target: RedisTarget, purpose: ConnectionPurpose, 
         name: target.name,
         ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
         ...(target.tls ? { enableTLSForSentinelMode: true, sentinelTLS: tls.tls } : {}),
-        // Listen to the sentinels' +switch-master: reconnect to the new primary when it is promoted,
-        // not when the next reconnect attempt happens to ask.
-        failoverDetector: true,
+        // Not ioredis's failoverDetector: measured, its disconnect on +switch-master can land while the
+        // client is asking a sentinel, and ioredis then ends the client for good ("Connection is closed").
+        // The capped reconnect below asks the sentinels again every second at most instead.
       },
     };
   }
@@ -260,11 +260,17 @@ const reconnectOnReadonly = (error: Error) => (error.message.startsWith('READONL
 const cliRetry = (times: number) => (times > 2 ? null : 250);
 
 /**
+ * Everything else retries for ever, at most a second apart: a failover takes seconds, and ioredis's
+ * default backoff (doubling to 5 s) would leave a bridge deaf for seconds after the promotion.
+ */
+const serviceRetry = (times: number) => Math.min(times * 100, 1_000);
+
+/**
  * Builds one connection from its spec. Typed as Redis: a Cluster answers every command fleet sends
  * (each multi-key command and script of fleet's stays in one slot), so the call sites need not care.
  */
 export function openConnection(spec: ConnectionSpec, purpose: ConnectionPurpose): Redis {
-  const functions: RedisOptions = { reconnectOnError: reconnectOnReadonly, ...(purpose === 'cli' ? { retryStrategy: cliRetry } : {}) };
+  const functions: RedisOptions = { reconnectOnError: reconnectOnReadonly, retryStrategy: purpose === 'cli' ? cliRetry : serviceRetry };
   if (spec.kind === 'single') return new Redis(spec.url, { ...spec.options, ...functions });
   if (spec.kind === 'sentinel') return new Redis({ ...spec.options, ...functions });
   const options: ClusterOptions = {

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,topologies,memory picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
@@ -9,8 +9,10 @@ import { startRedis } from '../test/support/redis.ts';
 import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
+import { benchRedisMemory } from './redis-memory.ts';
+import { benchRedisTopologies } from './redis-topologies.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,topologies,memory').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -47,5 +49,17 @@ if (only.has('agents')) {
   } else {
     console.log('\nAgent cold start: SKIPPED (no Docker daemon)');
   }
+}
+if (only.has('topologies')) {
+  table(
+    'Dispatch overhead by Redis topology (publish → container create; single redis-server is the baseline; all on loopback)',
+    await benchRedisTopologies(),
+  );
+}
+if (only.has('memory')) {
+  table(
+    'Redis memory per 1000 queued legacy requests (INFO memory used_memory, before and after; bridge only, so they stay queued)',
+    await benchRedisMemory(),
+  );
 }
 process.exit(0);

@@ -48,8 +48,13 @@ export async function benchRedisMemory(options: { count?: number } = {}): Promis
             }),
           );
         }
-        await fleet.bridge!.idle();
-        const queued = await queue.getWaitingCount();
+        // Pub/sub hands the messages over asynchronously: wait until the bridge has queued them all.
+        const deadline = Date.now() + 60_000;
+        let queued = 0;
+        while ((queued = await queue.getWaitingCount()) < count && Date.now() < deadline) {
+          await fleet.bridge!.idle();
+          await new Promise((r) => setTimeout(r, 100));
+        }
         const after = await used();
         rows.push({
           task_bytes: taskBytes,

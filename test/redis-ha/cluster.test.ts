@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openOps } from '../../src/cli/ops/connect.ts';
+import { readStatus } from '../../src/cli/ops/status.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { startFleet } from '../../src/fleet.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -26,6 +28,7 @@ describe('Redis Cluster (three primaries, REDIS_CLUSTER_NODES)', () => {
   let github: GitHubTestServer;
   let llm: LlmTestServer;
   let fleet: TestFleet;
+  let env: Record<string, string>;
   const { runtime, runs } = countingRuntime((spec) => {
     if (!spec.env.FLEET_BRANCH) return [completedEvent()];
     // A flow's scope worker "pushes" its branch, as the real one does, so a pull request can be opened.
@@ -40,21 +43,18 @@ describe('Redis Cluster (three primaries, REDIS_CLUSTER_NODES)', () => {
     results = await TopologyResults.start(target);
     github = await startGitHubTestServer({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' } });
     llm = await startLlmTestServer();
-    fleet = await startTestFleet(
-      topologyEnv(testEnv('unused'), {
-        REDIS_CLUSTER_NODES: cluster.nodeList,
-        FLEET_PREFIX: `{${uid('fleet')}}`,
-        FLEET_GITHUB_API_URL: github.url,
-        FLEET_LLM_BASE_URL: llm.url,
-        FLEET_LLM_API_KEY: 'llm-test-key-123456',
-        FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
-        FLEET_CI_POLL_MS: '300',
-        FLEET_BOARD_USER: ADMIN.user,
-        FLEET_BOARD_PASSWORD: ADMIN.password,
-      }),
-      ['bridge', 'spawn', 'review', 'merge', 'board'],
-      { runtime },
-    );
+    env = topologyEnv(testEnv('unused'), {
+      REDIS_CLUSTER_NODES: cluster.nodeList,
+      FLEET_PREFIX: `{${uid('fleet')}}`,
+      FLEET_GITHUB_API_URL: github.url,
+      FLEET_LLM_BASE_URL: llm.url,
+      FLEET_LLM_API_KEY: 'llm-test-key-123456',
+      FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
+      FLEET_CI_POLL_MS: '300',
+      FLEET_BOARD_USER: ADMIN.user,
+      FLEET_BOARD_PASSWORD: ADMIN.password,
+    });
+    fleet = await startTestFleet(env, ['bridge', 'spawn', 'review', 'merge', 'board'], { runtime });
   }, 60_000);
 
   afterAll(async () => {
@@ -135,5 +135,18 @@ describe('Redis Cluster (three primaries, REDIS_CLUSTER_NODES)', () => {
     const body = (await response.json()) as { queues: { name: string; counts: Record<string, number> }[] };
     const spawn = body.queues.find((q) => q.name === 'spawn');
     expect(spawn?.counts.completed).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers operator commands (fleet status) through the cluster', async () => {
+    const ops = await openOps({ ...env, FLEET_DATA_DIR: fleet.config.dataDir });
+    try {
+      const status = await readStatus(ops);
+      expect(status.prefix).toBe(fleet.config.prefix);
+      expect(status.queues.spawn.completed).toBeGreaterThanOrEqual(1);
+      expect(status.hosts.map((h) => h.host)).toContain(fleet.config.hostId);
+      expect(status.bridges.length).toBe(1);
+    } finally {
+      await ops.close();
+    }
   });
 });

@@ -50,10 +50,11 @@ export async function benchRedisMemory(options: { count?: number } = {}): Promis
         }
         // Pub/sub hands the messages over asynchronously: wait until the bridge has queued them all.
         const deadline = Date.now() + 60_000;
-        let queued = 0;
-        while ((queued = await queue.getWaitingCount()) < count && Date.now() < deadline) {
+        let queued = await queue.getWaitingCount();
+        while (queued < count && Date.now() < deadline) {
           await fleet.bridge!.idle();
           await new Promise((r) => setTimeout(r, 100));
+          queued = await queue.getWaitingCount();
         }
         const after = await used();
         rows.push({

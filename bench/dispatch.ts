@@ -1,10 +1,10 @@
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
 import type { ContainerRuntime, ContainerSpec, WorkerContainer } from '../src/container-runtime.ts';
 import { startFleet } from '../src/fleet.ts';
 import { createLogger } from '../src/logger.ts';
 import { channels } from '../src/protocol.ts';
+import { connectRedis, redisTargetFromEnv } from '../src/redis-connection.ts';
 import { idleRuntime } from '../test/ops/support.ts';
 import { startRedis } from '../test/support/redis.ts';
 
@@ -86,7 +86,13 @@ function waiter() {
   return { promise, resolve };
 }
 
-async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number, cap: number): Promise<LatencyRow> {
+/** `redisEnv`: REDIS_URL, or the Sentinel or Cluster settings (bench/redis-topologies.ts). */
+export async function fleetPath(
+  redisEnv: Record<string, string>,
+  scenario: 'idle' | 'burst',
+  count: number,
+  cap: number,
+): Promise<LatencyRow> {
   const created = new Map<string, number[]>();
   const sent = new Map<string, number>();
   let pending = waiter();
@@ -97,8 +103,9 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
   });
   const all = waiter();
   const config = loadConfig({
-    REDIS_URL: url,
-    FLEET_PREFIX: `bench-${scenario}-${Date.now()}`,
+    ...redisEnv,
+    // A hash tag, so the same prefix also fits a Cluster.
+    FLEET_PREFIX: `{bench-${scenario}-${Date.now()}}`,
     FLEET_HOST_CONCURRENCY: String(cap),
     FLEET_BOARD_PORT: '0',
     FLEET_SECRET_KEY: 'bench-secret-key-with-at-least-32-characters',
@@ -108,9 +115,10 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
     FLEET_GIT_CACHE: 'off',
   });
   const fleet = await startFleet({ config, roles: ['bridge', 'spawn'], logger: createLogger({ level: 'silent' }), runtime });
-  const publisher = new Redis(url);
+  const target = redisTargetFromEnv(redisEnv)!;
+  const publisher = connectRedis(target, 'command', 'bench:publisher');
   // "Idle" means the previous request is entirely done (its result is out) before the next one.
-  const listener = new Redis(url);
+  const listener = connectRedis(target, 'subscriber', 'bench:listener');
   let finished = waiter();
   listener.on('pmessage', () => finished.resolve());
   await listener.psubscribe(channels.result('*'));
@@ -223,9 +231,9 @@ export async function benchDispatch(options: { idle?: number; burst?: number; ca
     const cap = options.cap ?? 8;
     return [
       await rawBullmq(server.url, 'idle', idle, 1),
-      await fleetPath(server.url, 'idle', idle, 1),
+      await fleetPath({ REDIS_URL: server.url }, 'idle', idle, 1),
       await rawBullmq(server.url, 'burst', burst, cap),
-      await fleetPath(server.url, 'burst', burst, cap),
+      await fleetPath({ REDIS_URL: server.url }, 'burst', burst, cap),
     ];
   } finally {
     await server.stop();

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
@@ -11,8 +11,10 @@ import { benchDispatch } from './dispatch.ts';
 import { benchEgress } from './egress.ts';
 import { benchGitMirror } from './git-mirror.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
+import { benchRedisMemory } from './redis-memory.ts';
+import { benchRedisTopologies } from './redis-topologies.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -65,6 +67,19 @@ if (only.has('git-mirror')) {
   table(
     `Clone of a ${(repoBytes / 1024 ** 2).toFixed(0)} MB repository through a loopback smart-HTTP server: cold vs from the host's git mirror (goal: ≥ 10× faster)`,
     rows,
+  );
+}
+
+if (only.has('topologies')) {
+  table(
+    'Dispatch overhead by Redis topology (publish → container create; single redis-server is the baseline; all on loopback)',
+    await benchRedisTopologies(),
+  );
+}
+if (only.has('memory')) {
+  table(
+    'Redis memory per 1000 queued legacy requests (INFO memory used_memory, before and after; bridge only, so they stay queued)',
+    await benchRedisMemory(),
   );
 }
 process.exit(0);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what fleet and its tests need on Debian or Ubuntu, from the distro archive and the
-# npm registry only: Node.js 20+, Docker Engine (docker.io), redis-server, and for the tests and
+# npm registry only: Node.js 20+, Docker Engine (docker.io), redis-server, redis-sentinel, and for the tests and
 # lint busybox-static, python3-redis, python3-cryptography, debootstrap, shellcheck, runsc (gVisor, where
 # the archive has it) and (Debian) chromium. Safe to run again: it installs only what is missing. Run as root (or through sudo).
 set -euo pipefail
@@ -16,7 +16,7 @@ fi
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
-packages=(docker.io redis-server busybox-static python3-redis python3-cryptography debootstrap shellcheck git ca-certificates tar)
+packages=(docker.io redis-server redis-sentinel busybox-static python3-redis python3-cryptography debootstrap shellcheck git ca-certificates tar)
 # shellcheck disable=SC1091 # the machine's file, not one of this repository
 . /etc/os-release
 # Ubuntu's chromium is a snap stub that cannot run in a container; the browser test then skips.

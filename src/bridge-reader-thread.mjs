@@ -5,10 +5,24 @@
 // batches, and keeps the in-process bound (messages handed over but not yet handled). Plain
 // JavaScript, so it loads without the TypeScript loader.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 
-const { url, connectionName, channels, maxMessages, maxBytes } = workerData;
-const redis = new Redis(url, { connectionName, maxRetriesPerRequest: null });
+const { spec, channels, maxMessages, maxBytes } = workerData;
+
+// `spec` is what src/redis-connection.ts's connectionSpec decided for a subscriber (plain data, so
+// it crossed into this thread); this adds the functions openConnection adds there: a demoted
+// primary's READONLY means a failover happened, so reconnect (Sentinel then names the new primary);
+// and reconnect at most a second apart, so the bridge hears again soon after a promotion.
+// A Cluster subscribes on one node: classic pub/sub reaches every node.
+const reconnectOnError = (error) => (error.message.startsWith('READONLY') ? 2 : false);
+const retryStrategy = (times) => Math.min(times * 100, 1_000);
+const functions = { reconnectOnError, retryStrategy };
+const redis =
+  spec.kind === 'cluster'
+    ? new Cluster(spec.nodes, { ...spec.options, redisOptions: { ...spec.options.redisOptions, ...functions } })
+    : spec.kind === 'single'
+      ? new Redis(spec.url, { ...spec.options, ...functions })
+      : new Redis({ ...spec.options, ...functions });
 const ID = /"request_id"\s*:\s*"([A-Za-z0-9._-]{1,128})"/;
 
 let inTransitMessages = 0;

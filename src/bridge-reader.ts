@@ -1,12 +1,20 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { InboxLimits } from './bridge-inbox.ts';
+import { connectionSpec, singleTarget, type ConnectionSpec, type RedisTarget } from './redis-connection.ts';
 
-/** Where the bridge's subscriber connects: its own connection, in its own thread. */
-export interface SubscriberConnection {
-  url: string;
+/**
+ * Where the bridge's subscriber connects (its own connection, in its own thread): a URL, or any
+ * target (Sentinel, Cluster) of src/redis-connection.ts.
+ */
+export type SubscriberConnection = ({ url: string } | { target: RedisTarget }) & {
   /** Shown in CLIENT LIST, where an operator reads its output buffer (omem). */
   connectionName?: string;
+};
+
+function subscriberSpec(connection: SubscriberConnection): ConnectionSpec {
+  const target = 'target' in connection ? connection.target : singleTarget(connection.url);
+  return connectionSpec(target, 'subscriber', connection.connectionName ?? 'fleet:bridge-sub');
 }
 
 /** What the bridge tells metrics and its registry record about its subscriber connection. */
@@ -63,7 +71,8 @@ export async function startReader(options: {
 }): Promise<Reader> {
   const { channels, logger, events } = options;
   const thread = new Worker(new URL('./bridge-reader-thread.mjs', import.meta.url), {
-    workerData: { url: options.connection.url, connectionName: options.connection.connectionName, channels, ...options.limits },
+    // The thread gets the connection as plain data, decided by the same factory as every other connection.
+    workerData: { spec: subscriberSpec(options.connection), channels, ...options.limits },
   });
   let subscribed = false;
   let stopping = false;

@@ -1,17 +1,20 @@
 import { FlowProducer, Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { QUEUE_NAMES } from '../queues/common.ts';
 import type { SpawnJobData, SpawnJobResult } from '../queues/spawn.ts';
 import { cancelRequest, type CancelOutcome } from './cancel.ts';
 import { enqueueSpawn, validateSpawnRequest, type IntakeOutcome } from './intake.ts';
 import { fleetKeys } from './keys.ts';
 import { channels, type SpawnRequestInput, type SpawnResult } from './protocol.ts';
+import { assertPrefixFits, connectRedis, singleTarget, type RedisTarget } from './redis-connection.ts';
 import { readResult } from './results.ts';
 import { createSecretBox, loadSecretBox, type SecretBox } from './secrets.ts';
 
 export interface FleetClientOptions {
-  /** The fleet's Redis. */
-  redisUrl: string;
+  /** The fleet's Redis, as a URL; or `redis` for Sentinel or Cluster. */
+  redisUrl?: string;
+  /** The fleet's Redis as `loadConfig().redis` describes it (URL, Sentinel or Cluster). */
+  redis?: RedisTarget;
   /** BullMQ prefix of the fleet. @defaultValue `'fleet'` */
   prefix?: string;
   /** The fleet's FLEET_SECRET_KEY; or `dataDir` of a fleet on this machine that generated its key. */
@@ -33,6 +36,8 @@ export class ResultTimeoutError extends Error {
  */
 export class FleetClient {
   private readonly redis: Redis;
+  /** Shared by the queue and the flow producer; BullMQ leaves a given connection open, close() ends it. */
+  private readonly bull: Redis;
   private readonly queue: Queue<SpawnJobData, SpawnJobResult>;
   private readonly flows: FlowProducer;
   private readonly secrets: SecretBox;
@@ -46,10 +51,17 @@ export class FleetClient {
     this.secrets = options.secretKey
       ? createSecretBox(options.secretKey)
       : loadSecretBox({ secretKey: undefined, dataDir: options.dataDir! });
-    this.redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+    const target = options.redis ?? (options.redisUrl ? singleTarget(options.redisUrl) : undefined);
+    if (!target) throw new Error('FleetClient needs redisUrl or redis (a Sentinel or Cluster target)');
     const prefix = options.prefix ?? 'fleet';
-    this.queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: options.redisUrl }, prefix });
-    this.flows = new FlowProducer({ connection: { url: options.redisUrl }, prefix });
+    assertPrefixFits(target, prefix);
+    this.redis = connectRedis(target, 'command', 'fleet:client');
+    this.bull = connectRedis(target, 'queue', 'fleet:client-bullmq');
+    // A failed command rejects its own promise, which reaches the caller; the connection's error
+    // events (each reconnect attempt during a failover) have nobody else to tell.
+    for (const connection of [this.redis, this.bull]) connection.on('error', () => {});
+    this.queue = new Queue(QUEUE_NAMES.spawn, { connection: this.bull, prefix });
+    this.flows = new FlowProducer({ connection: this.bull, prefix });
     this.keys = fleetKeys(prefix);
     this.attempts = options.attempts ?? 3;
   }
@@ -125,6 +137,7 @@ export class FleetClient {
 
   async close(): Promise<void> {
     await Promise.all([this.queue.close(), this.flows.close()]);
+    this.bull.disconnect();
     this.redis.disconnect();
   }
 }

@@ -10,6 +10,7 @@ import { DEFAULT_PRICES, parsePriceTable, STREAM_FORMATS, type AgentStreamSettin
 import { MAX_COST_USD_LIMIT } from './protocol.ts';
 import { LOG_FORMATS, type LogFormat } from './logger.ts';
 import { DEFAULT_EGRESS_ALLOW, parseEgressList } from './egress/allowlist.ts';
+import { clusterPrefixProblem, redisTargetFromEnv, RedisSettingError, type RedisTarget } from './redis-connection.ts';
 
 /** The roles one fleet process can run; `fleet start` runs all of them by default. */
 export const ROLES = ['bridge', 'spawn', 'review', 'merge', 'board', 'webhook'] as const;
@@ -208,8 +209,28 @@ const envSchema = z
     FLEET_EGRESS_ALLOW: egressList(DEFAULT_EGRESS_ALLOW),
     FLEET_EGRESS_REQUEST_ALLOW: egressList(''),
     FLEET_EGRESS_METHODS: z.enum(['all', 'read']).default('all'),
+    // Redis topology (issue 15): one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES; see src/redis-connection.ts.
+    REDIS_SENTINELS: optionalString,
+    REDIS_SENTINEL_NAME: optionalString,
+    REDIS_SENTINEL_PASSWORD: optionalString,
+    REDIS_CLUSTER_NODES: optionalString,
+    REDIS_USERNAME: optionalString,
+    REDIS_PASSWORD: optionalString,
+    REDIS_TLS: booleanFlag(false),
+    REDIS_TLS_CA_FILE: optionalString,
   })
   .superRefine((env, ctx) => {
+    // Redis topology: a combination that cannot work stops start-up, naming the variable.
+    try {
+      redisTargetFromEnv(env);
+      if (env.REDIS_CLUSTER_NODES) {
+        const problem = clusterPrefixProblem(env.FLEET_PREFIX);
+        if (problem) ctx.addIssue({ code: 'custom', path: ['FLEET_PREFIX'], message: problem });
+      }
+    } catch (error) {
+      if (!(error instanceof RedisSettingError)) throw error;
+      ctx.addIssue({ code: 'custom', path: [error.variable], message: error.problem });
+    }
     const pairs = [
       ['FLEET_BOARD_USER', 'FLEET_BOARD_PASSWORD'],
       ['FLEET_BOARD_READONLY_USER', 'FLEET_BOARD_READONLY_PASSWORD'],
@@ -270,6 +291,8 @@ export type FleetEnv = z.input<typeof envSchema>;
 export interface FleetConfig {
   /** `undefined` means embedded: `fleet start` runs its own redis-server. */
   redisUrl: string | undefined;
+  /** Where Redis is (URL, Sentinel or Cluster); `undefined` means embedded. redisUrl is set only for a URL. */
+  redis: RedisTarget | undefined;
   prefix: string;
   dataDir: string;
   embeddedRedisPort: number;
@@ -388,6 +411,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     : undefined;
   return {
     redisUrl: e.REDIS_URL,
+    redis: redisTargetFromEnv(e),
     prefix: e.FLEET_PREFIX,
     dataDir: resolve(e.FLEET_DATA_DIR),
     embeddedRedisPort: e.FLEET_REDIS_PORT,

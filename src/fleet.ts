@@ -1,5 +1,4 @@
 import { FlowProducer, Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Router } from 'express';
 import type { Logger } from 'pino';
@@ -18,6 +17,7 @@ import { startHeartbeat } from './host-registry.ts';
 import { fleetKeys } from './keys.ts';
 import { createFleetMetrics, type FleetMetrics } from './metrics.ts';
 import { redactor } from './redact.ts';
+import { assertPrefixFits, connectRedis, describeTarget, singleTarget, targetSecrets, type RedisTarget } from './redis-connection.ts';
 import { createGitHubForges, type GitHubForges } from './github/index.ts';
 import { createReviewer } from './reviewers.ts';
 import { startMergeRole, startReviewRole } from './roles/flow-workers.ts';
@@ -31,7 +31,9 @@ export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn', 'review', 'merge', 'b
 export const OPT_IN_ROLES: Role[] = ['webhook'];
 
 export interface RunningFleet {
+  /** The URL of a single server (REDIS_URL or the embedded one); for Sentinel or Cluster, a description. */
   redisUrl: string;
+  redis: RedisTarget;
   httpPort: number;
   spawn?: SpawnRole;
   bridge?: Bridge;
@@ -39,11 +41,6 @@ export interface RunningFleet {
   metrics: FleetMetrics;
   /** Ordered shutdown: intake first, then running work (drained), then servers and Redis. */
   stop(): Promise<void>;
-}
-
-/** A connection for commands; BullMQ needs maxRetriesPerRequest null so commands wait out a reconnect. */
-export function connectRedis(url: string, name: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, connectionName: name, enableAutoPipelining: true });
 }
 
 export async function startFleet(options: {
@@ -73,12 +70,17 @@ export async function startFleet(options: {
 
   try {
     let embedded: EmbeddedRedis | undefined;
-    if (!config.redisUrl) {
+    let target = config.redis ?? (config.redisUrl ? singleTarget(config.redisUrl) : undefined);
+    if (target) assertPrefixFits(target, config.prefix);
+    if (!target) {
       embedded = await startEmbeddedRedis({ dataDir: config.dataDir, port: config.embeddedRedisPort, logger });
       stack.push({ name: 'embedded redis', stop: () => embedded!.stop() });
+      target = singleTarget(embedded.url);
     }
-    const redisUrl = config.redisUrl ?? embedded!.url;
-    const connection = { url: redisUrl };
+    const redisUrl = target.kind === 'single' ? target.url : describeTarget(target);
+    // Every connection below comes from src/redis-connection.ts, so each follows the topology.
+    const open = (purpose: Parameters<typeof connectRedis>[1], role: string) =>
+      connectRedis(target, purpose, `fleet:${config.hostId}:${role}`);
     const keys = fleetKeys(config.prefix);
     const secrets = loadSecretBox({ secretKey: config.secretKey, dataDir: config.dataDir });
     for (const secret of [
@@ -91,13 +93,19 @@ export async function startFleet(options: {
       config.http.admin?.password,
       config.http.readonly?.password,
       config.webhook.secret,
+      ...targetSecrets(target),
     ]) {
       redactor.add(secret);
     }
 
-    const redis = connectRedis(redisUrl, `fleet:${config.hostId}:cmd`);
+    const redis = open('command', 'cmd');
     redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
     stack.push({ name: 'redis', stop: async () => void (await redis.quit().catch(() => redis.disconnect())) });
+    // One connection shared by every BullMQ queue, flow producer and worker of this process (each worker
+    // duplicates it for its blocking reads); BullMQ leaves a connection it was given open, so it closes last.
+    const connection = open('queue', 'bullmq');
+    connection.on('error', (error) => logger.warn({ err: error }, 'redis (BullMQ) connection error'));
+    stack.push({ name: 'bullmq connection', stop: async () => void (await connection.quit().catch(() => connection.disconnect())) });
 
     const registry = new Registry();
     collectDefaultMetrics({ register: registry, prefix: 'fleet_process_' });
@@ -113,7 +121,7 @@ export async function startFleet(options: {
     for (const queue of queues) queue.on('error', (error) => logger.warn({ err: error, queue: queue.name }, 'queue connection error'));
     const metrics = createFleetMetrics({ registry, queues, redis, keys, logger });
 
-    const running: RunningFleet = { redisUrl, httpPort: 0, metrics, stop: stopAll };
+    const running: RunningFleet = { redisUrl, redis: target, httpPort: 0, metrics, stop: stopAll };
 
     // One GitHub client set per process: every call of every token is metered by limiters shared
     // over Redis with all other fleet processes.
@@ -124,7 +132,7 @@ export async function startFleet(options: {
     ) {
       const github = createGitHubForges({
         apiUrl: config.github.apiUrl,
-        redis: redisUrl,
+        redis: open('command', 'github-limiter'),
         prefix: config.prefix,
         logger: logger.child({ component: 'github' }),
         onBudget: metrics.onBudget,
@@ -136,7 +144,7 @@ export async function startFleet(options: {
 
     if (options.roles.includes('spawn')) {
       const runtime = options.runtime ?? createDockerRuntime({ dockerHost: config.dockerHost });
-      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:spawn-sub`);
+      const subscriber = open('subscriber', 'spawn-sub');
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'spawn subscriber', stop: async () => subscriber.disconnect() });
       const spawn = await startSpawnRole({
@@ -210,7 +218,7 @@ export async function startFleet(options: {
       stack.push({ name: 'flow producer', stop: () => flows.close() });
       const bridge = await startBridge({
         // Its own connection, opened in the bridge's reader thread.
-        subscriber: { url: redisUrl, connectionName: `fleet:${config.hostId}:bridge-sub` },
+        subscriber: { target, connectionName: `fleet:${config.hostId}:bridge-sub` },
         redis,
         queue: spawnQueue,
         flows,
@@ -243,7 +251,7 @@ export async function startFleet(options: {
     if (options.roles.includes('webhook')) {
       const flows = new FlowProducer({ connection, prefix: config.prefix });
       stack.push({ name: 'webhook flow producer', stop: () => flows.close() });
-      const subscriber = connectRedis(redisUrl, `fleet:${config.hostId}:webhook-sub`);
+      const subscriber = open('subscriber', 'webhook-sub');
       subscriber.on('error', (error) => logger.warn({ err: error }, 'redis subscriber error'));
       stack.push({ name: 'webhook subscriber', stop: async () => subscriber.disconnect() });
       const webhook = await startWebhookRole({
@@ -285,7 +293,13 @@ export async function startFleet(options: {
     stack.push({ name: 'http server', stop: () => http.close() });
     running.httpPort = http.port;
     logger.info(
-      { roles: options.roles, host: config.hostId, prefix: config.prefix, redis: embedded ? 'embedded' : 'external', http_port: http.port },
+      {
+        roles: options.roles,
+        host: config.hostId,
+        prefix: config.prefix,
+        redis: embedded ? 'embedded' : describeTarget(target),
+        http_port: http.port,
+      },
       'fleet started',
     );
     return running;

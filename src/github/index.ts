@@ -3,7 +3,7 @@
  * and the clustered limiters; it hands out one forge per token (a legacy request brings its own token, a host
  * may hold a reviewer token), all of them metered per token across every fleet process.
  */
-import type { RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { Forge } from '../forge.ts';
 import { BudgetBook, type BudgetReading } from './budget.ts';
 import { createGitHubApp, type GitHubApp } from './app-auth.ts';
@@ -22,8 +22,8 @@ export const GITHUB_API_URL = 'https://api.github.com';
 export interface GitHubForgesOptions {
   /** REST API base (`FLEET_GITHUB_API_URL`): GitHub Enterprise's `https://host/api/v3` or a test server. @defaultValue https://api.github.com */
   apiUrl?: string;
-  /** The fleet's Redis (URL or ioredis options): where the limiters' shared state lives. */
-  redis: string | RedisOptions;
+  /** The fleet's Redis (URL, ioredis options or a connection of its own): where the limiters' shared state lives. */
+  redis: string | RedisOptions | Redis;
   /** Namespace of the limiter keys in Redis. @defaultValue "fleet" */
   prefix?: string;
   logger: LimiterLogger;

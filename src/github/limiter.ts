@@ -22,8 +22,11 @@ import { fleetKeys } from '../keys.ts';
 export type LimiterLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
 export interface ClusteredLimitersOptions {
-  /** Redis URL or ioredis options; the limiters open their own two connections (commands and pub/sub). */
-  redis: string | RedisOptions;
+  /**
+   * Redis URL or ioredis options, or a connection src/redis-connection.ts made for the limiters alone (a
+   * Sentinel or Cluster one: they take it over and close it). Bottleneck duplicates it for pub/sub.
+   */
+  redis: string | RedisOptions | Redis;
   /** Namespace of every limiter id (Bottleneck turns id X into keys `b_X_*`). */
   prefix: string;
   logger: LimiterLogger;
@@ -60,6 +63,11 @@ interface ConnectionInternals {
   __scriptFn__(name: string): ScriptFn;
 }
 
+/** A connection (a Redis or a Cluster, which both have `duplicate`), as opposed to options. */
+function isClient(redis: RedisOptions | Redis): redis is Redis {
+  return typeof (redis as Redis).duplicate === 'function';
+}
+
 export class ClusteredLimiters {
   /** Commands client; also used by the budget book. */
   readonly redis: Redis;
@@ -82,7 +90,7 @@ export class ClusteredLimiters {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 2_000;
     this.closeTimeoutMs = opts.closeTimeoutMs ?? 10_000;
     if (!opts.prefix || /\s/.test(opts.prefix)) throw new Error(`GitHub limiter prefix must be a non-empty word, got "${opts.prefix}"`);
-    this.redis = typeof opts.redis === 'string' ? new Redis(opts.redis) : new Redis(opts.redis);
+    this.redis = typeof opts.redis === 'string' ? new Redis(opts.redis) : isClient(opts.redis) ? opts.redis : new Redis(opts.redis);
     // Bottleneck's IORedisConnection works with ioredis 6 (callback-style script commands and defineCommand are
     // still there); we hand it our client so it does not `require('ioredis')` itself, and it duplicates it for
     // pub/sub.

@@ -1,4 +1,4 @@
-import { Worker, type Job } from 'bullmq';
+import { Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { processMerge } from '../../processors/merge.ts';
@@ -18,7 +18,8 @@ import type { SecretBox } from '../secrets.ts';
 
 export interface FlowRoleDeps {
   config: FleetConfig;
-  connection: { url: string };
+  /** The process's BullMQ connection (src/redis-connection.ts); each worker duplicates it for blocking reads. */
+  connection: ConnectionOptions;
   /** The process's queue objects: steps add follow-up children to them. */
   queues: { spawn: SpawnQueue; review: ReviewQueue; merge: MergeQueue };
   redis: Redis;

@@ -1,4 +1,4 @@
-import { Worker, type Queue } from 'bullmq';
+import { Worker, type ConnectionOptions, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { processSpawn } from '../../processors/spawn.ts';
@@ -20,7 +20,8 @@ import type { GitHubForges } from '../github/index.ts';
 
 export interface SpawnRoleDeps {
   config: FleetConfig;
-  connection: { url: string };
+  /** The process's BullMQ connection (src/redis-connection.ts); the worker duplicates it for blocking reads. */
+  connection: ConnectionOptions;
   /** The process's spawn queue, where the fleet-wide concurrency is set. */
   queue: Queue<SpawnJobData, SpawnJobResult>;
   redis: Redis;

@@ -1,11 +1,11 @@
-import type { Job, WorkerOptions } from 'bullmq';
+import type { ConnectionOptions, Job, WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config.ts';
 import { failureResult, publishFinal, type ResultFormat } from '../results.ts';
 
 /** The BullMQ worker settings every role shares; only the concurrency differs between them. */
-export function workerOptions(config: FleetConfig, connection: { url: string }, concurrency: number): WorkerOptions {
+export function workerOptions(config: FleetConfig, connection: ConnectionOptions, concurrency: number): WorkerOptions {
   return {
     connection,
     prefix: config.prefix,

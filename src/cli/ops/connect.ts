@@ -1,8 +1,9 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { QUEUE_NAMES, type QueueName } from '../../../queues/common.ts';
 import { loadConfig, type FleetConfig } from '../../config.ts';
 import { fleetKeys, type FleetKeys } from '../../keys.ts';
+import { connectRedis, describeTarget, singleTarget, type RedisTarget } from '../../redis-connection.ts';
 
 /** What every operator command works with; `close()` releases it all. */
 export interface OpsContext {
@@ -21,20 +22,19 @@ export function opsRedisUrl(config: FleetConfig): string {
   return config.redisUrl ?? `redis://127.0.0.1:${config.embeddedRedisPort}`;
 }
 
+/** The same, for any topology: the configured target (URL, Sentinel, Cluster) or the embedded server. */
+export function opsRedisTarget(config: FleetConfig): RedisTarget {
+  return config.redis ?? singleTarget(opsRedisUrl(config));
+}
+
 /** A URL fit for a message: the password masked. */
 export function displayUrl(url: string): string {
   return url.replace(/(\/\/[^/@]*:)[^/@]*@/, '$1***@');
 }
 
-/** A command connection that fails fast: an operator wants an answer, not a silent retry loop. */
-function connect(url: string, name: string): Redis {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectionName: name,
-    connectTimeout: 3_000,
-    maxRetriesPerRequest: 1,
-    retryStrategy: (times) => (times > 2 ? null : 250),
-  });
+/** A command connection that fails fast (the factory's `cli` purpose): an operator wants an answer, not a silent retry loop. */
+function connect(target: RedisTarget, name: string): Redis {
+  const redis = connectRedis(target, 'cli', name);
   redis.on('error', (error: Error) => lastError.set(redis, error));
   return redis;
 }
@@ -44,8 +44,9 @@ const lastError = new WeakMap<Redis, Error>();
 
 export async function openOps(env: Record<string, string | undefined> = process.env): Promise<OpsContext> {
   const config = loadConfig(env);
-  const redisUrl = opsRedisUrl(config);
-  const redis = connect(redisUrl, 'fleet:cli');
+  const target = opsRedisTarget(config);
+  const redisUrl = target.kind === 'single' ? target.url : describeTarget(target);
+  const redis = connect(target, 'fleet:cli');
   try {
     await redis.connect();
     await redis.ping();
@@ -53,9 +54,11 @@ export async function openOps(env: Record<string, string | undefined> = process.
     redis.disconnect();
     const hint = config.redisUrl
       ? 'check REDIS_URL'
-      : 'REDIS_URL is unset, so this is the embedded Redis of `fleet start` on this machine (FLEET_REDIS_PORT); is it running?';
+      : config.redis
+        ? `check ${config.redis.kind === 'sentinel' ? 'REDIS_SENTINELS and REDIS_SENTINEL_NAME' : 'REDIS_CLUSTER_NODES'}`
+        : 'REDIS_URL is unset, so this is the embedded Redis of `fleet start` on this machine (FLEET_REDIS_PORT); is it running?';
     const reason = lastError.get(redis)?.message ?? (error as Error).message;
-    throw new Error(`cannot reach Redis at ${displayUrl(redisUrl)}: ${reason} (${hint})`);
+    throw new Error(`cannot reach Redis at ${target.kind === 'single' ? displayUrl(redisUrl) : redisUrl}: ${reason} (${hint})`);
   }
   const queues = new Map<QueueName, Queue>();
   const subscribers: Redis[] = [];

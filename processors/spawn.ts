@@ -98,6 +98,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   const slot = await deps.dindVolume?.();
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
+  let teardown: Promise<void> = Promise.resolve();
   try {
     const spec = buildContainerSpec({
       request,
@@ -153,12 +154,37 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     }
   } finally {
     forgetToken();
-    slot?.release();
-    // The container goes before the result: once the orchestrator hears back, nothing of the
-    // request is left running on this host.
-    await removeContainer(container, deps, log, id);
+    // The worker has exited: its outcome is known, so the result goes out while Docker removes the container
+    // (issue 11: result before teardown). The job, and with it this host's slot of the cap, ends only once the
+    // container is gone (awaited below), so the cap holds by Docker's own count; a crash in between leaves a
+    // labelled container the reaper removes. The slot's volume is released once nothing mounts it.
+    teardown = removeContainer(container, deps, log, id).finally(() => slot?.release());
   }
+  try {
+    return await settle(job, outcome, { id, model, branch, token, started, flow, request }, deps, ctx, log);
+  } finally {
+    await teardown;
+  }
+}
 
+/** The run is over (the container may still be on its way out): the job's one outcome, published and settled. */
+async function settle(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  outcome: RunOutcome,
+  run: {
+    id: string;
+    model: string;
+    branch: string;
+    token: string;
+    started: number;
+    flow: SpawnJobData['flow'];
+    request: SpawnJobData['request'];
+  },
+  deps: SpawnDeps,
+  ctx: ProcessContext,
+  log: Logger,
+): Promise<SpawnJobResult> {
+  const { id, model, branch, token, started, flow, request } = run;
   if (outcome.stoppedBy === 'drain') {
     // This host is shutting down: the request is not final, so no result. Put the job back
     // for another host without spending one of its attempts.

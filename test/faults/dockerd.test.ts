@@ -107,17 +107,21 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
       await queue.close();
     }
   };
-  /** Resolves when the worker's own progress event arrives: its container is running (the bridge's events come earlier). */
+  /**
+   * Once subscribed: `seen` resolves on the worker's next own progress event, i.e. its container is running (the
+   * bridge's events come earlier).
+   */
   const workerRunning = async (id: string) => {
     const sub = redis.duplicate();
     await sub.subscribe(channels.events(id));
-    return new Promise<void>((resolve) =>
+    const seen = new Promise<void>((resolve) =>
       sub.on('message', (_channel, message: string) => {
         if ((JSON.parse(message) as { event_type: string }).event_type !== 'progress') return;
         sub.disconnect();
         resolve();
       }),
     );
+    return { seen };
   };
   const progressLine = eventLine({ event_type: 'progress', message: 'working', stage: null, progress_pct: null });
   /** Exactly one result, the attempt the fault broke not counted, nothing left on the daemon, the host back in rotation. */
@@ -155,17 +159,20 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
   });
 
   it("daemon restarted mid-run (SIGTERM): the worker it kills at its stop timeout (exit 137) is not the task's failure; runs again, one result", async () => {
-    const request = legacyRequest({ task_content: `${progressLine}\nsleep 40\n${completedLine('after the restart')}` });
+    const request = legacyRequest({ task_content: `${progressLine}\nsleep 25\n${completedLine('after the restart')}` });
     const id = request.request_id as string;
-    const started = workerRunning(id);
+    const started = await workerRunning(id);
     await publishJson(redis, channels.spawn, request);
-    await started;
+    await started.seen;
 
     // dockerd lets the worker run for its StopTimeout (20 s) before it kills it.
+    const rerun = await workerRunning(id);
     const t0 = Date.now();
     await dockerd.restart('SIGTERM');
+    await rerun.seen;
+    const runningAgainMs = Date.now() - t0;
     const result = await results.next(id, 90_000);
-    console.info(`[faults] daemon restart (SIGTERM) → result: ${Date.now() - t0} ms`);
+    console.info(`[faults] daemon restart (SIGTERM) → worker running again: ${runningAgainMs} ms; → result: ${Date.now() - t0} ms`);
 
     expect(result).toMatchObject({ success: true, summary: 'after the restart' });
     await expectCleanRecovery(id, t0);
@@ -174,19 +181,26 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
   it('daemon killed with SIGKILL mid-run: the hung stream and wait are noticed, the job runs again, one result, nothing left', async () => {
     const request = legacyRequest({ task_content: `${progressLine}\nsleep 8\n${completedLine('after the crash')}` });
     const id = request.request_id as string;
-    const started = workerRunning(id);
+    const started = await workerRunning(id);
     await publishJson(redis, channels.spawn, request);
-    await started;
+    await started.seen;
 
+    const rerun = await workerRunning(id);
     const t0 = Date.now();
     await dockerd.down('SIGKILL');
     // Out of rotation while the daemon is dead, with the job back in the queue and no attempt spent.
     await until('the host to leave rotation', async () => (await readyz(fleet)) === 503);
     await until('the job to go back to the queue', async () => (await spawnJob(e.FLEET_PREFIX!, id)).state === 'waiting');
     expect((await spawnJob(e.FLEET_PREFIX!, id)).attemptsMade).toBe(0);
+    const detectedMs = Date.now() - t0;
+    const tUp = Date.now();
     await dockerd.up();
+    await rerun.seen;
+    const runningAgainMs = Date.now() - tUp;
     const result = await results.next(id, 90_000);
-    console.info(`[faults] daemon SIGKILL → result: ${Date.now() - t0} ms`);
+    console.info(
+      `[faults] daemon SIGKILL → job back in the queue: ${detectedMs} ms; daemon start → worker running again: ${runningAgainMs} ms; → result: ${Date.now() - t0} ms`,
+    );
 
     expect(result).toMatchObject({ success: true, summary: 'after the crash' });
     await expectCleanRecovery(id, t0);
@@ -225,9 +239,9 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
       task_content: `${progressLine}\nwhile [ ! -e /tmp/go ]; do sleep 0.1; done\n${completedLine('through the Redis restart')}`,
     });
     const id = request.request_id as string;
-    const started = workerRunning(id);
+    const started = await workerRunning(id);
     await publishJson(redis, channels.spawn, request);
-    await started;
+    await started.seen;
     const t0 = Date.now();
 
     await server.restart();

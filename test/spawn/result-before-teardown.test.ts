@@ -47,6 +47,7 @@ describeDocker('result before teardown (real Redis, real Docker)', () => {
   let results: ResultListener;
   let fleet: TestFleet | undefined;
   let hostLabel = '';
+  let gated: ReturnType<typeof gatedRemoval> | undefined;
 
   beforeAll(async () => {
     server = await startRedis();
@@ -54,6 +55,8 @@ describeDocker('result before teardown (real Redis, real Docker)', () => {
     results = await ResultListener.start(server.url);
   });
   afterAll(async () => {
+    // A failed assertion leaves the gate shut: open it, or the fleet's stop waits on the held removal.
+    gated?.open();
     await fleet?.stop();
     if (hostLabel) removeContainersWithLabel(hostLabel);
     await results?.close();
@@ -64,7 +67,7 @@ describeDocker('result before teardown (real Redis, real Docker)', () => {
   it('publishes the result while the container is still being removed, and frees the slot only once it is gone', async () => {
     const env = testEnv(server.url, testImage(), { FLEET_HOST_CONCURRENCY: '1' });
     hostLabel = `fleet.host=${env.FLEET_HOST_ID}`;
-    const gated = gatedRemoval();
+    gated = gatedRemoval();
     fleet = await startTestFleet(env, ['bridge', 'spawn'], { runtime: gated.runtime });
     const first = legacyRequest({ task_content: completedLine('first') });
     const second = legacyRequest({ task_content: completedLine('second') });

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,teardown picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
@@ -9,8 +9,9 @@ import { startRedis } from '../test/support/redis.ts';
 import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
+import { benchResultTeardown } from './result-teardown.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,teardown').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -46,6 +47,16 @@ if (only.has('agents')) {
     );
   } else {
     console.log('\nAgent cold start: SKIPPED (no Docker daemon)');
+  }
+}
+if (only.has('teardown')) {
+  if (dockerAvailable) {
+    table(
+      'Result before teardown: sequential trivial requests, DinD off (busybox test worker, cap 1); the removal time is the baseline',
+      await benchResultTeardown(),
+    );
+  } else {
+    console.log('\nResult before teardown: SKIPPED (no Docker daemon)');
   }
 }
 process.exit(0);

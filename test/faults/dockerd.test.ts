@@ -305,20 +305,24 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
       const id = request.request_id as string;
       await publishJson(redis, channels.spawn, request);
       await until('the full host to leave rotation', async () => (await readyz(fullHost)) === 503);
-      const job = await spawnJob(shared.FLEET_PREFIX, id);
-      expect(job.state).toBe('waiting');
-      expect(job.attemptsMade).toBe(0);
+      // The host leaves rotation as it reports the fault, a moment before the job is back in the queue.
+      await until('the job to go back to the queue', async () => (await spawnJob(shared.FLEET_PREFIX, id)).state === 'waiting');
+      expect((await spawnJob(shared.FLEET_PREFIX, id)).attemptsMade).toBe(0);
 
       // Another host, on the system's Docker (the same test image is there).
       const other = testEnv(server.url, dockerd.image, { ...shared, FLEET_HOST_CONCURRENCY: '1' });
+      const tOther = Date.now();
       const otherHost = await startTestFleet(other, ['spawn']);
       fleets.push(otherHost);
       expect(await results.next(id, 60_000)).toMatchObject({ success: true, summary: 'on the other host' });
+      console.info(`[faults] disk full → result on the other host: ${Date.now() - tOther} ms after that host started`);
       expect(results.all(id)).toHaveLength(1);
       expect(dockerd.containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
     } finally {
       dockerd.freeDisk(filler);
     }
+    const tFreed = Date.now();
     await until('the full host to resume', async () => (await readyz(fullHost)) === 200 && !fullHost.spawn!.drained());
+    console.info(`[faults] disk space freed → host back in rotation: ${Date.now() - tFreed} ms`);
   });
 });

@@ -317,7 +317,7 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
       expect(await results.next(id, 60_000)).toMatchObject({ success: true, summary: 'on the other host' });
       console.info(`[faults] disk full → result on the other host: ${Date.now() - tOther} ms after that host started`);
       expect(results.all(id)).toHaveLength(1);
-      expect(dockerd.containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+      await expect.poll(() => dockerd.containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
     } finally {
       dockerd.freeDisk(filler);
     }

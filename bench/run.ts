@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory,teardown picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
@@ -13,8 +13,9 @@ import { benchGitMirror } from './git-mirror.ts';
 import { benchGithubLimiter } from './github-limiter.ts';
 import { benchRedisMemory } from './redis-memory.ts';
 import { benchRedisTopologies } from './redis-topologies.ts';
+import { benchResultTeardown } from './result-teardown.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory,teardown').split(','));
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -81,5 +82,16 @@ if (only.has('memory')) {
     'Redis memory per 1000 queued legacy requests (INFO memory used_memory, before and after; bridge only, so they stay queued)',
     await benchRedisMemory(),
   );
+}
+
+if (only.has('teardown')) {
+  if (dockerAvailable) {
+    table(
+      'Result before teardown: sequential trivial requests, DinD off (busybox test worker, cap 1); the removal time is the baseline',
+      await benchResultTeardown(),
+    );
+  } else {
+    console.log('\nResult before teardown: SKIPPED (no Docker daemon)');
+  }
 }
 process.exit(0);

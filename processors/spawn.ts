@@ -153,6 +153,7 @@ async function runSpawn(
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
   let egress: EgressSession | undefined;
+  let teardown: Promise<void> = Promise.resolve();
   try {
     // FLEET_EGRESS=proxy: this job's own proxy and credential broker; the container gets no token.
     if (deps.config.egress.mode === 'proxy') {
@@ -229,14 +230,44 @@ async function runSpawn(
     }
   } finally {
     forgetToken();
-    slot?.release();
-    // The container goes before the result: once the orchestrator hears back, nothing of the
-    // request is left running on this host.
-    await removeContainer(container, deps, log, id);
-    await egress?.close();
-    await mirror?.release();
+    // The worker has exited: its outcome is known, so the result goes out while Docker removes the container
+    // (issue 11: result before teardown). The job, and with it this host's slot of the cap, ends only once the
+    // container is gone (awaited below), so the cap holds by Docker's own count; a crash in between leaves a
+    // labelled container the reaper removes. The slot's volume, the egress proxy and the mirror's lease are
+    // released once nothing uses them.
+    teardown = removeContainer(container, deps, log, id).finally(async () => {
+      slot?.release();
+      await egress?.close();
+      await mirror?.release();
+    });
   }
+  try {
+    return await settle(job, outcome, { id, model, branch, token, started, flow, request, egress }, deps, ctx, log);
+  } finally {
+    await teardown;
+  }
+}
 
+/** The run is over (the container may still be on its way out): the job's one outcome, published and settled. */
+async function settle(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  outcome: RunOutcome,
+  run: {
+    id: string;
+    model: string;
+    branch: string;
+    token: string;
+    started: number;
+    flow: SpawnJobData['flow'];
+    request: SpawnJobData['request'];
+    /** The job's egress session, whose blocked attempts go in the result (FLEET_EGRESS=proxy). */
+    egress: EgressSession | undefined;
+  },
+  deps: SpawnDeps,
+  ctx: ProcessContext,
+  log: Logger,
+): Promise<SpawnJobResult> {
+  const { id, model, branch, token, started, flow, request, egress } = run;
   if (outcome.stoppedBy === 'drain') {
     // This host is shutting down: the request is not final, so no result. Put the job back
     // for another host without spending one of its attempts.

@@ -83,6 +83,8 @@ export interface ContainerRuntime {
   /** Throws SpawnError when the daemon cannot be reached. */
   ping(): Promise<void>;
   hasImage(image: string): Promise<boolean>;
+  /** The container runtimes the daemon knows (`docker info` Runtimes); a host checks its FLEET_RUNTIME against them. */
+  runtimes?(): Promise<string[]>;
   /**
    * Creates a throwaway container from `image`, copies a small file in and removes it: whether a worker
    * could be launched now. A host out of rotation for a full disk probes with this; throws as `create` does.

@@ -2,14 +2,17 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { pack } from 'tar-stream';
+import { DaemonWatch } from './daemon-watch.ts';
 import { demuxDockerStream } from './docker-output.ts';
-import { DiskFullError, DockerUnavailableError, SpawnError } from './errors.ts';
+import { DiskFullError, DockerUnavailableError, isHostFault, SpawnError } from './errors.ts';
 import type { ContainerRuntime, ContainerSpec, ContainerSummary, InputFile, OutputLine, WorkerContainer } from './container-runtime.ts';
 import { splitLines } from './line-splitter.ts';
 
 /** Label of the throwaway containers `probeCreate` makes (never a worker). */
 const PROBE_LABEL = 'fleet.probe';
 const PROBE_BYTES = 256 * 1024;
+/** Events a daemon keeps in memory (moby's eventsLimit); fewer since a time means none since then was dropped. */
+const DAEMON_EVENT_BUFFER = 256;
 
 interface DockerError extends Error {
   statusCode?: number;
@@ -26,6 +29,7 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIP
  * other 5xx errors may pass (retryable); a missing image or runtime will not fix itself.
  */
 export function classifyDockerError(error: unknown, spec?: Pick<ContainerSpec, 'image' | 'runtime'>): SpawnError {
+  if (error instanceof SpawnError) return error;
   const e = error as DockerError;
   const detail = e.json?.message ?? e.message ?? String(error);
   if (e.code === 'EACCES') {
@@ -82,14 +86,61 @@ async function tarOf(files: InputFile[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** Options of the Docker runtime that tests change. */
+export interface DockerRuntimeOptions {
+  dockerHost?: string;
+  /** How often a run in flight checks its daemon (src/daemon-watch.ts); 0 turns the watch off. @defaultValue 1 s */
+  watchIntervalMs?: number;
+}
+
 class DockerWorkerContainer implements WorkerContainer {
   private removed = false;
   private output: Readable | undefined;
+  private readonly watch: DaemonWatch | undefined;
+  /** Rejects when the watch finds the daemon gone: a `wait` that would hang gives up. */
+  private readonly lost: Promise<never>;
+  private loseRun: (error: Error) => void = () => {};
   constructor(
     private readonly docker: Docker,
     private readonly container: Docker.Container,
     private readonly spec: ContainerSpec,
-  ) {}
+    watchIntervalMs: number | undefined,
+  ) {
+    this.lost = new Promise<never>((_resolve, reject) => {
+      this.loseRun = reject;
+    });
+    this.lost.catch(() => {});
+    if (watchIntervalMs === 0) return;
+    this.watch = new DaemonWatch({
+      intervalMs: watchIntervalMs,
+      running: async (signal) => {
+        try {
+          const info = await this.container.inspect({ abortSignal: signal });
+          return info.State.Running === true;
+        } catch (error) {
+          // Removed by someone else: its `wait` returns on its own.
+          if ((error as DockerError).statusCode === 404) return false;
+          throw error;
+        }
+      },
+      outage: (cause) => {
+        const e = classifyDockerError(cause, this.spec);
+        return isHostFault(e)
+          ? e
+          : new DockerUnavailableError(
+              `the Docker daemon stopped answering during the run (${(e as Error).message}): not the task's failure`,
+              {
+                cause,
+              },
+            );
+      },
+      onLost: (error) => {
+        // Both can hang on a daemon that died: the stream is cut with the error, the wait rejects with it.
+        this.output?.destroy(error);
+        this.loseRun(error);
+      },
+    });
+  }
 
   get id() {
     return this.container.id;
@@ -102,6 +153,7 @@ class DockerWorkerContainer implements WorkerContainer {
       // worker's writes block, so nothing piles up here and nothing is lost to Docker's log rotation.
       this.output = (await this.container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
       await this.container.start();
+      this.watch?.start();
     } catch (error) {
       this.closeOutput();
       throw classifyDockerError(error, this.spec);
@@ -121,7 +173,8 @@ class DockerWorkerContainer implements WorkerContainer {
 
   async wait() {
     try {
-      const { StatusCode } = (await this.container.wait()) as { StatusCode: number };
+      const { StatusCode } = (await Promise.race([this.container.wait(), this.lost])) as { StatusCode: number };
+      this.watch?.waitReturned();
       return StatusCode;
     } catch (error) {
       // The wait is one long request: a daemon that stops or restarts mid-run cuts it.
@@ -138,7 +191,11 @@ class DockerWorkerContainer implements WorkerContainer {
       killedFromOutside = !oomKilled && (await this.killedSince(info.State.StartedAt));
     } catch (error) {
       throw classifyDockerError(error, this.spec);
+    } finally {
+      this.watch?.stop();
     }
+    // The daemon was away at some point of the run: whatever killed the worker, the task did not fail.
+    if (!oomKilled && this.watch?.lost) throw this.watch.lost;
     // Read only when fleet did not stop the container: a kill someone else sent is, in practice, dockerd stopping
     // its containers to shut down or restart (the API still answers while it waits out their stop timeout).
     if (killedFromOutside) {
@@ -149,22 +206,37 @@ class DockerWorkerContainer implements WorkerContainer {
     return { oomKilled };
   }
 
-  /** Whether Docker recorded a `kill` of this container since it started (its event log, kept in the daemon's memory). */
+  /**
+   * Whether Docker recorded a `kill` of this container since it started, or cannot tell because it restarted
+   * since (its event log is kept in memory). A restart is told from the log itself: it lacks the container's
+   * own `start` event although it holds fewer events than the daemon keeps, so none since the start was dropped.
+   */
   private async killedSince(startedAt: string): Promise<boolean> {
+    const since = Math.floor(Date.parse(startedAt) / 1000);
+    const ours = await this.eventsSince(since, { container: [this.container.id], event: ['start', 'kill'] });
+    if (ours.some((e) => e.Action === 'kill')) return true;
+    if (ours.some((e) => e.Action === 'start')) return false;
+    return (await this.eventsSince(since, {})).length < DAEMON_EVENT_BUFFER;
+  }
+
+  private async eventsSince(since: number, filters: Record<string, string[]>): Promise<{ Action?: string }[]> {
     const stream = (await this.docker.getEvents({
-      since: Math.floor(Date.parse(startedAt) / 1000),
+      since,
       // Now, not later: the daemon holds the answer open until `until`. (A shutdown's kill comes a stop timeout,
       // 20 s, before the exit, so the current second's events are not needed.)
       until: Math.floor(Date.now() / 1000),
-      filters: { container: [this.container.id], event: ['kill'] },
+      filters,
     })) as unknown as Readable;
     let text = '';
     for await (const chunk of stream) {
       text += chunk.toString();
-      if (text.length > 64 * 1024) break;
+      if (text.length > 1024 * 1024) break;
     }
     stream.destroy();
-    return text.includes('"kill"');
+    return text
+      .split('\n')
+      .filter((line) => line.trim())
+      .map((line) => JSON.parse(line) as { Action?: string });
   }
 
   async kill() {
@@ -179,6 +251,7 @@ class DockerWorkerContainer implements WorkerContainer {
 
   async remove() {
     if (this.removed) return;
+    this.watch?.stop();
     this.closeOutput();
     await removeContainer(this.docker, this.container.id);
     this.removed = true;
@@ -228,7 +301,7 @@ function hostConfig(spec: ContainerSpec): Docker.HostConfig {
   return config;
 }
 
-export function createDockerRuntime(options: { dockerHost?: string } = {}): ContainerRuntime {
+export function createDockerRuntime(options: DockerRuntimeOptions = {}): ContainerRuntime {
   const docker = options.dockerHost ? dockerFromHost(options.dockerHost) : new Docker();
   return {
     async create(spec, files) {
@@ -254,7 +327,7 @@ export function createDockerRuntime(options: { dockerHost?: string } = {}): Cont
         await removeContainer(docker, container.id).catch(() => {});
         throw classifyDockerError(error, spec);
       }
-      return new DockerWorkerContainer(docker, container, spec);
+      return new DockerWorkerContainer(docker, container, spec, options.watchIntervalMs);
     },
 
     async list(labels) {
@@ -319,6 +392,15 @@ export function createDockerRuntime(options: { dockerHost?: string } = {}): Cont
         throw classifyDockerError(error, spec);
       } finally {
         await removeContainer(docker, container.id).catch(() => {});
+      }
+    },
+
+    async runtimes() {
+      try {
+        const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };
+        return Object.keys(info.Runtimes ?? {});
+      } catch (error) {
+        throw classifyDockerError(error);
       }
     },
 

@@ -11,6 +11,7 @@ import { startBridge, type Bridge } from './bridge.ts';
 import type { FleetConfig, Role } from './config.ts';
 import type { ContainerRuntime } from './container-runtime.ts';
 import { createDockerRuntime } from './docker-runtime.ts';
+import { checkRuntimeKnown } from './host-health.ts';
 import { startEmbeddedRedis, type EmbeddedRedis } from './embedded-redis.ts';
 import { startHttpServer, type HttpServer, type ReadinessCheck } from './http-server.ts';
 import { startHeartbeat } from './host-registry.ts';
@@ -184,6 +185,11 @@ export async function startFleet(options: {
       });
       checks.push({ name: 'docker', check: () => runtime.ping() });
       checks.push({ name: 'host faults', check: async () => spawn.checkHealth() });
+      // Named after the runtime, so a 503 says which one Docker lacks (the reason itself stays in the log).
+      checks.push({ name: `runtime ${config.worker.runtime}`, check: () => checkRuntimeKnown(runtime, config.worker.runtime) });
+      await checkRuntimeKnown(runtime, config.worker.runtime).catch((error) =>
+        logger.error({ err: error }, 'HOST MISCONFIGURED: every job this host takes fails with spawn_error until this is fixed'),
+      );
       checks.push({
         name: 'worker image',
         check: async () => {

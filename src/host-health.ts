@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { ContainerRuntime } from './container-runtime.ts';
 import type { HostFaultError } from './errors.ts';
 
 /** How often a faulted host probes whether the fault has cleared. */
@@ -81,4 +82,18 @@ export class HostHealth {
       this.options.logger.error({ err: error }, 'could not resume the spawn worker after a host fault');
     }
   }
+}
+
+/**
+ * Throws when Docker does not know the runtime this host launches workers with (FLEET_RUNTIME, sysbox-runc by
+ * default): every job would fail with spawn_error, so the host says so at start and on /readyz instead.
+ */
+export async function checkRuntimeKnown(runtime: Pick<ContainerRuntime, 'runtimes'>, configured: string): Promise<void> {
+  if (!runtime.runtimes) return;
+  const known = await runtime.runtimes();
+  if (known.includes(configured)) return;
+  throw new Error(
+    `Docker on this host does not know the runtime ${configured} (FLEET_RUNTIME); it knows ${known.join(', ') || 'none'}: ` +
+      'install sysbox (deploy/install-sysbox.sh) or set FLEET_RUNTIME to one of those (runc with FLEET_DIND=caps or off on a test machine)',
+  );
 }

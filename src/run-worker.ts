@@ -143,6 +143,8 @@ export async function runWorker(
     if (stream?.costWarning) log(stream.costWarning);
 
     const exited = container.wait();
+    // Awaited after the output ends; when the output fails first (the daemon went away), its rejection is not news.
+    exited.catch(() => {});
     for await (const raw of container.lines(MAX_LINE_BYTES)) {
       const cut = raw.droppedBytes > 0;
       const line = redactor.redact(cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text);

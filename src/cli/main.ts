@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, ROLES, type Role } from '../config.ts';
 import { AVAILABLE_ROLES, startFleet } from '../fleet.ts';
+import { createDockerRuntime } from '../docker-runtime.ts';
 import { createLogger } from '../logger.ts';
+import { ensureWorkerImage } from '../worker-image-setup.ts';
 import { UsageError, type Command } from './command.ts';
 import { registerOperationsCommands } from './commands.ts';
 import { SETTINGS_HELP } from './settings-help.ts';
@@ -27,6 +29,11 @@ ${SETTINGS_HELP}`,
       const roles = parseRoles(values.roles);
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });
+      // First start: a spawn host without its worker image builds it here, or says which command to run.
+      if (roles.includes('spawn')) {
+        const runtime = createDockerRuntime({ dockerHost: config.dockerHost });
+        await ensureWorkerImage({ runtime, image: config.worker.image, logger });
+      }
       const fleet = await startFleet({ config, roles, logger });
       await new Promise<void>((resolve) => {
         let stopping = false;

@@ -128,7 +128,7 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     expect(result.logs_tail).toMatch(/^\[tool result\] ok/m);
     expect(result.logs_tail).toMatch(/^\[done\] success, \d+ turn/m);
     expect(anthropic.violations).toEqual([]);
-    expect(containersWithLabel(`fleet.request_id=${requestId}`)).toEqual([]);
+    await expect.poll(() => containersWithLabel(`fleet.request_id=${requestId}`), { timeout: 15_000, interval: 100 }).toEqual([]);
   }, 300_000);
 
   it.concurrent("codex: a legacy request is done by Codex's exec_command tool, with the mapped model, and pushed", async () => {

@@ -170,7 +170,7 @@ describeDocker('the real worker image through the fleet', () => {
       ]);
       expect(mine[0]).toMatchObject({ repo: REPO, task_summary: '# Add the greeting', worker_type: 'custom' });
       expect(mine.at(-1)).toMatchObject({ commit_sha: head });
-      expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+      await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
     }, 300_000);
 
     it('reports a failing agent with a long log as task_failed, with its exit code', async () => {
@@ -223,7 +223,10 @@ describeDocker('the real worker image through the fleet', () => {
       expect(listed.logs_tail!.split('\n')).toContain(`IMAGE=${tinyTag}`);
       // The inner dockerd shared the host's network namespace: it was kept off the network.
       expect(listed.logs_tail).toContain("shares the host's network namespace");
-      for (const request of [load, list]) expect(containersWithLabel(`fleet.request_id=${request.request_id as string}`)).toEqual([]);
+      for (const request of [load, list])
+        await expect
+          .poll(() => containersWithLabel(`fleet.request_id=${request.request_id as string}`), { timeout: 15_000, interval: 100 })
+          .toEqual([]);
     }, 600_000);
   });
 });

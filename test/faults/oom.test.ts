@@ -58,7 +58,7 @@ describeDocker('fault: the memory limit (real Redis, real Docker)', () => {
     expect(job.attemptsStarted).toBe(1);
     await queue.close();
     expect(results.all(id)).toHaveLength(1);
-    expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+    await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
     // The outcome label of the job-duration histogram counts it.
     const metrics = await fetch(`http://127.0.0.1:${fleet.httpPort}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/fleet_job_duration_seconds_count\{outcome="oom_killed"\} 1/);

@@ -102,13 +102,14 @@ describeDocker('/metrics after real jobs', () => {
     expect(text).not.toContain('fleet_metrics_collect_errors_total{');
   });
 
-  it('is ready: Redis, Docker, no host fault, and the worker image answer', async () => {
+  it('is ready: Redis, Docker, no host fault, a runtime Docker knows, and the worker image answer', async () => {
     const response = await fetch(`${base}/readyz`);
     expect(response.status).toBe(200);
     expect(((await response.json()) as { checks: { name: string; ok: boolean }[] }).checks).toEqual([
       { name: 'redis', ok: true },
       { name: 'docker', ok: true },
       { name: 'host faults', ok: true },
+      { name: 'runtime runc', ok: true },
       { name: 'worker image', ok: true },
       { name: 'bridge', ok: true },
     ]);

@@ -115,7 +115,7 @@ describeDocker('the agent stream on the host: usage and budgets (real Redis, rea
     expect(result.usage.cost_usd).toBeLessThan(0.025);
     // Quickly: well before the stream (6 s) and the sleep after it would have ended.
     expect(elapsedMs).toBeLessThan(15_000);
-    expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+    await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
 
     const failed = await nextEvent((e) => e.request_id === id && e.event_type === 'failed');
     expect(failed).toMatchObject({ error_type: 'budget_exceeded', usage: { turns: result.usage.turns, cost_usd: result.usage.cost_usd } });

@@ -171,22 +171,6 @@ describe('bridge', () => {
     expect(await queue.getJob(good.request_id as string)).toBeDefined();
   });
 
-  it('resubscribes after Redis restarts and loses no later request', async () => {
-    freshQueue();
-    await bridges(1);
-    await server.restart();
-    // PUBSUB NUMSUB tells when the bridge's reconnect has subscribed again: no guessing.
-    const probe = new Redis(server.url);
-    while (Number(((await probe.pubsub('NUMSUB', channels.spawn)) as [string, number])[1]) < 1) {
-      await new Promise((r) => setImmediate(r));
-    }
-    probe.disconnect();
-    const request = legacyRequest();
-    await send(request);
-    await idle();
-    expect(await queue.getJob(request.request_id as string)).toBeDefined();
-  });
-
   it('cancels a waiting request: job removed, result cancelled', async () => {
     freshQueue();
     await bridges(1);

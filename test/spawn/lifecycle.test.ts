@@ -165,7 +165,7 @@ describeDocker('spawn lifecycle: caps, cancel, crash, drain (real Redis, real Do
     const result = await results.next(id);
     events.close();
     expect(result).toMatchObject({ success: false, error_type: 'cancelled', exit_code: -1 });
-    expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+    await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
   });
 
   it('cancels a waiting request while another runs, and only that one', async () => {

@@ -105,7 +105,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     const { logs } = await queue.getJobLogs(id);
     expect(logs.join('\n')).toContain('plain output line');
     await queue.close();
-    expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+    await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
   });
 
   it('copies a 1 MiB task into the container whole', async () => {
@@ -180,7 +180,7 @@ describeDocker('spawn path round trip (real Redis, real Docker)', () => {
     expect(result).toMatchObject({ success: false, exit_code: -1, error_type: 'timeout' });
     expect(result.error_message).toContain('timeout_seconds=1');
     expect(Date.now() - sent).toBeLessThan(30_000);
-    expect(containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+    await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);
   });
 
   it('works with a Redis Cluster hash-tag prefix: every fleet key shares the tag', async () => {

@@ -159,6 +159,10 @@ const envSchema = z
     FLEET_BOARD_READONLY_PASSWORD: optionalString,
     FLEET_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     FLEET_JOB_LOG_LINES: z.coerce.number().int().min(10).default(2000),
+    // OpenTelemetry (src/tracing.ts), under the SDK's own names; no endpoint: no SDK, no spans, no cost.
+    OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
+    OTEL_SERVICE_NAME: z.string().min(1).default('fleet'),
+    OTEL_BSP_SCHEDULE_DELAY: z.coerce.number().int().min(0).max(600_000).default(5000),
   })
   .superRefine((env, ctx) => {
     const pairs = [
@@ -268,6 +272,8 @@ export interface FleetConfig {
   };
   logLevel: string;
   jobLogLines: number;
+  /** OTLP/HTTP trace export; endpoint null: tracing off. */
+  tracing: { endpoint: string | null; serviceName: string; scheduleDelayMs: number };
 }
 
 /** Raised when the environment holds a bad setting; the message names every bad key. */
@@ -370,6 +376,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     logLevel: e.FLEET_LOG_LEVEL,
     jobLogLines: e.FLEET_JOB_LOG_LINES,
+    tracing: {
+      endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT ?? null,
+      serviceName: e.OTEL_SERVICE_NAME,
+      scheduleDelayMs: e.OTEL_BSP_SCHEDULE_DELAY,
+    },
   };
 }
 

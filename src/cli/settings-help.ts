@@ -69,6 +69,10 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_BOARD_READONLY_PASSWORD: 'board read-only password',
   FLEET_LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
   FLEET_JOB_LOG_LINES: 'job log entries kept per job for the board (default 2000)',
+  OTEL_EXPORTER_OTLP_ENDPOINT:
+    'OTLP/HTTP collector (e.g. http://127.0.0.1:4318): one trace per request to <endpoint>/v1/traces (default: unset, tracing off)',
+  OTEL_SERVICE_NAME: 'service.name of the spans (default fleet)',
+  OTEL_BSP_SCHEDULE_DELAY: 'milliseconds between two span exports (default 5000)',
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

@@ -43,7 +43,7 @@ interface OtlpExport {
   resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
 }
 
-function valueOf(value: OtlpValue): string | number | boolean {
+function attributeValue(value: OtlpValue): string | number | boolean {
   if (value.stringValue !== undefined) return value.stringValue;
   if (value.intValue !== undefined) return Number(value.intValue);
   if (value.doubleValue !== undefined) return value.doubleValue;
@@ -51,7 +51,7 @@ function valueOf(value: OtlpValue): string | number | boolean {
   return '';
 }
 
-const attributesOf = (list: OtlpAttribute[] | undefined) => Object.fromEntries((list ?? []).map((a) => [a.key, valueOf(a.value)]));
+const attributesOf = (list: OtlpAttribute[] | undefined) => Object.fromEntries((list ?? []).map((a) => [a.key, attributeValue(a.value)]));
 
 /** OTLP JSON carries ids as hex (the exporter's default) or base64 (the spec's protobuf-JSON mapping): hex either way. */
 function hexId(id: string): string {

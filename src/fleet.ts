@@ -70,7 +70,7 @@ export async function startFleet(options: {
 
   try {
     // Before any queue or worker: they take BullMQ's telemetry option only while tracing runs.
-    const tracing = startTracing(config);
+    const tracing = await startTracing(config);
     if (tracing) {
       stack.push({ name: 'tracing', stop: () => tracing.flush() });
       logger.info({ endpoint: config.tracing.endpoint }, 'tracing: OTLP/HTTP export on');

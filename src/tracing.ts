@@ -5,11 +5,8 @@
  * started and BullMQ gets no telemetry option: the OpenTelemetry API calls below are its no-ops.
  */
 import { context, INVALID_SPAN_CONTEXT, propagation, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { BullMQOtel } from 'bullmq-otel';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { BullMQOtel } from 'bullmq-otel';
 import type { FleetConfig } from './config.ts';
 import { FLEET_VERSION } from './host-registry.ts';
 
@@ -27,12 +24,23 @@ export interface Tracing {
  * Starts the OpenTelemetry SDK when `config.tracing.endpoint` is set and registers it as the global provider
  * (with the W3C trace-context propagator and an AsyncLocalStorage context manager); null when tracing is off.
  */
-export function startTracing(config: Pick<FleetConfig, 'tracing'>): Tracing | null {
+export async function startTracing(config: Pick<FleetConfig, 'tracing'>): Promise<Tracing | null> {
   const { endpoint, serviceName, scheduleDelayMs } = config.tracing;
   if (!endpoint) return null;
   if (started && started.endpoint !== endpoint)
     throw new Error(`tracing already exports to ${started.endpoint}; one process exports to one OTEL_EXPORTER_OTLP_ENDPOINT`);
   if (!started) {
+    // Loaded only here: a fleet (or a CLI command) without tracing does not even load the SDK.
+    const [{ OTLPTraceExporter }, { resourceFromAttributes }, { BatchSpanProcessor }, { NodeTracerProvider }, { BullMQOtel }] =
+      await Promise.all([
+        import('@opentelemetry/exporter-trace-otlp-http'),
+        import('@opentelemetry/resources'),
+        import('@opentelemetry/sdk-trace-base'),
+        import('@opentelemetry/sdk-trace-node'),
+        import('bullmq-otel'),
+      ]);
+    // Two fleets started at once in one process (tests) share the provider the first of them made.
+    if (started) return { flush: () => started!.provider.forceFlush() };
     const exporter = new OTLPTraceExporter({ url: `${endpoint.replace(/\/+$/, '')}/v1/traces` });
     const provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ 'service.name': serviceName, 'service.version': FLEET_VERSION }),
@@ -41,7 +49,7 @@ export function startTracing(config: Pick<FleetConfig, 'tracing'>): Tracing | nu
     provider.register();
     started = { provider, telemetry: new BullMQOtel({ tracerName: 'bullmq', version: FLEET_VERSION }), endpoint };
   }
-  const { provider } = started;
+  const { provider } = started!;
   return { flush: () => provider.forceFlush() };
 }
 

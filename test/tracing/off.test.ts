@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 
 it('without OTEL_EXPORTER_OTLP_ENDPOINT: no SDK, no BullMQ telemetry, no trace id anywhere', async () => {
-  expect(startTracing(fleet.config)).toBeNull();
+  expect(await startTracing(fleet.config)).toBeNull();
   expect(bullTelemetry()).toEqual({});
   expect(currentTraceparent()).toBeUndefined();
 

@@ -7,7 +7,6 @@
 import { context, INVALID_SPAN_CONTEXT, propagation, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api';
 import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import type { BullMQOtel } from 'bullmq-otel';
-import type { FleetConfig } from './config.ts';
 import { FLEET_VERSION } from './host-registry.ts';
 
 const TRACER_NAME = 'fleet';
@@ -24,7 +23,15 @@ export interface Tracing {
  * Starts the OpenTelemetry SDK when `config.tracing.endpoint` is set and registers it as the global provider
  * (with the W3C trace-context propagator and an AsyncLocalStorage context manager); null when tracing is off.
  */
-export async function startTracing(config: Pick<FleetConfig, 'tracing'>): Promise<Tracing | null> {
+export interface TracingSettings {
+  /** OTEL_EXPORTER_OTLP_ENDPOINT; null: tracing off. */
+  endpoint: string | null;
+  serviceName: string;
+  scheduleDelayMs: number;
+}
+
+/** `config.tracing` of FleetConfig (src/config.ts reads src/flow, which traces: no import back to it). */
+export async function startTracing(config: { tracing: TracingSettings }): Promise<Tracing | null> {
   const { endpoint, serviceName, scheduleDelayMs } = config.tracing;
   if (!endpoint) return null;
   if (started && started.endpoint !== endpoint)

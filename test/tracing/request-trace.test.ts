@@ -85,7 +85,7 @@ describe('OpenTelemetry: one trace per request, exported over OTLP/HTTP (real Re
     expect(run.traceId).toBe(data.traceId);
   });
 
-  it('a two-scope flow request (review, merge) is one trace: bridge → enqueue → jobs → containers → review → merge → result', async () => {
+  it('a two-scope flow request (review, merge) is one trace: bridge → enqueue → jobs → containers → review → CI → merge → result', async () => {
     const repo = `acme/${uid('repo')}`;
     github.addRepo(repo);
     const request = legacyRequest({
@@ -168,6 +168,14 @@ describe('OpenTelemetry: one trace per request, exported over OTLP/HTTP (real Re
       expect(notAfter(run.endNs, lastReview.endNs)).toBe(true);
       expect(notAfter(lastReview.endNs, lastMerge.endNs)).toBe(true);
       for (const step of [...reviews, ...merges]) expect(ancestors(step)).toContain('bridge receive');
+      // The merge step looked at CI, then merged, inside its runs.
+      const mergeSpanIds = new Set(merges.map((m) => m.spanId));
+      const looks = spans.filter((x) => x.name === 'ci look' && mergeSpanIds.has(x.parentSpanId!));
+      const merged = spans.filter((x) => x.name === 'pull request merge' && mergeSpanIds.has(x.parentSpanId!));
+      expect(looks.length).toBeGreaterThan(0);
+      expect(merged).toHaveLength(1);
+      expect(notAfter(looks[0]!.endNs, merged[0]!.startNs)).toBe(true);
+      expect(notAfter(lastReview.endNs, looks[0]!.startNs)).toBe(true);
     }
 
     // The one published result, by the root's processing span, after every container run.

@@ -121,7 +121,7 @@ ${CONNECTION_HELP}`,
       },
     });
     if (!values.repo) throw new UsageError('--repo OWNER/NAME is required');
-    if (!values['task-file'] && !values.tasks) throw new UsageError('--task-file FILE (or --tasks FILE.json) is required');
+    if (!values['task-file'] && !values.tasks) throw new UsageError('--task-file FILE is required (or --tasks FILE.json)');
     if (values['wait-timeout'] !== undefined && !values.wait) throw new UsageError('--wait-timeout needs --wait');
     if (values.format !== undefined && values.format !== 'legacy' && values.format !== 'v2')
       throw new UsageError(`--format: "${values.format}" is not legacy or v2`);

@@ -120,7 +120,7 @@ function readTasks(path: string): unknown[] {
 
 /** A request with scopes still carries the legacy task_content (the orchestrator's "started" summary reads it). */
 function tasksSummary(tasks: unknown[] | undefined): string {
-  if (!tasks) throw new SpawnUsageError('--task-file FILE (or --tasks FILE.json) is required');
+  if (!tasks) throw new SpawnUsageError('--task-file FILE is required (or --tasks FILE.json)');
   const scopes = tasks.map((t) => String((t as { scope?: unknown } | null)?.scope ?? '?'));
   return `Tasks in ${tasks.length} scope${tasks.length === 1 ? '' : 's'}: ${scopes.join(', ')}`;
 }

@@ -14,6 +14,7 @@ import {
   failingCheckDetails,
   type CiRequired,
 } from '../src/flow/ci.ts';
+import { inSpan } from '../src/tracing.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
 import { runResumableStep } from '../src/flow/resumable.ts';
@@ -206,12 +207,9 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         }
         let next: State;
         try {
-          const merged = await forge.mergePullRequest({
-            repo: c.repo,
-            number,
-            sha: guard,
-            commitTitle: `${c.task.title} (#${number})`,
-          });
+          const merged = await inSpan('pull request merge', { 'fleet.request_id': c.requestId, 'fleet.pr': number }, () =>
+            forge.mergePullRequest({ repo: c.repo, number, sha: guard, commitTitle: `${c.task.title} (#${number})` }),
+          );
           log.info({ pr: number, sha: merged.sha }, 'pull request merged');
           deps.onCiWait?.('green', waited);
           return withChecks({ ...o, merged: true, merge_sha: merged.sha, conflict_rounds_used: s.conflictRounds });

@@ -50,6 +50,7 @@ export async function processRequest(job: Job<RequestJobData>, deps: RequestDeps
     format: request.result_format,
     workerType: WORKER_TYPES[request.agent],
     now: new Date(finishedAt),
+    traceId: job.data.traceId,
   });
   deps.logger.info(
     { request_id: request.request_id, success: result.success, scopes: scopes.length, error_type: result.error_type },

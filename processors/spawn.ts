@@ -20,6 +20,7 @@ import { scopeBranch } from '../src/flow/ids.ts';
 import { failureResult, publishFinal, readResult, resultFromOutcome } from '../src/results.ts';
 import { runWorker, type RunOutcome, type RunTimers } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
+import { currentTraceparent, inSpan, traceStart } from '../src/tracing.ts';
 
 /** Everything the spawn processor touches; it builds no client of its own. */
 export interface SpawnDeps {
@@ -189,39 +190,47 @@ async function runSpawn(
       egress,
       gitMirror: mirror?.path,
       config: deps.config,
+      traceparent: currentTraceparent(),
     });
     // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
     // Usage is priced and labelled by the model the agent really runs (after FLEET_MODEL_MAP).
     const stream = monitorFor({ ...request, model }, deps.config.agentStream);
     try {
-      container = await deps.runtime.create(spec, [...buildInputFiles(request), ...(egress?.files ?? [])]);
+      const created = await inSpan('container create', { 'fleet.request_id': id }, () =>
+        deps.runtime.create(spec, [...buildInputFiles(request), ...(egress?.files ?? [])]),
+      );
+      container = created;
       log.info({ container: container.id.slice(0, 12) }, 'worker container created');
-      outcome = await runWorker(container, {
-        timeoutMs: request.timeout_seconds * 1000,
-        signal: ctx.signal,
-        logger: log,
-        timers: deps.timers,
-        stream,
-        hooks: {
-          onEvent: async (event) => {
-            if (event.event_type === 'started') deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
-            if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
-            // A worker's completed or failed event is held back: the outcome is known only at exit (a
-            // non-zero exit after `completed` is a crash; a pull request may still fail to open), and
-            // the one terminal event is then built from the result (finish). A flow step's events
-            // carry its scope and report the step, so they go out as they come, with the usage so far.
-            const terminal = event.event_type === 'completed' || event.event_type === 'failed';
-            if (!terminal) await emit(event);
-            else if (flow) {
-              const usage = stream?.usage();
-              await emit(event, usage ? { usage } : {});
-            }
+      const spanAttributes = { 'fleet.request_id': id, 'fleet.container': created.id.slice(0, 12) };
+      outcome = await inSpan('container run', spanAttributes, () =>
+        runWorker(traceStart(created), {
+          timeoutMs: request.timeout_seconds * 1000,
+          signal: ctx.signal,
+          logger: log,
+          timers: deps.timers,
+          stream,
+          hooks: {
+            onEvent: async (event) => {
+              if (event.event_type === 'started')
+                deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
+              if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
+              // A worker's completed or failed event is held back: the outcome is known only at exit (a
+              // non-zero exit after `completed` is a crash; a pull request may still fail to open), and
+              // the one terminal event is then built from the result (finish). A flow step's events
+              // carry its scope and report the step, so they go out as they come, with the usage so far.
+              const terminal = event.event_type === 'completed' || event.event_type === 'failed';
+              if (!terminal) await emit(event);
+              else if (flow) {
+                const usage = stream?.usage();
+                await emit(event, usage ? { usage } : {});
+              }
+            },
+            onLogLines: async (lines) => {
+              await job.log(lines.join('\n'));
+            },
           },
-          onLogLines: async (lines) => {
-            await job.log(lines.join('\n'));
-          },
-        },
-      });
+        }),
+      );
     } catch (error) {
       await removeContainer(container, deps, log, id);
       container = undefined;
@@ -417,6 +426,7 @@ async function finish(
       format: request.result_format,
       workerType: WORKER_TYPES[request.agent],
       now: (deps.now ?? (() => new Date()))(),
+      traceId: job.data.traceId,
     });
   }
   deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });

@@ -37,6 +37,8 @@ export interface RequestJobData {
   request: StoredRequest;
   scopes: (string | null)[];
   acceptedAt: number;
+  /** The OpenTelemetry trace of the request, when traced; `trace_id` in its v2 result. */
+  traceId?: string;
 }
 
 export type MergeQueueJobData = MergeJobData | RequestJobData;

@@ -16,6 +16,8 @@ export interface SpawnJobData {
   acceptedAt: number;
   /** A follow-up's pull request, as intake found it: the worker continues its branch (v2 `follow_up`). */
   followUp?: FollowUpTarget;
+  /** The OpenTelemetry trace of the request (src/tracing.ts), when the bridge traced it; `trace_id` in v2 results. */
+  traceId?: string;
   /**
    * Set when the job is one step of a pull-request flow: it runs on `branch`, reports to its
    * parent job instead of publishing a result, and never fails for a task's own failure.

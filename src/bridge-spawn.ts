@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { SpawnJobData } from '../queues/spawn.ts';
 import { InvalidRequestError } from './errors.ts';
@@ -7,6 +8,7 @@ import { REJECTED_KEEP } from './keys.ts';
 import { MAX_TASK_BYTES, type ErrorType } from './protocol.ts';
 import { redactor } from './redact.ts';
 import { failureResult, publishFinal } from './results.ts';
+import { inSpan } from './tracing.ts';
 
 /** A 1 MiB task can double in size when JSON-escaped; anything past this is not a request. */
 export const MAX_MESSAGE_BYTES = 4 * MAX_TASK_BYTES;
@@ -88,12 +90,18 @@ export function spawnHandler(deps: SpawnHandlerDeps) {
   };
 
   /** Validates and enqueues a decoded request; InvalidRequestError answers the sender. */
-  const accept = async (raw: Buffer, parse: () => unknown, source: SpawnJobData['source']) => {
+  const accept = (raw: Buffer, parse: () => unknown, source: SpawnJobData['source']) =>
+    // A request's trace starts here; BullMQ carries it on to every job of the request (src/tracing.ts).
+    inSpan('bridge receive', { 'fleet.source': source }, (span) => receive(raw, parse, source, span), { root: true });
+
+  const receive = async (raw: Buffer, parse: () => unknown, source: SpawnJobData['source'], span: Span) => {
     let parsed: unknown;
     try {
       parsed = parse();
       const request = validateSpawnRequest(parsed);
+      span.setAttribute('fleet.request_id', request.request_id);
       const outcome = await enqueueSpawn(request, deps, source);
+      span.setAttribute('fleet.intake', outcome);
       deps.onAccepted?.(outcome);
       log.info({ request_id: request.request_id, repo: request.repo, outcome, source }, 'spawn request accepted');
     } catch (error) {

@@ -218,6 +218,10 @@ const envSchema = z
     REDIS_PASSWORD: optionalString,
     REDIS_TLS: booleanFlag(false),
     REDIS_TLS_CA_FILE: optionalString,
+    // OpenTelemetry (src/tracing.ts), under the SDK's own names; no endpoint: no SDK, no spans, no cost.
+    OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
+    OTEL_SERVICE_NAME: z.string().min(1).default('fleet'),
+    OTEL_BSP_SCHEDULE_DELAY: z.coerce.number().int().min(0).max(600_000).default(5000),
   })
   .superRefine((env, ctx) => {
     // Redis topology: a combination that cannot work stops start-up, naming the variable.
@@ -387,6 +391,8 @@ export interface FleetConfig {
   };
   /** Sandbox egress: `proxy` (network none, the host's allowlisting proxy and credential broker) or `open` (Docker's network, the token inside). */
   egress: { mode: 'proxy' | 'open'; allow: string[]; requestAllow: string[]; methods: 'all' | 'read' };
+  /** OTLP/HTTP trace export; endpoint null: tracing off. */
+  tracing: { endpoint: string | null; serviceName: string; scheduleDelayMs: number };
 }
 
 /** Raised when the environment holds a bad setting; the message names every bad key. */
@@ -503,6 +509,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       allow: e.FLEET_EGRESS_ALLOW,
       requestAllow: e.FLEET_EGRESS_REQUEST_ALLOW,
       methods: e.FLEET_EGRESS_METHODS,
+    },
+    tracing: {
+      endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT ?? null,
+      serviceName: e.OTEL_SERVICE_NAME,
+      scheduleDelayMs: e.OTEL_BSP_SCHEDULE_DELAY,
     },
   };
 }

@@ -47,6 +47,8 @@ export interface SpecInput {
   scope?: string;
   /** The exact commit a reviewer must see; the worker fails with head_changed if the branch moved. */
   headSha?: string;
+  /** W3C trace context of the run's span (src/tracing.ts): agent CLIs that emit OpenTelemetry join the request's trace. */
+  traceparent?: string;
   jobId: string;
   lockToken: string;
   attempt: number;
@@ -133,6 +135,7 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   if (input.purpose) env.FLEET_PURPOSE = input.purpose;
   if (input.scope) env.FLEET_SCOPE = input.scope;
   if (input.headSha) env.FLEET_HEAD_SHA = input.headSha;
+  if (input.traceparent) env.TRACEPARENT = input.traceparent;
   // fleet-worker hands it to the agent CLI; the host also enforces it from the agent's stream.
   if (request.max_turns !== undefined) env.FLEET_MAX_TURNS = String(request.max_turns);
   if (config.worker.dind === 'off') env.FLEET_DIND = 'off';

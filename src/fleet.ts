@@ -25,6 +25,7 @@ import { startMergeRole, startReviewRole } from './roles/flow-workers.ts';
 import { startSpawnRole, type SpawnRole } from './roles/spawn.ts';
 import { startWebhookRole } from './roles/webhook.ts';
 import { loadSecretBox } from './secrets.ts';
+import { bullTelemetry, startTracing } from './tracing.ts';
 
 /** The roles this build can run; `fleet start` with no --roles runs all of them. */
 export const AVAILABLE_ROLES: Role[] = ['bridge', 'spawn', 'review', 'merge', 'board'];
@@ -70,6 +71,12 @@ export async function startFleet(options: {
   };
 
   try {
+    // Before any queue or worker: they take BullMQ's telemetry option only while tracing runs.
+    const tracing = await startTracing(config);
+    if (tracing) {
+      stack.push({ name: 'tracing', stop: () => tracing.flush() });
+      logger.info({ endpoint: config.tracing.endpoint }, 'tracing: OTLP/HTTP export on');
+    }
     let embedded: EmbeddedRedis | undefined;
     let target = config.redis ?? (config.redisUrl ? singleTarget(config.redisUrl) : undefined);
     if (target) assertPrefixFits(target, config.prefix);
@@ -113,9 +120,21 @@ export async function startFleet(options: {
     const checks: ReadinessCheck[] = [{ name: 'redis', check: async () => void (await redis.ping()) }];
 
     // One Queue object per queue for the whole process: roles, board and metrics share them.
-    const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, { connection, prefix: config.prefix });
-    const reviewQueue = new Queue<ReviewJobData, ReviewJobResult>(QUEUE_NAMES.review, { connection, prefix: config.prefix });
-    const mergeQueue = new Queue<MergeQueueJobData, MergeQueueJobResult>(QUEUE_NAMES.merge, { connection, prefix: config.prefix });
+    const spawnQueue = new Queue<SpawnJobData, SpawnJobResult>(QUEUE_NAMES.spawn, {
+      connection,
+      prefix: config.prefix,
+      ...bullTelemetry(),
+    });
+    const reviewQueue = new Queue<ReviewJobData, ReviewJobResult>(QUEUE_NAMES.review, {
+      connection,
+      prefix: config.prefix,
+      ...bullTelemetry(),
+    });
+    const mergeQueue = new Queue<MergeQueueJobData, MergeQueueJobResult>(QUEUE_NAMES.merge, {
+      connection,
+      prefix: config.prefix,
+      ...bullTelemetry(),
+    });
     const queues = [spawnQueue, reviewQueue, mergeQueue] as Queue[];
     stack.push({ name: 'queues', stop: async () => void (await Promise.all(queues.map((q) => q.close()))) });
     // Without a listener BullMQ prints every reconnect error to the console itself.
@@ -220,7 +239,7 @@ export async function startFleet(options: {
     }
 
     if (options.roles.includes('bridge')) {
-      const flows = new FlowProducer({ connection, prefix: config.prefix });
+      const flows = new FlowProducer({ connection, prefix: config.prefix, ...bullTelemetry() });
       stack.push({ name: 'flow producer', stop: () => flows.close() });
       const bridge = await startBridge({
         // Its own connection, opened in the bridge's reader thread.

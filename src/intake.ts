@@ -11,6 +11,13 @@ import type { FleetKeys } from './keys.ts';
 import { failureResult, publishFinal, readResult } from './results.ts';
 import { repoAllowed, repoRefusal } from './repo-allow.ts';
 import type { SecretBox } from './secrets.ts';
+import { currentTraceId } from './tracing.ts';
+
+/** The request's trace id for its job data, when it is traced (the bridge's receive span is active). */
+function traceField(): { traceId?: string } {
+  const traceId = currentTraceId();
+  return traceId ? { traceId } : {};
+}
 
 /** A rejection reason is kept in a list, a log line and a 24 h result: it names a few problems, briefly. */
 export const MAX_REASON_CHARS = 1000;
@@ -142,6 +149,7 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
     source,
     acceptedAt: Date.now(),
     ...(followUp ? { followUp } : {}),
+    ...traceField(),
   };
   if (needsFlow(request)) {
     // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
@@ -154,6 +162,7 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
           acceptedAt: data.acceptedAt,
           source,
           followUp,
+          traceId: data.traceId,
         }),
       );
     } catch (error) {

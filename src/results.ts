@@ -15,6 +15,7 @@ import {
   type WorkerType,
 } from './protocol.ts';
 import { redactor } from './redact.ts';
+import { currentTraceId, inSpan } from './tracing.ts';
 import type { RunOutcome } from './run-worker.ts';
 
 export type ResultFormat = 'legacy' | 'v2';
@@ -178,15 +179,28 @@ export interface FinalOptions {
   /** Extra event fields (a flow step's `scope`). */
   eventFields?: Record<string, unknown>;
   now?: Date;
+  /** The request's trace (job data), `trace_id` of a v2 result; default: the active span's trace, if any. */
+  traceId?: string;
 }
 
 /**
  * Publishes a request's final result, and its terminal event, unless a result was published
  * before; true when this call did. Every place that ends a request calls this.
  */
-export async function publishFinal(redis: Redis, result: SpawnResult, options: FinalOptions): Promise<boolean> {
+export function publishFinal(redis: Redis, result: SpawnResult, options: FinalOptions): Promise<boolean> {
+  return inSpan('result publish', { 'fleet.request_id': result.request_id, 'fleet.success': result.success }, async (span) => {
+    const published = await publishFinalOnce(redis, result, options);
+    span.setAttribute('fleet.published', published);
+    return published;
+  });
+}
+
+async function publishFinalOnce(redis: Redis, result: SpawnResult, options: FinalOptions): Promise<boolean> {
   const id = result.request_id;
-  const json = formatResult(result, options.format);
+  // A v2 key after the others; formatResult drops it from a legacy result with every other extra key.
+  const traceId = options.traceId ?? currentTraceId();
+  const traced: SpawnResult & { trace_id?: string } = traceId && options.format === 'v2' ? { ...result, trace_id: traceId } : result;
+  const json = formatResult(traced, options.format);
   const sendEvent = options.workerType !== undefined && options.event !== false;
   const event: FleetEvent | undefined = sendEvent
     ? {

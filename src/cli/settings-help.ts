@@ -99,6 +99,10 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_EGRESS_REQUEST_ALLOW: "presets and hosts a request's egress.allow may add beyond FLEET_EGRESS_ALLOW (default: none)",
   FLEET_EGRESS_METHODS:
     "all (default) or read: GET and HEAD only (plain HTTP; tunnels refused; the model APIs and the fleet's own git traffic exempt)",
+  OTEL_EXPORTER_OTLP_ENDPOINT:
+    'OTLP/HTTP collector (e.g. http://127.0.0.1:4318): one trace per request to <endpoint>/v1/traces (default: unset, tracing off)',
+  OTEL_SERVICE_NAME: 'service.name of the spans (default fleet)',
+  OTEL_BSP_SCHEDULE_DELAY: 'milliseconds between two span exports (default 5000)',
 };
 
 const width = Math.max(...SETTINGS.map((s) => s.length));

@@ -19,7 +19,14 @@ export function needsFlow(request: Pick<SpawnRequest, 'tasks' | 'review'>): bool
 export function buildRequestFlow(
   request: SpawnRequest,
   sealedToken: string | null,
-  settings: { attempts: number; keepLogs: number; acceptedAt: number; source: SpawnJobData['source']; followUp?: FollowUpTarget },
+  settings: {
+    attempts: number;
+    keepLogs: number;
+    acceptedAt: number;
+    source: SpawnJobData['source'];
+    followUp?: FollowUpTarget;
+    traceId?: string;
+  },
 ): FlowJob {
   const { github_token: _token, tasks, ...stored } = request;
   const scopes = tasks ?? [
@@ -60,6 +67,7 @@ export function buildRequestFlow(
       source: settings.source,
       acceptedAt: settings.acceptedAt,
       flow: { scope, purpose: 'task', branch: ctx.branch, baseBranch: ctx.baseBranch },
+      ...(settings.traceId ? { traceId: settings.traceId } : {}),
     };
     let node: FlowJob = {
       name: SPAWN_JOB_NAME,
@@ -95,6 +103,7 @@ export function buildRequestFlow(
     request: { ...stored, tasks },
     scopes: scopes.map((s) => s.scope),
     acceptedAt: settings.acceptedAt,
+    ...(settings.traceId ? { traceId: settings.traceId } : {}),
   };
   // The root keeps the tasks for the dashboard but never the token: that lives sealed in the steps.
   return {

@@ -2,6 +2,7 @@
  * What a merge waits for: the required checks of a pull request's head, and whether they are green.
  * Pure but for the forge reads.
  */
+import { inSpan } from '../tracing.ts';
 import type { CommitCheck, Forge, RepoName } from '../forge.ts';
 import type { FailingCheck } from '../pr-text.ts';
 import type { CheckRecord } from '../protocol.ts';
@@ -44,6 +45,22 @@ export async function ciVerdict(
   setting: CiRequired,
   /** Names GitHub's refusals said are required, on top of the rest. */
   learned: readonly string[] = [],
+): Promise<CiVerdict> {
+  // One span per look: a merge waiting for CI shows in the request's trace as its looks, until green or red.
+  return inSpan('ci look', { 'fleet.repo': repo, 'fleet.head_sha': head }, async (span) => {
+    const verdict = await readVerdict(forge, repo, base, head, setting, learned);
+    span.setAttributes({ 'fleet.ci.pending': verdict.pending.length, 'fleet.ci.failing': verdict.failing.length });
+    return verdict;
+  });
+}
+
+async function readVerdict(
+  forge: Forge,
+  repo: RepoName,
+  base: string,
+  head: string,
+  setting: CiRequired,
+  learned: readonly string[],
 ): Promise<CiVerdict> {
   const [protectedNames, onHead] = await Promise.all([forge.getRequiredChecks(repo, base), forge.getCommitChecks(repo, head)]);
   const all = onHead.map((c) => c.name);

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from '../config.ts';
 import { failureResult, publishFinal, type ResultFormat } from '../results.ts';
+import { bullTelemetry } from '../tracing.ts';
 
 /** The BullMQ worker settings every role shares; only the concurrency differs between them. */
 export function workerOptions(config: FleetConfig, connection: ConnectionOptions, concurrency: number): WorkerOptions {
@@ -15,6 +16,8 @@ export function workerOptions(config: FleetConfig, connection: ConnectionOptions
     // Two stalls (two hosts lost under it) before a job counts as failed: a job that kills its hosts must stop.
     maxStalledCount: 2,
     name: config.hostId,
+    // BullMQ's own spans (process, complete) join each job to its request's trace while tracing runs.
+    ...bullTelemetry(),
   };
 }
 

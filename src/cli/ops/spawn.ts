@@ -9,15 +9,35 @@ import type { OpsContext } from './connect.ts';
 
 export interface SpawnOptions {
   repo: string;
-  taskFile: string;
+  /** Optional only with `v2.tasksFile`: the request's own task_content then names its scopes. */
+  taskFile?: string;
   agentsFile?: string;
   title?: string;
   model?: string;
   timeoutSeconds?: number;
   id?: string;
+  /** v2 fields (PROTOCOL §2): each is sent only when given, so a plain spawn stays a legacy request. */
+  v2?: SpawnV2Options;
   wait: boolean;
   /** Seconds; undefined waits until the result. */
   waitTimeoutSeconds?: number;
+}
+
+/** The v2 request fields `fleet spawn` sets from its options; undefined ones are left out of the request. */
+export interface SpawnV2Options {
+  agent?: string;
+  /** `--pr`: mode "pr" (a branch and a pull request) instead of a push to the default branch. */
+  pr?: boolean;
+  baseBranch?: string;
+  review?: boolean;
+  merge?: boolean;
+  fixRounds?: number;
+  /** A JSON file holding the `tasks` list, `[{scope, task_content, task_title?, agents_content?}]`. */
+  tasksFile?: string;
+  followUp?: number;
+  format?: string;
+  maxTurns?: number;
+  maxCostUsd?: number;
 }
 
 /** Exit codes of `fleet spawn`. */
@@ -40,21 +60,23 @@ export function newRequestId(): string {
 }
 
 /**
- * The legacy request (PROTOCOL §2), every one of its eight keys set as the orchestrator sets
- * them. The token: GITHUB_TOKEN, else FLEET_GITHUB_TOKEN; with neither, the key is left out and
+ * The request (PROTOCOL §2): every one of the eight legacy keys set as the orchestrator sets
+ * them, then the v2 keys whose options were given. The token: GITHUB_TOKEN, else FLEET_GITHUB_TOKEN; with neither, the key is left out and
  * the spawn host uses its own FLEET_GITHUB_TOKEN.
  */
 export function buildLegacyRequest(options: SpawnOptions, env: Record<string, string | undefined>): Record<string, unknown> {
   const token = env.GITHUB_TOKEN?.trim() || env.FLEET_GITHUB_TOKEN?.trim() || undefined;
+  const tasks = options.v2?.tasksFile === undefined ? undefined : readTasks(options.v2.tasksFile);
   const request: Record<string, unknown> = {
     request_id: options.id ?? newRequestId(),
     repo: options.repo,
     ...(token ? { github_token: token } : {}),
-    task_content: readInput(options.taskFile, '--task-file'),
+    task_content: options.taskFile !== undefined ? readInput(options.taskFile, '--task-file') : tasksSummary(tasks),
     task_title: options.title ?? 'AI generated changes',
     model: options.model ?? 'claude-sonnet-4-5-20250929',
     agents_content: options.agentsFile ? readInput(options.agentsFile, '--agents-file') : null,
     timeout_seconds: options.timeoutSeconds ?? 600,
+    ...v2Fields(options.v2 ?? {}, tasks),
   };
   try {
     validateSpawnRequest(request);
@@ -65,11 +87,49 @@ export function buildLegacyRequest(options: SpawnOptions, env: Record<string, st
   return request;
 }
 
+/** The v2 keys, in PROTOCOL §2's order, each only when its option was given. */
+function v2Fields(v2: SpawnV2Options, tasks: unknown[] | undefined): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    agent: v2.agent,
+    mode: v2.pr ? 'pr' : undefined,
+    base_branch: v2.baseBranch,
+    review: v2.review || undefined,
+    merge: v2.merge || undefined,
+    fix_rounds: v2.fixRounds,
+    follow_up: v2.followUp === undefined ? undefined : { pull_request: v2.followUp },
+    tasks,
+    result_format: v2.format,
+    max_turns: v2.maxTurns,
+    max_cost_usd: v2.maxCostUsd,
+  };
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+}
+
+/** `--tasks FILE.json`: a JSON list; its entries are checked with the rest of the request (validateSpawnRequest). */
+function readTasks(path: string): unknown[] {
+  const text = readInput(path, '--tasks');
+  let tasks: unknown;
+  try {
+    tasks = JSON.parse(text);
+  } catch (error) {
+    throw new SpawnUsageError(`--tasks: ${path} is not JSON: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(tasks)) throw new SpawnUsageError(`--tasks: ${path} must hold a JSON list of {"scope", "task_content"} objects`);
+  return tasks;
+}
+
+/** A request with scopes still carries the legacy task_content (the orchestrator's "started" summary reads it). */
+function tasksSummary(tasks: unknown[] | undefined): string {
+  if (!tasks) throw new SpawnUsageError('--task-file FILE is required (or --tasks FILE.json)');
+  const scopes = tasks.map((t) => String((t as { scope?: unknown } | null)?.scope ?? '?'));
+  return `Tasks in ${tasks.length} scope${tasks.length === 1 ? '' : 's'}: ${scopes.join(', ')}`;
+}
+
 /**
  * A result as published, for printing: the same JSON with every string made terminal-safe (a worker chose
  * the summary, the error message and the logs tail), and whether it reports success.
  */
-function printableResult(id: string, message: string): { json: string; success: boolean } {
+export function printableResult(id: string, message: string): { json: string; success: boolean } {
   let result: SpawnResult;
   try {
     result = JSON.parse(message) as SpawnResult;
@@ -95,7 +155,7 @@ function describeEvent(event: FleetEvent): string {
 }
 
 /**
- * Publishes a legacy request on `worker:spawn`. With `wait`, the result channel is subscribed
+ * Publishes a request on `worker:spawn`. With `wait`, the result channel is subscribed
  * before publishing (pub/sub keeps nothing for late subscribers) and the result is printed.
  */
 export async function runSpawn(

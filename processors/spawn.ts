@@ -18,6 +18,7 @@ import { scopeBranch } from '../src/flow/ids.ts';
 import { failureResult, publishFinal, readResult, resultFromOutcome } from '../src/results.ts';
 import { runWorker, type RunOutcome, type RunTimers } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
+import type { WarmClaim } from '../src/warm-pool.ts';
 
 /** Everything the spawn processor touches; it builds no client of its own. */
 export interface SpawnDeps {
@@ -42,6 +43,8 @@ export interface SpawnDeps {
   >;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
+  /** Started containers waiting for a job (src/warm-pool.ts); a miss starts one of the job's own. */
+  warmPool?: { take(): WarmClaim | undefined };
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
   observer?: SpawnObserver;
@@ -95,7 +98,9 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps);
   }
   const forgetToken = redactor.add(token);
-  const slot = await deps.dindVolume?.();
+  // A warm container brings its own slot volume: a job takes a slot only when it starts a container itself.
+  const warm = deps.warmPool?.take();
+  const slot = warm ? undefined : await deps.dindVolume?.();
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
   try {
@@ -117,8 +122,8 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     // Usage is priced and labelled by the model the agent really runs (after FLEET_MODEL_MAP).
     const stream = monitorFor({ ...request, model }, deps.config.agentStream);
     try {
-      container = await deps.runtime.create(spec, buildInputFiles(request));
-      log.info({ container: container.id.slice(0, 12) }, 'worker container created');
+      container = warm ? warm.claim(spec, buildInputFiles(request)) : await deps.runtime.create(spec, buildInputFiles(request));
+      log.info({ container: container.id.slice(0, 12), warm: warm !== undefined }, 'worker container created');
       outcome = await runWorker(container, {
         timeoutMs: request.timeout_seconds * 1000,
         signal: ctx.signal,
@@ -154,6 +159,7 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
   } finally {
     forgetToken();
     slot?.release();
+    await warm?.returnUnused();
     // The container goes before the result: once the orchestrator hears back, nothing of the
     // request is left running on this host.
     await removeContainer(container, deps, log, id);

@@ -16,6 +16,7 @@ import { DindSlots } from '../dind-cache.ts';
 import { isErrorNamed } from '../errors.ts';
 import { HostHealth } from '../host-health.ts';
 import type { GitHubForges } from '../github/index.ts';
+import { WarmPool, type WarmPoolStats } from '../warm-pool.ts';
 
 export interface SpawnRoleDeps {
   config: FleetConfig;
@@ -45,6 +46,8 @@ export interface SpawnRole {
   drained(): boolean;
   /** For /readyz: throws while a host fault (Docker away, disk full) keeps this host out of rotation. */
   checkHealth(): void;
+  /** The warm pool's counts; undefined when the host runs none (FLEET_WARM_POOL=0). */
+  warmPool(): WarmPoolStats | undefined;
   /** Stops taking jobs and lets running ones finish (`fleet drain`). */
   drain(): Promise<void>;
   /** Takes jobs again after a drain (`fleet undrain`). */
@@ -86,11 +89,16 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // Running jobs → their request id: a cancel names the request, and one request of a flow runs
   // several spawn jobs (one per scope), each with its own job id.
   const active = new Map<string, string>();
+  // The pool needs a runtime that can hand files to a running container (Docker's can; a test fake may not).
+  const poolSize = deps.runtime.copyIn && deps.runtime.rename ? config.warmPool.size : 0;
+  if (poolSize === 0 && config.warmPool.size > 0)
+    log.info('warm pool off: this container runtime cannot hand a job to a running container');
   const slots = config.worker.dindCache
     ? new DindSlots({
         hostId: config.hostId,
         prefix: config.prefix,
-        slots: config.hostConcurrency,
+        // Idle pool containers hold a slot each too: up to cap running plus the pool's idle ones.
+        slots: config.hostConcurrency + poolSize,
         maxBytes: config.worker.dindCacheMaxBytes,
         runtime: deps.runtime,
         logger: log,
@@ -117,9 +125,22 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     },
   });
   let stopping = false;
+  const pool =
+    poolSize > 0
+      ? new WarmPool({
+          runtime: deps.runtime,
+          redis: deps.redis,
+          keys,
+          config: { ...config, warmPool: { ...config.warmPool, size: poolSize } },
+          logger: log,
+          dindVolume: slots ? () => slots.acquire() : undefined,
+        })
+      : undefined;
+  await pool?.start();
   const processDeps = {
     ...deps,
     logger: log,
+    warmPool: pool,
     dindVolume: slots ? () => slots.acquire() : undefined,
     onHostFault: health.report.bind(health),
   };
@@ -178,6 +199,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     running: () => active.size,
     drained: () => drained || health.faulted(),
     checkHealth: () => health.check(),
+    warmPool: () => pool?.stats(),
     async drain() {
       if (drained) return;
       drained = true;
@@ -197,6 +219,8 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       stopping = true;
       health.stop();
       clearInterval(reaper);
+      // Idle pool containers go at once: they hold no job, and a stopping host takes none.
+      await pool?.stopIdle().catch((error) => log.error({ err: error }, 'could not remove the idle pool containers'));
       log.info({ running: active.size, drain_timeout_ms: config.drainTimeoutMs }, 'stopping: running jobs get the drain timeout');
       const timer = setTimeout(() => {
         log.warn({ running: active.size }, 'drain timeout: stopping containers, their jobs go back to the queue');
@@ -208,6 +232,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
         clearTimeout(timer);
         deps.subscriber.off('message', onControl);
         await deps.subscriber.unsubscribe(keys.control).catch(() => {});
+        await pool?.close();
       }
     },
   };

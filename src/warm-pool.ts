@@ -90,6 +90,7 @@ export class WarmPool {
   private retry: NodeJS.Timeout | undefined;
   private beat: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  private readonly idleWaiters = new Set<() => void>();
 
   constructor(private readonly options: WarmPoolOptions) {
     this.log = options.logger.child({ component: 'warm-pool', pool: this.instance });
@@ -118,6 +119,19 @@ export class WarmPool {
 
   stats(): WarmPoolStats {
     return { size: this.size, idle: this.idle.length, starting: this.starting.size, claims: this.claims, misses: this.misses };
+  }
+
+  /** Resolves once `count` containers are idle (tests, the benchmark: a warm start needs a full pool). */
+  whenIdle(count = this.size): Promise<void> {
+    if (this.idle.length >= count) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.idle.length < count) return;
+        this.idleWaiters.delete(check);
+        resolve();
+      };
+      this.idleWaiters.add(check);
+    });
   }
 
   /** An idle container for one job, or undefined (a miss: the job starts a container of its own). */
@@ -203,6 +217,8 @@ export class WarmPool {
       if (this.stopped) return await this.discard(entry);
       this.idle.push(entry);
       this.failures = 0;
+      if (this.idle.length === this.size) this.log.info({ idle: this.idle.length }, 'warm pool full');
+      for (const check of [...this.idleWaiters]) check();
       // Recycled after FLEET_WARM_MAX_IDLE, so a long-idle worker (its image, its dockerd) does not go stale.
       entry.recycle = setTimeout(() => void this.retire(entry, 'recycled after FLEET_WARM_MAX_IDLE'), config.warmPool.maxIdleMs);
       entry.recycle.unref();

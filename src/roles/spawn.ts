@@ -48,6 +48,8 @@ export interface SpawnRole {
   checkHealth(): void;
   /** The warm pool's counts; undefined when the host runs none (FLEET_WARM_POOL=0). */
   warmPool(): WarmPoolStats | undefined;
+  /** The warm pool itself, if the host runs one. */
+  pool: WarmPool | undefined;
   /** Stops taking jobs and lets running ones finish (`fleet drain`). */
   drain(): Promise<void>;
   /** Takes jobs again after a drain (`fleet undrain`). */
@@ -200,6 +202,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     drained: () => drained || health.faulted(),
     checkHealth: () => health.check(),
     warmPool: () => pool?.stats(),
+    pool,
     async drain() {
       if (drained) return;
       drained = true;

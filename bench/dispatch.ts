@@ -104,8 +104,12 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
     FLEET_SECRET_KEY: 'bench-secret-key-with-at-least-32-characters',
     FLEET_LOG_LEVEL: 'silent',
     FLEET_WORKER_IMAGE: 'bench',
+    FLEET_WARM_POOL: '0',
   });
   const fleet = await startFleet({ config, roles: ['bridge', 'spawn'], logger: createLogger({ level: 'silent' }), runtime });
+  // Where the time goes: publish → the job is active on the spawn worker, then active → create.
+  const activeAt = new Map<string, number>();
+  fleet.spawn!.worker.on('active', (job) => activeAt.set(job.id!, now()));
   const publisher = new Redis(url);
   // "Idle" means the previous request is entirely done (its result is out) before the next one.
   const listener = new Redis(url);
@@ -152,6 +156,25 @@ async function fleetPath(url: string, scenario: 'idle' | 'burst', count: number,
   publisher.disconnect();
   listener.disconnect();
   await fleet.stop();
+  if (process.env.BENCH_DISPATCH_SPLIT) {
+    const split = (from: (id: string) => number | undefined, to: (id: string) => number | undefined) =>
+      ids
+        .map((id) => to(id)! - from(id)!)
+        .filter(Number.isFinite)
+        .sort((a, b) => a - b);
+    const toActive = split(
+      (id) => sent.get(id),
+      (id) => activeAt.get(id),
+    );
+    const toCreate = split(
+      (id) => activeAt.get(id),
+      (id) => created.get(id)?.[0],
+    );
+    console.log(
+      `${scenario}: publish → active p50 ${percentile(toActive, 50).toFixed(2)} p99 ${percentile(toActive, 99).toFixed(2)}; ` +
+        `active → create p50 ${percentile(toCreate, 50).toFixed(2)} p99 ${percentile(toCreate, 99).toFixed(2)}`,
+    );
+  }
   return row(
     'fleet: publish → container create',
     scenario === 'idle' ? `idle, ${count} sequential` : `burst, ${count} at once, cap ${cap}`,

@@ -215,12 +215,16 @@ describeDocker('warm pool with the real worker image', () => {
 
   describe('a host process', () => {
     const procs: FleetProcess[] = [];
+    const hosts: string[] = [];
     afterAll(() => {
       for (const proc of procs) if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+      // A test that failed half-way leaves its host's containers: they go with it.
+      for (const host of hosts) removeContainersWithLabel(`${LABELS.host}=${host}`);
     });
 
     it('SIGTERM leaves no idle pool container', async () => {
       const e = env({ FLEET_HOST_CONCURRENCY: '1' });
+      hosts.push(e.FLEET_HOST_ID!);
       const proc = spawnFleetProcess(e, ['spawn']);
       procs.push(proc);
       await proc.ready;
@@ -234,6 +238,7 @@ describeDocker('warm pool with the real worker image', () => {
     it('a host killed with -9 and started again leaves none of its old pool', async () => {
       const e = env({ FLEET_HOST_CONCURRENCY: '1' });
       const label = `${LABELS.host}=${e.FLEET_HOST_ID}`;
+      hosts.push(e.FLEET_HOST_ID!);
       const first = spawnFleetProcess(e, ['spawn']);
       procs.push(first);
       await first.ready;

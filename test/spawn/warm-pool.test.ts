@@ -21,6 +21,7 @@ import {
 } from '../support/fleet.ts';
 import { startGitDaemon, type GitDaemon } from '../support/git-daemon.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
+import { runFleet } from '../ops/support.ts';
 import { buildWorkerImage } from '../worker-image/harness.ts';
 
 // The warm pool with the REAL worker image (pool mode is in its entrypoint): idle containers hold nothing of a
@@ -156,6 +157,14 @@ describeDocker('warm pool with the real worker image', () => {
       const refilled = idlePool();
       expect(refilled).toHaveLength(2);
       expect(refilled.some((id) => served.includes(id))).toBe(false);
+
+      // The pool on /metrics (read at scrape time) and in `fleet status` (the host's heartbeat record).
+      const metrics = await (await fetch(`http://127.0.0.1:${fleet.httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/^fleet_warm_pool_idle 2$/m);
+      expect(metrics).toMatch(/^fleet_warm_pool_claims_total [2-9]$/m);
+      expect(metrics).toMatch(/^fleet_warm_pool_misses_total \d+$/m);
+      const status = await runFleet(['status', '--json'], { REDIS_URL: redisServer.url, FLEET_PREFIX: fleet.config.prefix });
+      expect(JSON.parse(status.stdout).hosts[0].warm).toMatchObject({ size: 2 });
     }, 300_000);
 
     it('an idle pool container holds no token, task or request data (env, labels, files, /proc)', async () => {

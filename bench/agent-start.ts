@@ -118,6 +118,9 @@ function toMs(rfc3339: string): number {
 export interface WarmStartRow {
   path: string;
   runs: number;
+  /** PUBLISH → the worker's `started` event: the launch alone (claim or create + start), before the clone. */
+  started_p50_ms: number;
+  started_p95_ms: number;
   /** PUBLISH on worker:spawn → the worker's `progress` event of stage `run` (the agent starts right after). */
   agent_start_p50_ms: number;
   agent_start_p95_ms: number;
@@ -150,13 +153,12 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
   const daemon = await startGitDaemon(dir, 'acme/widgets');
   const publisher = new Redis(redisServer.url);
   const listener = new Redis(redisServer.url);
-  const seen = new Map<string, { run?: number; result?: number; wake?: () => void }>();
+  const seen = new Map<string, { started?: number; run?: number; result?: number; wake?: () => void }>();
   listener.on('message', (_channel, message: string) => {
     const event = JSON.parse(message) as { request_id: string; event_type: string; stage?: string };
-    if (event.event_type === 'progress' && event.stage === 'run') {
-      const entry = seen.get(event.request_id);
-      if (entry && entry.run === undefined) entry.run = performance.now();
-    }
+    const entry = seen.get(event.request_id);
+    if (entry && event.event_type === 'started') entry.started ??= performance.now();
+    if (entry && event.event_type === 'progress' && event.stage === 'run') entry.run ??= performance.now();
   });
   listener.on('pmessage', (_pattern, channel: string) => {
     const entry = seen.get(channel.slice(channels.result('').length));
@@ -183,6 +185,7 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
           }),
           ['bridge', 'spawn'],
         );
+        const toStarted: number[] = [];
         const toRun: number[] = [];
         const toResult: number[] = [];
         try {
@@ -199,6 +202,7 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
             if (entry.run === undefined) throw new Error(`${id}: a result without the run stage (dind ${dind}, warm ${warm})`);
             // Run -1 warms up connections and the page cache, outside the figures.
             if (i >= 0) {
+              toStarted.push(entry.started! - sent);
               toRun.push(entry.run - sent);
               toResult.push(entry.result! - sent);
             }
@@ -207,6 +211,8 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
           rows.push({
             path: `${warm ? 'warm' : 'cold'}, DinD ${dind === 'off' ? 'off' : 'on (caps)'}`,
             runs,
+            started_p50_ms: percentile(toStarted, 50),
+            started_p95_ms: percentile(toStarted, 95),
             agent_start_p50_ms: percentile(toRun, 50),
             agent_start_p95_ms: percentile(toRun, 95),
             result_p50_ms: percentile(toResult, 50),

@@ -4,6 +4,14 @@
  * agent (`curl` to the same server) as the baseline measured in the same run. Workers run the entrypoint
  * as the spawn role would (network host, no Docker-in-Docker, a local bare repository), one at a time.
  */
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { channels } from '../src/protocol.ts';
+import { legacyRequest, startTestFleet, testEnv, uid } from '../test/support/fleet.ts';
+import { startGitDaemon } from '../test/support/git-daemon.ts';
+import { startRedis } from '../test/support/redis.ts';
 import { startAnthropicTestServer } from '../test/servers/anthropic.ts';
 import { reply, text, type ModelTestServer } from '../test/servers/model-server.ts';
 import { startResponsesTestServer } from '../test/servers/openai-responses.ts';
@@ -105,4 +113,125 @@ export async function benchAgentStart(runs = Number(process.env.BENCH_AGENT_RUNS
 /** Docker's RFC 3339 times carry nanoseconds; Date.parse takes milliseconds. */
 function toMs(rfc3339: string): number {
   return Date.parse(rfc3339.replace(/(\.\d{3})\d+/, '$1'));
+}
+
+export interface WarmStartRow {
+  path: string;
+  runs: number;
+  /** PUBLISH → the worker's `started` event: the launch alone (claim or create + start), before the clone. */
+  started_p50_ms: number;
+  started_p95_ms: number;
+  /** PUBLISH on worker:spawn → the worker's `progress` event of stage `run` (the agent starts right after). */
+  agent_start_p50_ms: number;
+  agent_start_p95_ms: number;
+  /** PUBLISH → the result on worker:result:{id}, for a trivial task (no changes). */
+  result_p50_ms: number;
+  result_p95_ms: number;
+  /** Jobs that got a pool container / that found none. */
+  claims: number;
+  misses: number;
+}
+
+const percentile = (xs: number[], p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!);
+};
+
+/**
+ * Publish → agent start and publish → result through an in-process fleet (bridge + spawn) with the real worker
+ * image, the custom agent and a loopback git daemon, sequential legacy requests: cold (FLEET_WARM_POOL=0) against
+ * warm (a full pool before each request), Docker-in-Docker off and on (caps mode: this machine has no sysbox).
+ * The cold rows are the baseline of the same run.
+ */
+export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?? 8)): Promise<WarmStartRow[]> {
+  const image = await buildWorkerImage();
+  const redisServer = await startRedis();
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-bench-warm-'));
+  mkdirSync(join(dir, 'acme'), { recursive: true });
+  const repo = await makeBareRepo();
+  cpSync(repo.path, join(dir, 'acme', 'widgets.git'), { recursive: true });
+  const daemon = await startGitDaemon(dir, 'acme/widgets');
+  const publisher = new Redis(redisServer.url);
+  const listener = new Redis(redisServer.url);
+  const seen = new Map<string, { started?: number; run?: number; result?: number; wake?: () => void }>();
+  listener.on('message', (_channel, message: string) => {
+    const event = JSON.parse(message) as { request_id: string; event_type: string; stage?: string };
+    const entry = seen.get(event.request_id);
+    if (entry && event.event_type === 'started') entry.started ??= performance.now();
+    if (entry && event.event_type === 'progress' && event.stage === 'run') entry.run ??= performance.now();
+  });
+  listener.on('pmessage', (_pattern, channel: string) => {
+    const entry = seen.get(channel.slice(channels.result('').length));
+    if (entry) {
+      entry.result = performance.now();
+      entry.wake?.();
+    }
+  });
+  await listener.subscribe(channels.allEvents);
+  await listener.psubscribe(channels.result('*'));
+  const rows: WarmStartRow[] = [];
+  try {
+    for (const dind of ['off', 'caps'] as const) {
+      for (const warm of [false, true]) {
+        const fleet = await startTestFleet(
+          testEnv(redisServer.url, image, {
+            FLEET_DOCKER_NETWORK: 'host',
+            FLEET_GIT_BASE_URL: daemon.url,
+            FLEET_AGENT_CMD: 'sh TASK.md',
+            FLEET_DIND: dind,
+            FLEET_WORKER_MEMORY: '1g',
+            FLEET_HOST_CONCURRENCY: '1',
+            FLEET_WARM_POOL: warm ? '1' : '0',
+          }),
+          ['bridge', 'spawn'],
+        );
+        const toStarted: number[] = [];
+        const toRun: number[] = [];
+        const toResult: number[] = [];
+        try {
+          for (let i = -1; i < runs; i++) {
+            // A warm start is a claim from a full pool: wait for the refill of the last one.
+            await fleet.spawn!.pool?.whenIdle();
+            const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: `echo bench ${uid()}\n` });
+            const id = request.request_id as string;
+            const done = new Promise<void>((resolve) => seen.set(id, { wake: resolve }));
+            const sent = performance.now();
+            await publisher.publish(channels.spawn, JSON.stringify(request));
+            await done;
+            const entry = seen.get(id)!;
+            if (entry.run === undefined) throw new Error(`${id}: a result without the run stage (dind ${dind}, warm ${warm})`);
+            // Run -1 warms up connections and the page cache, outside the figures.
+            if (i >= 0) {
+              toStarted.push(entry.started! - sent);
+              toRun.push(entry.run - sent);
+              toResult.push(entry.result! - sent);
+            }
+          }
+          const stats = fleet.spawn!.warmPool();
+          rows.push({
+            path: `${warm ? 'warm' : 'cold'}, DinD ${dind === 'off' ? 'off' : 'on (caps)'}`,
+            runs,
+            started_p50_ms: percentile(toStarted, 50),
+            started_p95_ms: percentile(toStarted, 95),
+            agent_start_p50_ms: percentile(toRun, 50),
+            agent_start_p95_ms: percentile(toRun, 95),
+            result_p50_ms: percentile(toResult, 50),
+            result_p95_ms: percentile(toResult, 95),
+            claims: stats?.claims ?? 0,
+            misses: stats?.misses ?? runs + 1,
+          });
+        } finally {
+          await fleet.stop();
+        }
+      }
+    }
+  } finally {
+    publisher.disconnect();
+    listener.disconnect();
+    await daemon.stop();
+    await redisServer.stop();
+    repo.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
 }

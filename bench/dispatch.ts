@@ -113,8 +113,12 @@ export async function fleetPath(
     FLEET_WORKER_IMAGE: 'bench',
     // The git mirror's fetch is clone work, not dispatch (bench/git-mirror.ts measures it).
     FLEET_GIT_CACHE: 'off',
+    FLEET_WARM_POOL: '0',
   });
   const fleet = await startFleet({ config, roles: ['bridge', 'spawn'], logger: createLogger({ level: 'silent' }), runtime });
+  // Where the time goes: publish → the job is active on the spawn worker, then active → create.
+  const activeAt = new Map<string, number>();
+  fleet.spawn!.worker.on('active', (job) => activeAt.set(job.id!, now()));
   const target = redisTargetFromEnv(redisEnv)!;
   const publisher = connectRedis(target, 'command', 'bench:publisher');
   // "Idle" means the previous request is entirely done (its result is out) before the next one.
@@ -162,6 +166,25 @@ export async function fleetPath(
   publisher.disconnect();
   listener.disconnect();
   await fleet.stop();
+  if (process.env.BENCH_DISPATCH_SPLIT) {
+    const split = (from: (id: string) => number | undefined, to: (id: string) => number | undefined) =>
+      ids
+        .map((id) => to(id)! - from(id)!)
+        .filter(Number.isFinite)
+        .sort((a, b) => a - b);
+    const toActive = split(
+      (id) => sent.get(id),
+      (id) => activeAt.get(id),
+    );
+    const toCreate = split(
+      (id) => activeAt.get(id),
+      (id) => created.get(id)?.[0],
+    );
+    console.log(
+      `${scenario}: publish → active p50 ${percentile(toActive, 50).toFixed(2)} p99 ${percentile(toActive, 99).toFixed(2)}; ` +
+        `active → create p50 ${percentile(toCreate, 50).toFixed(2)} p99 ${percentile(toCreate, 99).toFixed(2)}`,
+    );
+  }
   return row(
     'fleet: publish → container create',
     scenario === 'idle' ? `idle, ${count} sequential` : `burst, ${count} at once, cap ${cap}`,

@@ -1,10 +1,10 @@
 /**
  * `npm run bench`: fleet's performance figures, each beside a baseline measured in the same run.
- * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory,teardown picks parts.
+ * Not a test: it asserts nothing, it prints tables. BENCH_ONLY=dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory,teardown,warm picks parts.
  */
 import { FLEET_REDIS_ARGS } from '../src/embedded-redis.ts';
 import { dockerAvailable } from '../test/support/docker.ts';
-import { benchAgentStart } from './agent-start.ts';
+import { benchAgentStart, benchWarmStart } from './agent-start.ts';
 import { startRedis } from '../test/support/redis.ts';
 import { benchBursts } from './bridge-burst.ts';
 import { benchDispatch } from './dispatch.ts';
@@ -15,7 +15,9 @@ import { benchRedisMemory } from './redis-memory.ts';
 import { benchRedisTopologies } from './redis-topologies.ts';
 import { benchResultTeardown } from './result-teardown.ts';
 
-const only = new Set((process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory,teardown').split(','));
+const only = new Set(
+  (process.env.BENCH_ONLY ?? 'dispatch,limiter,bursts,agents,egress,git-mirror,topologies,memory,teardown,warm').split(','),
+);
 
 function table(title: string, rows: object[]) {
   console.log(`\n${title}`);
@@ -92,6 +94,20 @@ if (only.has('teardown')) {
     );
   } else {
     console.log('\nResult before teardown: SKIPPED (no Docker daemon)');
+  }
+}
+
+if (only.has('warm')) {
+  if (dockerAvailable) {
+    const rows = await benchWarmStart();
+    table(
+      'Warm pool: publish → agent start (the run stage) and → result, sequential legacy requests, real worker image, custom agent; cold rows are the baseline',
+      rows,
+    );
+    const warmDind = rows.find((r) => r.path.startsWith('warm, DinD on'));
+    console.log(`warm with DinD: ${warmDind?.agent_start_p50_ms} ms p50 to agent start (goal: 150 ms or less)`);
+  } else {
+    console.log('\nWarm pool: SKIPPED (no Docker daemon)');
   }
 }
 process.exit(0);

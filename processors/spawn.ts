@@ -21,6 +21,7 @@ import { failureResult, publishFinal, readResult, resultFromOutcome } from '../s
 import { runWorker, type RunOutcome, type RunTimers } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
 import { currentTraceparent, inSpan, traceStart } from '../src/tracing.ts';
+import type { WarmClaim } from '../src/warm-pool.ts';
 
 /** Everything the spawn processor touches; it builds no client of its own. */
 export interface SpawnDeps {
@@ -47,6 +48,8 @@ export interface SpawnDeps {
     Partial<Pick<FleetConfig, 'githubAuth'>>;
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
+  /** Started containers waiting for a job (src/warm-pool.ts); a miss starts one of the job's own. */
+  warmPool?: { take(): WarmClaim | undefined };
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
   /** The host's git mirror cache, updated before each clone; null from it means a plain clone. */
@@ -148,9 +151,12 @@ async function runSpawn(
     return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps);
   }
   const forgetToken = redactor.add(token);
-  const slot = await deps.dindVolume?.();
-  // Never throws: a mirror that cannot be updated only costs the speed-up (logged and counted there).
-  const mirror = await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
+  // A warm container brings its own slot volume: a job takes a slot only when it starts a container itself.
+  const warm = deps.warmPool?.take();
+  const slot = warm ? undefined : await deps.dindVolume?.();
+  // Never throws: a mirror that cannot be updated only costs the speed-up (logged and counted there). A warm
+  // container was made before its job's repository was known, so it has no mirror mount: a plain clone.
+  const mirror = warm ? undefined : await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome;
   let egress: EgressSession | undefined;
@@ -196,11 +202,12 @@ async function runSpawn(
     // Usage is priced and labelled by the model the agent really runs (after FLEET_MODEL_MAP).
     const stream = monitorFor({ ...request, model }, deps.config.agentStream);
     try {
-      const created = await inSpan('container create', { 'fleet.request_id': id }, () =>
-        deps.runtime.create(spec, [...buildInputFiles(request), ...(egress?.files ?? [])]),
-      );
+      const files = [...buildInputFiles(request), ...(egress?.files ?? [])];
+      const created = warm
+        ? warm.claim(spec, files)
+        : await inSpan('container create', { 'fleet.request_id': id }, () => deps.runtime.create(spec, files));
       container = created;
-      log.info({ container: container.id.slice(0, 12) }, 'worker container created');
+      log.info({ container: container.id.slice(0, 12), warm: warm !== undefined }, 'worker container created');
       const spanAttributes = { 'fleet.request_id': id, 'fleet.container': created.id.slice(0, 12) };
       outcome = await inSpan('container run', spanAttributes, () =>
         runWorker(traceStart(created), {
@@ -239,6 +246,7 @@ async function runSpawn(
     }
   } finally {
     forgetToken();
+    await warm?.returnUnused();
     // The worker has exited: its outcome is known, so the result goes out while Docker removes the container
     // (issue 11: result before teardown). The job, and with it this host's slot of the cap, ends only once the
     // container is gone (awaited below), so the cap holds by Docker's own count; a crash in between leaves a

@@ -106,6 +106,9 @@ const envSchema = z
     FLEET_DIND: z.enum(['runtime', 'caps', 'off']).default('runtime'),
     FLEET_DIND_CACHE: booleanFlag(false),
     FLEET_DIND_CACHE_MAX: memorySize('20g'),
+    // Warm pool (src/warm-pool.ts): started workers waiting for a job, beyond the cap.
+    FLEET_WARM_POOL: z.coerce.number().int().min(0).max(64).optional(),
+    FLEET_WARM_MAX_IDLE: seconds(1800),
     FLEET_GIT_BASE_URL: z.url().default('https://github.com'),
     // The host's git mirror cache (src/git-mirror.ts).
     FLEET_GIT_CACHE: booleanFlag(true),
@@ -319,6 +322,8 @@ export interface FleetConfig {
     dindCache: boolean;
     dindCacheMaxBytes: number;
   };
+  /** Started workers kept waiting for a job (src/warm-pool.ts); size 0: no pool. */
+  warmPool: { size: number; maxIdleMs: number };
   dockerHost: string | undefined;
   gitBaseUrl: string;
   /** The host's git mirrors, mounted read-only into workers; undefined: off (FLEET_GIT_CACHE=off or max 0). */
@@ -404,6 +409,15 @@ export function defaultHostConcurrency(workerMemoryBytes: number, hostMemoryByte
   return Math.max(1, Math.floor((hostMemoryBytes - 2 * GIB) / workerMemoryBytes));
 }
 
+/**
+ * Pool containers the host's memory holds beyond the cap (each may use FLEET_WORKER_MEMORY, as a worker
+ * may), at least 1, and no more than the cap: more idle ones than jobs that can start at once only wait.
+ */
+export function defaultWarmPool(hostConcurrency: number, workerMemoryBytes: number, hostMemoryBytes = totalmem()): number {
+  const beyondCap = Math.floor((hostMemoryBytes - 2 * GIB) / workerMemoryBytes) - hostConcurrency;
+  return Math.max(1, Math.min(hostConcurrency, beyondCap));
+}
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): FleetConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
@@ -411,6 +425,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`bad setting${problems.length > 1 ? 's' : ''}: ${problems.join('; ')}`);
   }
   const e = parsed.data;
+  const hostConcurrency = e.FLEET_HOST_CONCURRENCY ?? defaultHostConcurrency(e.FLEET_WORKER_MEMORY);
   const admin = e.FLEET_BOARD_USER ? { user: e.FLEET_BOARD_USER, password: e.FLEET_BOARD_PASSWORD! } : undefined;
   const readonly = e.FLEET_BOARD_READONLY_USER
     ? { user: e.FLEET_BOARD_READONLY_USER, password: e.FLEET_BOARD_READONLY_PASSWORD! }
@@ -426,7 +441,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       hostname()
         .replace(/[^A-Za-z0-9._-]/g, '-')
         .slice(0, 64),
-    hostConcurrency: e.FLEET_HOST_CONCURRENCY ?? defaultHostConcurrency(e.FLEET_WORKER_MEMORY),
+    hostConcurrency,
     globalConcurrency: e.FLEET_GLOBAL_CONCURRENCY,
     worker: {
       image: e.FLEET_WORKER_IMAGE,
@@ -439,6 +454,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       dind: e.FLEET_DIND,
       dindCache: e.FLEET_DIND_CACHE,
       dindCacheMaxBytes: e.FLEET_DIND_CACHE_MAX,
+    },
+    warmPool: {
+      size: e.FLEET_WARM_POOL ?? defaultWarmPool(hostConcurrency, e.FLEET_WORKER_MEMORY),
+      maxIdleMs: e.FLEET_WARM_MAX_IDLE,
     },
     dockerHost: e.FLEET_DOCKER_HOST,
     gitBaseUrl: e.FLEET_GIT_BASE_URL.replace(/\/+$/, ''),

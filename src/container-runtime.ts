@@ -93,6 +93,14 @@ export interface ContainerRuntime {
   /** Bytes a named volume holds; null when it does not exist. */
   volumeSize(name: string): Promise<number | null>;
   removeVolume(name: string): Promise<void>;
+  /**
+   * Copies files into a running container, in order (the warm pool's claim: its last file says the rest is
+   * complete). Paths under `existingDirs` get no directory entry, so those directories keep their own modes.
+   * Optional: a runtime without it runs no warm pool.
+   */
+  copyIn?(id: string, files: InputFile[], existingDirs?: string[]): Promise<void>;
+  /** Renames a container (a claimed pool container takes its job's container name). */
+  rename?(id: string, name: string): Promise<void>;
 }
 
 /** Labels every worker container carries; `fleet reap` and start-up reaping read them. */
@@ -103,4 +111,6 @@ export const LABELS = {
   /** The BullMQ lock token of the attempt that made the container: only its owner may keep it. */
   lock: 'fleet.lock',
   prefix: 'fleet.prefix',
+  /** The warm pool instance (src/warm-pool.ts) that started the container; absent on a job's own container. */
+  pool: 'fleet.pool',
 } as const;

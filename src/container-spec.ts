@@ -177,3 +177,36 @@ export function buildInputFiles(request: StoredRequest): InputFile[] {
   if (request.agents_content !== null) files.push({ path: '/fleet/input/AGENTS.md', content: request.agents_content });
   return files;
 }
+
+/**
+ * Pure: an idle container of the warm pool (src/warm-pool.ts). The same image, runtime, limits and Docker-in-Docker
+ * mode as a job's, and nothing of any request: no token, key, repository or task in its env or labels. A job hands
+ * those over at claim (`FLEET_POOL=1`: fleet-worker waits for them).
+ */
+export function buildPoolSpec(input: {
+  name: string;
+  instance: string;
+  dindVolume?: string;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker'>;
+}): ContainerSpec {
+  const { config } = input;
+  const caps = config.worker.dind === 'caps';
+  const env: Record<string, string> = { FLEET_POOL: '1', ...(config.worker.dind === 'off' ? { FLEET_DIND: 'off' } : {}) };
+  if (caps) Object.assign(env, CAPS_DIND.env);
+  return {
+    name: input.name,
+    image: config.worker.image,
+    env,
+    labels: { [LABELS.host]: config.hostId, [LABELS.prefix]: config.prefix, [LABELS.pool]: input.instance },
+    runtime: config.worker.runtime,
+    memoryBytes: config.worker.memoryBytes,
+    nanoCpus: config.worker.cpus === undefined ? undefined : Math.round(config.worker.cpus * 1e9),
+    pidsLimit: config.worker.pidsLimit,
+    network: config.worker.network,
+    capAdd: caps ? CAPS_DIND.capAdd : [],
+    securityOpt: caps ? CAPS_DIND.securityOpt : [],
+    cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
+    volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
+    log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
+  };
+}

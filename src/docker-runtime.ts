@@ -69,12 +69,13 @@ export function classifyDockerError(error: unknown, spec?: Pick<ContainerSpec, '
   return new SpawnError(`Docker failed: ${detail}`, true, { cause: error });
 }
 
-async function tarOf(files: InputFile[]): Promise<Buffer> {
+async function tarOf(files: InputFile[], existingDirs: string[] = []): Promise<Buffer> {
   const archive = pack();
   const dirs = new Set<string>();
+  const keep = new Set(existingDirs.map((dir) => dir.replace(/^\/+|\/+$/g, '')));
   for (const file of files) {
     const parts = file.path.replace(/^\/+/, '').split('/');
-    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+    for (let i = 1; i < parts.length; i++) if (!keep.has(parts.slice(0, i).join('/'))) dirs.add(parts.slice(0, i).join('/'));
   }
   for (const dir of [...dirs].sort()) archive.entry({ name: `${dir}/`, type: 'directory', mode: 0o755 });
   for (const file of files) {
@@ -343,6 +344,22 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
     },
 
     removeById: (id) => removeContainer(docker, id),
+
+    async copyIn(id, files, existingDirs) {
+      try {
+        await docker.getContainer(id).putArchive(await tarOf(files, existingDirs), { path: '/' });
+      } catch (error) {
+        throw classifyDockerError(error);
+      }
+    },
+
+    async rename(id, name) {
+      try {
+        await docker.getContainer(id).rename({ name });
+      } catch (error) {
+        throw classifyDockerError(error);
+      }
+    },
 
     async ping() {
       try {

@@ -180,13 +180,14 @@ export async function startFleet(options: {
         observer: metrics.observer,
         forges,
       });
+      metrics.watchWarmPool(spawn.warmPool);
       let stopping = false;
       const heartbeat = await startHeartbeat({
         redis,
         keys,
         hostId: config.hostId,
         cap: config.hostConcurrency,
-        state: () => ({ running: spawn.running(), drained: stopping || spawn.drained() }),
+        state: () => ({ running: spawn.running(), drained: stopping || spawn.drained(), warm: spawn.warmPool() }),
         logger,
       });
       stack.push({

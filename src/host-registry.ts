@@ -22,6 +22,8 @@ export interface HostRecord {
   last_seen: string;
   /** Heartbeat period in milliseconds; a record older than STALE_BEATS of these is stale. */
   heartbeat_ms: number;
+  /** The warm pool (src/warm-pool.ts): idle containers, its size, claims and misses since start; absent: none. */
+  warm?: { idle: number; size: number; claims: number; misses: number };
 }
 
 /** A record as readers see it: with its age and whether its host looks gone. */
@@ -71,7 +73,7 @@ export async function startHeartbeat(deps: {
   keys: FleetKeys;
   hostId: string;
   cap: number;
-  state: () => { running: number; drained: boolean };
+  state: () => { running: number; drained: boolean; warm?: HostRecord['warm'] };
   logger: Logger;
   intervalMs?: number;
   now?: () => Date;
@@ -83,7 +85,7 @@ export async function startHeartbeat(deps: {
   let inFlight: Promise<void> | undefined;
 
   const write = async () => {
-    const { running, drained } = deps.state();
+    const { running, drained, warm } = deps.state();
     const record: HostRecord = {
       host: deps.hostId,
       cap: deps.cap,
@@ -94,6 +96,7 @@ export async function startHeartbeat(deps: {
       started_at: startedAt,
       last_seen: now().toISOString(),
       heartbeat_ms: intervalMs,
+      ...(warm ? { warm } : {}),
     };
     await deps.redis.hset(deps.keys.hosts, deps.hostId, JSON.stringify(record));
   };

@@ -26,6 +26,8 @@ export function fleetKeys(prefix: string) {
     githubLimiter: (kind: string, tokenId: string) => `${prefix}:gh:${kind}:${tokenId}`,
     /** One token's last seen GitHub budget of one resource. */
     githubBudget: (tokenId: string, resource: string) => `${prefix}:gh:budget:${tokenId}:${resource}`,
+    /** Alive while a warm pool instance (src/warm-pool.ts) runs; its containers are orphans once it expires. */
+    warmPool: (instance: string) => `${prefix}:warm:${instance}`,
     /** BullMQ's own hash of a job: fleet reads it (a child's end, a job's lock), never writes it. */
     bullJob: (queue: string, jobId: string) => `${prefix}:${queue}:${jobId}`,
     bullJobLock: (queue: string, jobId: string) => `${prefix}:${queue}:${jobId}:lock`,

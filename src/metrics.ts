@@ -9,6 +9,7 @@ import type { FleetKeys } from './keys.ts';
 import { isKnownErrorType, type AgentUsage, type SpawnResult } from './protocol.ts';
 import { withTimeout } from './timeout.ts';
 import type { BudgetReading } from './github/budget.ts';
+import type { WarmPoolStats } from './warm-pool.ts';
 
 export type { BudgetReading };
 
@@ -32,6 +33,8 @@ export interface FleetMetrics {
   bridge: BridgeObserver;
   /** Bridge gauges (subscribed, inbox depth and bytes), read from `stats` at scrape time. */
   watchBridge(stats: () => BridgeStats): void;
+  /** Warm pool gauges and counters (idle, claims, misses), read from `stats` at scrape time. */
+  watchWarmPool(stats: () => WarmPoolStats | undefined): void;
 }
 
 /** The job states BullMQ counts; each becomes a `state` label value. */
@@ -310,5 +313,28 @@ export function createFleetMetrics(deps: {
       dropped: (count) => droppedMessages.inc(count),
     },
     watchBridge: registerBridgeGauges,
+    watchWarmPool: (stats) => {
+      // Registered only where the spawn role runs; the counts live in the pool and are read at scrape time.
+      const poolMetric = (kind: typeof Gauge | typeof Counter, name: string, help: string, value: (s: WarmPoolStats) => number) =>
+        new kind({
+          name,
+          help,
+          registers,
+          collect(this: Gauge | Counter) {
+            const s = stats();
+            this.reset();
+            if (s) (this as Gauge).inc(value(s));
+          },
+        });
+      poolMetric(Gauge, 'fleet_warm_pool_idle', 'Started worker containers of this host waiting for a job', (s) => s.idle);
+      poolMetric(Gauge, 'fleet_warm_pool_size', 'Idle worker containers this host keeps (FLEET_WARM_POOL)', (s) => s.size);
+      poolMetric(Counter, 'fleet_warm_pool_claims_total', 'Jobs of this host that started in a warm pool container', (s) => s.claims);
+      poolMetric(
+        Counter,
+        'fleet_warm_pool_misses_total',
+        'Jobs of this host that found the warm pool empty and started cold',
+        (s) => s.misses,
+      );
+    },
   };
 }

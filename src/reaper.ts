@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { QUEUE_NAMES } from '../queues/common.ts';
 import { fleetKeys } from './keys.ts';
 import { LABELS, type ContainerRuntime } from './container-runtime.ts';
+import { warmPoolAlive } from './warm-pool.ts';
 
 /**
  * Removes this host's worker containers that no live job attempt owns. A container is owned
@@ -20,6 +21,9 @@ export async function reapOrphans(deps: {
   const containers = await deps.runtime.list({ [LABELS.host]: deps.hostId, [LABELS.prefix]: deps.prefix });
   const reaped: string[] = [];
   for (const container of containers) {
+    // A warm pool's container (idle, or serving a job it was claimed for) lives while its pool instance does.
+    const pool = container.labels[LABELS.pool];
+    if (pool && (await warmPoolAlive(deps.redis, fleetKeys(deps.prefix), pool))) continue;
     const jobId = container.labels[LABELS.job];
     const holder = jobId ? await deps.redis.get(fleetKeys(deps.prefix).bullJobLock(QUEUE_NAMES.spawn, jobId)) : null;
     if (holder !== null && holder === container.labels[LABELS.lock]) continue;

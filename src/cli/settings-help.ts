@@ -29,6 +29,9 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_DIND: 'Docker-in-Docker: runtime (from sysbox, default), off, or caps (TEST MACHINES ONLY: extra capabilities, unconfined)',
   FLEET_DIND_CACHE: 'on: each slot keeps a named volume at the inner /var/lib/docker, so images stay for the next job (default off)',
   FLEET_DIND_CACHE_MAX: "a slot's cache volume is emptied when it grows past this (default 20g)",
+  FLEET_WARM_POOL:
+    'started workers kept waiting for a job, beyond the cap; 0: off (default: what memory holds beyond the cap, 1 to the cap)',
+  FLEET_WARM_MAX_IDLE: 'seconds an idle pool worker waits before it is replaced by a fresh one (default 1800)',
   FLEET_GIT_BASE_URL: 'where repositories are cloned from (default https://github.com)',
   FLEET_GIT_CACHE:
     'off: no host git mirror; on (default): one bare mirror per repository, updated before each clone and mounted read-only into workers',

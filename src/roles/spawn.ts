@@ -17,6 +17,7 @@ import { isErrorNamed } from '../errors.ts';
 import { GitMirrorCache } from '../git-mirror.ts';
 import { HostHealth } from '../host-health.ts';
 import type { GitHubForges } from '../github/index.ts';
+import { WarmPool, type WarmPoolStats } from '../warm-pool.ts';
 
 export interface SpawnRoleDeps {
   config: FleetConfig;
@@ -47,6 +48,10 @@ export interface SpawnRole {
   drained(): boolean;
   /** For /readyz: throws while a host fault (Docker away, disk full) keeps this host out of rotation. */
   checkHealth(): void;
+  /** The warm pool's counts; undefined when the host runs none (FLEET_WARM_POOL=0). */
+  warmPool(): WarmPoolStats | undefined;
+  /** The warm pool itself, if the host runs one. */
+  pool: WarmPool | undefined;
   /** Stops taking jobs and lets running ones finish (`fleet drain`). */
   drain(): Promise<void>;
   /** Takes jobs again after a drain (`fleet undrain`). */
@@ -88,11 +93,23 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // Running jobs → their request id: a cancel names the request, and one request of a flow runs
   // several spawn jobs (one per scope), each with its own job id.
   const active = new Map<string, string>();
+  // The pool needs a runtime that can hand files to a running container (Docker's can; a test fake may not).
+  // Under FLEET_EGRESS=proxy a worker's proxy socket is bound in at create, per job, which a container made
+  // before its job cannot have yet: the pool runs only with FLEET_EGRESS=open until pool containers get one.
+  const canHandOver = deps.runtime.copyIn !== undefined && deps.runtime.rename !== undefined;
+  const poolSize = canHandOver && config.egress.mode === 'open' ? config.warmPool.size : 0;
+  if (poolSize === 0 && config.warmPool.size > 0)
+    log.info(
+      canHandOver
+        ? 'warm pool off: FLEET_EGRESS=proxy binds each job its own proxy socket at create (set FLEET_EGRESS=open for a pool)'
+        : 'warm pool off: this container runtime cannot hand a job to a running container',
+    );
   const slots = config.worker.dindCache
     ? new DindSlots({
         hostId: config.hostId,
         prefix: config.prefix,
-        slots: config.hostConcurrency,
+        // Idle pool containers hold a slot each too: up to cap running plus the pool's idle ones.
+        slots: config.hostConcurrency + poolSize,
         maxBytes: config.worker.dindCacheMaxBytes,
         runtime: deps.runtime,
         logger: log,
@@ -126,9 +143,22 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     },
   });
   let stopping = false;
+  const pool =
+    poolSize > 0
+      ? new WarmPool({
+          runtime: deps.runtime,
+          redis: deps.redis,
+          keys,
+          config: { ...config, warmPool: { ...config.warmPool, size: poolSize } },
+          logger: log,
+          dindVolume: slots ? () => slots.acquire() : undefined,
+        })
+      : undefined;
+  await pool?.start();
   const processDeps = {
     ...deps,
     logger: log,
+    warmPool: pool,
     dindVolume: slots ? () => slots.acquire() : undefined,
     gitMirror,
     onHostFault: health.report.bind(health),
@@ -188,6 +218,8 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
     running: () => active.size,
     drained: () => drained || health.faulted(),
     checkHealth: () => health.check(),
+    warmPool: () => pool?.stats(),
+    pool,
     async drain() {
       if (drained) return;
       drained = true;
@@ -207,6 +239,8 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
       stopping = true;
       health.stop();
       clearInterval(reaper);
+      // Idle pool containers go at once: they hold no job, and a stopping host takes none.
+      await pool?.stopIdle().catch((error) => log.error({ err: error }, 'could not remove the idle pool containers'));
       log.info({ running: active.size, drain_timeout_ms: config.drainTimeoutMs }, 'stopping: running jobs get the drain timeout');
       const timer = setTimeout(() => {
         log.warn({ running: active.size }, 'drain timeout: stopping containers, their jobs go back to the queue');
@@ -219,6 +253,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
         deps.subscriber.off('message', onControl);
         await deps.subscriber.unsubscribe(keys.control).catch(() => {});
         await gitMirror?.settled();
+        await pool?.close();
       }
     },
   };

@@ -35,6 +35,8 @@ export function testEnv(redisUrl: string, image?: string, overrides: Record<stri
     FLEET_EGRESS: 'open',
     FLEET_WORKER_MEMORY: '256m',
     FLEET_HOST_CONCURRENCY: '2',
+    // Off unless a test turns it on (test/spawn/warm-pool.test.ts): other tests count containers and jobs.
+    FLEET_WARM_POOL: '0',
     FLEET_BOARD_PORT: '0',
     FLEET_SECRET_KEY: TEST_SECRET_KEY,
     FLEET_LOG_LEVEL: process.env.FLEET_TEST_LOG_LEVEL ?? 'silent',

@@ -76,10 +76,13 @@ export function formatStatus(status: FleetStatus): string {
   if (status.hosts.length === 0) {
     lines.push('no spawn host is registered (hosts register while `fleet start --roles spawn` runs)');
   } else {
-    const hostRows = [['HOST', 'RUNNING', 'CAP', 'LAST SEEN', 'STATE', 'VERSION', 'PID', 'UP SINCE']];
+    const hostRows = [
+      ['HOST', 'RUNNING', 'CAP', 'LAST SEEN', 'STATE', 'VERSION', 'PID', 'UP SINCE', 'WARM POOL (idle/size, claims/misses)'],
+    ];
     for (const h of status.hosts) {
       const state = h.stale ? 'STALE (no heartbeat)' : h.drained || status.drained.includes(h.host) ? 'drained' : 'ok';
-      hostRows.push([h.host, String(h.running), String(h.cap), ago(h.age_seconds), state, h.version, String(h.pid), h.started_at]);
+      const warm = h.warm ? `${h.warm.idle}/${h.warm.size}, ${h.warm.claims}/${h.warm.misses}` : 'off';
+      hostRows.push([h.host, String(h.running), String(h.cap), ago(h.age_seconds), state, h.version, String(h.pid), h.started_at, warm]);
     }
     lines.push(table(hostRows));
     const totalCap = status.hosts.filter((h) => !h.stale).reduce((sum, h) => sum + h.cap, 0);

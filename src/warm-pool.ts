@@ -1,0 +1,349 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { FleetConfig } from './config.ts';
+import { buildPoolSpec } from './container-spec.ts';
+import {
+  LABELS,
+  type ContainerRuntime,
+  type ContainerSpec,
+  type InputFile,
+  type OutputLine,
+  type WorkerContainer,
+} from './container-runtime.ts';
+import type { FleetKeys } from './keys.ts';
+import { MAX_LINE_BYTES } from './run-worker.ts';
+
+/**
+ * The warm pool (issue 11): started worker containers, inner dockerd up and slot volume mounted, waiting for a
+ * job. An idle one holds nothing of any request (src/container-spec.ts buildPoolSpec); a job claims one, its
+ * files, token and keys are copied in at start (fleet-worker's pool mode), and it serves that one job only.
+ *
+ * Counting: idle pool containers are not jobs, so the BullMQ concurrency (the cap) never counts them; a
+ * claimed one is the job's container, renamed to the job's container name. Docker therefore shows at most
+ * cap + size containers of this host: at most `cap` serving jobs, at most `size` idle.
+ */
+
+/** The line fleet-worker prints in pool mode once its inner dockerd answers (worker-image/fleet-worker). */
+export const POOL_READY_LINE = 'fleet-worker: pool ready';
+/** Root-only in the container; the claim's env file and its `go` marker land here. */
+const CLAIM_DIR = 'run/fleet/claim';
+/** Directories of the claim that the container made itself (mode 0700), which the archive must not chmod. */
+const CLAIM_EXISTING_DIRS = ['run', 'run/fleet', CLAIM_DIR];
+/** How long a new pool container may take to report ready (the inner dockerd under sysbox can take 10 s). */
+const READY_TIMEOUT_MS = 120_000;
+const MAX_BACKOFF_MS = 60_000;
+
+export interface WarmPoolStats {
+  /** Idle containers the pool keeps. */
+  size: number;
+  idle: number;
+  starting: number;
+  /** Jobs that got a warm container, and jobs that found none (and started cold). */
+  claims: number;
+  misses: number;
+}
+
+export interface WarmPoolOptions {
+  runtime: ContainerRuntime;
+  redis: Redis;
+  keys: FleetKeys;
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker' | 'lockDurationMs'> & { warmPool: FleetConfig['warmPool'] };
+  logger: Logger;
+  /** A slot volume for the inner /var/lib/docker (FLEET_DIND_CACHE), held while the container lives. */
+  dindVolume?: () => Promise<{ volume: string; release(): void }>;
+  /** @defaultValue Date.now */
+  now?: () => number;
+}
+
+/** A pool container handed to one job: `claim` gives it the job's spec and files (sent at its start). */
+export interface WarmClaim {
+  claim(spec: ContainerSpec, files: InputFile[]): WorkerContainer;
+  /** Removes it when the job never claimed it (it failed before its launch); a no-op after `claim`. */
+  returnUnused(): Promise<void>;
+}
+
+interface Entry {
+  container: WorkerContainer;
+  lines: AsyncIterator<OutputLine>;
+  state: 'idle' | 'taken' | 'gone';
+  release?: () => void;
+  recycle?: NodeJS.Timeout;
+}
+
+/** Whether a pool instance still runs (its key expires a lock duration after its last beat). */
+export async function warmPoolAlive(redis: Redis, keys: FleetKeys, instance: string): Promise<boolean> {
+  return (await redis.exists(keys.warmPool(instance))) === 1;
+}
+
+export class WarmPool {
+  /** Labels this process's pool containers; a restarted host has a new one and removes the old ones. */
+  readonly instance = randomBytes(6).toString('hex');
+  private readonly idle: Entry[] = [];
+  private readonly starting = new Set<Promise<void>>();
+  private readonly creating = new Set<WorkerContainer>();
+  private claims = 0;
+  private misses = 0;
+  private failures = 0;
+  private seq = 0;
+  private stopped = false;
+  private retry: NodeJS.Timeout | undefined;
+  private beat: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  private readonly idleWaiters = new Set<() => void>();
+
+  constructor(private readonly options: WarmPoolOptions) {
+    this.log = options.logger.child({ component: 'warm-pool', pool: this.instance });
+  }
+
+  get size(): number {
+    return this.options.config.warmPool.size;
+  }
+
+  /** Registers the instance (first beat must succeed), removes pools of dead instances, and starts filling. */
+  async start(): Promise<void> {
+    const ttl = Math.max(1_000, this.options.config.lockDurationMs);
+    await this.heartbeat(ttl);
+    this.beat = setInterval(
+      () =>
+        void this.heartbeat(ttl)
+          .then(() => this.reapDeadInstances())
+          .catch((error) => this.log.error({ err: error }, 'warm pool heartbeat or reap failed')),
+      Math.max(200, Math.floor(ttl / 3)),
+    );
+    this.beat.unref();
+    await this.reapDeadInstances();
+    this.fill();
+    this.log.info({ size: this.size }, 'warm pool filling');
+  }
+
+  stats(): WarmPoolStats {
+    return { size: this.size, idle: this.idle.length, starting: this.starting.size, claims: this.claims, misses: this.misses };
+  }
+
+  /** Resolves once `count` containers are idle (tests, the benchmark: a warm start needs a full pool). */
+  whenIdle(count = this.size): Promise<void> {
+    if (this.idle.length >= count) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.idle.length < count) return;
+        this.idleWaiters.delete(check);
+        resolve();
+      };
+      this.idleWaiters.add(check);
+    });
+  }
+
+  /** An idle container for one job, or undefined (a miss: the job starts a container of its own). */
+  take(): WarmClaim | undefined {
+    const entry = this.idle.shift();
+    if (!entry) {
+      this.misses++;
+      this.fill();
+      return undefined;
+    }
+    entry.state = 'taken';
+    clearTimeout(entry.recycle);
+    this.claims++;
+    this.fill();
+    let claimed = false;
+    return {
+      claim: (spec, files) => {
+        claimed = true;
+        return new ClaimedContainer(entry, spec, files, this.options.runtime);
+      },
+      returnUnused: async () => {
+        if (!claimed) await this.discard(entry);
+      },
+    };
+  }
+
+  /** SIGTERM: no more refills, idle and starting containers removed. Claimed ones are their jobs'. */
+  async stopIdle(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    const idle = this.idle.splice(0);
+    await Promise.all([...idle.map((entry) => this.discard(entry)), ...[...this.creating].map((c) => c.remove())]);
+    await Promise.allSettled([...this.starting]);
+  }
+
+  /** After the last job: the instance key goes, so nothing of this pool counts as alive any more. */
+  async close(): Promise<void> {
+    await this.stopIdle();
+    clearInterval(this.beat);
+    await this.options.redis.del(this.options.keys.warmPool(this.instance));
+  }
+
+  private async heartbeat(ttlMs: number) {
+    await this.options.redis.set(this.options.keys.warmPool(this.instance), '1', 'PX', ttlMs);
+  }
+
+  /** Pool containers of this host whose instance no longer beats: a crashed or killed earlier process's. */
+  private async reapDeadInstances(): Promise<void> {
+    const { config, runtime, redis, keys } = this.options;
+    const found = await runtime.list({ [LABELS.host]: config.hostId, [LABELS.prefix]: config.prefix });
+    for (const container of found) {
+      const instance = container.labels[LABELS.pool];
+      if (!instance || instance === this.instance || (await warmPoolAlive(redis, keys, instance))) continue;
+      await runtime.removeById(container.id);
+      this.log.warn({ container: container.id.slice(0, 12), instance }, 'removed a pool container of a dead pool instance');
+    }
+  }
+
+  private fill() {
+    while (!this.stopped && this.retry === undefined && this.idle.length + this.starting.size < this.size) {
+      const started = this.startOne().finally(() => this.starting.delete(started));
+      this.starting.add(started);
+    }
+  }
+
+  private async startOne(): Promise<void> {
+    const { config, runtime } = this.options;
+    const name = `${config.prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-warm-${config.hostId}-${this.instance}-${++this.seq}`.replace(
+      /^[^A-Za-z0-9]+/,
+      'w',
+    );
+    const slot = await this.options.dindVolume?.();
+    let container: WorkerContainer | undefined;
+    try {
+      container = await runtime.create(buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, config }), []);
+      this.creating.add(container);
+      if (this.stopped) throw new Error('the pool stopped');
+      await container.start();
+      const lines = container.lines(MAX_LINE_BYTES)[Symbol.asyncIterator]();
+      await readyLine(lines, READY_TIMEOUT_MS);
+      this.creating.delete(container);
+      const entry: Entry = { container, lines, state: 'idle', release: slot?.release };
+      if (this.stopped) return await this.discard(entry);
+      this.idle.push(entry);
+      this.failures = 0;
+      if (this.idle.length === this.size) this.log.info({ idle: this.idle.length }, 'warm pool full');
+      for (const check of [...this.idleWaiters]) check();
+      // Recycled after FLEET_WARM_MAX_IDLE, so a long-idle worker (its image, its dockerd) does not go stale.
+      entry.recycle = setTimeout(() => void this.retire(entry, 'recycled after FLEET_WARM_MAX_IDLE'), config.warmPool.maxIdleMs);
+      entry.recycle.unref();
+      const lost = () => void this.retire(entry, 'an idle pool container exited');
+      container.wait().then(lost, lost);
+    } catch (error) {
+      if (container) this.creating.delete(container);
+      await container?.remove().catch((removeError) => this.log.error({ err: removeError }, 'could not remove a failed pool container'));
+      slot?.release();
+      if (this.stopped) return;
+      // A pool that cannot start containers (no image, an image without pool mode) must not spin.
+      const backoff = Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** this.failures++);
+      this.log.error({ err: error, retry_in_ms: backoff }, 'could not start a warm pool container');
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        this.fill();
+      }, backoff);
+      this.retry.unref();
+    }
+  }
+
+  private async retire(entry: Entry, why: string) {
+    if (entry.state !== 'idle') return;
+    this.idle.splice(this.idle.indexOf(entry), 1);
+    this.log.info({ container: entry.container.id.slice(0, 12) }, why);
+    await this.discard(entry).catch((error) => this.log.error({ err: error }, 'could not remove a pool container'));
+    this.fill();
+  }
+
+  private async discard(entry: Entry) {
+    entry.state = 'gone';
+    clearTimeout(entry.recycle);
+    try {
+      await entry.container.remove();
+    } finally {
+      entry.release?.();
+    }
+  }
+}
+
+/** Reads the container's output until the pool's ready line; throws when it ends first or takes too long. */
+async function readyLine(lines: AsyncIterator<OutputLine>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no "${POOL_READY_LINE}" within ${timeoutMs} ms (does the image know FLEET_POOL?)`)),
+      timeoutMs,
+    );
+  });
+  const seen: string[] = [];
+  try {
+    for (;;) {
+      const pending = lines.next();
+      // Left pending when the timeout wins; the container's removal then ends it with an error nobody awaits.
+      pending.catch(() => {});
+      const next = await Promise.race([pending, timeout]);
+      if (next.done) throw new Error(`the pool container exited before it was ready:\n${seen.slice(-20).join('\n')}`);
+      if (next.value.text === POOL_READY_LINE) return;
+      seen.push(next.value.text);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** NAME=VALUE records, NUL-separated: what fleet-worker's pool mode reads (a value may hold a newline). */
+export function claimEnv(env: Record<string, string>): string {
+  return Object.entries(env)
+    .map(([name, value]) => `${name}=${value}\0`)
+    .join('');
+}
+
+/**
+ * A pool container serving one job. Its start hands the job over: the input files, then the env (with the token
+ * and key; root-only), then `go`, in one archive; and it takes the job's container name, so `docker ps`, the cap
+ * count and the job's logs name it as any other. Its output was attached when the pool started it.
+ */
+class ClaimedContainer implements WorkerContainer {
+  constructor(
+    private readonly entry: Entry,
+    private readonly spec: ContainerSpec,
+    private readonly files: InputFile[],
+    private readonly runtime: ContainerRuntime,
+  ) {}
+
+  get id() {
+    return this.entry.container.id;
+  }
+
+  async start() {
+    const handOver: InputFile[] = [
+      ...this.files,
+      { path: `/${CLAIM_DIR}/env`, content: claimEnv(this.spec.env), mode: 0o600 },
+      { path: `/${CLAIM_DIR}/go`, content: '', mode: 0o600 },
+    ];
+    await Promise.all([this.runtime.copyIn!(this.id, handOver, CLAIM_EXISTING_DIRS), this.runtime.rename!(this.id, this.spec.name)]);
+  }
+
+  async *lines(): AsyncIterable<OutputLine> {
+    for (;;) {
+      const next = await this.entry.lines.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+
+  wait() {
+    return this.entry.container.wait();
+  }
+
+  exitState() {
+    return this.entry.container.exitState();
+  }
+
+  kill() {
+    return this.entry.container.kill();
+  }
+
+  async remove() {
+    this.entry.state = 'gone';
+    try {
+      await this.entry.container.remove();
+    } finally {
+      this.entry.release?.();
+      this.entry.release = undefined;
+    }
+  }
+}

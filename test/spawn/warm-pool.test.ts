@@ -1,0 +1,276 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LABELS } from '../../src/container-runtime.ts';
+import { channels } from '../../src/protocol.ts';
+import { containersWithLabel, describeDocker, removeContainersWithLabel } from '../support/docker.ts';
+import {
+  legacyRequest,
+  publishJson,
+  ResultListener,
+  spawnFleetProcess,
+  startTestFleet,
+  testEnv,
+  TEST_TOKEN,
+  uid,
+  type FleetProcess,
+} from '../support/fleet.ts';
+import { startGitDaemon, type GitDaemon } from '../support/git-daemon.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
+import { runFleet } from '../ops/support.ts';
+import { buildWorkerImage } from '../worker-image/harness.ts';
+
+// The warm pool with the REAL worker image (pool mode is in its entrypoint): idle containers hold nothing of a
+// request, each serves one job and goes, the pool refills, a stopped host leaves no idle container, a killed
+// host's successor removes the old pool, and Docker never shows more job containers than the cap.
+// Workers use network `host` to reach a loopback git daemon; the custom agent runs the task as a script.
+
+const run = promisify(execFile);
+const REPO = 'acme/widgets';
+/** The task prints the id of the container it runs in (Docker's /etc/hostname mount names it). */
+const PRINT_CONTAINER = `echo "CID=$(grep -o 'containers/[0-9a-f]*/hostname' /proc/self/mountinfo | head -1 | cut -d/ -f2)"`;
+
+function docker(...args: string[]): string {
+  return execFileSync('docker', args, { encoding: 'utf8' }).trim();
+}
+
+function containerOf(logsTail: string | null): string {
+  const id = /CID=([0-9a-f]{64})/.exec(logsTail ?? '')?.[1];
+  if (!id) throw new Error(`no CID line in the result's log tail:\n${logsTail}`);
+  return id;
+}
+
+/** Resolves on the first log line of a fleet child process that contains `text` (its `count`th, if given). */
+function logLine(proc: FleetProcess, text: string | RegExp, count = 1): Promise<void> {
+  const matches = (line: string) => (typeof text === 'string' ? line.includes(text) : text.test(line));
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (proc.lines.filter(matches).length >= count) {
+        clearInterval(timer);
+        resolve();
+      }
+    };
+    // The child's lines arrive on its stdout reader; checked as they come in (and once now).
+    const timer = setInterval(check, 50);
+    void proc.exited.then((code) => {
+      clearInterval(timer);
+      reject(new Error(`fleet exited (${code}) before logging "${text}":\n${proc.lines.slice(-15).join('\n')}`));
+    });
+    check();
+  });
+}
+
+describeDocker('warm pool with the real worker image', () => {
+  let redisServer: TestRedis;
+  let redis: Redis;
+  let results: ResultListener;
+  let image: string;
+  let gitDir: string;
+  let daemon: GitDaemon;
+
+  beforeAll(async () => {
+    image = await buildWorkerImage();
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url);
+    results = await ResultListener.start(redisServer.url);
+    gitDir = mkdtempSync(join(tmpdir(), 'fleet-warm-git-'));
+    mkdirSync(join(gitDir, 'repos', 'acme'), { recursive: true });
+    const bare = join(gitDir, 'repos', `${REPO}.git`);
+    const work = join(gitDir, 'seed');
+    await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', bare]);
+    await run('git', ['init', '--quiet', '--initial-branch=main', work]);
+    execFileSync('sh', ['-c', 'echo "# widgets" > README.md'], { cwd: work });
+    await run('git', ['-C', work, 'add', '-A']);
+    await run('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid', 'commit', '-q', '-m', 'seed']);
+    await run('git', ['-C', work, 'push', '-q', bare, 'HEAD:main']);
+    daemon = await startGitDaemon(join(gitDir, 'repos'), REPO);
+  }, 30 * 60_000);
+
+  afterAll(async () => {
+    await results?.close();
+    redis?.disconnect();
+    await redisServer?.stop();
+    await daemon?.stop();
+    if (gitDir) rmSync(gitDir, { recursive: true, force: true });
+  });
+
+  const env = (overrides: Record<string, string> = {}) =>
+    testEnv(redisServer.url, image, {
+      FLEET_DOCKER_NETWORK: 'host',
+      FLEET_GIT_BASE_URL: daemon.url,
+      FLEET_AGENT_CMD: 'sh TASK.md',
+      FLEET_DIND: 'off',
+      FLEET_WORKER_MEMORY: '512m',
+      FLEET_WARM_POOL: '2',
+      ...overrides,
+    });
+
+  describe('one host, cap 2, pool 2', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    const hostLabel = () => `${LABELS.host}=${fleet.config.hostId}`;
+    /** The pool's idle containers: a claimed one keeps the pool label but takes its job's name. */
+    const idlePool = () =>
+      docker('ps', '-a', '--no-trunc', '--filter', `label=${LABELS.pool}=${fleet.spawn!.pool!.instance}`, '--format', '{{.ID}} {{.Names}}')
+        .split('\n')
+        .filter((line) => line.includes('-warm-'))
+        .map((line) => line.split(' ')[0]!);
+
+    beforeAll(async () => {
+      fleet = await startTestFleet(env({ FLEET_HOST_CONCURRENCY: '2' }), ['bridge', 'spawn']);
+      await fleet.spawn!.pool!.whenIdle(2);
+    }, 120_000);
+    afterAll(async () => {
+      if (fleet) {
+        const label = hostLabel();
+        await fleet.stop();
+        removeContainersWithLabel(label);
+      }
+    });
+
+    const send = async (task: string) => {
+      const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: task });
+      await publishJson(redis, channels.spawn, request);
+      return request.request_id as string;
+    };
+
+    it('serves each job in its own pool container, removes it after, and refills the pool', async () => {
+      const before = idlePool();
+      expect(before).toHaveLength(2);
+      const marker = uid('task-marker');
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push(await send(`# Print the container\n${PRINT_CONTAINER}\necho ${marker}-${i}\n`));
+      const served: string[] = [];
+      for (const id of ids) {
+        const result = await results.next(id, 120_000);
+        expect(result).toMatchObject({ success: true, error_type: null });
+        served.push(containerOf(result.logs_tail));
+      }
+      // One job per container: three jobs, three containers, and the first two were the idle ones.
+      expect(new Set(served).size).toBe(3);
+      expect(before.every((id) => served.includes(id))).toBe(true);
+      expect(fleet.spawn!.warmPool()!.claims).toBeGreaterThanOrEqual(2);
+      await fleet.spawn!.pool!.whenIdle(2);
+      const refilled = idlePool();
+      expect(refilled).toHaveLength(2);
+      expect(refilled.some((id) => served.includes(id))).toBe(false);
+
+      // The pool on /metrics (read at scrape time) and in `fleet status` (the host's heartbeat record).
+      const metrics = await (await fetch(`http://127.0.0.1:${fleet.httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/^fleet_warm_pool_idle 2$/m);
+      expect(metrics).toMatch(/^fleet_warm_pool_claims_total [2-9]$/m);
+      expect(metrics).toMatch(/^fleet_warm_pool_misses_total \d+$/m);
+      const status = await runFleet(['status', '--json'], { REDIS_URL: redisServer.url, FLEET_PREFIX: fleet.config.prefix });
+      expect(JSON.parse(status.stdout).hosts[0].warm).toMatchObject({ size: 2 });
+    }, 300_000);
+
+    it('an idle pool container holds no token, task or request data (env, labels, files, /proc)', async () => {
+      // A job ran on this host just before: nothing of it may reach the next idle containers.
+      const marker = uid('secret-task');
+      const id = await send(`# Leave nothing\necho ${marker}\n`);
+      expect(await results.next(id, 120_000)).toMatchObject({ success: true });
+      await fleet.spawn!.pool!.whenIdle(2);
+      const idle = idlePool();
+      expect(idle).toHaveLength(2);
+      for (const container of idle) {
+        const inspected = docker('inspect', container);
+        for (const needle of [TEST_TOKEN, marker, id, REPO, 'GITHUB_TOKEN', 'TASK_TITLE', 'FLEET_REQUEST_ID']) {
+          expect(inspected).not.toContain(needle);
+        }
+        // Every process's environment and command line, and every file fleet or a job would write, read out
+        // whole and searched here (a search inside would hold the needles in its own command line).
+        const inside = docker(
+          'exec',
+          container,
+          'sh',
+          '-c',
+          'cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" "\\n"; ls -la /run/fleet /fleet/input; ' +
+            'find /run /fleet /tmp /workspace /home -type f -size -1M -exec cat {} + 2>/dev/null; echo END',
+        );
+        expect(inside).toContain('END');
+        expect(inside).toContain('FLEET_POOL=1');
+        for (const needle of [TEST_TOKEN, marker, id, REPO]) expect(inside).not.toContain(needle);
+        expect(inside).not.toMatch(/github-token|TASK\.md|request\.json|GITHUB_TOKEN=/);
+      }
+    }, 300_000);
+
+    it('holds the cap by Docker’s own count: never more than 2 job containers, nor more than cap + pool in all', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) ids.push(await send(`# Wait a little\nsleep 1\n${PRINT_CONTAINER}\n`));
+      let done = false;
+      const pending = Promise.all(ids.map((id) => results.next(id, 180_000))).finally(() => (done = true));
+      let samples = 0;
+      let maxJobs = 0;
+      let maxAll = 0;
+      // Observation, not synchronisation: Docker's list, read as often as it answers while the jobs run.
+      while (!done) {
+        const { stdout } = await run('docker', ['ps', '-a', '--filter', `label=${hostLabel()}`, '--format', '{{.Names}}']);
+        const names = stdout.split('\n').filter(Boolean);
+        maxAll = Math.max(maxAll, names.length);
+        maxJobs = Math.max(maxJobs, names.filter((name) => !name.includes('-warm-')).length);
+        samples++;
+      }
+      const all = await pending;
+      expect(all.every((r) => r.success)).toBe(true);
+      expect(samples).toBeGreaterThan(3);
+      expect(maxJobs).toBeGreaterThan(0);
+      expect(maxJobs).toBeLessThanOrEqual(2);
+      expect(maxAll).toBeLessThanOrEqual(4);
+    }, 300_000);
+  });
+
+  describe('a host process', () => {
+    const procs: FleetProcess[] = [];
+    const hosts: string[] = [];
+    afterAll(() => {
+      for (const proc of procs) if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+      // A test that failed half-way leaves its host's containers: they go with it.
+      for (const host of hosts) removeContainersWithLabel(`${LABELS.host}=${host}`);
+    });
+
+    it('SIGTERM leaves no idle pool container', async () => {
+      const e = env({ FLEET_HOST_CONCURRENCY: '1' });
+      hosts.push(e.FLEET_HOST_ID!);
+      const proc = spawnFleetProcess(e, ['spawn']);
+      procs.push(proc);
+      await proc.ready;
+      await logLine(proc, 'warm pool full');
+      expect(containersWithLabel(`${LABELS.host}=${e.FLEET_HOST_ID}`)).toHaveLength(2);
+      proc.child.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+      expect(containersWithLabel(`${LABELS.host}=${e.FLEET_HOST_ID}`)).toEqual([]);
+    }, 180_000);
+
+    it('a host killed with -9 and started again leaves none of its old pool', async () => {
+      const e = env({ FLEET_HOST_CONCURRENCY: '1' });
+      const label = `${LABELS.host}=${e.FLEET_HOST_ID}`;
+      hosts.push(e.FLEET_HOST_ID!);
+      const first = spawnFleetProcess(e, ['spawn']);
+      procs.push(first);
+      await first.ready;
+      await logLine(first, 'warm pool full');
+      const old = containersWithLabel(label);
+      expect(old).toHaveLength(2);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      expect(containersWithLabel(label)).toEqual(old);
+
+      const second = spawnFleetProcess(e, ['spawn']);
+      procs.push(second);
+      await second.ready;
+      // Its pool instance beats no more: once its key expires (a lock duration), the new host removes its containers.
+      // (At start-up when the key is gone by then, or by the pool's own check on a later beat.)
+      await logLine(second, /removed a pool container of a dead pool instance|removed an orphaned worker container/, 2);
+      await logLine(second, 'warm pool full');
+      const now = containersWithLabel(label);
+      expect(now).toHaveLength(2);
+      expect(now.some((id) => old.includes(id))).toBe(false);
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+      expect(containersWithLabel(label)).toEqual([]);
+    }, 240_000);
+  });
+});

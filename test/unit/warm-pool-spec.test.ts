@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { defaultWarmPool, loadConfig } from '../../src/config.ts';
+import { LABELS } from '../../src/container-runtime.ts';
+import { buildPoolSpec } from '../../src/container-spec.ts';
+import { claimEnv } from '../../src/warm-pool.ts';
+
+const GIB = 1024 ** 3;
+
+describe('warm pool, pure parts', () => {
+  const config = loadConfig({
+    FLEET_HOST_ID: 'h1',
+    FLEET_WORKER_IMAGE: 'img:1',
+    FLEET_RUNTIME: 'runc',
+    FLEET_DIND: 'caps',
+    FLEET_GITHUB_TOKEN: 'ghp_hostTokenThatMustNotLeak0000000000',
+    ANTHROPIC_API_KEY: 'sk-ant-hostKeyThatMustNotLeak',
+    FLEET_AGENT_CMD: 'sh TASK.md',
+  });
+
+  it('a pool container carries the host settings and nothing of a request or a secret', () => {
+    const spec = buildPoolSpec({ name: 'fleet-warm-h1-abc-1', instance: 'abc', dindVolume: 'vol-1', config });
+    const text = JSON.stringify(spec);
+    for (const needle of ['ghp_', 'sk-ant', 'GITHUB_TOKEN', 'ANTHROPIC', 'REPO', 'TASK', 'FLEET_REQUEST_ID', 'FLEET_AGENT_CMD']) {
+      expect(text).not.toContain(needle);
+    }
+    expect(spec.env.FLEET_POOL).toBe('1');
+    expect(spec.labels).toEqual({ [LABELS.host]: 'h1', [LABELS.prefix]: 'fleet', [LABELS.pool]: 'abc' });
+    expect(spec).toMatchObject({ image: 'img:1', runtime: 'runc', volumes: { 'vol-1': '/var/lib/docker' } });
+    expect(spec.capAdd.length).toBeGreaterThan(0);
+  });
+
+  it('the claim env is NUL-separated NAME=VALUE records, a value may hold a newline or =', () => {
+    expect(claimEnv({ A: '1', B: 'x=y\nz' })).toBe('A=1\0B=x=y\nz\0');
+  });
+
+  it('default size: what memory holds beyond the cap, at least 1, at most the cap', () => {
+    expect(defaultWarmPool(4, 4 * GIB, 18 * GIB)).toBe(1); // (18-2)/4 = 4 = cap: nothing beyond, still 1
+    expect(defaultWarmPool(2, 4 * GIB, 18 * GIB)).toBe(2); // 4 - 2
+    expect(defaultWarmPool(1, 1 * GIB, 34 * GIB)).toBe(1); // 31 beyond, capped at the cap
+    expect(loadConfig({ FLEET_WARM_POOL: '0' }).warmPool.size).toBe(0);
+    expect(() => loadConfig({ FLEET_WARM_POOL: '-1' })).toThrow(/FLEET_WARM_POOL/);
+    expect(loadConfig({ FLEET_WARM_MAX_IDLE: '60' }).warmPool.maxIdleMs).toBe(60_000);
+  });
+});

@@ -110,7 +110,7 @@ describeDocker('real agent CLIs through the fleet, against vendor test model ser
     reply(text('Wrote hello.txt with a greeting.')),
   ];
 
-  it.concurrent("claude: a legacy request is done by Claude Code's own Write and Bash tools, and pushed", async () => {
+  it.concurrent("claude: a legacy request is done by Claude Code's own Write and Bash tools, and pushed", async ({ expect }) => {
     const id = `claude-${Date.now()}`;
     const { id: requestId, result, raw, ms } = await submit(anthropic, 'claude', claudeTurns(id));
     console.log(`claude legacy request: ${ms} ms`);

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testImage } from '../support/docker.ts';
@@ -114,10 +114,27 @@ export class PrivateDockerd {
   async down(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
+    const containerd = this.containerdPid();
     const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill(signal);
     await gone;
     this.child = undefined;
+    // dockerd's supervised containerd is told to stop when dockerd dies, and is left a zombie until this
+    // machine's init reaps it (about 2 s here). A dockerd started before then finds its pid file naming a pid
+    // that answers kill -0, takes it for a running containerd, and times out waiting on it. Once it has
+    // exited, its pid file is removed, as a reboot or a supervisor's cleanup would leave it.
+    if (containerd !== undefined) {
+      await waitExited(containerd, 15_000);
+      rmSync(join(this.dir, 'exec', 'containerd', 'containerd.pid'), { force: true });
+    }
+  }
+
+  private containerdPid(): number | undefined {
+    try {
+      return Number.parseInt(readFileSync(join(this.dir, 'exec', 'containerd', 'containerd.pid'), 'utf8'), 10) || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async restart(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
@@ -153,4 +170,21 @@ export class PrivateDockerd {
     spawnSync('umount', [this.dataRoot], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Resolves once the process has exited (gone, or a zombie not yet reaped), or after the bound. */
+async function waitExited(pid: number, timeoutMs: number): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return false;
+    }
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  for (const deadline = Date.now() + timeoutMs; alive() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
 }

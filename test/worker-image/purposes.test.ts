@@ -276,9 +276,9 @@ describeDocker('coding worker image: FLEET_PURPOSE', () => {
         'sh /tmp/forge.sh background &',
         'setsid sh /tmp/forge.sh session &',
         '(sh /tmp/forge.sh orphan &)',
-        // Wait (bounded) until all three loops run and one has written, however loaded the machine is.
-        'for _ in $(seq 1 2000); do [ -e /tmp/started-background ] && [ -e /tmp/started-session ] && [ -e /tmp/started-orphan ] && grep -q forged /workspace/.fleet-verdict.json 2>/dev/null && break; sleep 0.01; done',
-        'grep -q forged /workspace/.fleet-verdict.json && echo "FORGING: $(cd /tmp && echo started-*)"',
+        // Wait (bounded) until all three loops run and one has written, however loaded the machine is. The
+        // loops truncate and rewrite the file all the time, so the one read that saw the forgery says so.
+        'for _ in $(seq 1 2000); do [ -e /tmp/started-background ] && [ -e /tmp/started-session ] && [ -e /tmp/started-orphan ] && grep -q forged /workspace/.fleet-verdict.json 2>/dev/null && { echo "FORGING: $(cd /tmp && echo started-*)"; break; }; sleep 0.01; done',
         `echo '${JSON.stringify(rejection)}'`,
       ].join('\n');
       // Without the kill the loops would hold the output open and the worker would never end.

@@ -11,9 +11,9 @@ import { basic, baseUrl } from '../ops/support.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
 import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
 import { completedEvent } from '../support/fakes/runtime.ts';
-import { legacyRequest, publishJson, startTestFleet, testEnv, uid, type TestFleet } from '../support/fleet.ts';
+import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, uid, type TestFleet } from '../support/fleet.ts';
 import { startClusterTopology, type ClusterTopology } from '../support/redis-topology.ts';
-import { countingRuntime, TopologyResults, topologyEnv } from './support.ts';
+import { countingRuntime, topologyEnv } from './support.ts';
 
 const WORKER_TOKEN = `ghp_${'W0rkerTokenForClust'.repeat(2)}`;
 const REVIEWER_TOKEN = `ghp_${'Rev1ewerTokenForClus'.repeat(2)}`;
@@ -24,7 +24,7 @@ describe('Redis Cluster (three primaries, REDIS_CLUSTER_NODES)', () => {
   let cluster: ClusterTopology;
   let target: RedisTarget;
   let redis: Redis;
-  let results: TopologyResults;
+  let results: ResultListener;
   let github: GitHubTestServer;
   let llm: LlmTestServer;
   let fleet: TestFleet;
@@ -40,7 +40,7 @@ describe('Redis Cluster (three primaries, REDIS_CLUSTER_NODES)', () => {
     cluster = await startClusterTopology();
     target = redisTargetFromEnv({ REDIS_CLUSTER_NODES: cluster.nodeList })!;
     redis = connectRedis(target, 'command', 'test:cmd');
-    results = await TopologyResults.start(target);
+    results = await ResultListener.start(target);
     github = await startGitHubTestServer({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' } });
     llm = await startLlmTestServer();
     env = topologyEnv(testEnv('unused'), {

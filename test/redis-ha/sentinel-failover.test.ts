@@ -6,9 +6,18 @@ import type { ContainerSpec, InputFile, WorkerContainer } from '../../src/contai
 import { channels, type SpawnResult } from '../../src/protocol.ts';
 import { connectRedis, redisTargetFromEnv, type RedisTarget } from '../../src/redis-connection.ts';
 import { completedEvent, FakeRuntime } from '../support/fakes/runtime.ts';
-import { legacyRequest, publishJson, startTestFleet, TEST_SECRET_KEY, testEnv, uid, type TestFleet } from '../support/fleet.ts';
+import {
+  legacyRequest,
+  publishJson,
+  ResultListener,
+  startTestFleet,
+  TEST_SECRET_KEY,
+  testEnv,
+  uid,
+  type TestFleet,
+} from '../support/fleet.ts';
 import { startSentinelTopology, type SentinelTopology } from '../support/redis-topology.ts';
-import { requestOf, TopologyResults, topologyEnv } from './support.ts';
+import { requestOf, topologyEnv } from './support.ts';
 
 const BURST = 40;
 const KILL_AFTER = 15;
@@ -38,7 +47,7 @@ describe.each([
     let topology: SentinelTopology;
     let target: RedisTarget;
     let redis: Redis;
-    let results: TopologyResults;
+    let results: ResultListener;
     let fleet: TestFleet;
     let client: FleetClient;
     const runtime = new BusyRuntime(workMs);
@@ -49,7 +58,7 @@ describe.each([
       target = redisTargetFromEnv(vars)!;
       redis = connectRedis(target, 'command', 'test:cmd');
       redis.on('error', () => {});
-      results = await TopologyResults.start(target);
+      results = await ResultListener.start(target);
       fleet = await startTestFleet(
         topologyEnv(testEnv('unused'), {
           ...vars,

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
+import { connectRedis, type RedisTarget } from '../../src/redis-connection.ts';
 import { loadConfig, type FleetConfig, type Role } from '../../src/config.ts';
 import type { ContainerRuntime } from '../../src/container-runtime.ts';
 import { startFleet, type RunningFleet } from '../../src/fleet.ts';
@@ -129,8 +130,8 @@ export class ResultListener {
   private readonly waiters = new Map<string, (r: SpawnResult) => void>();
   readonly raw = new Map<string, string[]>();
 
-  private constructor(url: string) {
-    this.client = new Redis(url, { maxRetriesPerRequest: null });
+  private constructor(client: Redis) {
+    this.client = client;
     this.client.on('pmessage', (_pattern, channel: string, message: string) => {
       const id = channel.slice('worker:result:'.length);
       const parsed = JSON.parse(message) as SpawnResult;
@@ -140,8 +141,16 @@ export class ResultListener {
     });
   }
 
-  static async start(url: string): Promise<ResultListener> {
-    const listener = new ResultListener(url);
+  /**
+   * A URL, or a topology (Sentinel, Cluster): then the connection follows it, and a subscriber reconnects to a
+   * promoted primary. Pub/sub may miss a result published while it reconnects: such tests also read
+   * `fleet:result:{id}`, which decides.
+   */
+  static async start(redis: string | RedisTarget): Promise<ResultListener> {
+    const client =
+      typeof redis === 'string' ? new Redis(redis, { maxRetriesPerRequest: null }) : connectRedis(redis, 'subscriber', 'test:results');
+    if (typeof redis !== 'string') client.on('error', () => {});
+    const listener = new ResultListener(client);
     await listener.client.psubscribe(channels.result('*'));
     return listener;
   }

@@ -239,7 +239,13 @@ describeDocker('warm pool with the real worker image', () => {
       forge = await startGitHttpServer(forgeRoot, TEST_TOKEN);
       // Test fleets run FLEET_EGRESS=open (testEnv); this one runs the default.
       fleet = await startTestFleet(
-        env({ FLEET_EGRESS: 'proxy', FLEET_GIT_BASE_URL: forge.url, FLEET_HOST_CONCURRENCY: '1', FLEET_WARM_POOL: '1' }),
+        env({
+          FLEET_EGRESS: 'proxy',
+          FLEET_DOCKER_NETWORK: 'none',
+          FLEET_GIT_BASE_URL: forge.url,
+          FLEET_HOST_CONCURRENCY: '1',
+          FLEET_WARM_POOL: '1',
+        }),
         ['bridge', 'spawn'],
       );
       await fleet.spawn!.pool!.whenIdle(1);

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -388,6 +388,36 @@ describeDocker('warm pool with the real worker image', () => {
       const now = containersWithLabel(label);
       expect(now).toHaveLength(2);
       expect(now.some((id) => old.includes(id))).toBe(false);
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+      expect(containersWithLabel(label)).toEqual([]);
+    }, 240_000);
+
+    it('under FLEET_EGRESS=proxy, a host killed with -9 and started again removes the old pool egress directories', async () => {
+      const e = env({ FLEET_HOST_CONCURRENCY: '1', FLEET_EGRESS: 'proxy', FLEET_DOCKER_NETWORK: 'none' });
+      const label = `${LABELS.host}=${e.FLEET_HOST_ID}`;
+      hosts.push(e.FLEET_HOST_ID!);
+      const first = spawnFleetProcess(e, ['spawn']);
+      procs.push(first);
+      await first.ready;
+      await logLine(first, 'warm pool full');
+      const dirs = containersWithLabel(label).map((id) =>
+        docker('inspect', '--format', `{{range .Mounts}}{{if eq .Destination "${EGRESS_MOUNT}"}}{{.Source}}{{end}}{{end}}`, id),
+      );
+      expect(dirs).toHaveLength(2);
+      expect(dirs.every((dir) => dir.startsWith(join(tmpdir(), 'fleet-pool-egress-')) && existsSync(dir))).toBe(true);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // A directory younger than a minute may belong to a container about to be created: aged here, not waited for.
+      const old = new Date(Date.now() - 5 * 60_000);
+      for (const dir of dirs) utimesSync(dir, old, old);
+
+      const second = spawnFleetProcess(e, ['spawn']);
+      procs.push(second);
+      await second.ready;
+      await logLine(second, 'removed the egress directory of a dead pool instance', 2);
+      expect(dirs.filter((dir) => existsSync(dir))).toEqual([]);
+      await logLine(second, 'warm pool full');
       second.child.kill('SIGTERM');
       expect(await second.exited).toBe(0);
       expect(containersWithLabel(label)).toEqual([]);

@@ -169,6 +169,8 @@ async function runSpawn(
         token,
         request: request.egress,
         config: deps.config,
+        // A warm container's egress directory is bound in it since before this job: the socket goes there.
+        dir: warm?.egressDir,
         hooks: {
           onBlocked: (attempt, first) => {
             log.warn({ egress_blocked: attempt }, `egress blocked: ${describeBlock(attempt)}`);

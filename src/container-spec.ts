@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { StoredRequest } from '../queues/spawn.ts';
 import type { FleetConfig } from './config.ts';
 import { LABELS, type ContainerSpec, type InputFile } from './container-runtime.ts';
+import { EGRESS_MOUNT } from './egress/session.ts';
 import { MIRROR_ENV, MIRROR_MOUNT } from './git-mirror.ts';
 import { mapModel } from './model-map.ts';
 import type { Agent } from './protocol.ts';
@@ -182,11 +183,14 @@ export function buildInputFiles(request: StoredRequest): InputFile[] {
  * Pure: an idle container of the warm pool (src/warm-pool.ts). The same image, runtime, limits and Docker-in-Docker
  * mode as a job's, and nothing of any request: no token, key, repository or task in its env or labels. A job hands
  * those over at claim (`FLEET_POOL=1`: fleet-worker waits for them).
+ * Under FLEET_EGRESS=proxy it gets `egressDir`: an empty host directory of its own, bound read-only where a
+ * job's proxy socket goes, on network none; the job's egress session listens in it at claim.
  */
 export function buildPoolSpec(input: {
   name: string;
   instance: string;
   dindVolume?: string;
+  egressDir?: string;
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker'>;
 }): ContainerSpec {
   const { config } = input;
@@ -202,11 +206,12 @@ export function buildPoolSpec(input: {
     memoryBytes: config.worker.memoryBytes,
     nanoCpus: config.worker.cpus === undefined ? undefined : Math.round(config.worker.cpus * 1e9),
     pidsLimit: config.worker.pidsLimit,
-    network: config.worker.network,
+    network: input.egressDir ? 'none' : config.worker.network,
     capAdd: caps ? CAPS_DIND.capAdd : [],
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
     cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
     volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
+    ...(input.egressDir ? { binds: { [input.egressDir]: EGRESS_MOUNT } } : {}),
     log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from './config.ts';
@@ -33,6 +36,13 @@ const CLAIM_EXISTING_DIRS = ['run', 'run/fleet', CLAIM_DIR];
 /** How long a new pool container may take to report ready (the inner dockerd under sysbox can take 10 s). */
 const READY_TIMEOUT_MS = 120_000;
 const MAX_BACKOFF_MS = 60_000;
+/**
+ * FLEET_EGRESS=proxy: each pool container's egress directory, `<tmpdir>/fleet-pool-egress-<instance>-XXXXXX`
+ * (the system temp dir, as a job's own: a unix socket path must stay under 108 bytes).
+ */
+const EGRESS_DIR_PREFIX = 'fleet-pool-egress-';
+/** A directory this much older than its container may exist (made just before `create`) is a leftover. */
+const STALE_EGRESS_DIR_MS = 60_000;
 
 export interface WarmPoolStats {
   /** Idle containers the pool keeps. */
@@ -48,7 +58,10 @@ export interface WarmPoolOptions {
   runtime: ContainerRuntime;
   redis: Redis;
   keys: FleetKeys;
-  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker' | 'lockDurationMs'> & { warmPool: FleetConfig['warmPool'] };
+  config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker' | 'lockDurationMs'> & {
+    warmPool: FleetConfig['warmPool'];
+    egress: Pick<FleetConfig['egress'], 'mode'>;
+  };
   logger: Logger;
   /** A slot volume for the inner /var/lib/docker (FLEET_DIND_CACHE), held while the container lives. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
@@ -59,6 +72,11 @@ export interface WarmPoolOptions {
 /** A pool container handed to one job: `claim` gives it the job's spec and files (sent at its start). */
 export interface WarmClaim {
   claim(spec: ContainerSpec, files: InputFile[]): WorkerContainer;
+  /**
+   * FLEET_EGRESS=proxy: the container's egress directory (bound read-only at EGRESS_MOUNT, empty while idle),
+   * where the job's egress session must listen (openEgressSession's `dir`). The pool removes it with the container.
+   */
+  egressDir?: string;
   /** Removes it when the job never claimed it (it failed before its launch); a no-op after `claim`. */
   returnUnused(): Promise<void>;
 }
@@ -68,6 +86,7 @@ interface Entry {
   lines: AsyncIterator<OutputLine>;
   state: 'idle' | 'taken' | 'gone';
   release?: () => void;
+  egressDir?: string;
   recycle?: NodeJS.Timeout;
 }
 
@@ -148,6 +167,7 @@ export class WarmPool {
     this.fill();
     let claimed = false;
     return {
+      egressDir: entry.egressDir,
       claim: (spec, files) => {
         claimed = true;
         return new ClaimedContainer(entry, spec, files, this.options.runtime);
@@ -188,6 +208,30 @@ export class WarmPool {
       await runtime.removeById(container.id);
       this.log.warn({ container: container.id.slice(0, 12), instance }, 'removed a pool container of a dead pool instance');
     }
+    await this.reapEgressDirs();
+  }
+
+  /**
+   * Egress directories a crashed or killed pool left (its containers are gone: removed above, or by `fleet reap`).
+   * The temp dir is the machine's, shared with fleets of other Redis servers and prefixes, so a directory goes
+   * only when no container of its instance exists anywhere, its instance does not beat here, and it is older
+   * than the moment between its making and its container's create.
+   */
+  private async reapEgressDirs(): Promise<void> {
+    const { runtime, redis, keys } = this.options;
+    const now = (this.options.now ?? Date.now)();
+    for (const name of readdirSync(tmpdir())) {
+      if (!name.startsWith(EGRESS_DIR_PREFIX)) continue;
+      const instance = name.slice(EGRESS_DIR_PREFIX.length).split('-')[0]!;
+      if (instance === this.instance) continue;
+      const path = join(tmpdir(), name);
+      const stat = statSync(path, { throwIfNoEntry: false });
+      if (!stat || now - stat.mtimeMs < STALE_EGRESS_DIR_MS) continue;
+      if (await warmPoolAlive(redis, keys, instance)) continue;
+      if ((await runtime.list({ [LABELS.pool]: instance })).length > 0) continue;
+      rmSync(path, { recursive: true, force: true });
+      this.log.warn({ dir: path, instance }, 'removed the egress directory of a dead pool instance');
+    }
   }
 
   private fill() {
@@ -204,16 +248,20 @@ export class WarmPool {
       'w',
     );
     const slot = await this.options.dindVolume?.();
+    // FLEET_EGRESS=proxy: an empty directory of its own, bound where the job's proxy socket will appear; no
+    // socket and no key while idle (the job's session listens in it at claim, the key comes with the claim).
+    const egressDir = config.egress.mode === 'proxy' ? mkdtempSync(join(tmpdir(), `${EGRESS_DIR_PREFIX}${this.instance}-`)) : undefined;
+    if (egressDir) chmodSync(egressDir, 0o755);
     let container: WorkerContainer | undefined;
     try {
-      container = await runtime.create(buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, config }), []);
+      container = await runtime.create(buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, egressDir, config }), []);
       this.creating.add(container);
       if (this.stopped) throw new Error('the pool stopped');
       await container.start();
       const lines = container.lines(MAX_LINE_BYTES)[Symbol.asyncIterator]();
       await readyLine(lines, READY_TIMEOUT_MS);
       this.creating.delete(container);
-      const entry: Entry = { container, lines, state: 'idle', release: slot?.release };
+      const entry: Entry = { container, lines, state: 'idle', release: slot?.release, egressDir };
       if (this.stopped) return await this.discard(entry);
       this.idle.push(entry);
       this.failures = 0;
@@ -228,6 +276,7 @@ export class WarmPool {
       if (container) this.creating.delete(container);
       await container?.remove().catch((removeError) => this.log.error({ err: removeError }, 'could not remove a failed pool container'));
       slot?.release();
+      if (egressDir) rmSync(egressDir, { recursive: true, force: true });
       if (this.stopped) return;
       // A pool that cannot start containers (no image, an image without pool mode) must not spin.
       const backoff = Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** this.failures++);
@@ -251,12 +300,20 @@ export class WarmPool {
   private async discard(entry: Entry) {
     entry.state = 'gone';
     clearTimeout(entry.recycle);
-    try {
-      await entry.container.remove();
-    } finally {
-      entry.release?.();
-    }
+    await removeEntry(entry);
   }
+}
+
+/** Removes the container, then frees what it held: its slot volume and its egress directory (once each). */
+async function removeEntry(entry: Entry): Promise<void> {
+  try {
+    await entry.container.remove();
+  } finally {
+    entry.release?.();
+    entry.release = undefined;
+  }
+  // Only once the container is gone (a failed removal leaves it to the dead-instance sweep at the next start).
+  if (entry.egressDir) rmSync(entry.egressDir, { recursive: true, force: true });
 }
 
 /** Reads the container's output until the pool's ready line; throws when it ends first or takes too long. */
@@ -339,11 +396,6 @@ class ClaimedContainer implements WorkerContainer {
 
   async remove() {
     this.entry.state = 'gone';
-    try {
-      await this.entry.container.remove();
-    } finally {
-      this.entry.release?.();
-      this.entry.release = undefined;
-    }
+    await removeEntry(this.entry);
   }
 }

@@ -62,6 +62,12 @@ export async function openEgressSession(input: {
   hooks: EgressHooks;
   /** Tests with a self-signed https forge. */
   upstreamCa?: string;
+  /**
+   * Listen in this directory instead of a new one: a warm pool container's (src/warm-pool.ts), bound at
+   * EGRESS_MOUNT since before its job, so the socket appears in the running container. The directory stays
+   * the caller's: close() removes the socket only.
+   */
+  dir?: string;
 }): Promise<EgressSession> {
   const { config } = input;
   const policy = resolveEgressPolicy({
@@ -76,13 +82,16 @@ export async function openEgressSession(input: {
   const brokerKey = randomBytes(32).toString('hex');
   // Not the token, but a credential of this job's repository while it runs: masked wherever output goes.
   const forgetKey = redactor.add(brokerKey);
+  const ownDir = input.dir === undefined;
   // Under the system temp dir, not the data dir: a unix socket path must stay under 108 bytes.
-  const dir = mkdtempSync(join(tmpdir(), 'fleet-egress-'));
-  chmodSync(dir, 0o755);
+  const dir = input.dir ?? mkdtempSync(join(tmpdir(), 'fleet-egress-'));
+  if (ownDir) chmodSync(dir, 0o755);
+  const socketPath = join(dir, 'proxy.sock');
+  const removeSocket = () => rmSync(ownDir ? dir : socketPath, { recursive: true, force: true });
   const blocks = new Map<string, EgressBlock>();
   let unlisted = 0;
   const proxy = await startEgressProxy({
-    socketPath: join(dir, 'proxy.sock'),
+    socketPath,
     policy,
     forge,
     repo: input.repo,
@@ -100,7 +109,7 @@ export async function openEgressSession(input: {
     },
   }).catch((error) => {
     forgetKey();
-    rmSync(dir, { recursive: true, force: true });
+    removeSocket();
     throw error;
   });
 
@@ -135,7 +144,7 @@ export async function openEgressSession(input: {
     async close() {
       await proxy.close();
       forgetKey();
-      rmSync(dir, { recursive: true, force: true });
+      removeSocket();
     },
   };
 }

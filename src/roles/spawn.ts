@@ -94,16 +94,12 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // several spawn jobs (one per scope), each with its own job id.
   const active = new Map<string, string>();
   // The pool needs a runtime that can hand files to a running container (Docker's can; a test fake may not).
-  // Under FLEET_EGRESS=proxy a worker's proxy socket is bound in at create, per job, which a container made
-  // before its job cannot have yet: the pool runs only with FLEET_EGRESS=open until pool containers get one.
+  // Under FLEET_EGRESS=proxy each pool container has an empty egress directory of its own bound in, where the
+  // job's proxy socket appears at claim (src/warm-pool.ts).
   const canHandOver = deps.runtime.copyIn !== undefined && deps.runtime.rename !== undefined;
-  const poolSize = canHandOver && config.egress.mode === 'open' ? config.warmPool.size : 0;
+  const poolSize = canHandOver ? config.warmPool.size : 0;
   if (poolSize === 0 && config.warmPool.size > 0)
-    log.info(
-      canHandOver
-        ? 'warm pool off: FLEET_EGRESS=proxy binds each job its own proxy socket at create (set FLEET_EGRESS=open for a pool)'
-        : 'warm pool off: this container runtime cannot hand a job to a running container',
-    );
+    log.info('warm pool off: this container runtime cannot hand a job to a running container');
   const slots = config.worker.dindCache
     ? new DindSlots({
         hostId: config.hostId,

@@ -1,3 +1,6 @@
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { buildContainerSpec } from '../../src/container-spec.ts';
@@ -54,6 +57,26 @@ describe('a proxy-mode container', () => {
     expect(session.files.find((f) => f.path === '/fleet/input/forge-ca.pem')!.content).toContain('BEGIN CERTIFICATE');
     // The key is masked wherever output goes, for as long as the job runs.
     expect(redactor.redact(`password=${key.content}`)).not.toContain(key.content);
+  });
+
+  it('listens in a given directory (a warm pool container of its own) and leaves the directory to its owner', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleet-spec-egress-'));
+    try {
+      const opened = await openEgressSession({
+        repo: 'acme/widgets',
+        token: 'ghp_the_real_token',
+        config: { ...config, egress: { mode: 'proxy', allow: ['github'], requestAllow: [], methods: 'all' } },
+        hooks: { onBlocked: () => {} },
+        dir,
+      });
+      expect(opened.binds).toEqual({ [dir]: EGRESS_MOUNT });
+      expect(lstatSync(join(dir, 'proxy.sock')).isSocket()).toBe(true);
+      await opened.close();
+      expect(existsSync(dir)).toBe(true);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('open mode keeps the Docker network and the token, as before', () => {

@@ -1,11 +1,12 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '../../src/container-runtime.ts';
+import { EGRESS_MOUNT } from '../../src/egress/session.ts';
 import { channels } from '../../src/protocol.ts';
 import { containersWithLabel, describeDocker, removeContainersWithLabel } from '../support/docker.ts';
 import {
@@ -20,6 +21,7 @@ import {
   type FleetProcess,
 } from '../support/fleet.ts';
 import { startGitDaemon, type GitDaemon } from '../support/git-daemon.ts';
+import { startGitHttpServer, type GitHttpServer } from '../support/git-http.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { runFleet } from '../ops/support.ts';
 import { buildWorkerImage } from '../worker-image/harness.ts';
@@ -222,6 +224,124 @@ describeDocker('warm pool with the real worker image', () => {
     }, 300_000);
   });
 
+  describe('one host under FLEET_EGRESS=proxy, cap 1, pool 1', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    let forge: GitHttpServer;
+    let forgeRoot: string;
+    const forgeBare = () => join(forgeRoot, `${REPO}.git`);
+
+    beforeAll(async () => {
+      // A smart-HTTP forge that insists on the token: the worker (network none) reaches it only through the
+      // job's proxy, whose broker swaps the worker's key for the token.
+      forgeRoot = mkdtempSync(join(tmpdir(), 'fleet-warm-forge-'));
+      mkdirSync(join(forgeRoot, 'acme'));
+      await run('git', ['clone', '--quiet', '--bare', join(gitDir, 'repos', `${REPO}.git`), forgeBare()]);
+      forge = await startGitHttpServer(forgeRoot, TEST_TOKEN);
+      // Test fleets run FLEET_EGRESS=open (testEnv); this one runs the default.
+      fleet = await startTestFleet(
+        env({
+          FLEET_EGRESS: 'proxy',
+          FLEET_DOCKER_NETWORK: 'none',
+          FLEET_GIT_BASE_URL: forge.url,
+          FLEET_HOST_CONCURRENCY: '1',
+          FLEET_WARM_POOL: '1',
+        }),
+        ['bridge', 'spawn'],
+      );
+      await fleet.spawn!.pool!.whenIdle(1);
+    }, 120_000);
+    afterAll(async () => {
+      if (fleet) {
+        await fleet.stop();
+        removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
+      }
+      await forge?.stop();
+      if (forgeRoot) rmSync(forgeRoot, { recursive: true, force: true });
+    });
+
+    /** The idle container of the pool, with the host directory bound at the egress mount. */
+    const idleOne = () => {
+      const [id, ...more] = docker(
+        'ps',
+        '-a',
+        '--no-trunc',
+        '--filter',
+        `label=${LABELS.pool}=${fleet.spawn!.pool!.instance}`,
+        '--format',
+        '{{.ID}} {{.Names}}',
+      )
+        .split('\n')
+        .filter((line) => line.includes('-warm-'))
+        .map((line) => line.split(' ')[0]!);
+      expect(more).toEqual([]);
+      const inspected = JSON.parse(docker('inspect', id!))[0];
+      const mount = inspected.Mounts.find((m: { Destination: string }) => m.Destination === EGRESS_MOUNT);
+      return { id: id!, inspected, mount: mount as { Source: string; RW: boolean } | undefined };
+    };
+
+    it('an idle container runs on network none with an empty egress directory: no socket, no key, no token', async () => {
+      const { id, inspected, mount } = idleOne();
+      expect(inspected.HostConfig.NetworkMode).toBe('none');
+      expect(mount).toBeDefined();
+      expect(mount!.RW).toBe(false);
+      expect(mount!.Source.startsWith(join(tmpdir(), 'fleet-pool-egress-'))).toBe(true);
+      expect(readdirSync(mount!.Source)).toEqual([]);
+      const text = JSON.stringify(inspected);
+      for (const needle of [TEST_TOKEN, 'HTTPS_PROXY', 'FLEET_EGRESS_SOCKET']) expect(text).not.toContain(needle);
+      const inside = docker(
+        'exec',
+        id,
+        'sh',
+        '-c',
+        `echo "mount:[$(ls -A ${EGRESS_MOUNT})]"; ls -la /run/fleet /fleet/input; ` +
+          'cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n"; find /run /fleet /tmp -type f -size -1M -exec cat {} + 2>/dev/null; echo END',
+      );
+      expect(inside).toContain('END');
+      expect(inside).toContain('mount:[]');
+      expect(inside).toContain('FLEET_POOL=1');
+      expect(inside).not.toContain(TEST_TOKEN);
+      expect(inside).not.toMatch(/broker-key|github-token|HTTPS_PROXY=|FLEET_EGRESS_SOCKET=/);
+    }, 120_000);
+
+    it('a job served by the pool container pushes through the broker, and its egress directory goes with it', async () => {
+      const { id: warm, mount } = idleOne();
+      const marker = uid('pooled');
+      const request = legacyRequest({
+        agent: 'custom',
+        timeout_seconds: 120,
+        task_content: `# Commit through the proxy\n${PRINT_CONTAINER}\necho ${marker} > pooled.txt\n`,
+      });
+      await publishJson(redis, channels.spawn, request);
+      const result = await results.next(request.request_id as string, 180_000);
+      expect(result).toMatchObject({ success: true, error_type: null });
+      expect(containerOf(result.logs_tail)).toBe(warm);
+      expect(fleet.spawn!.warmPool()!.claims).toBe(1);
+      // The push reached the forge with the token, which only the host's broker holds.
+      const sha = (await run('git', ['--git-dir', forgeBare(), 'rev-parse', 'main'])).stdout.trim();
+      expect(sha).toBe(result.commit_sha);
+      const { stdout: pushed } = await run('git', ['--git-dir', forgeBare(), 'show', `${sha}:pooled.txt`]);
+      expect(pushed.trim()).toBe(marker);
+      expect(forge.requests.some((r) => r.method === 'POST' && r.path.endsWith('/git-receive-pack') && r.authorized)).toBe(true);
+      // The result goes out before Docker's removal (result before teardown): the directory goes with the container.
+      await expect.poll(() => existsSync(mount!.Source), { timeout: 60_000 }).toBe(false);
+      expect(containersWithLabel(`${LABELS.host}=${fleet.config.hostId}`)).not.toContain(warm);
+      // The refill gets a directory of its own.
+      await fleet.spawn!.pool!.whenIdle(1);
+      const next = idleOne();
+      expect(next.id).not.toBe(warm);
+      expect(next.mount!.Source).not.toBe(mount!.Source);
+      expect(readdirSync(next.mount!.Source)).toEqual([]);
+    }, 300_000);
+
+    it('a stopped host leaves no pool egress directory', async () => {
+      const { mount } = idleOne();
+      expect(existsSync(mount!.Source)).toBe(true);
+      await fleet.spawn!.pool!.stopIdle();
+      expect(existsSync(mount!.Source)).toBe(false);
+      expect(readdirSync(tmpdir()).filter((name) => name.startsWith(`fleet-pool-egress-${fleet.spawn!.pool!.instance}-`))).toEqual([]);
+    }, 120_000);
+  });
+
   describe('a host process', () => {
     const procs: FleetProcess[] = [];
     const hosts: string[] = [];
@@ -268,6 +388,36 @@ describeDocker('warm pool with the real worker image', () => {
       const now = containersWithLabel(label);
       expect(now).toHaveLength(2);
       expect(now.some((id) => old.includes(id))).toBe(false);
+      second.child.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+      expect(containersWithLabel(label)).toEqual([]);
+    }, 240_000);
+
+    it('under FLEET_EGRESS=proxy, a host killed with -9 and started again removes the old pool egress directories', async () => {
+      const e = env({ FLEET_HOST_CONCURRENCY: '1', FLEET_EGRESS: 'proxy', FLEET_DOCKER_NETWORK: 'none' });
+      const label = `${LABELS.host}=${e.FLEET_HOST_ID}`;
+      hosts.push(e.FLEET_HOST_ID!);
+      const first = spawnFleetProcess(e, ['spawn']);
+      procs.push(first);
+      await first.ready;
+      await logLine(first, 'warm pool full');
+      const dirs = containersWithLabel(label).map((id) =>
+        docker('inspect', '--format', `{{range .Mounts}}{{if eq .Destination "${EGRESS_MOUNT}"}}{{.Source}}{{end}}{{end}}`, id),
+      );
+      expect(dirs).toHaveLength(2);
+      expect(dirs.every((dir) => dir.startsWith(join(tmpdir(), 'fleet-pool-egress-')) && existsSync(dir))).toBe(true);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      // A directory younger than a minute may belong to a container about to be created: aged here, not waited for.
+      const old = new Date(Date.now() - 5 * 60_000);
+      for (const dir of dirs) utimesSync(dir, old, old);
+
+      const second = spawnFleetProcess(e, ['spawn']);
+      procs.push(second);
+      await second.ready;
+      await logLine(second, 'removed the egress directory of a dead pool instance', 2);
+      expect(dirs.filter((dir) => existsSync(dir))).toEqual([]);
+      await logLine(second, 'warm pool full');
       second.child.kill('SIGTERM');
       expect(await second.exited).toBe(0);
       expect(containersWithLabel(label)).toEqual([]);

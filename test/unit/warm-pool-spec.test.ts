@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultWarmPool, loadConfig } from '../../src/config.ts';
 import { LABELS } from '../../src/container-runtime.ts';
 import { buildPoolSpec } from '../../src/container-spec.ts';
+import { EGRESS_MOUNT } from '../../src/egress/session.ts';
 import { claimEnv } from '../../src/warm-pool.ts';
 
 const GIB = 1024 ** 3;
@@ -27,6 +28,22 @@ describe('warm pool, pure parts', () => {
     expect(spec.labels).toEqual({ [LABELS.host]: 'h1', [LABELS.prefix]: 'fleet', [LABELS.pool]: 'abc' });
     expect(spec).toMatchObject({ image: 'img:1', runtime: 'runc', volumes: { 'vol-1': '/var/lib/docker' } });
     expect(spec.capAdd.length).toBeGreaterThan(0);
+  });
+
+  it('under FLEET_EGRESS=proxy: network none and its own egress directory bound where the socket goes, nothing else', () => {
+    const open = buildPoolSpec({ name: 'w-1', instance: 'abc', config: { ...config, worker: { ...config.worker, network: 'host' } } });
+    expect(open.network).toBe('host');
+    expect(open.binds ?? {}).toEqual({});
+    const spec = buildPoolSpec({
+      name: 'w-2',
+      instance: 'abc',
+      egressDir: '/tmp/fleet-pool-egress-abc-x1',
+      config: { ...config, worker: { ...config.worker, network: 'host' } },
+    });
+    expect(spec.network).toBe('none');
+    expect(spec.binds).toEqual({ '/tmp/fleet-pool-egress-abc-x1': EGRESS_MOUNT });
+    // The proxy env and the broker key come with the claim, not at create.
+    expect(Object.keys(spec.env).filter((name) => /PROXY|EGRESS/i.test(name))).toEqual([]);
   });
 
   it('the claim env is NUL-separated NAME=VALUE records, a value may hold a newline or =', () => {

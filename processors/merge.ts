@@ -17,9 +17,10 @@ import {
 import { inSpan } from '../src/tracing.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
-import { runResumableStep } from '../src/flow/resumable.ts';
+import { runResumableStep, type ResumableStep } from '../src/flow/resumable.ts';
 import { emptyOutcome } from '../src/flow/result.ts';
-import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow/steps.ts';
+import { stepGitHub } from '../src/flow/step-github.ts';
+import { flowStepFailed, scopeTexts, spawnChildData, type FlowStepDeps } from '../src/flow/steps.ts';
 import { ciFixTask, conflictTask } from '../src/pr-text.ts';
 import type { ErrorType, ScopeOutcome, WorkerResult } from '../src/protocol.ts';
 
@@ -86,8 +87,10 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
     await job.moveToDelayed(deps.now() + ms, lock.token);
     throw new DelayedError(`waiting ${ms} ms for ${what}`);
   };
+  // With the GitHub App: a token of this run alone, revoked before the outcome goes out or the job parks.
+  const github = stepGitHub(c, deps, 'merge');
 
-  return runResumableStep<State, ScopeOutcome>(job, lock.token, deps, {
+  const step: ResumableStep<State, ScopeOutcome> = {
     requestId: c.requestId,
     begin: async () => ({
       state: { step: 'merge', conflictRounds: 0, outcome: await reviewOutcome(job, deps, stepJobId(c.requestId, c.scope, 'review')) },
@@ -109,7 +112,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
             `the review read ${review.coverage.reviewed_bytes} of ${review.coverage.total_bytes} bytes of the diff; fleet merges only fully reviewed changes`,
           );
         }
-        const forge = deps.forges.forToken(scopeToken(c, deps));
+        const forge = await github.forge();
         const number = o.pull_request.number;
         const headChanged = (sha: string) =>
           fail(
@@ -313,7 +316,12 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
       });
       return undefined;
     },
-  });
+  };
+  try {
+    return await runResumableStep(job, lock.token, deps, step);
+  } finally {
+    await github.close();
+  }
 }
 
 async function reviewOutcome(job: Job<MergeJobData>, deps: MergeDeps, reviewId: string): Promise<ScopeOutcome> {

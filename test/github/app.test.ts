@@ -3,7 +3,9 @@
  * JWT with its public key: minted per job for the job's repository with contents and pull-requests write,
  * used to open the pull request, revoked at job end; refused afterwards and on any other repository.
  * Real Redis, real fleet (bridge + spawn roles), real Octokit with the shared limiters; the worker container
- * is the fake runtime (the token's life is the host's business, not the container's).
+ * is the fake runtime (the token's life is the host's business, not the container's). A flow with review and
+ * merge runs every step (spawn, review, merge) with tokens of its own, through the review and merge roles and
+ * the LLM test server.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -16,12 +18,14 @@ import { createAppAuth } from '@octokit/auth-app';
 import { loadConfig } from '../../src/config.ts';
 import { REDACTED, Redactor } from '../../src/redact.ts';
 import { createGitHubForges, GitHubAppError } from '../../src/github/index.ts';
-import { channels, type WorkerResult } from '../../src/protocol.ts';
+import { STEP_TOKEN_PERMISSIONS } from '../../src/github/app-auth.ts';
+import { channels, type FlowResult, type WorkerResult } from '../../src/protocol.ts';
 import { completedEvent } from '../support/fakes/runtime.ts';
 import { FakeRuntime } from '../support/fakes/runtime.ts';
 import { EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
+import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
 
 const APP_ID = '424242';
 const OWNER = 'acme';
@@ -56,6 +60,7 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
   let github: GitHubTestServer;
   let results: ResultListener;
   let events: EventRecorder;
+  let llm: LlmTestServer;
   const stops: (() => Promise<void>)[] = [];
 
   beforeAll(async () => {
@@ -65,12 +70,14 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     github.apps.registerApp({ appId: APP_ID, slug: 'fleet-test', publicKey: app.publicKey });
     results = await ResultListener.start(redisServer.url);
     events = await EventRecorder.start(redisServer.url);
+    llm = await startLlmTestServer();
   });
   afterEach(async () => {
     for (const stop of stops.splice(0)) await stop();
   });
   afterAll(async () => {
     events?.close();
+    await llm?.close();
     await results?.close();
     await github?.close();
     redis?.disconnect();
@@ -96,14 +103,14 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     });
   }
 
-  async function fleet(runtime: FakeRuntime, overrides: Record<string, string>) {
+  async function fleet(runtime: FakeRuntime, overrides: Record<string, string>, roles = ['bridge', 'spawn']) {
     const env = testEnv(redisServer.url, undefined, {
       FLEET_GITHUB_API_URL: github.url,
       FLEET_GITHUB_APP_ID: APP_ID,
       FLEET_GITHUB_APP_PRIVATE_KEY: privateKeyPem,
       ...overrides,
     });
-    const started = await startTestFleet(env, ['bridge', 'spawn'], { runtime });
+    const started = await startTestFleet(env, roles as Parameters<typeof startTestFleet>[1], { runtime });
     stops.push(() => started.stop());
     return started;
   }
@@ -150,6 +157,83 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     const seen = JSON.stringify([await events.untilResult(request.request_id as string), results.raw.get(request.request_id as string)]);
     expect(seen).not.toContain(token!.token);
     expect(seen).not.toContain('ghs_');
+  });
+
+  it('FLEET_GITHUB_AUTH=app, no host or request token: a v2 PR is reviewed and merged, each step with its own token, all revoked', async () => {
+    const { repo, installation } = installedRepo({ contents: 'write', pull_requests: 'write', checks: 'read', statuses: 'read' });
+    const live = { tokensAtRun: [] as number[] };
+    await fleet(
+      pushingRuntime(live),
+      {
+        FLEET_GITHUB_AUTH: 'app',
+        FLEET_LLM_BASE_URL: llm.url,
+        FLEET_LLM_API_KEY: 'llm-test-key-123456',
+        // No CI on this repository: the merge looks once more for checks a moment later (a second run of the step).
+        FLEET_CI_POLL_MS: '300',
+      },
+      ['bridge', 'spawn', 'review', 'merge'],
+    );
+    const { github_token: _none, ...request } = legacyRequest({ repo, mode: 'pr', review: true, merge: true, result_format: 'v2' });
+    await publishJson(redis, channels.spawn, request);
+    const result = (await results.next(request.request_id as string, 60_000)) as FlowResult;
+
+    expect(result).toMatchObject({ success: true, error_type: null });
+    const [scope] = result.scopes;
+    expect(scope).toMatchObject({ merged: true, error_type: null });
+    // The App opened the PR, so GitHub refuses its approval of it: the verdict goes on record as a COMMENT review.
+    expect(scope!.reviews.map((r) => [r.approved, r.review_event])).toEqual([[true, 'COMMENT']]);
+    const pr = github.pullState(repo, scope!.pull_request!.number);
+    expect(pr).toMatchObject({ merged: true, author: 'fleet-test[bot]' });
+    expect(pr.reviews.map((r) => r.login)).toEqual(['fleet-test[bot]']);
+    // Every call on the repository acted as the App's bot: no personal token anywhere.
+    const onRepo = github.requests.filter((r) => r.path.startsWith(`/repos/${repo}/`) && r.path !== `/repos/${repo}/installation`);
+    expect(new Set(onRepo.map((r) => r.login))).toEqual(new Set(['fleet-test[bot]']));
+    expect(onRepo.filter((r) => r.method === 'PUT' && r.path.endsWith('/merge')).map((r) => r.status)).toEqual([200]);
+
+    // One token per step run, each for this repository alone with the step's permissions, used, never refused.
+    const tokens = tokensFor(repo);
+    const withPermissions = (permissions: Record<string, string>) =>
+      tokens.filter((t) => JSON.stringify(t.permissions) === JSON.stringify({ ...permissions, metadata: 'read' }));
+    const spawnTokens = withPermissions({ contents: 'write', pull_requests: 'write' });
+    const reviewTokens = withPermissions(STEP_TOKEN_PERMISSIONS.review);
+    const mergeTokens = withPermissions(STEP_TOKEN_PERMISSIONS.merge);
+    expect(spawnTokens).toHaveLength(1);
+    expect(reviewTokens).toHaveLength(1);
+    // The merge parked once for CI (a delayed job): its second run minted a new token.
+    expect(mergeTokens.length).toBeGreaterThanOrEqual(2);
+    expect(spawnTokens.length + reviewTokens.length + mergeTokens.length).toBe(tokens.length);
+    for (const t of tokens) {
+      expect(t).toMatchObject({ installationId: installation.id, repositories: [repo.toLowerCase()] });
+      expect(t.uses).toBeGreaterThan(0);
+      expect(t.refused).toEqual({ revoked: 0, otherRepository: 0, permission: 0 });
+      // Revoked by the time the result was out.
+      expect(t.revokedAt).not.toBeNull();
+    }
+    expect(github.apps.refusedJwts).toEqual([]);
+
+    // Never in Redis, events or the result.
+    const everything = await redisContents(redis);
+    for (const t of tokens) expect(everything).not.toContain(t.token);
+    const seen = JSON.stringify([await events.untilResult(request.request_id as string), results.raw.get(request.request_id as string)]);
+    expect(seen).not.toContain('ghs_');
+  });
+
+  it('FLEET_GITHUB_AUTH=auto: a request with its own token is reviewed and merged with it, and no token is minted', async () => {
+    const { repo } = installedRepo({ contents: 'write', pull_requests: 'write', checks: 'read', statuses: 'read' });
+    await fleet(
+      pushingRuntime({ tokensAtRun: [] }),
+      { FLEET_LLM_BASE_URL: llm.url, FLEET_LLM_API_KEY: 'llm-test-key-123456', FLEET_CI_POLL_MS: '300' },
+      ['bridge', 'spawn', 'review', 'merge'],
+    );
+    const request = legacyRequest({ repo, mode: 'pr', review: true, merge: true, result_format: 'v2' });
+    await publishJson(redis, channels.spawn, request);
+    const result = (await results.next(request.request_id as string, 60_000)) as FlowResult;
+
+    expect(result).toMatchObject({ success: true, error_type: null });
+    expect(result.scopes[0]).toMatchObject({ merged: true });
+    expect(tokensFor(repo)).toEqual([]);
+    const onRepo = github.requests.filter((r) => r.path.startsWith(`/repos/${repo}/`));
+    expect(new Set(onRepo.map((r) => r.login))).toEqual(new Set(['legacy-user']));
   });
 
   it('a legacy request keeps its own token; FLEET_GITHUB_AUTH=app uses the App even then', async () => {

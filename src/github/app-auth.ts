@@ -25,6 +25,8 @@ export const JOB_TOKEN_PERMISSIONS = { contents: 'write', pull_requests: 'write'
 export const STEP_TOKEN_PERMISSIONS = {
   review: { pull_requests: 'write' },
   merge: { contents: 'write', pull_requests: 'write', checks: 'read', statuses: 'read' },
+  /** The bridge's check of the pull request a `follow_up` names (src/intake.ts). */
+  followUp: { pull_requests: 'read' },
 } as const satisfies Record<string, TokenPermissions>;
 
 export interface InstallationLease {

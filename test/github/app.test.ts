@@ -236,6 +236,41 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     expect(new Set(onRepo.map((r) => r.login))).toEqual(new Set(['legacy-user']));
   });
 
+  it("the bridge's follow-up check acts as the App too: a read-only token, revoked before the job is queued", async () => {
+    const { repo, installation } = installedRepo({ contents: 'write', pull_requests: 'write' });
+    const live = { tokensAtRun: [] as number[] };
+    await fleet(pushingRuntime(live), { FLEET_GITHUB_AUTH: 'app', FLEET_GITHUB_APP_INSTALLATION_ID: String(installation.id) });
+    const { github_token: _none, ...first } = legacyRequest({ repo, mode: 'pr', result_format: 'v2' });
+    await publishJson(redis, channels.spawn, first);
+    const opened = (await results.next(first.request_id as string)) as WorkerResult;
+    expect(opened).toMatchObject({ success: true });
+    const number = opened.pull_request!.number;
+    const checks = () => tokensFor(repo).filter((t) => JSON.stringify(t.permissions) === '{"pull_requests":"read","metadata":"read"}');
+    expect(checks()).toEqual([]);
+
+    const { github_token: _also, ...followUp } = legacyRequest({ repo, mode: 'pr', follow_up: { pull_request: number } });
+    await publishJson(redis, channels.spawn, followUp);
+    expect(await results.next(followUp.request_id as string)).toMatchObject({ success: true });
+    const [check, ...more] = checks();
+    expect(more).toEqual([]);
+    expect(check).toMatchObject({ repositories: [repo.toLowerCase()], refused: { revoked: 0, otherRepository: 0, permission: 0 } });
+    expect(check!.revokedAt).not.toBeNull();
+    // While the follow-up's worker ran, its own token was the only live one: the check's was revoked before queueing.
+    expect(live.tokensAtRun).toEqual([1, 1]);
+    const read = github.requests.filter((r) => r.method === 'GET' && r.path === `/repos/${repo}/pulls/${number}`);
+    expect(read[0]).toMatchObject({ login: 'fleet-test[bot]', status: 200 });
+
+    // A pull request the repository does not have: the App's read says so, and the request is refused.
+    const { github_token: _neither, ...missing } = legacyRequest({ repo, mode: 'pr', follow_up: { pull_request: 9999 } });
+    await publishJson(redis, channels.spawn, missing);
+    const refused = await results.next(missing.request_id as string);
+    expect(refused).toMatchObject({ success: false, error_type: 'invalid_request' });
+    expect(refused.error_message).toMatch(`${repo} has no pull request #9999`);
+    expect(checks()).toHaveLength(2);
+    expect(checks().every((t) => t.revokedAt !== null)).toBe(true);
+    expect(await redisContents(redis)).not.toContain('ghs_');
+  });
+
   it('a legacy request keeps its own token; FLEET_GITHUB_AUTH=app uses the App even then', async () => {
     const { repo } = installedRepo();
     const live = { tokensAtRun: [] as number[] };

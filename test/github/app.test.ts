@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAppAuth } from '@octokit/auth-app';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, type Role } from '../../src/config.ts';
 import { REDACTED, Redactor } from '../../src/redact.ts';
 import { createGitHubForges, GitHubAppError } from '../../src/github/index.ts';
 import { STEP_TOKEN_PERMISSIONS } from '../../src/github/app-auth.ts';
@@ -103,14 +103,14 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     });
   }
 
-  async function fleet(runtime: FakeRuntime, overrides: Record<string, string>, roles = ['bridge', 'spawn']) {
+  async function fleet(runtime: FakeRuntime, overrides: Record<string, string>, roles: Role[] = ['bridge', 'spawn']) {
     const env = testEnv(redisServer.url, undefined, {
       FLEET_GITHUB_API_URL: github.url,
       FLEET_GITHUB_APP_ID: APP_ID,
       FLEET_GITHUB_APP_PRIVATE_KEY: privateKeyPem,
       ...overrides,
     });
-    const started = await startTestFleet(env, roles as Parameters<typeof startTestFleet>[1], { runtime });
+    const started = await startTestFleet(env, roles, { runtime });
     stops.push(() => started.stop());
     return started;
   }

@@ -70,6 +70,8 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock: { token: string | undefined }): Promise<ScopeOutcome> {
   const c = job.data.ctx;
   const log = deps.logger.child({ request_id: c.requestId, scope: c.scope, job: job.id });
+  // With the GitHub App: a token of this run alone, revoked before the job parks or its outcome goes out.
+  const github = stepGitHub(c, deps, 'merge');
   const fail = (s: State, type: ErrorType, message: string): ScopeOutcome => ({
     ...s.outcome,
     conflict_rounds_used: s.conflictRounds,
@@ -84,11 +86,10 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
    */
   const delay = async (next: State, ms: number, what: string): Promise<never> => {
     await job.updateData({ ...job.data, state: next });
+    await github.release();
     await job.moveToDelayed(deps.now() + ms, lock.token);
     throw new DelayedError(`waiting ${ms} ms for ${what}`);
   };
-  // With the GitHub App: a token of this run alone, revoked before the outcome goes out or the job parks.
-  const github = stepGitHub(c, deps, 'merge');
 
   const step: ResumableStep<State, ScopeOutcome> = {
     requestId: c.requestId,
@@ -97,6 +98,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
     }),
     cancelled: (s) => fail(s, 'cancelled', 'the request was cancelled before the merge'),
     failed: (s, failure) => fail(s, failure.type, failure.message),
+    beforePark: () => github.release(),
     async pass(run) {
       const s = run.state;
       const o = s.outcome;
@@ -205,6 +207,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         const lockKey = deps.keys.mergeLock(c.repo);
         if ((await deps.redis.set(lockKey, holder, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
           // Another scope of this repository is merging: come back shortly, without spending an attempt.
+          await github.release();
           await job.moveToDelayed(deps.now() + (deps.lockRetryMs ?? 1000), lock.token);
           throw new DelayedError(`waiting for the merge lock of ${c.repo}`);
         }
@@ -320,7 +323,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
   try {
     return await runResumableStep(job, lock.token, deps, step);
   } finally {
-    await github.close();
+    await github.release();
   }
 }
 

@@ -49,7 +49,7 @@ export async function processReview(
   });
   let forge: Forge | undefined;
   let texts: ScopeTexts | undefined;
-  // With the GitHub App: a token of this run alone, revoked before the outcome goes out or the job parks.
+  // With the GitHub App: a token of this run alone, revoked before the job parks or its outcome goes out.
   const github = stepGitHub(c, deps, 'review');
 
   const step: ResumableStep<State, ScopeOutcome> = {
@@ -57,8 +57,10 @@ export async function processReview(
     begin: () => firstReview(job, deps),
     cancelled: (s) => outcome(s, { type: 'cancelled', message: 'the request was cancelled during review' }),
     failed: (s, failure) => outcome(s, failure),
+    beforePark: () => github.release(),
     async pass(run) {
-      forge ??= await github.forge();
+      // Each pass: the token of a pass that did not have to park was revoked with its park.
+      forge = await github.forge();
       texts ??= await scopeTexts(c, deps);
       const s = run.state;
       const pr = s.pullRequest!;
@@ -122,7 +124,7 @@ export async function processReview(
   try {
     return await runResumableStep(job, lock.token, deps, step);
   } finally {
-    await github.close();
+    await github.release();
   }
 
   // After a verdict the scope is approved, rejected for good, or parked until its fix worker ends.

@@ -210,6 +210,11 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
       expect(t.revokedAt).not.toBeNull();
     }
     expect(github.apps.refusedJwts).toEqual([]);
+    // Each run's token was dead before the next step or run began: the step's outcome (or its park) came after
+    // its revocation. A token's mint time is its expiry less the server's token lifetime.
+    const mintedAt = (t: (typeof tokens)[number]) => t.expiresAt - github.apps.tokenLifetimeMs;
+    const inOrder = [...spawnTokens, ...reviewTokens, ...mergeTokens];
+    for (let i = 1; i < inOrder.length; i++) expect(inOrder[i - 1]!.revokedAt!).toBeLessThanOrEqual(mintedAt(inOrder[i]!));
 
     // Never in Redis, events or the result.
     const everything = await redisContents(redis);

@@ -2,9 +2,9 @@
  * The GitHub identity a review or merge step acts with. A request that acts as the GitHub App (jobUsesApp)
  * gets an installation token for its repository alone, minted for this run of the step (on its first GitHub
  * call) and revoked when the run ends: before its outcome goes to the flow, and before it parks for children
- * or a delay (the next run, or the next pass when it did not have to wait, mints a new one). The token lives in this process's memory only; the step's saved
- * state and its children never carry it (a fix worker's spawn job mints its own). Any other request acts with
- * its own sealed token or the host's, as before.
+ * or a delay (the next run, or the next pass when it did not have to wait, mints a new one). The token lives
+ * in this process's memory only; the step's saved state and its children never carry it (a fix worker's
+ * spawn job mints its own). Any other request acts with its own sealed token or the host's, as before.
  */
 import type { ScopeContext } from '../../queues/review.ts';
 import { ForgeError, InvalidRequestError } from '../errors.ts';
@@ -23,7 +23,7 @@ export interface StepGitHub {
 }
 
 /** Opens the step's GitHub identity; `release()` goes before every park and in the step's `finally`. */
-export function stepGitHub(ctx: ScopeContext, deps: FlowStepDeps, step: keyof typeof STEP_TOKEN_PERMISSIONS): StepGitHub {
+export function stepGitHub(ctx: ScopeContext, deps: FlowStepDeps, step: 'review' | 'merge'): StepGitHub {
   const app = deps.forges.app;
   const usesApp = jobUsesApp({ requestHasToken: ctx.sealedToken !== null, auth: deps.githubAuth ?? 'auto', app });
   if (!usesApp) {

@@ -17,9 +17,10 @@ import {
 import { inSpan } from '../src/tracing.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
-import { runResumableStep } from '../src/flow/resumable.ts';
+import { runResumableStep, type ResumableStep } from '../src/flow/resumable.ts';
 import { emptyOutcome } from '../src/flow/result.ts';
-import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps } from '../src/flow/steps.ts';
+import { stepGitHub } from '../src/flow/step-github.ts';
+import { flowStepFailed, scopeTexts, spawnChildData, type FlowStepDeps } from '../src/flow/steps.ts';
 import { ciFixTask, conflictTask } from '../src/pr-text.ts';
 import type { ErrorType, ScopeOutcome, WorkerResult } from '../src/protocol.ts';
 
@@ -69,6 +70,8 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
 export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock: { token: string | undefined }): Promise<ScopeOutcome> {
   const c = job.data.ctx;
   const log = deps.logger.child({ request_id: c.requestId, scope: c.scope, job: job.id });
+  // With the GitHub App: a token of this run alone, revoked before the job parks or its outcome goes out.
+  const github = stepGitHub(c, deps, 'merge');
   const fail = (s: State, type: ErrorType, message: string): ScopeOutcome => ({
     ...s.outcome,
     conflict_rounds_used: s.conflictRounds,
@@ -83,17 +86,19 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
    */
   const delay = async (next: State, ms: number, what: string): Promise<never> => {
     await job.updateData({ ...job.data, state: next });
+    await github.release();
     await job.moveToDelayed(deps.now() + ms, lock.token);
     throw new DelayedError(`waiting ${ms} ms for ${what}`);
   };
 
-  return runResumableStep<State, ScopeOutcome>(job, lock.token, deps, {
+  const step: ResumableStep<State, ScopeOutcome> = {
     requestId: c.requestId,
     begin: async () => ({
       state: { step: 'merge', conflictRounds: 0, outcome: await reviewOutcome(job, deps, stepJobId(c.requestId, c.scope, 'review')) },
     }),
     cancelled: (s) => fail(s, 'cancelled', 'the request was cancelled before the merge'),
     failed: (s, failure) => fail(s, failure.type, failure.message),
+    beforePark: () => github.release(),
     async pass(run) {
       const s = run.state;
       const o = s.outcome;
@@ -109,7 +114,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
             `the review read ${review.coverage.reviewed_bytes} of ${review.coverage.total_bytes} bytes of the diff; fleet merges only fully reviewed changes`,
           );
         }
-        const forge = deps.forges.forToken(scopeToken(c, deps));
+        const forge = await github.forge();
         const number = o.pull_request.number;
         const headChanged = (sha: string) =>
           fail(
@@ -202,6 +207,7 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
         const lockKey = deps.keys.mergeLock(c.repo);
         if ((await deps.redis.set(lockKey, holder, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
           // Another scope of this repository is merging: come back shortly, without spending an attempt.
+          await github.release();
           await job.moveToDelayed(deps.now() + (deps.lockRetryMs ?? 1000), lock.token);
           throw new DelayedError(`waiting for the merge lock of ${c.repo}`);
         }
@@ -313,7 +319,12 @@ export async function processMerge(job: Job<MergeJobData>, deps: MergeDeps, lock
       });
       return undefined;
     },
-  });
+  };
+  try {
+    return await runResumableStep(job, lock.token, deps, step);
+  } finally {
+    await github.release();
+  }
 }
 
 async function reviewOutcome(job: Job<MergeJobData>, deps: MergeDeps, reviewId: string): Promise<ScopeOutcome> {

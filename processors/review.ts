@@ -5,9 +5,10 @@ import type { ReviewJobData, ReviewJobResult } from '../queues/review.ts';
 import { addSpawnChild } from '../queues/spawn.ts';
 import { childEnd } from '../src/flow/children.ts';
 import { followUpJobId, stepJobId } from '../src/flow/ids.ts';
-import { runResumableStep, type StepFailure, type StepRun } from '../src/flow/resumable.ts';
+import { runResumableStep, type ResumableStep, type StepFailure, type StepRun } from '../src/flow/resumable.ts';
 import { emptyOutcome, scopeErrorType } from '../src/flow/result.ts';
-import { flowStepFailed, scopeTexts, scopeToken, spawnChildData, type FlowStepDeps, type ScopeTexts } from '../src/flow/steps.ts';
+import { stepGitHub } from '../src/flow/step-github.ts';
+import { flowStepFailed, scopeTexts, spawnChildData, type FlowStepDeps, type ScopeTexts } from '../src/flow/steps.ts';
 import type { Forge, Reviewer, Verdict } from '../src/forge.ts';
 import type { ReviewError } from '../src/errors.ts';
 import { fixTask } from '../src/pr-text.ts';
@@ -48,14 +49,18 @@ export async function processReview(
   });
   let forge: Forge | undefined;
   let texts: ScopeTexts | undefined;
+  // With the GitHub App: a token of this run alone, revoked before the job parks or its outcome goes out.
+  const github = stepGitHub(c, deps, 'review');
 
-  return runResumableStep<State, ScopeOutcome>(job, lock.token, deps, {
+  const step: ResumableStep<State, ScopeOutcome> = {
     requestId: c.requestId,
     begin: () => firstReview(job, deps),
     cancelled: (s) => outcome(s, { type: 'cancelled', message: 'the request was cancelled during review' }),
     failed: (s, failure) => outcome(s, failure),
+    beforePark: () => github.release(),
     async pass(run) {
-      forge ??= deps.forges.forToken(scopeToken(c, deps));
+      // Each pass: the token of a pass that did not have to park was revoked with its park.
+      forge = await github.forge();
       texts ??= await scopeTexts(c, deps);
       const s = run.state;
       const pr = s.pullRequest!;
@@ -115,7 +120,12 @@ export async function processReview(
       await run.save({ ...s, step: 'review', childId: undefined });
       return undefined;
     },
-  });
+  };
+  try {
+    return await runResumableStep(job, lock.token, deps, step);
+  } finally {
+    await github.release();
+  }
 
   // After a verdict the scope is approved, rejected for good, or parked until its fix worker ends.
   async function conclude(run: StepRun<State>, settled: Awaited<ReturnType<typeof settleVerdict>>): Promise<ScopeOutcome | undefined> {

@@ -255,6 +255,7 @@ export async function startFleet(options: {
         repoAllow: config.repoAllow,
         forges,
         hostToken: config.githubToken,
+        githubAuth: config.githubAuth,
         keepLogs: config.jobLogLines,
         onRejected: metrics.onRejected,
         onAccepted: metrics.onAccepted,

@@ -4,7 +4,8 @@ import { FLOW_RETENTION_SECONDS } from '../queues/common.ts';
 import { SPAWN_JOB_NAME, spawnJobOptions, type FollowUpTarget, type SpawnJobData, type SpawnQueue } from '../queues/spawn.ts';
 import { InvalidRequestError, isErrorNamed } from './errors.ts';
 import type { PullRequest } from './forge.ts';
-import type { GitHubForges } from './github/index.ts';
+import { GitHubAppError, STEP_TOKEN_PERMISSIONS } from './github/app-auth.ts';
+import { jobUsesApp, type GitHubForges, type InstallationLease } from './github/index.ts';
 import { buildRequestFlow, needsFlow } from './flow/build.ts';
 import { spawnRequestSchema, WORKER_TYPES, type SpawnRequest } from './protocol.ts';
 import type { FleetKeys } from './keys.ts';
@@ -69,18 +70,44 @@ export interface IntakeDeps {
   /** FLEET_REPO_ALLOW; undefined: every repository. */
   repoAllow?: readonly string[];
   /** GitHub, to check the pull request a follow-up names; without it follow-ups are refused. */
-  forges?: Pick<GitHubForges, 'forToken'>;
+  forges?: Pick<GitHubForges, 'forToken'> & Partial<Pick<GitHubForges, 'app'>>;
   /** The host's own token, for requests that bring none. */
   hostToken?: string;
+  /** FLEET_GITHUB_AUTH: whether a request's follow-up check acts as `forges.app` (as its job will). @defaultValue auto */
+  githubAuth?: 'auto' | 'app';
 }
 
 /**
  * The open pull request fleet made that a follow-up continues, or an InvalidRequestError that says
  * why not: it must exist in the request's repository, be open, and come from a `fleet/` branch there.
+ * It is read with the identity the request's job will act with: the GitHub App (jobUsesApp) or a personal token.
  */
-export async function resolveFollowUp(request: SpawnRequest, deps: Pick<IntakeDeps, 'forges' | 'hostToken'>): Promise<FollowUpTarget> {
+export async function resolveFollowUp(
+  request: SpawnRequest,
+  deps: Pick<IntakeDeps, 'forges' | 'hostToken' | 'githubAuth'>,
+): Promise<FollowUpTarget> {
+  const app = deps.forges?.app;
+  if (!jobUsesApp({ requestHasToken: request.github_token !== undefined, auth: deps.githubAuth ?? 'auto', app }))
+    return checkFollowUp(request, deps, request.github_token ?? deps.hostToken);
+  // As the App, as the job will act: a read-only token for this check alone, revoked before the request is queued.
+  // A failed revocation fails the intake like any GitHub error here: the sender hears it, nothing is queued.
+  let lease: InstallationLease;
+  try {
+    lease = await app!.mint(request.repo, STEP_TOKEN_PERMISSIONS.followUp);
+  } catch (error) {
+    if (error instanceof GitHubAppError)
+      throw new InvalidRequestError(`field "follow_up": the GitHub App cannot read ${request.repo}: ${error.message}`, 'follow_up');
+    throw error;
+  }
+  try {
+    return await checkFollowUp(request, deps, lease.token);
+  } finally {
+    await lease.revoke();
+  }
+}
+
+async function checkFollowUp(request: SpawnRequest, deps: Pick<IntakeDeps, 'forges'>, token: string | undefined): Promise<FollowUpTarget> {
   const number = request.follow_up!.pull_request;
-  const token = request.github_token ?? deps.hostToken;
   if (!deps.forges || !token) {
     throw new InvalidRequestError(
       'field "follow_up": this fleet cannot read GitHub here (no GitHub client or no token), so it cannot continue a pull request',

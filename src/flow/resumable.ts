@@ -43,6 +43,8 @@ export interface ResumableStep<S, R> {
   cancelled(state: S): R;
   /** The outcome when a pass threw and no retry is left (see {@link stepErrorOrRetry}). */
   failed(state: S, failure: StepFailure): R;
+  /** Runs before the job parks for its children (the step's GitHub App token is revoked there). */
+  beforePark?(): Promise<void>;
 }
 
 /**
@@ -73,6 +75,7 @@ export async function runResumableStep<S, R>(
     },
     async waitForChildren(next) {
       await run.save(next);
+      await step.beforePark?.();
       await parkUntilChildrenEnd(job, lockToken);
     },
   };

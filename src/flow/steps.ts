@@ -17,6 +17,8 @@ export interface FlowStepDeps {
   forges: GitHubForges;
   /** The host's own token, for requests that brought none. */
   hostToken: string | undefined;
+  /** FLEET_GITHUB_AUTH: which requests' steps act as the GitHub App of `forges.app` (src/flow/step-github.ts). @defaultValue auto */
+  githubAuth?: 'auto' | 'app';
   /** FLEET_REPO_ALLOW; undefined: every repository. */
   repoAllow?: readonly string[];
   secrets: SecretBox;
@@ -53,7 +55,7 @@ export async function scopeTexts(ctx: ScopeContext, deps: Pick<FlowStepDeps, 're
   return { task: task.task_content, agentsContent: task.agents_content ?? request.agents_content };
 }
 
-/** The GitHub token a scope acts with: the request's (sealed in the flow) or the host's. */
+/** The personal token a scope acts with when it does not act as the App: the request's (sealed in the flow) or the host's. */
 export function scopeToken(
   ctx: ScopeContext,
   deps: { secrets: SecretBox; hostToken: string | undefined; repoAllow?: readonly string[] },

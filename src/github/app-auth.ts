@@ -2,15 +2,32 @@
  * Per-job GitHub App installation tokens (issue 12). A job gets a token for its one repository with
  * `contents: write` and `pull_requests: write` only, minted when the job starts and revoked when it ends, so
  * what a job could leak is worth at most that repository, for at most the job's length (GitHub lets an
- * unrevoked one live an hour).
+ * unrevoked one live an hour). A review or merge step of such a request gets one the same way, for each run
+ * of the step (src/flow/step-github.ts), with the permissions of {@link STEP_TOKEN_PERMISSIONS}.
  *
  * Every call goes through the metered client (src/github/client.ts): the App's JWT calls under the App's
  * limiters, the revocation under the installation token's own.
  */
 import type { MeteredOctokitClient } from './client.ts';
 
+/** What a token may do, as GitHub names the App permissions. */
+export type TokenPermissions = Readonly<Record<string, 'read' | 'write'>>;
+
 /** What a job's token may do: push its branch and open its pull request, nothing else. */
-export const JOB_TOKEN_PERMISSIONS = { contents: 'write', pull_requests: 'write' } as const;
+export const JOB_TOKEN_PERMISSIONS = { contents: 'write', pull_requests: 'write' } as const satisfies TokenPermissions;
+
+/**
+ * What the token of a flow step may do. A review reads the pull request and its diff and posts a review and a
+ * comment. A merge also reads the head's parents, checks and statuses (GitHub answers 403 without `checks` and
+ * `statuses` read on a private repository), updates the branch and merges. Branch protection needs
+ * `administration` read, which fleet does not ask for: unreadable protection falls back to FLEET_CI_REQUIRED.
+ */
+export const STEP_TOKEN_PERMISSIONS = {
+  review: { pull_requests: 'write' },
+  merge: { contents: 'write', pull_requests: 'write', checks: 'read', statuses: 'read' },
+  /** The bridge's check of the pull request a `follow_up` names (src/intake.ts). */
+  followUp: { pull_requests: 'read' },
+} as const satisfies Record<string, TokenPermissions>;
 
 export interface InstallationLease {
   /** The installation token; lives in this process's memory only, and in the redactor while the job runs. */
@@ -23,8 +40,8 @@ export interface InstallationLease {
 
 export interface GitHubApp {
   readonly appId: string;
-  /** Mints a token for `repo` ("owner/name") alone, with {@link JOB_TOKEN_PERMISSIONS}. */
-  mint(repo: string): Promise<InstallationLease>;
+  /** Mints a token for `repo` ("owner/name") alone, with `permissions` ({@link JOB_TOKEN_PERMISSIONS} unless told). */
+  mint(repo: string, permissions?: TokenPermissions): Promise<InstallationLease>;
 }
 
 export interface GitHubAppDeps {
@@ -66,27 +83,26 @@ export function createGitHubApp(deps: GitHubAppDeps): GitHubApp {
 
   return {
     appId: deps.appId,
-    async mint(repo) {
+    async mint(repo, permissions = JOB_TOKEN_PERMISSIONS) {
       const installationId = await installationOf(repo);
       const name = repo.split('/')[1]!;
       const auth = (await deps.appClient.auth({
         type: 'installation',
         installationId,
         repositoryNames: [name],
-        permissions: JOB_TOKEN_PERMISSIONS,
+        permissions,
         // Never a cached token: each job's is revoked at its end.
         refresh: true,
       })) as { token: string; expiresAt: string; repositoryNames?: string[]; permissions?: Record<string, string> };
       // GitHub scopes the token as asked or refuses; a token for more than asked is not used (and is revoked).
       const scopedTo = auth.repositoryNames ?? [];
       const extra = Object.entries(auth.permissions ?? {}).filter(
-        ([permission, level]) =>
-          JOB_TOKEN_PERMISSIONS[permission as keyof typeof JOB_TOKEN_PERMISSIONS] !== level && permission !== 'metadata',
+        ([permission, level]) => permissions[permission] !== level && permission !== 'metadata',
       );
       if (scopedTo.length !== 1 || scopedTo[0]!.toLowerCase() !== name.toLowerCase() || extra.length > 0) {
         await deps.revokeToken(auth.token);
         throw new GitHubAppError(
-          `GitHub scoped the installation token for ${repo} to ${JSON.stringify(scopedTo)} with ${JSON.stringify(auth.permissions)}, not to ${repo} alone with ${JSON.stringify(JOB_TOKEN_PERMISSIONS)}`,
+          `GitHub scoped the installation token for ${repo} to ${JSON.stringify(scopedTo)} with ${JSON.stringify(auth.permissions)}, not to ${repo} alone with ${JSON.stringify(permissions)}`,
         );
       }
       return {

@@ -43,6 +43,7 @@ function stepDeps(deps: FlowRoleDeps, log: Logger): FlowStepDeps {
   return {
     forges: deps.forges,
     hostToken: deps.config.githubToken,
+    githubAuth: deps.config.githubAuth,
     repoAllow: deps.config.repoAllow,
     secrets: deps.secrets,
     redis: deps.redis,

@@ -3,7 +3,9 @@
  * JWT with its public key: minted per job for the job's repository with contents and pull-requests write,
  * used to open the pull request, revoked at job end; refused afterwards and on any other repository.
  * Real Redis, real fleet (bridge + spawn roles), real Octokit with the shared limiters; the worker container
- * is the fake runtime (the token's life is the host's business, not the container's).
+ * is the fake runtime (the token's life is the host's business, not the container's). A flow with review and
+ * merge runs every step (spawn, review, merge) with tokens of its own, through the review and merge roles and
+ * the LLM test server.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -13,15 +15,17 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAppAuth } from '@octokit/auth-app';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, type Role } from '../../src/config.ts';
 import { REDACTED, Redactor } from '../../src/redact.ts';
 import { createGitHubForges, GitHubAppError } from '../../src/github/index.ts';
-import { channels, type WorkerResult } from '../../src/protocol.ts';
+import { STEP_TOKEN_PERMISSIONS } from '../../src/github/app-auth.ts';
+import { channels, type FlowResult, type WorkerResult } from '../../src/protocol.ts';
 import { completedEvent } from '../support/fakes/runtime.ts';
 import { FakeRuntime } from '../support/fakes/runtime.ts';
 import { EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
 import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
+import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
 
 const APP_ID = '424242';
 const OWNER = 'acme';
@@ -56,6 +60,7 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
   let github: GitHubTestServer;
   let results: ResultListener;
   let events: EventRecorder;
+  let llm: LlmTestServer;
   const stops: (() => Promise<void>)[] = [];
 
   beforeAll(async () => {
@@ -65,12 +70,14 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     github.apps.registerApp({ appId: APP_ID, slug: 'fleet-test', publicKey: app.publicKey });
     results = await ResultListener.start(redisServer.url);
     events = await EventRecorder.start(redisServer.url);
+    llm = await startLlmTestServer();
   });
   afterEach(async () => {
     for (const stop of stops.splice(0)) await stop();
   });
   afterAll(async () => {
     events?.close();
+    await llm?.close();
     await results?.close();
     await github?.close();
     redis?.disconnect();
@@ -96,14 +103,14 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     });
   }
 
-  async function fleet(runtime: FakeRuntime, overrides: Record<string, string>) {
+  async function fleet(runtime: FakeRuntime, overrides: Record<string, string>, roles: Role[] = ['bridge', 'spawn']) {
     const env = testEnv(redisServer.url, undefined, {
       FLEET_GITHUB_API_URL: github.url,
       FLEET_GITHUB_APP_ID: APP_ID,
       FLEET_GITHUB_APP_PRIVATE_KEY: privateKeyPem,
       ...overrides,
     });
-    const started = await startTestFleet(env, ['bridge', 'spawn'], { runtime });
+    const started = await startTestFleet(env, roles, { runtime });
     stops.push(() => started.stop());
     return started;
   }
@@ -150,6 +157,123 @@ describe('GitHub App installation tokens (test GitHub server checks the JWT with
     const seen = JSON.stringify([await events.untilResult(request.request_id as string), results.raw.get(request.request_id as string)]);
     expect(seen).not.toContain(token!.token);
     expect(seen).not.toContain('ghs_');
+  });
+
+  it('FLEET_GITHUB_AUTH=app, no host or request token: a v2 PR is reviewed and merged, each step with its own token, all revoked', async () => {
+    const { repo, installation } = installedRepo({ contents: 'write', pull_requests: 'write', checks: 'read', statuses: 'read' });
+    const live = { tokensAtRun: [] as number[] };
+    await fleet(
+      pushingRuntime(live),
+      {
+        FLEET_GITHUB_AUTH: 'app',
+        FLEET_LLM_BASE_URL: llm.url,
+        FLEET_LLM_API_KEY: 'llm-test-key-123456',
+        // No CI on this repository: the merge looks once more for checks a moment later (a second run of the step).
+        FLEET_CI_POLL_MS: '300',
+      },
+      ['bridge', 'spawn', 'review', 'merge'],
+    );
+    const { github_token: _none, ...request } = legacyRequest({ repo, mode: 'pr', review: true, merge: true, result_format: 'v2' });
+    await publishJson(redis, channels.spawn, request);
+    const result = (await results.next(request.request_id as string, 60_000)) as FlowResult;
+
+    expect(result).toMatchObject({ success: true, error_type: null });
+    const [scope] = result.scopes;
+    expect(scope).toMatchObject({ merged: true, error_type: null });
+    // The App opened the PR, so GitHub refuses its approval of it: the verdict goes on record as a COMMENT review.
+    expect(scope!.reviews.map((r) => [r.approved, r.review_event])).toEqual([[true, 'COMMENT']]);
+    const pr = github.pullState(repo, scope!.pull_request!.number);
+    expect(pr).toMatchObject({ merged: true, author: 'fleet-test[bot]' });
+    expect(pr.reviews.map((r) => r.login)).toEqual(['fleet-test[bot]']);
+    // Every call on the repository acted as the App's bot: no personal token anywhere.
+    const onRepo = github.requests.filter((r) => r.path.startsWith(`/repos/${repo}/`) && r.path !== `/repos/${repo}/installation`);
+    expect(new Set(onRepo.map((r) => r.login))).toEqual(new Set(['fleet-test[bot]']));
+    expect(onRepo.filter((r) => r.method === 'PUT' && r.path.endsWith('/merge')).map((r) => r.status)).toEqual([200]);
+
+    // One token per step run, each for this repository alone with the step's permissions, used, never refused.
+    const tokens = tokensFor(repo);
+    const withPermissions = (permissions: Record<string, string>) =>
+      tokens.filter((t) => JSON.stringify(t.permissions) === JSON.stringify({ ...permissions, metadata: 'read' }));
+    const spawnTokens = withPermissions({ contents: 'write', pull_requests: 'write' });
+    const reviewTokens = withPermissions(STEP_TOKEN_PERMISSIONS.review);
+    const mergeTokens = withPermissions(STEP_TOKEN_PERMISSIONS.merge);
+    expect(spawnTokens).toHaveLength(1);
+    expect(reviewTokens).toHaveLength(1);
+    // The merge parked once for CI (a delayed job): its second run minted a new token.
+    expect(mergeTokens.length).toBeGreaterThanOrEqual(2);
+    expect(spawnTokens.length + reviewTokens.length + mergeTokens.length).toBe(tokens.length);
+    for (const t of tokens) {
+      expect(t).toMatchObject({ installationId: installation.id, repositories: [repo.toLowerCase()] });
+      expect(t.uses).toBeGreaterThan(0);
+      expect(t.refused).toEqual({ revoked: 0, otherRepository: 0, permission: 0 });
+      // Revoked by the time the result was out.
+      expect(t.revokedAt).not.toBeNull();
+    }
+    expect(github.apps.refusedJwts).toEqual([]);
+    // Each run's token was dead before the next step or run began: the step's outcome (or its park) came after
+    // its revocation. A token's mint time is its expiry less the server's token lifetime.
+    const mintedAt = (t: (typeof tokens)[number]) => t.expiresAt - github.apps.tokenLifetimeMs;
+    const inOrder = [...spawnTokens, ...reviewTokens, ...mergeTokens];
+    for (let i = 1; i < inOrder.length; i++) expect(inOrder[i - 1]!.revokedAt!).toBeLessThanOrEqual(mintedAt(inOrder[i]!));
+
+    // Never in Redis, events or the result.
+    const everything = await redisContents(redis);
+    for (const t of tokens) expect(everything).not.toContain(t.token);
+    const seen = JSON.stringify([await events.untilResult(request.request_id as string), results.raw.get(request.request_id as string)]);
+    expect(seen).not.toContain('ghs_');
+  });
+
+  it('FLEET_GITHUB_AUTH=auto: a request with its own token is reviewed and merged with it, and no token is minted', async () => {
+    const { repo } = installedRepo({ contents: 'write', pull_requests: 'write', checks: 'read', statuses: 'read' });
+    await fleet(
+      pushingRuntime({ tokensAtRun: [] }),
+      { FLEET_LLM_BASE_URL: llm.url, FLEET_LLM_API_KEY: 'llm-test-key-123456', FLEET_CI_POLL_MS: '300' },
+      ['bridge', 'spawn', 'review', 'merge'],
+    );
+    const request = legacyRequest({ repo, mode: 'pr', review: true, merge: true, result_format: 'v2' });
+    await publishJson(redis, channels.spawn, request);
+    const result = (await results.next(request.request_id as string, 60_000)) as FlowResult;
+
+    expect(result).toMatchObject({ success: true, error_type: null });
+    expect(result.scopes[0]).toMatchObject({ merged: true });
+    expect(tokensFor(repo)).toEqual([]);
+    const onRepo = github.requests.filter((r) => r.path.startsWith(`/repos/${repo}/`));
+    expect(new Set(onRepo.map((r) => r.login))).toEqual(new Set(['legacy-user']));
+  });
+
+  it("the bridge's follow-up check acts as the App too: a read-only token, revoked before the job is queued", async () => {
+    const { repo, installation } = installedRepo({ contents: 'write', pull_requests: 'write' });
+    const live = { tokensAtRun: [] as number[] };
+    await fleet(pushingRuntime(live), { FLEET_GITHUB_AUTH: 'app', FLEET_GITHUB_APP_INSTALLATION_ID: String(installation.id) });
+    const { github_token: _none, ...first } = legacyRequest({ repo, mode: 'pr', result_format: 'v2' });
+    await publishJson(redis, channels.spawn, first);
+    const opened = (await results.next(first.request_id as string)) as WorkerResult;
+    expect(opened).toMatchObject({ success: true });
+    const number = opened.pull_request!.number;
+    const checks = () => tokensFor(repo).filter((t) => JSON.stringify(t.permissions) === '{"pull_requests":"read","metadata":"read"}');
+    expect(checks()).toEqual([]);
+
+    const { github_token: _also, ...followUp } = legacyRequest({ repo, mode: 'pr', follow_up: { pull_request: number } });
+    await publishJson(redis, channels.spawn, followUp);
+    expect(await results.next(followUp.request_id as string)).toMatchObject({ success: true });
+    const [check, ...more] = checks();
+    expect(more).toEqual([]);
+    expect(check).toMatchObject({ repositories: [repo.toLowerCase()], refused: { revoked: 0, otherRepository: 0, permission: 0 } });
+    expect(check!.revokedAt).not.toBeNull();
+    // While the follow-up's worker ran, its own token was the only live one: the check's was revoked before queueing.
+    expect(live.tokensAtRun).toEqual([1, 1]);
+    const read = github.requests.filter((r) => r.method === 'GET' && r.path === `/repos/${repo}/pulls/${number}`);
+    expect(read[0]).toMatchObject({ login: 'fleet-test[bot]', status: 200 });
+
+    // A pull request the repository does not have: the App's read says so, and the request is refused.
+    const { github_token: _neither, ...missing } = legacyRequest({ repo, mode: 'pr', follow_up: { pull_request: 9999 } });
+    await publishJson(redis, channels.spawn, missing);
+    const refused = await results.next(missing.request_id as string);
+    expect(refused).toMatchObject({ success: false, error_type: 'invalid_request' });
+    expect(refused.error_message).toMatch(`${repo} has no pull request #9999`);
+    expect(checks()).toHaveLength(2);
+    expect(checks().every((t) => t.revokedAt !== null)).toBe(true);
+    expect(await redisContents(redis)).not.toContain('ghs_');
   });
 
   it('a legacy request keeps its own token; FLEET_GITHUB_AUTH=app uses the App even then', async () => {

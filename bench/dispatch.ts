@@ -121,10 +121,21 @@ export async function fleetPath(
   fleet.spawn!.worker.on('active', (job) => activeAt.set(job.id!, now()));
   const target = redisTargetFromEnv(redisEnv)!;
   const publisher = connectRedis(target, 'command', 'bench:publisher');
-  // "Idle" means the previous request is entirely done (its result is out) before the next one.
+  // "Idle" means the previous request is entirely done before the next one: its result is out and
+  // its job is complete (the worker is free), as the raw BullMQ path below waits for 'completed'.
+  // Results go out before teardown (issue 11 item 2), so the result alone does not say the cap-1
+  // worker is free: a request sent then would wait on the cap, which is not dispatch.
   const listener = connectRedis(target, 'subscriber', 'bench:listener');
-  let finished = waiter();
-  listener.on('pmessage', () => finished.resolve());
+  let resultOut = waiter();
+  let jobDone = waiter();
+  let finished = { promise: Promise.resolve() };
+  const nextFinished = () => {
+    resultOut = waiter();
+    jobDone = waiter();
+    finished = { promise: Promise.all([resultOut.promise, jobDone.promise]).then(() => {}) };
+  };
+  listener.on('pmessage', () => resultOut.resolve());
+  fleet.spawn!.worker.on('completed', () => jobDone.resolve());
   await listener.psubscribe(channels.result('*'));
   const ids = Array.from({ length: count }, (_, i) => `bench-${scenario}-${i}-${Date.now()}`);
   const message = (id: string) =>
@@ -141,7 +152,7 @@ export async function fleetPath(
   // Warm-up: connections, scripts and JIT, outside the measurement.
   for (let i = 0; i < 20; i++) {
     pending = waiter();
-    finished = waiter();
+    nextFinished();
     remaining++;
     await publisher.publish(channels.spawn, message(`warm-${scenario}-${i}-${Date.now()}`));
     await Promise.all([pending.promise, finished.promise]);
@@ -149,7 +160,7 @@ export async function fleetPath(
   if (scenario === 'idle') {
     for (const id of ids) {
       pending = waiter();
-      finished = waiter();
+      nextFinished();
       const body = message(id);
       sent.set(id, now());
       await publisher.publish(channels.spawn, body);

@@ -320,7 +320,9 @@ describeDocker('git mirror cache through the fleet (bridge + spawn, real worker 
     expect((await run('git', ['-C', mirror, 'rev-parse', 'refs/heads/main'])).stdout.trim()).toBe(before);
     await run('git', ['-C', bare, 'fsck', '--full', '--no-dangling']);
     expect((await run('git', ['-C', bare, 'rev-parse', 'main^'])).stdout.trim()).toBe(before);
-    // The container is gone, and so is its lease: the mirror may be pruned again.
-    expect(readdirSync(join(cacheDir, `${mirrorKey(`${daemon.url}/acme/widgets.git`)}.leases`))).toEqual([]);
+    // Once the container is gone (the result comes first, its removal after), so is its lease: the mirror
+    // may be pruned again.
+    const leases = join(cacheDir, `${mirrorKey(`${daemon.url}/acme/widgets.git`)}.leases`);
+    await expect.poll(() => readdirSync(leases), { timeout: 15_000, interval: 100 }).toEqual([]);
   }, 300_000);
 });

@@ -279,7 +279,9 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
       jobId: `forgot-${Date.now()}`,
       lockToken: 'none',
       attempt: 1,
-      config: fleet.config,
+      // A host and prefix of its own: labelled as the shared fleet's, the container looks like that host's orphan
+      // when the daemon comes back, and its reaper may remove it before this test inspects it.
+      config: { ...fleet.config, hostId: `forgot-host-${Date.now()}`, prefix: `forgot-${Date.now()}` },
     });
     const container = await runtime.create(spec, buildInputFiles(request));
     try {

@@ -139,14 +139,12 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
   if (input.traceparent) env.TRACEPARENT = input.traceparent;
   // fleet-worker hands it to the agent CLI; the host also enforces it from the agent's stream.
   if (request.max_turns !== undefined) env.FLEET_MAX_TURNS = String(request.max_turns);
-  if (config.worker.dind === 'off') env.FLEET_DIND = 'off';
-  const caps = config.worker.dind === 'caps';
-  if (caps) Object.assign(env, CAPS_DIND.env);
+  Object.assign(env, dindEnv(config.worker));
   if (input.gitMirror) env[MIRROR_ENV] = MIRROR_MOUNT;
 
   return {
+    ...sandboxOf(config.worker, input.dindVolume),
     name: containerName(config.prefix, input.jobId, input.attempt),
-    image: config.worker.image,
     env,
     labels: {
       [LABELS.requestId]: request.request_id,
@@ -155,17 +153,38 @@ export function buildContainerSpec(input: SpecInput): ContainerSpec {
       [LABELS.lock]: input.lockToken,
       [LABELS.prefix]: config.prefix,
     },
-    runtime: config.worker.runtime,
-    memoryBytes: config.worker.memoryBytes,
-    nanoCpus: config.worker.cpus === undefined ? undefined : Math.round(config.worker.cpus * 1e9),
-    pidsLimit: config.worker.pidsLimit,
     network: input.egress ? 'none' : config.worker.network,
+    binds: { ...(input.egress?.binds ?? {}), ...(input.gitMirror ? { [input.gitMirror]: MIRROR_MOUNT } : {}) },
+  };
+}
+
+/** The env a worker's Docker-in-Docker mode needs, the same for a job's container and a pool's. */
+function dindEnv(worker: FleetConfig['worker']): Record<string, string> {
+  if (worker.dind === 'off') return { FLEET_DIND: 'off' };
+  return worker.dind === 'caps' ? { ...CAPS_DIND.env } : {};
+}
+
+/**
+ * What every worker container of this host shares, job or pool: image, runtime, limits, the Docker-in-Docker
+ * mode's capabilities, the slot's cache volume and Docker's log bounds. One place, so a pool container can never
+ * drift from the job containers it stands in for.
+ */
+function sandboxOf(
+  worker: FleetConfig['worker'],
+  dindVolume: string | undefined,
+): Omit<ContainerSpec, 'name' | 'env' | 'labels' | 'network' | 'binds'> {
+  const caps = worker.dind === 'caps';
+  return {
+    image: worker.image,
+    runtime: worker.runtime,
+    memoryBytes: worker.memoryBytes,
+    nanoCpus: worker.cpus === undefined ? undefined : Math.round(worker.cpus * 1e9),
+    pidsLimit: worker.pidsLimit,
     capAdd: caps ? CAPS_DIND.capAdd : [],
     securityOpt: caps ? CAPS_DIND.securityOpt : [],
     cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
-    volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
-    binds: { ...(input.egress?.binds ?? {}), ...(input.gitMirror ? { [input.gitMirror]: MIRROR_MOUNT } : {}) },
-    log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
+    volumes: dindVolume ? { [dindVolume]: '/var/lib/docker' } : {},
+    log: { maxFileBytes: Math.floor(worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }
 
@@ -194,24 +213,12 @@ export function buildPoolSpec(input: {
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker'>;
 }): ContainerSpec {
   const { config } = input;
-  const caps = config.worker.dind === 'caps';
-  const env: Record<string, string> = { FLEET_POOL: '1', ...(config.worker.dind === 'off' ? { FLEET_DIND: 'off' } : {}) };
-  if (caps) Object.assign(env, CAPS_DIND.env);
   return {
+    ...sandboxOf(config.worker, input.dindVolume),
     name: input.name,
-    image: config.worker.image,
-    env,
+    env: { FLEET_POOL: '1', ...dindEnv(config.worker) },
     labels: { [LABELS.host]: config.hostId, [LABELS.prefix]: config.prefix, [LABELS.pool]: input.instance },
-    runtime: config.worker.runtime,
-    memoryBytes: config.worker.memoryBytes,
-    nanoCpus: config.worker.cpus === undefined ? undefined : Math.round(config.worker.cpus * 1e9),
-    pidsLimit: config.worker.pidsLimit,
     network: input.egressDir ? 'none' : config.worker.network,
-    capAdd: caps ? CAPS_DIND.capAdd : [],
-    securityOpt: caps ? CAPS_DIND.securityOpt : [],
-    cgroupnsMode: caps ? CAPS_DIND.cgroupnsMode : undefined,
-    volumes: input.dindVolume ? { [input.dindVolume]: '/var/lib/docker' } : {},
     ...(input.egressDir ? { binds: { [input.egressDir]: EGRESS_MOUNT } } : {}),
-    log: { maxFileBytes: Math.floor(config.worker.logMaxBytes / WORKER_LOG_FILES), maxFiles: WORKER_LOG_FILES },
   };
 }

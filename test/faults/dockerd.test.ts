@@ -230,7 +230,8 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
     expect(maxConcurrent(dockerd, `fleet.host=${e.FLEET_HOST_ID}`, t0)).toBe(1);
     expect(fleet.spawn!.drained()).toBe(false);
     expect(await readyz(fleet)).toBe(200);
-    expect(dockerd.containersWithLabel(`fleet.host=${e.FLEET_HOST_ID}`)).toEqual([]);
+    // Removal follows each result.
+    await expect.poll(() => dockerd.containersWithLabel(`fleet.host=${e.FLEET_HOST_ID}`), { timeout: 30_000, interval: 100 }).toEqual([]);
   });
 
   it('Redis restarted mid-run: the running worker finishes, one result, and the bridge takes requests again', async () => {

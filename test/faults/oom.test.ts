@@ -53,9 +53,9 @@ describeDocker('fault: the memory limit (real Redis, real Docker)', () => {
     expect(result.output).not.toMatch(/survived/);
 
     const queue = new Queue(QUEUE_NAMES.spawn, { connection: { url: server.url }, prefix: env.FLEET_PREFIX });
-    const job = (await queue.getJob(id))!;
-    expect(await job.getState()).toBe('failed');
-    expect(job.attemptsStarted).toBe(1);
+    // The result is published before BullMQ moves the job to failed; wait for that move.
+    await expect.poll(async () => (await queue.getJob(id))?.getState(), { timeout: 15_000, interval: 50 }).toBe('failed');
+    expect((await queue.getJob(id))!.attemptsStarted).toBe(1);
     await queue.close();
     expect(results.all(id)).toHaveLength(1);
     await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 15_000, interval: 100 }).toEqual([]);

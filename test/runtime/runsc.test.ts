@@ -126,8 +126,8 @@ function seedRepository(dir: string): string {
       const types = (await events.untilResult(id)).map((e) => e.event_type);
       expect(types[0]).toBe('started');
       expect(types.at(-1)).toBe('completed');
-      // The container is gone (removed before the result), from the daemon that ran it.
-      expect(dockerd.containersWithLabel(`fleet.request_id=${id}`)).toEqual([]);
+      // The container goes from the daemon that ran it (the result comes first, removal after it).
+      await expect.poll(() => dockerd.containersWithLabel(`fleet.request_id=${id}`), { timeout: 30_000, interval: 100 }).toEqual([]);
     } finally {
       await fleet.stop();
     }

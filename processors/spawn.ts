@@ -5,7 +5,7 @@ import type { SpawnJobData, SpawnJobResult, SpawnObserver } from '../queues/spaw
 import { monitorFor, usageLine } from '../src/agent-stream/index.ts';
 import { GitHubAppError, jobUsesApp, type GitHubForges, type InstallationLease } from '../src/github/index.ts';
 import { pullRequestBody } from '../src/pr-text.ts';
-import { describeBlock, openEgressSession, type EgressSession } from '../src/egress/session.ts';
+import { describeBlock, prepareEgressSession, type EgressSession } from '../src/egress/session.ts';
 import type { FleetConfig } from '../src/config.ts';
 import { buildContainerSpec, buildInputFiles, modelFor, repoGitUrl } from '../src/container-spec.ts';
 import type { ContainerRuntime, WorkerContainer } from '../src/container-runtime.ts';
@@ -18,7 +18,7 @@ import { redactor } from '../src/redact.ts';
 import { repoAllowed, repoRefusal } from '../src/repo-allow.ts';
 import { scopeBranch } from '../src/flow/ids.ts';
 import { failureResult, publishFinal, readResult, resultFromOutcome } from '../src/results.ts';
-import { runWorker, type RunOutcome, type RunTimers } from '../src/run-worker.ts';
+import { EXIT_GRACE_MS, runWorker, type RunOutcome, type RunTimers } from '../src/run-worker.ts';
 import type { SecretBox } from '../src/secrets.ts';
 import { currentTraceparent, inSpan, traceStart } from '../src/tracing.ts';
 import type { WarmClaim } from '../src/warm-pool.ts';
@@ -132,11 +132,23 @@ async function runSpawn(
   const started = Date.now();
 
   // A result already exists when an earlier attempt published it and then lost its host before
-  // BullMQ recorded the job done: report that outcome again instead of running the task twice.
-  const [earlier, cancelled] = await Promise.all([flow ? null : readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
-  if (earlier) return finish(job, earlier, deps, { alreadyPublished: true });
-  if (cancelled || ctx.signal?.reason === 'cancelled') {
-    return finish(job, failureResult(id, 'cancelled', 'the request was cancelled before its worker started'), deps);
+  // BullMQ recorded the job done: report that outcome again instead of running the task twice. Asked while
+  // the container is made (issue 11: the dispatch path waits on no round trip it can overlap); the answer
+  // comes before the container starts, and a hit removes it unstarted.
+  const lookups = Promise.all([flow ? null : readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
+  const preempted = async (): Promise<{ result: SpawnJobResult; alreadyPublished?: boolean } | undefined> => {
+    const [earlier, cancelled] = await lookups;
+    if (earlier) return { result: earlier, alreadyPublished: true };
+    if (cancelled || ctx.signal?.reason === 'cancelled')
+      return { result: failureResult(id, 'cancelled', 'the request was cancelled before its worker started') };
+    return undefined;
+  };
+  // Rejected with its error only where it is awaited.
+  lookups.catch(() => {});
+  // Known without a round trip: nothing is made for a job whose signal already says cancelled.
+  if (ctx.signal?.reason === 'cancelled') {
+    const earlier = await preempted();
+    return finish(job, earlier!.result, deps, earlier);
   }
 
   const branch = flow?.branch ?? job.data.followUp?.branch ?? (request.mode === 'pr' ? scopeBranch(id, null) : '');
@@ -148,6 +160,8 @@ async function runSpawn(
     token = appToken ?? openToken(job.data, deps);
   } catch (error) {
     const e = error as FleetError;
+    const earlier = await preempted();
+    if (earlier) return finish(job, earlier.result, deps, earlier);
     return finish(job, failureResult(id, e.errorType ?? 'spawn_error', e.message), deps);
   }
   const forgetToken = redactor.add(token);
@@ -158,13 +172,17 @@ async function runSpawn(
   // container was made before its job's repository was known, so it has no mirror mount: a plain clone.
   const mirror = warm ? undefined : await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
   let container: WorkerContainer | undefined;
-  let outcome: RunOutcome;
+  let outcome: RunOutcome | undefined;
   let egress: EgressSession | undefined;
   let teardown: Promise<void> = Promise.resolve();
+  let exitGraceMs = 0;
+  let stopped: Awaited<ReturnType<typeof preempted>>;
   try {
-    // FLEET_EGRESS=proxy: this job's own proxy and credential broker; the container gets no token.
+    // FLEET_EGRESS=proxy: this job's own proxy and credential broker; the container gets no token. The proxy
+    // starts while the container is made; the container starts once it listens.
+    let listening: Promise<void> | undefined;
     if (deps.config.egress.mode === 'proxy') {
-      egress = await openEgressSession({
+      const prepared = prepareEgressSession({
         repo: request.repo,
         token,
         request: request.egress,
@@ -182,6 +200,8 @@ async function runSpawn(
           },
         },
       });
+      egress = prepared;
+      listening = prepared.listening;
     }
     const spec = buildContainerSpec({
       request,
@@ -203,65 +223,89 @@ async function runSpawn(
     // The agent's own stream: transcript, progress, usage and budget (src/agent-stream/).
     // Usage is priced and labelled by the model the agent really runs (after FLEET_MODEL_MAP).
     const stream = monitorFor({ ...request, model }, deps.config.agentStream);
-    try {
-      const files = [...buildInputFiles(request), ...(egress?.files ?? [])];
-      const created = warm
-        ? warm.claim(spec, files)
-        : await inSpan('container create', { 'fleet.request_id': id }, () => deps.runtime.create(spec, files));
-      container = created;
-      log.info({ container: container.id.slice(0, 12), warm: warm !== undefined }, 'worker container created');
-      const spanAttributes = { 'fleet.request_id': id, 'fleet.container': created.id.slice(0, 12) };
-      outcome = await inSpan('container run', spanAttributes, () =>
-        runWorker(traceStart(created), {
-          timeoutMs: request.timeout_seconds * 1000,
-          signal: ctx.signal,
-          logger: log,
-          timers: deps.timers,
-          stream,
-          hooks: {
-            onEvent: async (event) => {
-              if (event.event_type === 'started')
-                deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
-              if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
-              // A worker's completed or failed event is held back: the outcome is known only at exit (a
-              // non-zero exit after `completed` is a crash; a pull request may still fail to open), and
-              // the one terminal event is then built from the result (finish). A flow step's events
-              // carry its scope and report the step, so they go out as they come, with the usage so far.
-              const terminal = event.event_type === 'completed' || event.event_type === 'failed';
-              if (!terminal) await emit(event);
-              else if (flow) {
-                const usage = stream?.usage();
-                await emit(event, usage ? { usage } : {});
-              }
-            },
-            onLogLines: async (lines) => {
-              await job.log(lines.join('\n'));
-            },
-          },
-        }),
-      );
-    } catch (error) {
+    const launchCaught = async (error: unknown): Promise<SpawnJobResult> => {
       await removeContainer(container, deps, log, id);
       container = undefined;
       if (isHostFault(error)) return await returnForHostFault(job, error, deps, ctx, log);
       return await launchFailed(job, error, deps);
+    };
+    try {
+      const files = [...buildInputFiles(request), ...(egress?.files ?? [])];
+      const creating = warm
+        ? Promise.resolve(warm.claim(spec, files))
+        : inSpan('container create', { 'fleet.request_id': id }, () => deps.runtime.create(spec, files));
+      // Both settle before either counts, so a failed create never hides an earlier result, and nothing made leaks.
+      const [made, early] = await Promise.allSettled([creating, preempted()]);
+      if (made.status === 'fulfilled') container = made.value;
+      if (early.status === 'rejected') throw early.reason;
+      stopped = early.value;
+      if (made.status === 'rejected') throw made.reason;
+    } catch (error) {
+      return await launchCaught(error);
+    }
+    // A hit of the look-ups removes the container unstarted (below); the earlier outcome stands.
+    if (!stopped) {
+      const created = container as WorkerContainer; // the create settled fulfilled, or it threw above
+      try {
+        await listening;
+        log.info({ container: created.id.slice(0, 12), warm: warm !== undefined }, 'worker container created');
+        const spanAttributes = { 'fleet.request_id': id, 'fleet.container': created.id.slice(0, 12) };
+        outcome = await inSpan('container run', spanAttributes, () =>
+          runWorker(traceStart(created), {
+            timeoutMs: request.timeout_seconds * 1000,
+            signal: ctx.signal,
+            logger: log,
+            timers: deps.timers,
+            stream,
+            hooks: {
+              onEvent: async (event) => {
+                if (event.event_type === 'started')
+                  deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
+                if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
+                // A worker's completed or failed event is held back: the outcome is known only at exit (a
+                // non-zero exit after `completed` is a crash; a pull request may still fail to open), and
+                // the one terminal event is then built from the result (finish). A flow step's events
+                // carry its scope and report the step, so they go out as they come, with the usage so far.
+                const terminal = event.event_type === 'completed' || event.event_type === 'failed';
+                if (!terminal) await emit(event);
+                else if (flow) {
+                  const usage = stream?.usage();
+                  await emit(event, usage ? { usage } : {});
+                }
+              },
+              onLogLines: async (lines) => {
+                await job.log(lines.join('\n'));
+              },
+            },
+          }),
+        );
+        // Exited 0 by its own word and still stopping its inner dockerd: removal lets it finish (a kill would leave
+        // the slot's cache volume mid-write).
+        if (outcome.stillExiting) exitGraceMs = EXIT_GRACE_MS;
+      } catch (error) {
+        return await launchCaught(error);
+      }
     }
   } finally {
     forgetToken();
     await warm?.returnUnused();
-    // The worker has exited: its outcome is known, so the result goes out while Docker removes the container
-    // (issue 11: result before teardown). The job, and with it this host's slot of the cap, ends only once the
-    // container is gone (awaited below), so the cap holds by Docker's own count; a crash in between leaves a
-    // labelled container the reaper removes. The slot's volume, the egress proxy and the mirror's lease are
+    // The worker has exited, or said with what code it is exiting: its outcome is known, so the result goes out
+    // while the container stops and Docker removes it (issue 11: result before teardown). The job, and with it
+    // this host's slot of the cap, ends only once the container is gone (awaited below), so the cap holds by
+    // Docker's own count; a crash in between leaves a labelled container the reaper removes. The slot's volume, the egress proxy and the mirror's lease are
     // released once nothing uses them.
-    teardown = removeContainer(container, deps, log, id).finally(async () => {
+    teardown = removeContainer(container, deps, log, id, exitGraceMs).finally(async () => {
       slot?.release();
       await egress?.close();
       await mirror?.release();
     });
   }
+  if (stopped) {
+    await teardown;
+    return finish(job, stopped.result, deps, stopped);
+  }
   try {
-    return await settle(job, outcome, { id, model, branch, token, started, flow, request, egress }, deps, ctx, log);
+    return await settle(job, outcome!, { id, model, branch, token, started, flow, request, egress }, deps, ctx, log);
   } finally {
     await teardown;
   }
@@ -357,11 +401,17 @@ async function openPullRequest(
   return { number: pr.number, url: pr.url, head_sha: pr.headSha };
 }
 
-async function removeContainer(container: WorkerContainer | undefined, deps: SpawnDeps, log: Logger, requestId: string): Promise<void> {
+async function removeContainer(
+  container: WorkerContainer | undefined,
+  deps: SpawnDeps,
+  log: Logger,
+  requestId: string,
+  graceMs = 0,
+): Promise<void> {
   if (!container) return;
   deps.observer?.containerStopped?.({ requestId });
   await container
-    .remove()
+    .remove({ graceMs })
     .catch((error) =>
       log.error({ err: error, container: container.id.slice(0, 12) }, 'could not remove the worker container; `fleet reap` will'),
     );

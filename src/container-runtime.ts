@@ -22,6 +22,8 @@ export interface ContainerSpec {
   volumes: Record<string, string>;
   /** Host folders bind-mounted read-only: host path → mount path (the egress proxy's socket directory, the git mirror). */
   binds?: Record<string, string>;
+  /** Host folders bind-mounted read-write: a warm pool container's /fleet/input, where its claim is written. */
+  writableBinds?: Record<string, string>;
   /**
    * Docker's own (json-file) log of the container: rotated at `maxFileBytes`, at most `maxFiles` files. Without
    * a bound, a worker that prints without end fills the host's disk.
@@ -60,8 +62,11 @@ export interface WorkerContainer {
    */
   exitState(): Promise<ExitState>;
   kill(): Promise<void>;
-  /** Removes the container; safe to call twice or on a container already gone. */
-  remove(): Promise<void>;
+  /**
+   * Removes the container; safe to call twice or on a container already gone. With `graceMs`, a container still
+   * running (a worker stopping its inner dockerd) gets that long to exit on its own before it is killed.
+   */
+  remove(options?: { graceMs?: number }): Promise<void>;
 }
 
 export interface ExitState {
@@ -94,12 +99,9 @@ export interface ContainerRuntime {
   volumeSize(name: string): Promise<number | null>;
   removeVolume(name: string): Promise<void>;
   /**
-   * Copies files into a running container, in order (the warm pool's claim: its last file says the rest is
-   * complete). Paths under `existingDirs` get no directory entry, so those directories keep their own modes.
-   * Optional: a runtime without it runs no warm pool.
+   * Renames a container (a claimed pool container takes its job's container name). Optional: a runtime without
+   * it runs no warm pool.
    */
-  copyIn?(id: string, files: InputFile[], existingDirs?: string[]): Promise<void>;
-  /** Renames a container (a claimed pool container takes its job's container name). */
   rename?(id: string, name: string): Promise<void>;
 }
 

@@ -189,12 +189,15 @@ function sandboxOf(
 }
 
 /** TASK.md, AGENTS.md and the request without its secret, for /fleet/input. */
+/** Where a worker finds its input files (PROTOCOL §5); a warm pool container's is a host directory of its own. */
+export const INPUT_DIR = '/fleet/input';
+
 export function buildInputFiles(request: StoredRequest): InputFile[] {
   const files: InputFile[] = [
-    { path: '/fleet/input/TASK.md', content: request.task_content },
-    { path: '/fleet/input/request.json', content: JSON.stringify(request, null, 2) },
+    { path: `${INPUT_DIR}/TASK.md`, content: request.task_content },
+    { path: `${INPUT_DIR}/request.json`, content: JSON.stringify(request, null, 2) },
   ];
-  if (request.agents_content !== null) files.push({ path: '/fleet/input/AGENTS.md', content: request.agents_content });
+  if (request.agents_content !== null) files.push({ path: `${INPUT_DIR}/AGENTS.md`, content: request.agents_content });
   return files;
 }
 
@@ -210,6 +213,8 @@ export function buildPoolSpec(input: {
   instance: string;
   dindVolume?: string;
   egressDir?: string;
+  /** The host directory bound read-write at /fleet/input, empty until a job's claim is written there. */
+  claimDir: string;
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker'>;
 }): ContainerSpec {
   const { config } = input;
@@ -220,5 +225,6 @@ export function buildPoolSpec(input: {
     labels: { [LABELS.host]: config.hostId, [LABELS.prefix]: config.prefix, [LABELS.pool]: input.instance },
     network: input.egressDir ? 'none' : config.worker.network,
     ...(input.egressDir ? { binds: { [input.egressDir]: EGRESS_MOUNT } } : {}),
+    writableBinds: { [input.claimDir]: INPUT_DIR },
   };
 }

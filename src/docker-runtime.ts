@@ -69,13 +69,12 @@ export function classifyDockerError(error: unknown, spec?: Pick<ContainerSpec, '
   return new SpawnError(`Docker failed: ${detail}`, true, { cause: error });
 }
 
-async function tarOf(files: InputFile[], existingDirs: string[] = []): Promise<Buffer> {
+async function tarOf(files: InputFile[]): Promise<Buffer> {
   const archive = pack();
   const dirs = new Set<string>();
-  const keep = new Set(existingDirs.map((dir) => dir.replace(/^\/+|\/+$/g, '')));
   for (const file of files) {
     const parts = file.path.replace(/^\/+/, '').split('/');
-    for (let i = 1; i < parts.length; i++) if (!keep.has(parts.slice(0, i).join('/'))) dirs.add(parts.slice(0, i).join('/'));
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
   }
   for (const dir of [...dirs].sort()) archive.entry({ name: `${dir}/`, type: 'directory', mode: 0o755 });
   for (const file of files) {
@@ -250,12 +249,23 @@ class DockerWorkerContainer implements WorkerContainer {
     }
   }
 
-  async remove() {
+  async remove(options: { graceMs?: number } = {}) {
     if (this.removed) return;
     this.watch?.stop();
     this.closeOutput();
+    if (options.graceMs) await this.exitWithin(options.graceMs);
     await removeContainer(this.docker, this.container.id);
     this.removed = true;
+  }
+
+  /** Waits up to `ms` for the container to stop by itself; a daemon that errs or hangs only ends the wait. */
+  private async exitWithin(ms: number) {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    });
+    await Promise.race([this.container.wait({ condition: 'not-running' }).catch(() => {}), expired]);
+    clearTimeout(timer);
   }
 
   private closeOutput() {
@@ -295,6 +305,7 @@ function hostConfig(spec: ContainerSpec): Docker.HostConfig {
         Target: target,
         ReadOnly: true,
       })),
+      ...Object.entries(spec.writableBinds ?? {}).map(([source, target]) => ({ Type: 'bind' as const, Source: source, Target: target })),
     ],
     // Set explicitly: the daemon's default driver may keep everything (json-file without max-size does).
     LogConfig: { Type: 'json-file', Config: { 'max-size': String(spec.log.maxFileBytes), 'max-file': String(spec.log.maxFiles) } },
@@ -344,14 +355,6 @@ export function createDockerRuntime(options: DockerRuntimeOptions = {}): Contain
     },
 
     removeById: (id) => removeContainer(docker, id),
-
-    async copyIn(id, files, existingDirs) {
-      try {
-        await docker.getContainer(id).putArchive(await tarOf(files, existingDirs), { path: '/' });
-      } catch (error) {
-        throw classifyDockerError(error);
-      }
-    },
 
     async rename(id, name) {
       try {

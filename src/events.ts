@@ -4,7 +4,11 @@ import { redactor } from './redact.ts';
 
 export const EVENT_PREFIX = '::fleet-event:: ';
 
-export type ParsedLine = { kind: 'event'; event: ContainerEvent } | { kind: 'log'; line: string; problem?: string };
+export type ParsedLine =
+  | { kind: 'event'; event: ContainerEvent }
+  /** The worker's last word before it stops its inner dockerd: the exit code it is about to exit with. Not a protocol event. */
+  | { kind: 'exiting'; exitCode: number }
+  | { kind: 'log'; line: string; problem?: string };
 
 /**
  * One stdout line of a worker container. An event line that does not parse or does not match
@@ -18,6 +22,9 @@ export function parseContainerLine(line: string): ParsedLine {
   } catch {
     return { kind: 'log', line, problem: 'event line is not JSON' };
   }
+  const exiting = body as { event_type?: unknown; exit_code?: unknown } | null;
+  if (exiting?.event_type === 'exiting' && Number.isInteger(exiting.exit_code))
+    return { kind: 'exiting', exitCode: exiting.exit_code as number };
   const parsed = containerEventSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

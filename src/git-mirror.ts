@@ -79,9 +79,10 @@ export function credentialEnv(url: string, token: string | undefined): Record<st
 /**
  * The host's git mirror cache (issue 11 item 3): one bare mirror per repository, updated just before a
  * worker clones, under a per-repository lock (in this process and, with flock, across the fleet processes
- * sharing the folder). Workers mount it read-only and clone with `--reference`, so only new objects cross
- * the network; fleet-worker then copies the mirror's objects in (its own dissociation, off the critical
- * path), so nothing in its clone depends on the mirror afterwards.
+ * sharing the folder). Workers mount it read-only and clone it locally (`--shared`): it was fetched for their
+ * job a moment before, so nothing crosses the network a second time; fleet-worker then copies the mirror's
+ * objects in (its own dissociation, off the critical path), so nothing in its clone depends on the mirror
+ * afterwards, and pushes to the remote itself.
  *
  * A mirror is never garbage-collected in place (gc.auto=0): a fetch only adds packs, so a worker reading it
  * while another job updates it never loses an object. Space comes back by pruning whole mirrors, least
@@ -152,6 +153,7 @@ export class GitMirrorCache {
           ['-C', target, 'fetch', '--quiet', '--prune', '--no-write-fetch-head', '--', url, ...FETCH_REFSPECS],
           credentialEnv(url, token),
         );
+        await this.ensureHead(target, url, token);
       } catch (error) {
         if (!exists) await rm(target, { recursive: true, force: true });
         throw error;
@@ -163,6 +165,26 @@ export class GitMirrorCache {
     } finally {
       await lock.release();
     }
+  }
+
+  /**
+   * Points the mirror's HEAD at the remote's default branch: workers clone the mirror locally, and check out what
+   * HEAD names. The remote is asked only when HEAD names no branch the mirror has (a new mirror, or a default branch
+   * renamed or deleted); an empty remote has none yet, and workers then clone without the mirror.
+   */
+  private async ensureHead(path: string, url: string, token: string | undefined): Promise<void> {
+    const resolves = await run('git', ['-C', path, 'rev-parse', '-q', '--verify', 'HEAD']).then(
+      () => true,
+      () => false,
+    );
+    if (resolves) return;
+    if (url.startsWith('-')) throw new Error(`not a remote: ${url}`);
+    const { stdout } = await run('git', ['ls-remote', '--symref', url, 'HEAD'], {
+      env: { ...process.env, ...credentialEnv(url, token) },
+      timeout: this.timeoutMs,
+    });
+    const head = /^ref: (refs\/heads\/\S+)\tHEAD$/m.exec(stdout)?.[1];
+    if (head) await this.git('symbolic-ref', ['-C', path, 'symbolic-ref', 'HEAD', head], {});
   }
 
   private async git(what: string, args: string[], env: Record<string, string>): Promise<void> {

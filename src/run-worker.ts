@@ -27,7 +27,15 @@ export interface RunOutcome {
   budget?: BudgetBreach | null;
   /** The memory limit killed the worker (read on a non-zero exit fleet did not cause). */
   oomKilled?: boolean;
+  /**
+   * The worker said it exits 0 and is stopping its inner dockerd: the outcome is known, but the container is
+   * still on its way out. Its removal should give it {@link EXIT_GRACE_MS} to stop on its own first.
+   */
+  stillExiting?: boolean;
 }
+
+/** How long a worker that said it is exiting gets to stop its inner dockerd (fleet-worker waits 15 s) before removal kills it. */
+export const EXIT_GRACE_MS = 20_000;
 
 export interface RunHooks {
   /** Every valid event line, in order. Awaited, so events keep their order on the wire. */
@@ -156,6 +164,14 @@ export async function runWorker(
             problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined,
           }
         : parseContainerLine(line);
+      if (parsed.kind === 'exiting') {
+        // A clean exit is the outcome: the result need not wait for the inner dockerd to stop. Any other code
+        // is read at the real exit, where the memory limit's OOM kill can still be told apart.
+        if (parsed.exitCode !== 0 || outcome.stoppedBy) continue;
+        outcome.exitCode = 0;
+        outcome.stillExiting = true;
+        return outcome;
+      }
       if (parsed.kind === 'event') {
         remember(line);
         if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;

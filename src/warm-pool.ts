@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from './config.ts';
-import { buildPoolSpec } from './container-spec.ts';
+import { buildPoolSpec, INPUT_DIR } from './container-spec.ts';
 import {
   LABELS,
   type ContainerRuntime,
@@ -20,7 +20,8 @@ import { MAX_LINE_BYTES } from './run-worker.ts';
 /**
  * The warm pool (issue 11): started worker containers, inner dockerd up and slot volume mounted, waiting for a
  * job. An idle one holds nothing of any request (src/container-spec.ts buildPoolSpec); a job claims one, its
- * files, token and keys are copied in at start (fleet-worker's pool mode), and it serves that one job only.
+ * files, token and keys are written into the container's own claim directory at start (fleet-worker's pool
+ * mode), and it serves that one job only.
  *
  * Counting: idle pool containers are not jobs, so the BullMQ concurrency (the cap) never counts them; a
  * claimed one is the job's container, renamed to the job's container name. Docker therefore shows at most
@@ -29,10 +30,15 @@ import { MAX_LINE_BYTES } from './run-worker.ts';
 
 /** The line fleet-worker prints in pool mode once its inner dockerd answers (worker-image/fleet-worker). */
 export const POOL_READY_LINE = 'fleet-worker: pool ready';
-/** Root-only in the container; the claim's env file and its `go` marker land here. */
-const CLAIM_DIR = 'run/fleet/claim';
-/** Directories of the claim that the container made itself (mode 0700), which the archive must not chmod. */
-const CLAIM_EXISTING_DIRS = ['run', 'run/fleet', CLAIM_DIR];
+/**
+ * Each pool container's claim directory, `<tmpdir>/fleet-pool-claim-<instance>-XXXXXX`, bound read-write at
+ * /fleet/input: empty while idle; at claim the job's input files, then the env file (root-only), then the `go`
+ * marker, renamed into place last, are written there (fleet-worker reads and removes the last two at once).
+ * Plain file writes: Docker's archive API into a running container takes about 170 ms on a small host.
+ */
+const CLAIM_DIR_PREFIX = 'fleet-pool-claim-';
+const CLAIM_ENV_FILE = '.claim-env';
+const CLAIM_GO_FILE = '.claim-go';
 /** How long a new pool container may take to report ready (the inner dockerd under sysbox can take 10 s). */
 const READY_TIMEOUT_MS = 120_000;
 const MAX_BACKOFF_MS = 60_000;
@@ -42,7 +48,7 @@ const MAX_BACKOFF_MS = 60_000;
  */
 const EGRESS_DIR_PREFIX = 'fleet-pool-egress-';
 /** A directory this much older than its container may exist (made just before `create`) is a leftover. */
-const STALE_EGRESS_DIR_MS = 60_000;
+const STALE_DIR_MS = 60_000;
 
 export interface WarmPoolStats {
   /** Idle containers the pool keeps. */
@@ -86,6 +92,7 @@ interface Entry {
   lines: AsyncIterator<OutputLine>;
   state: 'idle' | 'taken' | 'gone';
   release?: () => void;
+  claimDir: string;
   egressDir?: string;
   recycle?: NodeJS.Timeout;
 }
@@ -208,29 +215,30 @@ export class WarmPool {
       await runtime.removeById(container.id);
       this.log.warn({ container: container.id.slice(0, 12), instance }, 'removed a pool container of a dead pool instance');
     }
-    await this.reapEgressDirs();
+    await this.reapDirs();
   }
 
   /**
-   * Egress directories a crashed or killed pool left (its containers are gone: removed above, or by `fleet reap`).
-   * The temp dir is the machine's, shared with fleets of other Redis servers and prefixes, so a directory goes
-   * only when no container of its instance exists anywhere, its instance does not beat here, and it is older
-   * than the moment between its making and its container's create.
+   * Claim and egress directories a crashed or killed pool left (its containers are gone: removed above, or by
+   * `fleet reap`). The temp dir is the machine's, shared with fleets of other Redis servers and prefixes, so a
+   * directory goes only when no container of its instance exists anywhere, its instance does not beat here, and
+   * it is older than the moment between its making and its container's create.
    */
-  private async reapEgressDirs(): Promise<void> {
+  private async reapDirs(): Promise<void> {
     const { runtime, redis, keys } = this.options;
     const now = (this.options.now ?? Date.now)();
     for (const name of readdirSync(tmpdir())) {
-      if (!name.startsWith(EGRESS_DIR_PREFIX)) continue;
-      const instance = name.slice(EGRESS_DIR_PREFIX.length).split('-')[0]!;
+      const kind = name.startsWith(EGRESS_DIR_PREFIX) ? 'egress' : name.startsWith(CLAIM_DIR_PREFIX) ? 'claim' : undefined;
+      if (!kind) continue;
+      const instance = name.slice((kind === 'egress' ? EGRESS_DIR_PREFIX : CLAIM_DIR_PREFIX).length).split('-')[0]!;
       if (instance === this.instance) continue;
       const path = join(tmpdir(), name);
       const stat = statSync(path, { throwIfNoEntry: false });
-      if (!stat || now - stat.mtimeMs < STALE_EGRESS_DIR_MS) continue;
+      if (!stat || now - stat.mtimeMs < STALE_DIR_MS) continue;
       if (await warmPoolAlive(redis, keys, instance)) continue;
       if ((await runtime.list({ [LABELS.pool]: instance })).length > 0) continue;
       rmSync(path, { recursive: true, force: true });
-      this.log.warn({ dir: path, instance }, 'removed the egress directory of a dead pool instance');
+      this.log.warn({ dir: path, instance }, `removed the ${kind} directory of a dead pool instance`);
     }
   }
 
@@ -248,20 +256,27 @@ export class WarmPool {
       'w',
     );
     const slot = await this.options.dindVolume?.();
+    // Its /fleet/input: empty until a claim is written there. As the image's, readable by all; the claim's env
+    // file in it is root-only, and gone before the agent starts.
+    const claimDir = mkdtempSync(join(tmpdir(), `${CLAIM_DIR_PREFIX}${this.instance}-`));
+    chmodSync(claimDir, 0o755);
     // FLEET_EGRESS=proxy: an empty directory of its own, bound where the job's proxy socket will appear; no
     // socket and no key while idle (the job's session listens in it at claim, the key comes with the claim).
     const egressDir = config.egress.mode === 'proxy' ? mkdtempSync(join(tmpdir(), `${EGRESS_DIR_PREFIX}${this.instance}-`)) : undefined;
     if (egressDir) chmodSync(egressDir, 0o755);
     let container: WorkerContainer | undefined;
     try {
-      container = await runtime.create(buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, egressDir, config }), []);
+      container = await runtime.create(
+        buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, egressDir, claimDir, config }),
+        [],
+      );
       this.creating.add(container);
       if (this.stopped) throw new Error('the pool stopped');
       await container.start();
       const lines = container.lines(MAX_LINE_BYTES)[Symbol.asyncIterator]();
       await readyLine(lines, READY_TIMEOUT_MS);
       this.creating.delete(container);
-      const entry: Entry = { container, lines, state: 'idle', release: slot?.release, egressDir };
+      const entry: Entry = { container, lines, state: 'idle', release: slot?.release, claimDir, egressDir };
       if (this.stopped) return await this.discard(entry);
       this.idle.push(entry);
       this.failures = 0;
@@ -276,6 +291,7 @@ export class WarmPool {
       if (container) this.creating.delete(container);
       await container?.remove().catch((removeError) => this.log.error({ err: removeError }, 'could not remove a failed pool container'));
       slot?.release();
+      rmSync(claimDir, { recursive: true, force: true });
       if (egressDir) rmSync(egressDir, { recursive: true, force: true });
       if (this.stopped) return;
       // A pool that cannot start containers (no image, an image without pool mode) must not spin.
@@ -305,14 +321,15 @@ export class WarmPool {
 }
 
 /** Removes the container, then frees what it held: its slot volume and its egress directory (once each). */
-async function removeEntry(entry: Entry): Promise<void> {
+async function removeEntry(entry: Entry, options?: { graceMs?: number }): Promise<void> {
   try {
-    await entry.container.remove();
+    await entry.container.remove(options);
   } finally {
     entry.release?.();
     entry.release = undefined;
   }
   // Only once the container is gone (a failed removal leaves it to the dead-instance sweep at the next start).
+  rmSync(entry.claimDir, { recursive: true, force: true });
   if (entry.egressDir) rmSync(entry.egressDir, { recursive: true, force: true });
 }
 
@@ -350,8 +367,9 @@ export function claimEnv(env: Record<string, string>): string {
 
 /**
  * A pool container serving one job. Its start hands the job over: the input files, then the env (with the token
- * and key; root-only), then `go`, in one archive; and it takes the job's container name, so `docker ps`, the cap
- * count and the job's logs name it as any other. Its output was attached when the pool started it.
+ * and key; root-only), then `go`, written into its claim directory; and it takes the job's container name, so
+ * `docker ps`, the cap count and the job's logs name it as any other. Its output was attached when the pool
+ * started it.
  */
 class ClaimedContainer implements WorkerContainer {
   constructor(
@@ -366,12 +384,13 @@ class ClaimedContainer implements WorkerContainer {
   }
 
   async start() {
-    const handOver: InputFile[] = [
-      ...this.files,
-      { path: `/${CLAIM_DIR}/env`, content: claimEnv(this.spec.env), mode: 0o600 },
-      { path: `/${CLAIM_DIR}/go`, content: '', mode: 0o600 },
-    ];
-    await Promise.all([this.runtime.copyIn!(this.id, handOver, CLAIM_EXISTING_DIRS), this.runtime.rename!(this.id, this.spec.name)]);
+    // The worker goes on the moment `go` appears; the rename runs meanwhile and is awaited before the run counts.
+    const renamed = this.runtime.rename!(this.id, this.spec.name);
+    try {
+      writeClaim(this.entry.claimDir, this.files, claimEnv(this.spec.env));
+    } finally {
+      await renamed;
+    }
   }
 
   async *lines(): AsyncIterable<OutputLine> {
@@ -394,8 +413,24 @@ class ClaimedContainer implements WorkerContainer {
     return this.entry.container.kill();
   }
 
-  async remove() {
+  async remove(options?: { graceMs?: number }) {
     this.entry.state = 'gone';
-    await removeEntry(this.entry);
+    await removeEntry(this.entry, options);
   }
+}
+
+/**
+ * Writes a claim into a pool container's claim directory (its /fleet/input): the files, the env (root-only), and
+ * last `go`, renamed into place so that the worker, which waits for it, finds everything else complete.
+ */
+export function writeClaim(dir: string, files: InputFile[], env: string): void {
+  for (const file of files) {
+    const name = posix.relative(INPUT_DIR, file.path);
+    if (name.startsWith('..') || name.includes('/') || name.startsWith('.claim'))
+      throw new Error(`a claim's files go straight into ${INPUT_DIR}; ${file.path} does not`);
+    writeFileSync(join(dir, name), file.content, { mode: file.mode ?? 0o644 });
+  }
+  writeFileSync(join(dir, CLAIM_ENV_FILE), env, { mode: 0o600 });
+  writeFileSync(join(dir, `${CLAIM_GO_FILE}.new`), '', { mode: 0o600 });
+  renameSync(join(dir, `${CLAIM_GO_FILE}.new`), join(dir, CLAIM_GO_FILE));
 }

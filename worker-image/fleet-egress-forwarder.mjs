@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// fleet-egress-forwarder: serves the host's egress proxy, mounted as a unix socket (FLEET_EGRESS_SOCKET), on
-// 127.0.0.1:FLEET_EGRESS_PORT, where HTTP(S)_PROXY-aware tools (git, npm, pip, curl, the agent CLIs, the inner
+// fleet-egress-forwarder SOCKET [PORT]: serves the host's egress proxy, mounted as a unix socket, on
+// 127.0.0.1:PORT (3128), where HTTP(S)_PROXY-aware tools (git, npm, pip, curl, the agent CLIs, the inner
 // dockerd) find it. It only moves bytes: the allowlist and the credential broker are the host's. Started by
 // fleet-worker as root before the clone; prints "listening" once it accepts connections.
 import { connect, createServer } from 'node:net';
 
-const socketPath = process.env.FLEET_EGRESS_SOCKET;
-const port = Number(process.env.FLEET_EGRESS_PORT || 3128);
+// Arguments, not env: a warm pool container starts it while idle, when no process may carry egress settings.
+const [socketPath, portArg] = process.argv.slice(2);
+const port = Number(portArg || 3128);
 if (!socketPath) {
-  console.error('fleet-egress-forwarder: FLEET_EGRESS_SOCKET is not set');
+  console.error('usage: fleet-egress-forwarder SOCKET [PORT]');
   process.exit(2);
 }
 

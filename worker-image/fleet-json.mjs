@@ -9,7 +9,6 @@
 //                               stdin: the log tail. The body of a `failed` event whose line
 //                               (`::fleet-event:: ` + JSON) stays within MAX_BYTES: the tail is cut
 //                               from the front until it fits.
-//   files                       stdin: NUL-separated paths (`git diff -z --name-only`). A JSON array.
 //
 // Exit 2: bad usage.
 import { readFileSync } from 'node:fs';
@@ -143,14 +142,8 @@ function main(argv) {
       if (args.length !== 3) usage('usage: failed TYPE MESSAGE MAX_BYTES');
       return failedEvent(args[0], args[1], input().toString('utf8'), positiveInt(args[2], 'MAX_BYTES'));
     }
-    case 'files':
-      if (args.length !== 0) usage('usage: files');
-      return input()
-        .toString('utf8')
-        .split('\0')
-        .filter((path) => path !== '');
     default:
-      return usage(`unknown command '${command ?? ''}' (verdict, failed, files)`);
+      return usage(`unknown command '${command ?? ''}' (verdict, failed)`);
   }
 }
 

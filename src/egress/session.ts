@@ -54,7 +54,7 @@ export function configuredEndpoints(models: FleetConfig['models']): EgressRule[]
   return [models.anthropicBaseUrl, models.openaiBaseUrl, models.droid?.baseUrl].filter((u): u is string => !!u).map(ruleOfUrl);
 }
 
-export async function openEgressSession(input: {
+export type EgressSessionInput = {
   repo: string;
   token: string;
   request?: { allow?: string[]; methods?: EgressMethods };
@@ -68,7 +68,21 @@ export async function openEgressSession(input: {
    * the caller's: close() removes the socket only.
    */
   dir?: string;
-}): Promise<EgressSession> {
+};
+
+/** Opens the session and waits for its proxy to listen. */
+export async function openEgressSession(input: EgressSessionInput): Promise<EgressSession> {
+  const session = prepareEgressSession(input);
+  await session.listening;
+  return session;
+}
+
+/**
+ * The session's mount, env and files at once, and its proxy starting: the container can be created meanwhile
+ * (its socket directory exists already), and must not start before `listening` resolves. Should the proxy fail
+ * to start, `listening` rejects and everything is cleaned up; close() stays safe to call.
+ */
+export function prepareEgressSession(input: EgressSessionInput): EgressSession & { listening: Promise<void> } {
   const { config } = input;
   const policy = resolveEgressPolicy({
     hostAllow: config.egress.allow,
@@ -90,7 +104,7 @@ export async function openEgressSession(input: {
   const removeSocket = () => rmSync(ownDir ? dir : socketPath, { recursive: true, force: true });
   const blocks = new Map<string, EgressBlock>();
   let unlisted = 0;
-  const proxy = await startEgressProxy({
+  const proxy = startEgressProxy({
     socketPath,
     policy,
     forge,
@@ -107,11 +121,17 @@ export async function openEgressSession(input: {
       else unlisted++;
       input.hooks.onBlocked(attempt, !seen);
     },
-  }).catch((error) => {
-    forgetKey();
-    removeSocket();
-    throw error;
   });
+  const listening = proxy.then(
+    () => {},
+    (error) => {
+      forgetKey();
+      removeSocket();
+      throw error;
+    },
+  );
+  // Whoever creates the container awaits it; an unawaited failure is not a crash of the host.
+  listening.catch(() => {});
 
   const proxyUrl = `http://127.0.0.1:${FORWARDER_PORT}`;
   const env: Record<string, string> = {
@@ -131,6 +151,7 @@ export async function openEgressSession(input: {
     files.push({ path: FORGE_CA_FILE, content: ca.certPem, mode: 0o644 });
   }
   return {
+    listening,
     binds: { [dir]: EGRESS_MOUNT },
     env,
     files,
@@ -142,7 +163,9 @@ export async function openEgressSession(input: {
       ...(unlisted ? { unlisted_blocks: unlisted } : {}),
     }),
     async close() {
-      await proxy.close();
+      const started = await proxy.catch(() => undefined);
+      if (!started) return; // cleaned up when it failed
+      await started.close();
       forgetKey();
       removeSocket();
     },

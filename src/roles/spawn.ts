@@ -93,10 +93,10 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // Running jobs → their request id: a cancel names the request, and one request of a flow runs
   // several spawn jobs (one per scope), each with its own job id.
   const active = new Map<string, string>();
-  // The pool needs a runtime that can hand files to a running container (Docker's can; a test fake may not).
-  // Under FLEET_EGRESS=proxy each pool container has an empty egress directory of its own bound in, where the
-  // job's proxy socket appears at claim (src/warm-pool.ts).
-  const canHandOver = deps.runtime.copyIn !== undefined && deps.runtime.rename !== undefined;
+  // The pool needs a runtime that can rename a running container (Docker's can; a test fake may not). Each
+  // pool container has a host directory of its own bound at /fleet/input, where its claim is written, and under
+  // FLEET_EGRESS=proxy an empty egress directory, where the job's proxy socket appears (src/warm-pool.ts).
+  const canHandOver = deps.runtime.rename !== undefined;
   const poolSize = canHandOver ? config.warmPool.size : 0;
   if (poolSize === 0 && config.warmPool.size > 0)
     log.info('warm pool off: this container runtime cannot hand a job to a running container');

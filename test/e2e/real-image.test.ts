@@ -10,7 +10,7 @@ import { containersWithLabel, describeDocker } from '../support/docker.ts';
 import { EventRecorder, legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, TEST_TOKEN, uid } from '../support/fleet.ts';
 import { startGitDaemon } from '../support/git-daemon.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
-import { buildWorkerImage, tinyImageTar } from '../worker-image/harness.ts';
+import { BUSYBOX, buildWorkerImage, tinyImageTar } from '../worker-image/harness.ts';
 
 // The REAL coding worker image end to end through an in-process fleet (bridge + spawn roles): a
 // legacy request with `agent: "custom"` goes in, the worker clones from a loopback `git daemon`
@@ -228,5 +228,43 @@ describeDocker('the real worker image through the fleet', () => {
           .poll(() => containersWithLabel(`fleet.request_id=${request.request_id as string}`), { timeout: 15_000, interval: 100 })
           .toEqual([]);
     }, 600_000);
+
+    // An inner container whose PID 1 ignores SIGTERM holds the inner dockerd's shutdown for its stop timeout
+    // (4 s): long enough that the result must come while the worker is still stopping, were it not sealed early.
+    it.skipIf(!BUSYBOX)(
+      'publishes the result while the worker is still stopping its inner dockerd, then lets it exit on its own before removal',
+      async () => {
+        const request = legacyRequest({
+          agent: 'custom',
+          timeout_seconds: 300,
+          task_content: `# Leave a stubborn inner container\ndocker load -q -i tiny.tar && docker run -d --stop-timeout 4 --pull never ${tinyTag} /bin/busybox sleep 600\n`,
+        });
+        const id = request.request_id as string;
+        const since = Math.floor(Date.now() / 1000);
+        await publishJson(redis, channels.spawn, request);
+        expect(await results.next(id, 240_000)).toMatchObject({ success: true, exit_code: 0, error_type: null });
+        const [container] = containersWithLabel(`fleet.request_id=${id}`);
+        expect(container).toBeDefined();
+        expect((await run('docker', ['inspect', '--format', '{{.State.Running}}', container!])).stdout.trim()).toBe('true');
+
+        await expect.poll(() => containersWithLabel(`fleet.request_id=${id}`), { timeout: 30_000, interval: 100 }).toEqual([]);
+        // It stopped by itself with code 0 (its inner dockerd done), not killed by the removal.
+        const events = await run('docker', [
+          'events',
+          '--since',
+          String(since),
+          '--until',
+          String(Math.floor(Date.now() / 1000) + 1),
+          '--filter',
+          `container=${container}`,
+          '--format',
+          '{{.Action}} {{index .Actor.Attributes "exitCode"}}',
+        ]);
+        const actions = events.stdout.trim().split('\n');
+        expect(actions).toContain('die 0');
+        expect(actions.filter((a) => a.startsWith('kill'))).toEqual([]);
+      },
+      300_000,
+    );
   });
 });

@@ -75,8 +75,7 @@ async function session(
   });
   const dir = Object.keys(s.binds)[0]!;
   const port = await freePort();
-  const forwarder: ChildProcess = spawn(process.execPath, [FORWARDER], {
-    env: { FLEET_EGRESS_SOCKET: join(dir, 'proxy.sock'), FLEET_EGRESS_PORT: String(port) },
+  const forwarder: ChildProcess = spawn(process.execPath, [FORWARDER, join(dir, 'proxy.sock'), String(port)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((ok, fail) => {

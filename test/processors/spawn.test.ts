@@ -218,7 +218,8 @@ describe('processSpawn', () => {
 
     expect(settled.error?.name).toBe('UnrecoverableError');
     expect(await oneResult(request.request_id)).toMatchObject({ error_type: 'cancelled', exit_code: -1 });
-    expect(runtime.createCalls).toEqual([]);
+    // The flag is read while the container is made (off the dispatch path): made, never started, removed.
+    expect(runtime.containers.map((c) => ({ started: c.started, removed: c.removed }))).toEqual([{ started: false, removed: 1 }]);
   });
 
   it('cancel before start (the job signal already aborted): cancelled result, no container', async () => {
@@ -350,7 +351,7 @@ describe('processSpawn', () => {
     expect(settled.error?.message).toMatch(/it failed the first time/);
     expect(await oneResult(request.request_id)).toMatchObject({ error_type: 'task_failed', exit_code: 1 });
     expect(lab.recorder.events(request.request_id).filter((e) => e.event_type === 'failed')).toHaveLength(1);
-    expect(runtime.createCalls).toEqual([]);
+    expect(runtime.containers.map((c) => ({ started: c.started, removed: c.removed }))).toEqual([{ started: false, removed: 1 }]);
   });
 
   it('mode "pr": the pushed branch becomes a pull request, reported in the result', async () => {

@@ -29,10 +29,10 @@ function gatedRemoval(): { runtime: ContainerRuntime; open(): void; removalsAske
         wait: () => c.wait(),
         exitState: () => c.exitState(),
         kill: () => c.kill(),
-        async remove() {
+        async remove(options) {
           asked++;
           await gate;
-          await c.remove();
+          await c.remove(options);
         },
       };
       return gated;

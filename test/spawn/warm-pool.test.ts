@@ -393,7 +393,7 @@ describeDocker('warm pool with the real worker image', () => {
       expect(containersWithLabel(label)).toEqual([]);
     }, 240_000);
 
-    it('under FLEET_EGRESS=proxy, a host killed with -9 and started again removes the old pool egress directories', async () => {
+    it('under FLEET_EGRESS=proxy, a host killed with -9 and started again removes the old pool egress and claim directories', async () => {
       const e = env({ FLEET_HOST_CONCURRENCY: '1', FLEET_EGRESS: 'proxy', FLEET_DOCKER_NETWORK: 'none' });
       const label = `${LABELS.host}=${e.FLEET_HOST_ID}`;
       hosts.push(e.FLEET_HOST_ID!);
@@ -401,11 +401,14 @@ describeDocker('warm pool with the real worker image', () => {
       procs.push(first);
       await first.ready;
       await logLine(first, 'warm pool full');
-      const dirs = containersWithLabel(label).map((id) =>
-        docker('inspect', '--format', `{{range .Mounts}}{{if eq .Destination "${EGRESS_MOUNT}"}}{{.Source}}{{end}}{{end}}`, id),
-      );
-      expect(dirs).toHaveLength(2);
-      expect(dirs.every((dir) => dir.startsWith(join(tmpdir(), 'fleet-pool-egress-')) && existsSync(dir))).toBe(true);
+      const mountOf = (id: string, target: string) =>
+        docker('inspect', '--format', `{{range .Mounts}}{{if eq .Destination "${target}"}}{{.Source}}{{end}}{{end}}`, id);
+      const egressDirs = containersWithLabel(label).map((id) => mountOf(id, EGRESS_MOUNT));
+      const claimDirs = containersWithLabel(label).map((id) => mountOf(id, '/fleet/input'));
+      expect(egressDirs).toHaveLength(2);
+      expect(egressDirs.every((dir) => dir.startsWith(join(tmpdir(), 'fleet-pool-egress-')) && existsSync(dir))).toBe(true);
+      expect(claimDirs.every((dir) => dir.startsWith(join(tmpdir(), 'fleet-pool-claim-')) && existsSync(dir))).toBe(true);
+      const dirs = [...egressDirs, ...claimDirs];
       first.child.kill('SIGKILL');
       await first.exited;
       // A directory younger than a minute may belong to a container about to be created: aged here, not waited for.
@@ -416,6 +419,7 @@ describeDocker('warm pool with the real worker image', () => {
       procs.push(second);
       await second.ready;
       await logLine(second, 'removed the egress directory of a dead pool instance', 2);
+      await logLine(second, 'removed the claim directory of a dead pool instance', 2);
       expect(dirs.filter((dir) => existsSync(dir))).toEqual([]);
       await logLine(second, 'warm pool full');
       second.child.kill('SIGTERM');

@@ -1,9 +1,12 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultWarmPool, loadConfig } from '../../src/config.ts';
 import { LABELS } from '../../src/container-runtime.ts';
 import { buildPoolSpec } from '../../src/container-spec.ts';
 import { EGRESS_MOUNT } from '../../src/egress/session.ts';
-import { claimEnv } from '../../src/warm-pool.ts';
+import { claimEnv, writeClaim } from '../../src/warm-pool.ts';
 
 const GIB = 1024 ** 3;
 
@@ -19,7 +22,13 @@ describe('warm pool, pure parts', () => {
   });
 
   it('a pool container carries the host settings and nothing of a request or a secret', () => {
-    const spec = buildPoolSpec({ name: 'fleet-warm-h1-abc-1', instance: 'abc', dindVolume: 'vol-1', config });
+    const spec = buildPoolSpec({
+      name: 'fleet-warm-h1-abc-1',
+      instance: 'abc',
+      dindVolume: 'vol-1',
+      claimDir: '/tmp/fleet-pool-claim-abc-x0',
+      config,
+    });
     const text = JSON.stringify(spec);
     for (const needle of ['ghp_', 'sk-ant', 'GITHUB_TOKEN', 'ANTHROPIC', 'REPO', 'TASK', 'FLEET_REQUEST_ID', 'FLEET_AGENT_CMD']) {
       expect(text).not.toContain(needle);
@@ -28,16 +37,24 @@ describe('warm pool, pure parts', () => {
     expect(spec.labels).toEqual({ [LABELS.host]: 'h1', [LABELS.prefix]: 'fleet', [LABELS.pool]: 'abc' });
     expect(spec).toMatchObject({ image: 'img:1', runtime: 'runc', volumes: { 'vol-1': '/var/lib/docker' } });
     expect(spec.capAdd.length).toBeGreaterThan(0);
+    // Its /fleet/input is its own claim directory, the only thing it may write on the host.
+    expect(spec.writableBinds).toEqual({ '/tmp/fleet-pool-claim-abc-x0': '/fleet/input' });
   });
 
   it('under FLEET_EGRESS=proxy: network none and its own egress directory bound where the socket goes, nothing else', () => {
-    const open = buildPoolSpec({ name: 'w-1', instance: 'abc', config: { ...config, worker: { ...config.worker, network: 'host' } } });
+    const open = buildPoolSpec({
+      name: 'w-1',
+      instance: 'abc',
+      claimDir: '/tmp/c1',
+      config: { ...config, worker: { ...config.worker, network: 'host' } },
+    });
     expect(open.network).toBe('host');
     expect(open.binds ?? {}).toEqual({});
     const spec = buildPoolSpec({
       name: 'w-2',
       instance: 'abc',
       egressDir: '/tmp/fleet-pool-egress-abc-x1',
+      claimDir: '/tmp/c2',
       config: { ...config, worker: { ...config.worker, network: 'host' } },
     });
     expect(spec.network).toBe('none');
@@ -48,6 +65,31 @@ describe('warm pool, pure parts', () => {
 
   it('the claim env is NUL-separated NAME=VALUE records, a value may hold a newline or =', () => {
     expect(claimEnv({ A: '1', B: 'x=y\nz' })).toBe('A=1\0B=x=y\nz\0');
+  });
+
+  it('a claim is written as the files, the root-only env, and `go` last; a file outside /fleet/input is refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleet-test-claim-'));
+    try {
+      writeClaim(
+        dir,
+        [
+          { path: '/fleet/input/TASK.md', content: '# task' },
+          { path: '/fleet/input/broker-key', content: 'k', mode: 0o600 },
+        ],
+        'A=1\0',
+      );
+      expect(readdirSync(dir).sort()).toEqual(['.claim-env', '.claim-go', 'TASK.md', 'broker-key']);
+      expect(readFileSync(join(dir, 'TASK.md'), 'utf8')).toBe('# task');
+      expect(statSync(join(dir, 'broker-key')).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, '.claim-env')).mode & 0o777).toBe(0o600);
+      // `go` is the newest: nothing is written after it.
+      const mtime = (name: string) => statSync(join(dir, name)).mtimeMs;
+      expect(mtime('.claim-go')).toBeGreaterThanOrEqual(Math.max(mtime('TASK.md'), mtime('.claim-env')));
+      for (const path of ['/etc/passwd', '/fleet/input/../x', '/fleet/input/sub/x', '/fleet/input/.claim-go'])
+        expect(() => writeClaim(dir, [{ path, content: 'x' }], '')).toThrow(/straight into \/fleet\/input/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('default size: what memory holds beyond the cap, at least 1, at most the cap', () => {

@@ -119,10 +119,24 @@ describe('fleet-json.mjs', () => {
     expect(event).toMatchObject({ event_type: 'failed', error_type: 'task_failed', error_message: 'the agent exited with code 4' });
     expect(tail.endsWith(event.logs_tail)).toBe(true);
   });
+});
 
-  it('lists NUL-separated paths as a JSON array, newlines and all', () => {
-    expect(JSON.parse(fleetJson(['files'], 'a.txt\0dir/b c\0new\nline\0').stdout)).toEqual(['a.txt', 'dir/b c', 'new\nline']);
-    expect(JSON.parse(fleetJson(['files'], '').stdout)).toEqual([]);
+describe("fleet-worker's json_quote (events built by the shell, without a process)", () => {
+  // The function as the worker has it, run by bash on strings that need every kind of escape.
+  const script = readFileSync(join(workerImageDir, 'fleet-worker'), 'utf8');
+  const fn = /^json_quote\(\) \{\n[\s\S]*?^\}\n/m.exec(script)?.[0];
+
+  it('quotes as JSON does: quotes, backslashes, newlines, CR, tab, other control characters, UTF-8', () => {
+    expect(fn).toBeDefined();
+    const values = ['plain', 'a"b', 'back\\slash', 'new\nline', 'cr\rx', 'tab\tx', 'bell\u0007x', '\u001f', 'ümlaut ✓', 'a & b', '\\"', ''];
+    const program = `${fn}\nwhile IFS= read -r -d '' v; do json_quote q "$v"; printf '%s\\n' "$q"; done`;
+    const out = run('bash', ['-c', program], { input: values.map((v) => `${v}\0`).join('') }).stdout;
+    expect(
+      out
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    ).toEqual(values);
   });
 });
 

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import type { OutputLine, WorkerContainer } from '../../src/container-runtime.ts';
+import { parseContainerLine } from '../../src/events.ts';
+import { createLogger } from '../../src/logger.ts';
+import type { ContainerEvent } from '../../src/protocol.ts';
+import { runWorker } from '../../src/run-worker.ts';
+
+const event = (body: Record<string, unknown>): OutputLine => ({ text: `::fleet-event:: ${JSON.stringify(body)}`, droppedBytes: 0 });
+const completed = event({ event_type: 'completed', commit_sha: null, branch: 'main', files_changed: [], summary: 'done' });
+const never = new Promise<never>(() => {});
+
+/** A worker that prints `lines`, then, like one stopping its inner dockerd, neither exits nor prints more until `exit` is given. */
+function stopping(lines: OutputLine[], exit?: number): WorkerContainer {
+  return {
+    id: 'stopping',
+    start: async () => {},
+    async *lines() {
+      yield* lines;
+      if (exit === undefined) await never;
+    },
+    wait: async () => (exit === undefined ? never : exit),
+    exitState: async () => ({ oomKilled: false }),
+    kill: async () => {},
+    remove: async () => {},
+  };
+}
+
+async function run(container: WorkerContainer) {
+  const events: ContainerEvent[] = [];
+  const outcome = await runWorker(container, {
+    timeoutMs: 60_000,
+    logger: createLogger({ level: 'silent' }),
+    hooks: { onEvent: async (e) => void events.push(e), onLogLines: async () => {} },
+  });
+  return { outcome, events };
+}
+
+describe("the worker's exiting line", () => {
+  it('is read as the exit code it announces, not as a protocol event', () => {
+    expect(parseContainerLine('::fleet-event:: {"event_type":"exiting","exit_code":0}')).toEqual({ kind: 'exiting', exitCode: 0 });
+    expect(parseContainerLine('::fleet-event:: {"event_type":"exiting","exit_code":"0"}')).toMatchObject({ kind: 'log' });
+  });
+
+  it('ends the run at exit code 0 without waiting for the container to stop, and is never published', async () => {
+    const { outcome, events } = await run(stopping([completed, event({ event_type: 'exiting', exit_code: 0 })]));
+    expect(outcome).toMatchObject({ exitCode: 0, stillExiting: true, stoppedBy: null });
+    expect(outcome.completed?.summary).toBe('done');
+    expect(events.map((e) => e.event_type)).toEqual(['completed']);
+  });
+
+  it('at any other code waits for the real exit, where the memory limit can still be read', async () => {
+    const failed = event({ event_type: 'failed', error_type: 'task_failed', error_message: 'no', logs_tail: null });
+    const { outcome } = await run(stopping([failed, event({ event_type: 'exiting', exit_code: 11 })], 11));
+    expect(outcome.exitCode).toBe(11);
+    expect(outcome.stillExiting).toBeUndefined();
+  });
+});

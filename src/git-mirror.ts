@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat, unlink, utimes, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, unlink, utimes, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -150,7 +150,8 @@ export class GitMirrorCache {
       try {
         await this.git(
           'fetch',
-          ['-C', target, 'fetch', '--quiet', '--prune', '--no-write-fetch-head', '--', url, ...FETCH_REFSPECS],
+          // No maintenance run after it: gc.auto is 0 anyway, so it would be a process started for nothing.
+          ['-C', target, 'fetch', '--quiet', '--prune', '--no-write-fetch-head', '--no-auto-maintenance', '--', url, ...FETCH_REFSPECS],
           credentialEnv(url, token),
         );
         await this.ensureHead(target, url, token);
@@ -173,11 +174,7 @@ export class GitMirrorCache {
    * renamed or deleted); an empty remote has none yet, and workers then clone without the mirror.
    */
   private async ensureHead(path: string, url: string, token: string | undefined): Promise<void> {
-    const resolves = await run('git', ['-C', path, 'rev-parse', '-q', '--verify', 'HEAD']).then(
-      () => true,
-      () => false,
-    );
-    if (resolves) return;
+    if (await headResolves(path)) return;
     if (url.startsWith('-')) throw new Error(`not a remote: ${url}`);
     const { stdout } = await run('git', ['ls-remote', '--symref', url, 'HEAD'], {
       env: { ...process.env, ...credentialEnv(url, token) },
@@ -302,4 +299,20 @@ async function treeBytes(dir: string): Promise<number> {
     total += (await stat(join(entry.parentPath, entry.name)).catch(() => ({ size: 0 }))).size;
   }
   return total;
+}
+
+/** Whether a bare repository's HEAD names a branch it has, read from its files (no git process per update). */
+async function headResolves(path: string): Promise<boolean> {
+  const head = (await readFile(join(path, 'HEAD'), 'utf8').catch(() => '')).trim();
+  const ref = /^ref: (refs\/heads\/\S+)$/.exec(head)?.[1];
+  if (!ref) return false;
+  if (
+    await stat(join(path, ref)).then(
+      () => true,
+      () => false,
+    )
+  )
+    return true;
+  const packed = await readFile(join(path, 'packed-refs'), 'utf8').catch(() => '');
+  return packed.split('\n').some((line) => line.endsWith(` ${ref}`));
 }

@@ -140,8 +140,10 @@ export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancel
 
 /** Whether a request id is taken: a spawn job, or a flow (whose root lives on another queue) claimed it. */
 export async function requestExists(id: string, deps: Pick<IntakeDeps, 'queue' | 'redis' | 'keys'>): Promise<boolean> {
-  const [job, claimed] = await Promise.all([deps.queue.getJob(id), deps.redis.exists(deps.keys.flowClaim(id))]);
-  return job !== undefined || claimed === 1;
+  // The job's hash, asked on the same connection as the other look-ups (getJob would read and parse it whole,
+  // on the queue's own connection): the dispatch path waits for one round trip.
+  const [job, claimed] = await Promise.all([deps.redis.exists(deps.queue.toKey(id)), deps.redis.exists(deps.keys.flowClaim(id))]);
+  return job === 1 || claimed === 1;
 }
 
 /**

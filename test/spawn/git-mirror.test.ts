@@ -79,6 +79,30 @@ describe('git mirror cache (host side: real git, a loopback smart-HTTP server)',
     }
   }, 60_000);
 
+  it("points the mirror's HEAD at the remote's default branch, and asks again once that branch is gone", async () => {
+    const repo = await makeBareRepo();
+    temps.push(repo.dir);
+    await repo.commitOn('trunk', 'trunk.txt', 'on trunk\n');
+    await repo.git('symbolic-ref', 'HEAD', 'refs/heads/trunk');
+    const token = fakeToken();
+    const server = await startGitHttpServer(repo.dir, token);
+    try {
+      const mirrors = cache(tempDir('fleet-mirrors-'));
+      const url = `${server.url}/origin.git`;
+      const first = await mirrors.prepare(url, token);
+      const head = () => run('git', ['-C', first!.path, 'symbolic-ref', 'HEAD']).then((r) => r.stdout.trim());
+      expect(await head()).toBe('refs/heads/trunk');
+      await first!.release();
+      // The remote renames its default branch: the next update follows.
+      await repo.git('branch', '-m', 'trunk', 'develop');
+      const second = await mirrors.prepare(url, token);
+      expect(await head()).toBe('refs/heads/develop');
+      await second!.release();
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+
   it('a failed first fetch leaves no mirror behind and resolves null', async () => {
     const dir = tempDir('fleet-mirrors-');
     const outcomes: MirrorOutcome[] = [];

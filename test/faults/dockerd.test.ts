@@ -126,6 +126,8 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
   const progressLine = eventLine({ event_type: 'progress', message: 'working', stage: null, progress_pct: null });
   /** Exactly one result, the attempt the fault broke not counted, nothing left on the daemon, the host back in rotation. */
   const expectCleanRecovery = async (id: string, cappedSince: number) => {
+    // The result goes out first; BullMQ records the job done once its container is removed.
+    await until('the job to complete', async () => (await spawnJob(e.FLEET_PREFIX!, id)).state === 'completed');
     const job = await spawnJob(e.FLEET_PREFIX!, id);
     expect(job.attemptsStarted).toBeGreaterThanOrEqual(2);
     // Completing counts the attempt that succeeded; the one the fault broke was not counted (with one attempt
@@ -259,7 +261,8 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
     expect(await results.next(id, 60_000)).toMatchObject({ success: true, summary: 'through the Redis restart' });
     console.info(`[faults] Redis restart mid-run → result: ${Date.now() - t0} ms`);
     expect(results.all(id)).toHaveLength(1);
-    expect((await spawnJob(e.FLEET_PREFIX!, id)).state).toBe('completed');
+    // The result goes out first; BullMQ records the job done once its container is removed.
+    await until('the job to complete', async () => (await spawnJob(e.FLEET_PREFIX!, id)).state === 'completed');
     await until('the container to be removed', () => dockerd.containersWithLabel(`fleet.request_id=${id}`).length === 0);
 
     // A request published after the restart is not lost (the bridge resubscribed).

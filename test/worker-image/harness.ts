@@ -14,7 +14,8 @@ export const TEST_LABEL = `fleet.test.worker-image=${randomBytes(4).toString('he
 
 /** A worker event as the entrypoint prints it: `::fleet-event:: {json}`. */
 export interface WorkerEvent {
-  event_type: 'started' | 'progress' | 'completed' | 'failed';
+  /** `exiting`: the worker's last line to the host (its exit code), never published. */
+  event_type: 'started' | 'progress' | 'completed' | 'failed' | 'exiting';
   [key: string]: unknown;
 }
 

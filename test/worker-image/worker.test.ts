@@ -94,7 +94,10 @@ describeDocker('coding worker image: entrypoint', () => {
       'progress',
       'progress',
       'completed',
+      // The host's cue that the outcome is known (not a protocol event: the host never publishes it).
+      'exiting',
     ]);
+    expect(byType(run.events, 'exiting')).toEqual([{ event_type: 'exiting', exit_code: 0 }]);
     expect(byType(run.events, 'started')[0]).toMatchObject({ repo: 'acme/widgets', task_summary: '# Add a feature file' });
     const progress = byType(run.events, 'progress');
     expect(progress.map((e) => e.stage)).toEqual(['prepare', 'clone', 'run', 'commit', 'push']);

@@ -1,64 +1,34 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { channels } from '../../src/protocol.ts';
 import type { FlowResult } from '../../src/protocol.ts';
-import { describeDocker, testImage } from '../support/docker.ts';
-import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, uid } from '../support/fleet.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { startGitHubTestServer, type GitHubTestServer, type LoggedRequest } from '../servers/github.ts';
-import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
-import { pushingTask, startPushReceiver } from './support.ts';
+import { describeDocker } from '../support/docker.ts';
+import { legacyRequest, publishJson, type ResultListener, uid } from '../support/fleet.ts';
+import type { GitHubTestServer, LoggedRequest } from '../servers/github.ts';
+import { type FlowLab, type PushReceiver, startFlowLab } from './support.ts';
 
 const WORKER_TOKEN = `ghp_${'W0rkerTokenForCiFlows'.repeat(2)}`;
 const REVIEWER_TOKEN = `ghp_${'Rev1ewerTokenForCiFlows'.repeat(2)}`;
 
 describeDocker('merges wait for CI (real Redis, Docker, Octokit; test GitHub with branch protection and checks)', () => {
-  let redisServer: TestRedis;
+  let lab: FlowLab;
   let redis: Redis;
   let github: GitHubTestServer;
-  let llm: LlmTestServer;
-  let pushes: Awaited<ReturnType<typeof startPushReceiver>>;
+  let pushes: PushReceiver;
   let results: ResultListener;
-  const fleets: { stop(): Promise<void> }[] = [];
   const listeners: [string, (...args: unknown[]) => void][] = [];
 
   beforeAll(async () => {
-    redisServer = await startRedis();
-    redis = new Redis(redisServer.url);
-    github = await startGitHubTestServer({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' } });
-    llm = await startLlmTestServer();
-    pushes = await startPushReceiver(github);
-    results = await ResultListener.start(redisServer.url);
+    lab = await startFlowLab({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' }, reviewerToken: REVIEWER_TOKEN });
+    ({ redis, github, pushes, results } = lab);
   });
   afterEach(async () => {
     for (const [event, fn] of listeners.splice(0)) github.off(event, fn);
-    for (const f of fleets.splice(0)) await f.stop();
+    await lab.stopFleets();
   });
-  afterAll(async () => {
-    await results?.close();
-    await pushes?.close();
-    await llm?.close();
-    await github?.close();
-    redis?.disconnect();
-    await redisServer?.stop();
-  });
+  afterAll(() => lab?.close());
 
-  async function fleet() {
-    const started = await startTestFleet(
-      testEnv(redisServer.url, testImage(), {
-        FLEET_DOCKER_NETWORK: 'host',
-        FLEET_GITHUB_API_URL: github.url,
-        FLEET_LLM_BASE_URL: llm.url,
-        FLEET_LLM_API_KEY: 'llm-test-key-123456',
-        FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
-        FLEET_HOST_CONCURRENCY: '2',
-        FLEET_CI_POLL_MS: '300',
-      }),
-      ['bridge', 'spawn', 'review', 'merge'],
-    );
-    fleets.push(started);
-    return started;
-  }
+  const fleet = () => lab.fleet();
 
   function on<E>(event: 'push' | 'request', fn: (e: E) => void): void {
     const listener = fn as (...args: unknown[]) => void;
@@ -89,7 +59,7 @@ describeDocker('merges wait for CI (real Redis, Docker, Octokit; test GitHub wit
       review: true,
       merge: true,
       result_format: 'v2',
-      task_content: pushingTask({ pushUrl: pushes.url, file: 'src/list.ts', summary: 'list' }),
+      task_content: lab.task('src/list.ts', 'list'),
       ...fields,
     });
     await publishJson(redis, channels.spawn, request);

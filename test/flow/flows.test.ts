@@ -1,72 +1,34 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
 import type { FlowResult } from '../../src/protocol.ts';
-import { describeDocker, testImage } from '../support/docker.ts';
-import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, uid } from '../support/fleet.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
-import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
-import { openPullOf, pushingTask, startPushReceiver } from './support.ts';
+import { describeDocker } from '../support/docker.ts';
+import { legacyRequest, publishJson, type ResultListener } from '../support/fleet.ts';
+import type { GitHubTestServer } from '../servers/github.ts';
+import type { LlmTestServer } from '../servers/llm.ts';
+import { type FlowLab, openPullOf, type PushReceiver, startFlowLab } from './support.ts';
 
 const WORKER_TOKEN = `ghp_${'W0rkerTokenForFlows'.repeat(2)}`;
 const REVIEWER_TOKEN = `ghp_${'Rev1ewerTokenForFlows'.repeat(2)}`;
 
 describeDocker('pull-request flows: tasks → PRs → review → merge (real Redis, Docker, Octokit; test GitHub and LLM servers)', () => {
-  let redisServer: TestRedis;
+  let lab: FlowLab;
   let redis: Redis;
   let github: GitHubTestServer;
   let llm: LlmTestServer;
-  let pushes: Awaited<ReturnType<typeof startPushReceiver>>;
+  let pushes: PushReceiver;
   let results: ResultListener;
-  const fleets: { stop(): Promise<void> }[] = [];
 
   beforeAll(async () => {
-    redisServer = await startRedis();
-    redis = new Redis(redisServer.url);
-    github = await startGitHubTestServer({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' } });
-    llm = await startLlmTestServer();
-    pushes = await startPushReceiver(github);
-    results = await ResultListener.start(redisServer.url);
+    lab = await startFlowLab({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' }, reviewerToken: REVIEWER_TOKEN });
+    ({ redis, github, llm, pushes, results } = lab);
   });
-  afterEach(async () => {
-    for (const f of fleets.splice(0)) await f.stop();
-  });
-  afterAll(async () => {
-    await results?.close();
-    await pushes?.close();
-    await llm?.close();
-    await github?.close();
-    redis?.disconnect();
-    await redisServer?.stop();
-  });
+  afterEach(() => lab.stopFleets());
+  afterAll(() => lab?.close());
 
-  async function fleet(overrides: Record<string, string> = {}) {
-    const started = await startTestFleet(
-      testEnv(redisServer.url, testImage(), {
-        FLEET_DOCKER_NETWORK: 'host',
-        FLEET_GITHUB_API_URL: github.url,
-        FLEET_LLM_BASE_URL: llm.url,
-        FLEET_LLM_API_KEY: 'llm-test-key-123456',
-        FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
-        FLEET_HOST_CONCURRENCY: '2',
-        // These repositories have no CI: a merge looks once more for checks, a moment later.
-        FLEET_CI_POLL_MS: '300',
-        ...overrides,
-      }),
-      ['bridge', 'spawn', 'review', 'merge'],
-    );
-    fleets.push(started);
-    return started;
-  }
-
-  function newRepo(): string {
-    const repo = `acme/${uid('repo')}`;
-    github.addRepo(repo);
-    return repo;
-  }
-
-  const task = (file: string, summary: string) => pushingTask({ pushUrl: pushes.url, file, summary });
+  const fleet = (overrides?: Record<string, string>) => lab.fleet(overrides);
+  const newRepo = () => lab.newRepo();
+  const task = (file: string, summary: string) => lab.task(file, summary);
 
   it('two scopes: two PRs, both reviewed, merged one after the other', async () => {
     await fleet();

@@ -1,12 +1,8 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { channels, type FlowResult } from '../../src/protocol.ts';
-import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
-import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
-import { describeDocker, testImage } from '../support/docker.ts';
-import { legacyRequest, publishJson, ResultListener, startTestFleet, testEnv, uid, type TestFleet } from '../support/fleet.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { openPullOf, pushingTask, startPushReceiver } from './support.ts';
+import type { GitHubTestServer } from '../servers/github.ts';
+import { describeDocker } from '../support/docker.ts';
+import { legacyRequest } from '../support/fleet.ts';
+import { type FlowLab, openPullOf, type PushReceiver, startFlowLab } from './support.ts';
 
 const WORKER_TOKEN = `ghp_${'W0rkerFollowUp'.repeat(3)}`;
 const REVIEWER_TOKEN = `ghp_${'Rev1ewerFollowUp'.repeat(3)}`;
@@ -16,56 +12,23 @@ const HUMAN_TOKEN = `ghp_${'HumanByHand'.repeat(3)}`;
 // A v2 request may send an open pull request fleet made new instructions: the worker continues its
 // branch, and review and merge run on the same pull request.
 describeDocker('follow-up requests (real Redis, Docker, Octokit; test GitHub and LLM servers)', () => {
-  let redisServer: TestRedis;
-  let redis: Redis;
-  let results: ResultListener;
+  let lab: FlowLab;
   let github: GitHubTestServer;
-  let llm: LlmTestServer;
-  let pushes: Awaited<ReturnType<typeof startPushReceiver>>;
-  let fleet: TestFleet;
-  const task = (file: string, summary: string) => pushingTask({ pushUrl: pushes.url, file, summary });
+  let pushes: PushReceiver;
 
   beforeAll(async () => {
-    redisServer = await startRedis();
-    redis = new Redis(redisServer.url);
-    results = await ResultListener.start(redisServer.url);
-    github = await startGitHubTestServer({
+    lab = await startFlowLab({
       users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer', [HUMAN_TOKEN]: 'octocat' },
+      reviewerToken: REVIEWER_TOKEN,
     });
-    llm = await startLlmTestServer();
-    pushes = await startPushReceiver(github);
-    fleet = await startTestFleet(
-      testEnv(redisServer.url, testImage(), {
-        FLEET_DOCKER_NETWORK: 'host',
-        FLEET_GITHUB_API_URL: github.url,
-        FLEET_LLM_BASE_URL: llm.url,
-        FLEET_LLM_API_KEY: 'llm-test-key-123456',
-        FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
-        FLEET_CI_POLL_MS: '300',
-      }),
-      ['bridge', 'spawn', 'review', 'merge'],
-    );
+    ({ github, pushes } = lab);
+    await lab.fleet();
   });
-  afterAll(async () => {
-    await fleet?.stop();
-    await pushes?.close();
-    await llm?.close();
-    await github?.close();
-    await results?.close();
-    redis?.disconnect();
-    await redisServer?.stop();
-  });
+  afterAll(() => lab?.close());
 
-  const newRepo = () => {
-    const repo = `acme/${uid('repo')}`;
-    github.addRepo(repo);
-    return repo;
-  };
-
-  async function send(request: Record<string, unknown>): Promise<FlowResult & { pull_request?: { number: number } }> {
-    await publishJson(redis, channels.spawn, request);
-    return (await results.next(request.request_id as string, 120_000)) as FlowResult & { pull_request?: { number: number } };
-  }
+  const task = (file: string, summary: string) => lab.task(file, summary);
+  const newRepo = () => lab.newRepo();
+  const send = (request: Record<string, unknown>) => lab.send(request);
 
   it('continues pull request #N on its branch: a new commit, reviewed and merged on the same PR', async () => {
     const repo = newRepo();

@@ -1,19 +1,27 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { GitHubTestServer } from '../servers/github.ts';
+import { Redis } from 'ioredis';
+import { channels, type FlowResult } from '../../src/protocol.ts';
+import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
+import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
+import { testImage } from '../support/docker.ts';
+import { publishJson, ResultListener, startTestFleet, testEnv, uid, type TestFleet } from '../support/fleet.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
 
 /**
  * Stands in for `git push` from a test worker: the busybox worker (network host) POSTs
  * `{repo, branch, sha, resolves_conflict?}` here and the GitHub test server moves the branch,
  * as GitHub would after a real push. A push that resolves a conflict clears the PR's conflict.
  */
-export async function startPushReceiver(github: GitHubTestServer): Promise<{
+export interface PushReceiver {
   url: string;
   pushes: { repo: string; branch: string; sha: string }[];
   /** The TASK.md of every fix worker, in the order they ran. */
   fixTasks: string[];
   close(): Promise<void>;
-}> {
+}
+
+export async function startPushReceiver(github: GitHubTestServer): Promise<PushReceiver> {
   const pushes: { repo: string; branch: string; sha: string }[] = [];
   const fixTasks: string[] = [];
   const server: Server = createServer((req, res) => {
@@ -95,4 +103,86 @@ export function pushingTask(options: { pushUrl: string; file: string; summary: s
     `echo "::fleet-event:: {\\"event_type\\":\\"completed\\",\\"commit_sha\\":\\"$SHA\\",\\"branch\\":\\"$FLEET_BRANCH\\",\\"files_changed\\":[\\"${options.file}\\"],\\"summary\\":\\"${options.summary} ($FLEET_PURPOSE)\\"}"`,
     '```',
   ].join('\n');
+}
+
+/** What the flow suites share: Redis, the GitHub and LLM test servers, the push receiver and the result listener. */
+export interface FlowLab {
+  redisServer: TestRedis;
+  redis: Redis;
+  github: GitHubTestServer;
+  llm: LlmTestServer;
+  pushes: PushReceiver;
+  results: ResultListener;
+  /** A fleet with every role against the lab's servers (overrides on top); stopped by stopFleets() or close(). */
+  fleet(overrides?: Record<string, string>): Promise<TestFleet>;
+  /** A new repository on the GitHub test server. */
+  newRepo(): string;
+  /** A scope's task that "pushes" `file` through the lab's push receiver (pushingTask). */
+  task(file: string, summary: string): string;
+  /** Publishes a request and waits for its one result. */
+  send(request: Record<string, unknown>, timeoutMs?: number): Promise<FlowResult & { pull_request?: { number: number } }>;
+  stopFleets(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a flow lab. `users` maps tokens to GitHub logins; `reviewerToken` is the fleet's reviewer account.
+ * Fleets use the test image on network host, and poll CI every 300 ms (these repositories have no CI unless a
+ * test plays it: a merge looks once more for checks, a moment later).
+ */
+export async function startFlowLab(options: { users: Record<string, string>; reviewerToken: string }): Promise<FlowLab> {
+  const redisServer = await startRedis();
+  const redis = new Redis(redisServer.url);
+  const github = await startGitHubTestServer({ users: options.users });
+  const llm = await startLlmTestServer();
+  const pushes = await startPushReceiver(github);
+  const results = await ResultListener.start(redisServer.url);
+  const fleets: TestFleet[] = [];
+  const stopFleets = async () => {
+    for (const f of fleets.splice(0)) await f.stop();
+  };
+  return {
+    redisServer,
+    redis,
+    github,
+    llm,
+    pushes,
+    results,
+    async fleet(overrides = {}) {
+      const started = await startTestFleet(
+        testEnv(redisServer.url, testImage(), {
+          FLEET_DOCKER_NETWORK: 'host',
+          FLEET_GITHUB_API_URL: github.url,
+          FLEET_LLM_BASE_URL: llm.url,
+          FLEET_LLM_API_KEY: 'llm-test-key-123456',
+          FLEET_REVIEWER_GITHUB_TOKEN: options.reviewerToken,
+          FLEET_CI_POLL_MS: '300',
+          ...overrides,
+        }),
+        ['bridge', 'spawn', 'review', 'merge'],
+      );
+      fleets.push(started);
+      return started;
+    },
+    newRepo() {
+      const repo = `acme/${uid('repo')}`;
+      github.addRepo(repo);
+      return repo;
+    },
+    task: (file, summary) => pushingTask({ pushUrl: pushes.url, file, summary }),
+    async send(request, timeoutMs = 120_000) {
+      await publishJson(redis, channels.spawn, request);
+      return (await results.next(request.request_id as string, timeoutMs)) as FlowResult & { pull_request?: { number: number } };
+    },
+    stopFleets,
+    async close() {
+      await stopFleets();
+      await results.close();
+      await pushes.close();
+      await llm.close();
+      await github.close();
+      redis.disconnect();
+      await redisServer.stop();
+    },
+  };
 }

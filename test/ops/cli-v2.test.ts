@@ -6,12 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { FlowResult } from '../../src/protocol.ts';
-import { describeDocker, testImage } from '../support/docker.ts';
-import { completedLine, eventLine, startTestFleet, testEnv, uid, type TestFleet } from '../support/fleet.ts';
-import { startRedis, type TestRedis } from '../support/redis.ts';
-import { startGitHubTestServer, type GitHubTestServer } from '../servers/github.ts';
-import { startLlmTestServer, type LlmTestServer } from '../servers/llm.ts';
-import { pushingTask, startPushReceiver } from '../flow/support.ts';
+import { describeDocker } from '../support/docker.ts';
+import { completedLine, eventLine, uid } from '../support/fleet.ts';
+import type { GitHubTestServer } from '../servers/github.ts';
+import { type FlowLab, type PushReceiver, pushingTask, startFlowLab } from '../flow/support.ts';
 import { FLEET_BIN, runFleet } from './support.ts';
 
 const WORKER_TOKEN = `ghp_${'W0rkerTokenForCliV2'.repeat(2)}`;
@@ -38,40 +36,26 @@ async function startGate() {
 }
 
 describeDocker('the CLI speaks v2: spawn with every v2 field, result, logs -f (real fleet, Docker, test GitHub)', () => {
-  let redis: TestRedis;
+  let lab: FlowLab;
   let github: GitHubTestServer;
-  let llm: LlmTestServer;
-  let pushes: Awaited<ReturnType<typeof startPushReceiver>>;
-  let fleet: TestFleet;
-  let env: Record<string, string>;
+  let pushes: PushReceiver;
+  let redisUrl: string;
+  let prefix: string;
   let dir: string;
 
   beforeAll(async () => {
-    redis = await startRedis();
-    github = await startGitHubTestServer({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' } });
-    llm = await startLlmTestServer();
-    pushes = await startPushReceiver(github);
-    env = testEnv(redis.url, testImage(), {
-      FLEET_DOCKER_NETWORK: 'host',
-      FLEET_GITHUB_API_URL: github.url,
-      FLEET_LLM_BASE_URL: llm.url,
-      FLEET_LLM_API_KEY: 'llm-test-key-123456',
-      FLEET_REVIEWER_GITHUB_TOKEN: REVIEWER_TOKEN,
-      FLEET_CI_POLL_MS: '300',
-    });
-    fleet = await startTestFleet(env, ['bridge', 'spawn', 'review', 'merge']);
+    lab = await startFlowLab({ users: { [WORKER_TOKEN]: 'fleet-bot', [REVIEWER_TOKEN]: 'fleet-reviewer' }, reviewerToken: REVIEWER_TOKEN });
+    ({ github, pushes } = lab);
+    redisUrl = lab.redisServer.url;
+    prefix = (await lab.fleet()).config.prefix;
     dir = mkdtempSync(join(tmpdir(), 'fleet-cli-v2-'));
   });
   afterAll(async () => {
-    await fleet?.stop();
-    await pushes?.close();
-    await llm?.close();
-    await github?.close();
-    await redis?.stop();
+    await lab?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const cli = (args: string[]) => runFleet(args, { REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX!, GITHUB_TOKEN: WORKER_TOKEN });
+  const cli = (args: string[]) => runFleet(args, { REDIS_URL: redisUrl, FLEET_PREFIX: prefix, GITHUB_TOKEN: WORKER_TOKEN });
 
   it('fleet spawn --tasks --review --merge --format v2 --wait: two scopes reviewed and merged; result and logs read it back', async () => {
     const repo = `acme/${uid('repo')}`;
@@ -166,7 +150,7 @@ describeDocker('the CLI speaks v2: spawn with every v2 field, result, logs -f (r
       await gate.reached;
 
       const follower = spawn(process.execPath, [FLEET_BIN, 'logs', id, '-f'], {
-        env: { PATH: process.env.PATH!, HOME: '/tmp', REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX! },
+        env: { PATH: process.env.PATH!, HOME: '/tmp', REDIS_URL: redisUrl, FLEET_PREFIX: prefix },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
@@ -180,7 +164,7 @@ describeDocker('the CLI speaks v2: spawn with every v2 field, result, logs -f (r
         });
       });
       // Streamed while the worker still runs: no result yet, the follower still waits, the later line not out.
-      expect(await runFleet(['result', id], { REDIS_URL: redis.url, FLEET_PREFIX: env.FLEET_PREFIX! })).toMatchObject({ code: 3 });
+      expect(await runFleet(['result', id], { REDIS_URL: redisUrl, FLEET_PREFIX: prefix })).toMatchObject({ code: 3 });
       expect(follower.exitCode).toBeNull();
       expect(out).not.toContain('line-after-the-gate');
 

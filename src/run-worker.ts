@@ -28,8 +28,8 @@ export interface RunOutcome {
   /** The memory limit killed the worker (read on a non-zero exit fleet did not cause). */
   oomKilled?: boolean;
   /**
-   * The worker said it exits 0 and is stopping its inner dockerd: the outcome is known, but the container is
-   * still on its way out. Its removal should give it {@link EXIT_GRACE_MS} to stop on its own first.
+   * The worker said it exits 0 (its `exiting` line) and is on its way out, stopping its inner dockerd if it has
+   * one: the outcome is known. Its removal should give it {@link EXIT_GRACE_MS} to stop on its own first.
    */
   stillExiting?: boolean;
 }

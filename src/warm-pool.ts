@@ -49,6 +49,22 @@ const MAX_BACKOFF_MS = 60_000;
 const EGRESS_DIR_PREFIX = 'fleet-pool-egress-';
 /** A directory this much older than its container may exist (made just before `create`) is a leftover. */
 const STALE_DIR_MS = 60_000;
+/** The host directories a pool container has of its own, by the prefix their names start with. */
+const POOL_DIRS = [
+  { kind: 'claim', prefix: CLAIM_DIR_PREFIX },
+  { kind: 'egress', prefix: EGRESS_DIR_PREFIX },
+] as const;
+
+/** `<tmpdir>/<prefix><instance>-XXXXXX`, mode 0755 (its files keep their own modes). */
+function makePoolDir(prefix: string, instance: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}${instance}-`));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+function removePoolDirs(dirs: { claimDir: string; egressDir?: string }): void {
+  for (const dir of [dirs.claimDir, dirs.egressDir]) if (dir) rmSync(dir, { recursive: true, force: true });
+}
 
 export interface WarmPoolStats {
   /** Idle containers the pool keeps. */
@@ -228,9 +244,9 @@ export class WarmPool {
     const { runtime, redis, keys } = this.options;
     const now = (this.options.now ?? Date.now)();
     for (const name of readdirSync(tmpdir())) {
-      const kind = name.startsWith(EGRESS_DIR_PREFIX) ? 'egress' : name.startsWith(CLAIM_DIR_PREFIX) ? 'claim' : undefined;
-      if (!kind) continue;
-      const instance = name.slice((kind === 'egress' ? EGRESS_DIR_PREFIX : CLAIM_DIR_PREFIX).length).split('-')[0]!;
+      const pool = POOL_DIRS.find((d) => name.startsWith(d.prefix));
+      if (!pool) continue;
+      const instance = name.slice(pool.prefix.length).split('-')[0]!;
       if (instance === this.instance) continue;
       const path = join(tmpdir(), name);
       const stat = statSync(path, { throwIfNoEntry: false });
@@ -238,7 +254,7 @@ export class WarmPool {
       if (await warmPoolAlive(redis, keys, instance)) continue;
       if ((await runtime.list({ [LABELS.pool]: instance })).length > 0) continue;
       rmSync(path, { recursive: true, force: true });
-      this.log.warn({ dir: path, instance }, `removed the ${kind} directory of a dead pool instance`);
+      this.log.warn({ dir: path, instance }, `removed the ${pool.kind} directory of a dead pool instance`);
     }
   }
 
@@ -258,12 +274,10 @@ export class WarmPool {
     const slot = await this.options.dindVolume?.();
     // Its /fleet/input: empty until a claim is written there. As the image's, readable by all; the claim's env
     // file in it is root-only, and gone before the agent starts.
-    const claimDir = mkdtempSync(join(tmpdir(), `${CLAIM_DIR_PREFIX}${this.instance}-`));
-    chmodSync(claimDir, 0o755);
+    const claimDir = makePoolDir(CLAIM_DIR_PREFIX, this.instance);
     // FLEET_EGRESS=proxy: an empty directory of its own, bound where the job's proxy socket will appear; no
     // socket and no key while idle (the job's session listens in it at claim, the key comes with the claim).
-    const egressDir = config.egress.mode === 'proxy' ? mkdtempSync(join(tmpdir(), `${EGRESS_DIR_PREFIX}${this.instance}-`)) : undefined;
-    if (egressDir) chmodSync(egressDir, 0o755);
+    const egressDir = config.egress.mode === 'proxy' ? makePoolDir(EGRESS_DIR_PREFIX, this.instance) : undefined;
     let container: WorkerContainer | undefined;
     try {
       container = await runtime.create(
@@ -291,8 +305,7 @@ export class WarmPool {
       if (container) this.creating.delete(container);
       await container?.remove().catch((removeError) => this.log.error({ err: removeError }, 'could not remove a failed pool container'));
       slot?.release();
-      rmSync(claimDir, { recursive: true, force: true });
-      if (egressDir) rmSync(egressDir, { recursive: true, force: true });
+      removePoolDirs({ claimDir, egressDir });
       if (this.stopped) return;
       // A pool that cannot start containers (no image, an image without pool mode) must not spin.
       const backoff = Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** this.failures++);
@@ -329,8 +342,7 @@ async function removeEntry(entry: Entry, options?: { graceMs?: number }): Promis
     entry.release = undefined;
   }
   // Only once the container is gone (a failed removal leaves it to the dead-instance sweep at the next start).
-  rmSync(entry.claimDir, { recursive: true, force: true });
-  if (entry.egressDir) rmSync(entry.egressDir, { recursive: true, force: true });
+  removePoolDirs(entry);
 }
 
 /** Reads the container's output until the pool's ready line; throws when it ends first or takes too long. */

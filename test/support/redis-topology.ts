@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from './redis.ts';
+import { freePort, TEST_SERVER_ARGS } from './redis.ts';
 
 const run = promisify(execFile);
 
@@ -53,26 +53,15 @@ async function until(server: Server, check: (client: Redis) => Promise<boolean> 
   throw new Error(`server on port ${server.port} not ready: ${String(last ?? 'check never passed')}`);
 }
 
-const SERVER_ARGS = [
-  '--bind',
-  '127.0.0.1',
-  '--appendonly',
-  'yes',
-  '--save',
-  '',
-  '--maxmemory-policy',
-  'noeviction',
-  '--loglevel',
-  'warning',
-];
-
-async function stopAll(servers: Server[]): Promise<void> {
+/** Kills a topology's servers and removes its folder (their data, logs and configs). */
+async function tearDown(servers: Server[], dir: string): Promise<void> {
   await Promise.all(
     servers.map(async (s) => {
       if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
       await s.exited;
     }),
   );
+  rmSync(dir, { recursive: true, force: true });
 }
 
 export interface SentinelTopology {
@@ -115,7 +104,7 @@ export async function startSentinelTopology(options: { downAfterMs?: number } = 
         `aof-${port}`,
         '--appenddirname',
         `aof-${port}`,
-        ...SERVER_ARGS,
+        ...TEST_SERVER_ARGS,
         ...extra,
       ]);
       servers.push(server);
@@ -192,14 +181,10 @@ export async function startSentinelTopology(options: { downAfterMs?: number } = 
         await primary.exited;
         return { killedPort, promoted };
       },
-      async stop() {
-        await stopAll(servers);
-        rmSync(dir, { recursive: true, force: true });
-      },
+      stop: () => tearDown(servers, dir),
     };
   } catch (error) {
-    await stopAll(servers);
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown(servers, dir);
     throw error;
   }
 }
@@ -234,7 +219,7 @@ export async function startClusterTopology(): Promise<ClusterTopology> {
           `aof-${port}`,
           '--appenddirname',
           `aof-${port}`,
-          ...SERVER_ARGS,
+          ...TEST_SERVER_ARGS,
         ]),
       );
     }
@@ -246,14 +231,10 @@ export async function startClusterTopology(): Promise<ClusterTopology> {
     return {
       nodes,
       nodeList: nodes.map((n) => `${n.host}:${n.port}`).join(','),
-      async stop() {
-        await stopAll(servers);
-        rmSync(dir, { recursive: true, force: true });
-      },
+      stop: () => tearDown(servers, dir),
     };
   } catch (error) {
-    await stopAll(servers);
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown(servers, dir);
     throw error;
   }
 }

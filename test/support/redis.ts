@@ -50,6 +50,20 @@ async function waitForPing(port: number, child: ChildProcess): Promise<void> {
   throw new Error(`redis-server on port ${port} did not answer PING: ${String(lastError)}`);
 }
 
+/** Every test redis-server's settings: loopback only, AOF on and no RDB snapshots, no eviction (as fleet requires). */
+export const TEST_SERVER_ARGS = [
+  '--bind',
+  '127.0.0.1',
+  '--appendonly',
+  'yes',
+  '--save',
+  '',
+  '--maxmemory-policy',
+  'noeviction',
+  '--loglevel',
+  'warning',
+] as const;
+
 /** `args` are added to the server's command line (e.g. fleet's own settings, FLEET_REDIS_ARGS). */
 export async function startRedis(options: { args?: readonly string[] } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'fleet-test-redis-'));
@@ -59,25 +73,7 @@ export async function startRedis(options: { args?: readonly string[] } = {}): Pr
   const launch = async () => {
     child = spawn(
       'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        dir,
-        '--appendonly',
-        'yes',
-        '--save',
-        '',
-        '--maxmemory-policy',
-        'noeviction',
-        '--daemonize',
-        'no',
-        '--loglevel',
-        'warning',
-        ...(options.args ?? []),
-      ],
+      ['--port', String(port), '--dir', dir, '--daemonize', 'no', ...TEST_SERVER_ARGS, ...(options.args ?? [])],
       { stdio: 'ignore' },
     );
     await waitForPing(port, child);

@@ -125,6 +125,16 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
   };
   const progressLine = eventLine({ event_type: 'progress', message: 'working', stage: null, progress_pct: null });
   /** Exactly one result, the attempt the fault broke not counted, nothing left on the daemon, the host back in rotation. */
+  /** A worker that reports progress, runs `seconds`, then completes with `summary`: published and seen running; `rerun` sees its next container. */
+  const runningWorker = async (seconds: number, summary: string) => {
+    const request = legacyRequest({ task_content: `${progressLine}\nsleep ${seconds}\n${completedLine(summary)}` });
+    const id = request.request_id as string;
+    const started = await workerRunning(id);
+    await publishJson(redis, channels.spawn, request);
+    await started.seen;
+    return { id, rerun: await workerRunning(id) };
+  };
+
   const expectCleanRecovery = async (id: string, cappedSince: number) => {
     // The result goes out first; BullMQ records the job done once its container is removed.
     await until('the job to complete', async () => (await spawnJob(e.FLEET_PREFIX!, id)).state === 'completed');
@@ -161,14 +171,8 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
   });
 
   it("daemon restarted mid-run (SIGTERM): the worker it kills at its stop timeout (exit 137) is not the task's failure; runs again, one result", async () => {
-    const request = legacyRequest({ task_content: `${progressLine}\nsleep 25\n${completedLine('after the restart')}` });
-    const id = request.request_id as string;
-    const started = await workerRunning(id);
-    await publishJson(redis, channels.spawn, request);
-    await started.seen;
-
     // dockerd lets the worker run for its StopTimeout (20 s) before it kills it.
-    const rerun = await workerRunning(id);
+    const { id, rerun } = await runningWorker(25, 'after the restart');
     const t0 = Date.now();
     await dockerd.restart('SIGTERM');
     await rerun.seen;
@@ -181,13 +185,7 @@ describeFaults('faults: a Docker daemon of our own, restarted, killed, stopped a
   });
 
   it('daemon killed with SIGKILL mid-run: the hung stream and wait are noticed, the job runs again, one result, nothing left', async () => {
-    const request = legacyRequest({ task_content: `${progressLine}\nsleep 8\n${completedLine('after the crash')}` });
-    const id = request.request_id as string;
-    const started = await workerRunning(id);
-    await publishJson(redis, channels.spawn, request);
-    await started.seen;
-
-    const rerun = await workerRunning(id);
+    const { id, rerun } = await runningWorker(8, 'after the crash');
     const t0 = Date.now();
     await dockerd.down('SIGKILL');
     // Out of rotation while the daemon is dead, with the job back in the queue and no attempt spent.

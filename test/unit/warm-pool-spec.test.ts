@@ -82,9 +82,6 @@ describe('warm pool, pure parts', () => {
       expect(readFileSync(join(dir, 'TASK.md'), 'utf8')).toBe('# task');
       expect(statSync(join(dir, 'broker-key')).mode & 0o777).toBe(0o600);
       expect(statSync(join(dir, '.claim-env')).mode & 0o777).toBe(0o600);
-      // `go` is the newest: nothing is written after it.
-      const mtime = (name: string) => statSync(join(dir, name)).mtimeMs;
-      expect(mtime('.claim-go')).toBeGreaterThanOrEqual(Math.max(mtime('TASK.md'), mtime('.claim-env')));
       for (const path of ['/etc/passwd', '/fleet/input/../x', '/fleet/input/sub/x', '/fleet/input/.claim-go'])
         expect(() => writeClaim(dir, [{ path, content: 'x' }], '')).toThrow(/straight into \/fleet\/input/);
     } finally {

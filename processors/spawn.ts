@@ -49,7 +49,7 @@ export interface SpawnDeps {
   /** GitHub clients per token, for opening the pull request of a `mode: "pr"` request. */
   forges?: GitHubForges;
   /** Started containers waiting for a job (src/warm-pool.ts); a miss starts one of the job's own. */
-  warmPool?: { take(): WarmClaim | undefined };
+  warmPool?: { take(repo?: string): WarmClaim | undefined; topUp(): void };
   /** A per-slot inner-Docker volume, when the slot cache is on; released when the job ends. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
   /** The host's git mirror cache, updated before each clone; null from it means a plain clone. */
@@ -166,11 +166,27 @@ async function runSpawn(
   }
   const forgetToken = redactor.add(token);
   // A warm container brings its own slot volume: a job takes a slot only when it starts a container itself.
-  const warm = deps.warmPool?.take();
+  const warm = deps.warmPool?.take(request.repo);
   const slot = warm ? undefined : await deps.dindVolume?.();
   // Never throws: a mirror that cannot be updated only costs the speed-up (logged and counted there). A warm
-  // container was made before its job's repository was known, so it has no mirror mount: a plain clone.
+  // container brings its own: its repository cloned from the mirror (it fetches what is new), or none (generic,
+  // made before its job's repository was known: a plain clone).
   const mirror = warm ? undefined : await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
+  // Once the worker runs its agent, the pool may start a container in place of the one this job took (or, after a
+  // miss, the one that job's new mirror allows): earlier, that start would compete with this one. A repository's
+  // container is replaced from its mirror brought up to date first, with this job's token, on the host.
+  let agentRunning = false;
+  const agentStarted = () => {
+    if (agentRunning) return;
+    agentRunning = true;
+    if (!warm) return deps.warmPool?.topUp();
+    const gitMirror = deps.gitMirror;
+    warm.agentStarted(
+      warm.precloned && gitMirror
+        ? () => gitMirror.prepare(repoGitUrl(deps.config, request.repo), token).then((lease) => lease?.release())
+        : undefined,
+    );
+  };
   let container: WorkerContainer | undefined;
   let outcome: RunOutcome | undefined;
   let egress: EgressSession | undefined;
@@ -261,6 +277,7 @@ async function runSpawn(
               onEvent: async (event) => {
                 if (event.event_type === 'started')
                   deps.observer?.containerStarted?.({ requestId: id, startLatencyMs: Date.now() - started });
+                if (event.event_type === 'progress' && event.stage === 'run') agentStarted();
                 if (event.event_type === 'progress' && event.progress_pct !== null) await job.updateProgress(event.progress_pct);
                 // A worker's completed or failed event is held back: the outcome is known only at exit (a
                 // non-zero exit after `completed` is a crash; a pull request may still fail to open), and

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseModelMap, type ModelMap } from './model-map.ts';
 import { parseRepoAllow, repoAllowProblem } from './repo-allow.ts';
+import { parseWarmRepos, warmReposProblem, type WarmRepo } from './warm-repos.ts';
 import { DEFAULT_PRICES, parsePriceTable, STREAM_FORMATS, type AgentStreamSettings } from './agent-stream/index.ts';
 import { MAX_COST_USD_LIMIT } from './protocol.ts';
 import { LOG_FORMATS, type LogFormat } from './logger.ts';
@@ -109,6 +110,10 @@ const envSchema = z
     // Warm pool (src/warm-pool.ts): started workers waiting for a job, beyond the cap.
     FLEET_WARM_POOL: z.coerce.number().int().min(0).max(64).optional(),
     FLEET_WARM_MAX_IDLE: seconds(1800),
+    FLEET_WARM_REPOS: optionalString.superRefine((v, ctx) => {
+      const problem = v === undefined ? null : warmReposProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
     FLEET_GIT_BASE_URL: z.url().default('https://github.com'),
     // The host's git mirror cache (src/git-mirror.ts).
     FLEET_GIT_CACHE: booleanFlag(true),
@@ -287,6 +292,14 @@ const envSchema = z
         path: ['FLEET_GITHUB_APP_ID'],
         message: 'FLEET_GITHUB_APP_INSTALLATION_ID and FLEET_GITHUB_AUTH=app need a GitHub App (FLEET_GITHUB_APP_ID and its key)',
       });
+    // A repository's pool workers are cloned from its mirror: no cache, nothing to clone from.
+    if (env.FLEET_WARM_REPOS !== undefined && (!env.FLEET_GIT_CACHE || env.FLEET_GIT_CACHE_MAX === 0))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['FLEET_WARM_REPOS'],
+        message:
+          "a repository's pool workers are cloned from the host's git mirror; turn FLEET_GIT_CACHE on (and FLEET_GIT_CACHE_MAX above 0)",
+      });
     if (env.FLEET_BOARD_READONLY_USER && !env.FLEET_BOARD_USER) {
       ctx.addIssue({ code: 'custom', path: ['FLEET_BOARD_USER'], message: 'a read-only account needs an admin account too' });
     }
@@ -323,7 +336,11 @@ export interface FleetConfig {
     dindCacheMaxBytes: number;
   };
   /** Started workers kept waiting for a job (src/warm-pool.ts); size 0: no pool. */
-  warmPool: { size: number; maxIdleMs: number };
+  /**
+   * Started workers kept waiting for a job (src/warm-pool.ts); size 0: no generic pool. `repos`: pool workers that
+   * come with one repository already cloned from the host's mirror, and serve only jobs of that repository.
+   */
+  warmPool: { size: number; maxIdleMs: number; repos: WarmRepo[] };
   dockerHost: string | undefined;
   gitBaseUrl: string;
   /** The host's git mirrors, mounted read-only into workers; undefined: off (FLEET_GIT_CACHE=off or max 0). */
@@ -458,6 +475,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     warmPool: {
       size: e.FLEET_WARM_POOL ?? defaultWarmPool(hostConcurrency, e.FLEET_WORKER_MEMORY),
       maxIdleMs: e.FLEET_WARM_MAX_IDLE,
+      repos: e.FLEET_WARM_REPOS === undefined ? [] : parseWarmRepos(e.FLEET_WARM_REPOS),
     },
     dockerHost: e.FLEET_DOCKER_HOST,
     gitBaseUrl: e.FLEET_GIT_BASE_URL.replace(/\/+$/, ''),

@@ -215,16 +215,28 @@ export function buildPoolSpec(input: {
   egressDir?: string;
   /** The host directory bound read-write at /fleet/input, empty until a job's claim is written there. */
   claimDir: string;
+  /**
+   * FLEET_WARM_REPOS: the repository it clones while idle, from the host's mirror (bound read-only, as a cold
+   * job's). Its name and URL are no secret: the token comes with the claim, for the fetch of what is new.
+   */
+  repo?: { name: string; url: string; mirror: string };
   config: Pick<FleetConfig, 'hostId' | 'prefix' | 'worker'>;
 }): ContainerSpec {
-  const { config } = input;
+  const { config, repo } = input;
+  const binds: Record<string, string> = {};
+  if (input.egressDir) binds[input.egressDir] = EGRESS_MOUNT;
+  if (repo) binds[repo.mirror] = MIRROR_MOUNT;
   return {
     ...sandboxOf(config.worker, input.dindVolume),
     name: input.name,
-    env: { FLEET_POOL: '1', ...dindEnv(config.worker) },
+    env: {
+      FLEET_POOL: '1',
+      ...dindEnv(config.worker),
+      ...(repo ? { REPO: repo.name, FLEET_GIT_URL: repo.url, [MIRROR_ENV]: MIRROR_MOUNT } : {}),
+    },
     labels: { [LABELS.host]: config.hostId, [LABELS.prefix]: config.prefix, [LABELS.pool]: input.instance },
     network: input.egressDir ? 'none' : config.worker.network,
-    ...(input.egressDir ? { binds: { [input.egressDir]: EGRESS_MOUNT } } : {}),
+    ...(Object.keys(binds).length ? { binds } : {}),
     writableBinds: { [input.claimDir]: INPUT_DIR },
   };
 }

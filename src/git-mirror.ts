@@ -128,6 +128,22 @@ export class GitMirrorCache {
     return { path, release };
   }
 
+  /**
+   * Leases the mirror of `url` as it is, without a fetch (the warm pool has no token); null when the host has
+   * none a worker could clone (not made yet, or its HEAD names no branch it has). The lease comes first, so a
+   * prune cannot take the mirror between the check and the mount.
+   */
+  async leaseExisting(url: string): Promise<MirrorLease | null> {
+    const path = this.pathFor(url);
+    const release = await this.lease(mirrorKey(url));
+    if (!(await headResolves(path))) {
+      await release();
+      return null;
+    }
+    await this.touch(url);
+    return { path, release };
+  }
+
   private async update(key: string, url: string, token: string | undefined): Promise<MirrorOutcome> {
     await mkdir(this.options.dir, { recursive: true, mode: 0o755 });
     const lock = await lockFile(join(this.options.dir, `${key}.lock`), this.timeoutMs);

@@ -327,8 +327,19 @@ export function createFleetMetrics(deps: {
           },
         });
       poolMetric(Gauge, 'fleet_warm_pool_idle', 'Started worker containers of this host waiting for a job', (s) => s.idle);
-      poolMetric(Gauge, 'fleet_warm_pool_size', 'Idle worker containers this host keeps (FLEET_WARM_POOL)', (s) => s.size);
+      poolMetric(
+        Gauge,
+        'fleet_warm_pool_size',
+        'Idle worker containers this host keeps (FLEET_WARM_POOL plus the counts of FLEET_WARM_REPOS)',
+        (s) => s.size,
+      );
       poolMetric(Counter, 'fleet_warm_pool_claims_total', 'Jobs of this host that started in a warm pool container', (s) => s.claims);
+      poolMetric(
+        Counter,
+        'fleet_warm_pool_repo_claims_total',
+        'Jobs of this host that started in a pool container with their repository already cloned (FLEET_WARM_REPOS)',
+        (s) => s.repoClaims,
+      );
       poolMetric(
         Counter,
         'fleet_warm_pool_misses_total',

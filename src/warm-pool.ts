@@ -1,7 +1,21 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
+import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { FleetConfig } from './config.ts';
@@ -14,8 +28,10 @@ import {
   type OutputLine,
   type WorkerContainer,
 } from './container-runtime.ts';
+import type { MirrorLease } from './git-mirror.ts';
 import type { FleetKeys } from './keys.ts';
 import { MAX_LINE_BYTES } from './run-worker.ts';
+import { warmRepoKey } from './warm-repos.ts';
 
 /**
  * The warm pool (issue 11): started worker containers, inner dockerd up and slot volume mounted, waiting for a
@@ -23,9 +39,17 @@ import { MAX_LINE_BYTES } from './run-worker.ts';
  * files, token and keys are written into the container's own claim directory at start (fleet-worker's pool
  * mode), and it serves that one job only.
  *
+ * Kinds: `size` generic containers, which serve a job of any repository, and per FLEET_WARM_REPOS entry `count`
+ * containers that come with that repository cloned from the host's git mirror (mounted read-only, as a cold job's)
+ * and serve only its jobs: such a claim fetches what is new instead of cloning (issue 11's 150 ms goal).
+ *
+ * Refill: a claimed container is replaced once its worker has reached its agent (or ended), not at the claim: a
+ * container start (an inner dockerd) on the same cores would slow the very start the pool exists to make fast.
+ *
  * Counting: idle pool containers are not jobs, so the BullMQ concurrency (the cap) never counts them; a
  * claimed one is the job's container, renamed to the job's container name. Docker therefore shows at most
- * cap + size containers of this host: at most `cap` serving jobs, at most `size` idle.
+ * cap + pool containers of this host: at most `cap` serving jobs, at most the pool's size (generic and
+ * repositories' together) idle.
  */
 
 /** The line fleet-worker prints in pool mode once its inner dockerd answers (worker-image/fleet-worker). */
@@ -39,6 +63,8 @@ export const POOL_READY_LINE = 'fleet-worker: pool ready';
 const CLAIM_DIR_PREFIX = 'fleet-pool-claim-';
 const CLAIM_ENV_FILE = '.claim-env';
 const CLAIM_GO_FILE = '.claim-go';
+/** A FIFO the worker reads while it waits: a byte written after `go` ends its wait at once (no poll interval). */
+const CLAIM_WAKE_FIFO = '.claim-wake';
 /** How long a new pool container may take to report ready (the inner dockerd under sysbox can take 10 s). */
 const READY_TIMEOUT_MS = 120_000;
 const MAX_BACKOFF_MS = 60_000;
@@ -74,6 +100,8 @@ export interface WarmPoolStats {
   /** Jobs that got a warm container, and jobs that found none (and started cold). */
   claims: number;
   misses: number;
+  /** Claims of a container with the job's repository already cloned (FLEET_WARM_REPOS), among `claims`. */
+  repoClaims: number;
 }
 
 export interface WarmPoolOptions {
@@ -84,6 +112,11 @@ export interface WarmPoolOptions {
     warmPool: FleetConfig['warmPool'];
     egress: Pick<FleetConfig['egress'], 'mode'>;
   };
+  /**
+   * FLEET_WARM_REPOS: the host's mirror of a repository as it is (no fetch: the pool has no token), leased while a
+   * container mounts it; null while the host has none (its first job makes it). And the repository's clone URL.
+   */
+  mirrors?: { lease(repo: string): Promise<MirrorLease | null>; url(repo: string): string };
   logger: Logger;
   /** A slot volume for the inner /var/lib/docker (FLEET_DIND_CACHE), held while the container lives. */
   dindVolume?: () => Promise<{ volume: string; release(): void }>;
@@ -94,6 +127,13 @@ export interface WarmPoolOptions {
 /** A pool container handed to one job: `claim` gives it the job's spec and files (sent at its start). */
 export interface WarmClaim {
   claim(spec: ContainerSpec, files: InputFile[]): WorkerContainer;
+  /** The job's repository is already cloned in it, from the host's mirror (FLEET_WARM_REPOS). */
+  precloned: boolean;
+  /**
+   * The worker reached its agent: the pool may start the replacement now (it does at the latest when the
+   * container is removed). `before` runs first, still off the job's critical path (a mirror refresh).
+   */
+  agentStarted(before?: () => Promise<unknown>): void;
   /**
    * FLEET_EGRESS=proxy: the container's egress directory (bound read-only at EGRESS_MOUNT, empty while idle),
    * where the job's egress session must listen (openEgressSession's `dir`). The pool removes it with the container.
@@ -107,10 +147,16 @@ interface Entry {
   container: WorkerContainer;
   lines: AsyncIterator<OutputLine>;
   state: 'idle' | 'taken' | 'gone';
+  /** The repository cloned in it (its pool key), or '' (generic). */
+  kind: string;
   release?: () => void;
+  /** The lease on the repository's mirror it mounts. */
+  mirror?: MirrorLease;
   claimDir: string;
   egressDir?: string;
   recycle?: NodeJS.Timeout;
+  /** Set at claim: starts its replacement (once). */
+  refill?: () => void;
 }
 
 /** Whether a pool instance still runs (its key expires a lock duration after its last beat). */
@@ -122,9 +168,17 @@ export class WarmPool {
   /** Labels this process's pool containers; a restarted host has a new one and removes the old ones. */
   readonly instance = randomBytes(6).toString('hex');
   private readonly idle: Entry[] = [];
-  private readonly starting = new Set<Promise<void>>();
+  /** Containers being started, by kind. */
+  private readonly starting = new Map<Promise<void>, string>();
   private readonly creating = new Set<WorkerContainer>();
+  /** Claimed containers whose replacement waits for their agent's start, by kind. */
+  private readonly awaitingRefill = new Map<string, number>();
+  /** How many containers of each kind the pool keeps: '' generic, else a repository's key. */
+  private readonly targets: Map<string, number>;
+  /** A repository's name as configured, by its key. */
+  private readonly repoNames = new Map<string, string>();
   private claims = 0;
+  private repoClaims = 0;
   private misses = 0;
   private failures = 0;
   private seq = 0;
@@ -136,10 +190,20 @@ export class WarmPool {
 
   constructor(private readonly options: WarmPoolOptions) {
     this.log = options.logger.child({ component: 'warm-pool', pool: this.instance });
+    const { size, repos } = options.config.warmPool;
+    this.targets = new Map([['', size]]);
+    if (options.mirrors)
+      for (const { repo, count } of repos) {
+        this.targets.set(warmRepoKey(repo), count);
+        this.repoNames.set(warmRepoKey(repo), repo);
+      }
   }
 
+  /** Idle containers the pool keeps, generic and repositories' together. */
   get size(): number {
-    return this.options.config.warmPool.size;
+    let total = 0;
+    for (const count of this.targets.values()) total += count;
+    return total;
   }
 
   /** Registers the instance (first beat must succeed), removes pools of dead instances, and starts filling. */
@@ -160,7 +224,14 @@ export class WarmPool {
   }
 
   stats(): WarmPoolStats {
-    return { size: this.size, idle: this.idle.length, starting: this.starting.size, claims: this.claims, misses: this.misses };
+    return {
+      size: this.size,
+      idle: this.idle.length,
+      starting: this.starting.size,
+      claims: this.claims,
+      misses: this.misses,
+      repoClaims: this.repoClaims,
+    };
   }
 
   /** Resolves once `count` containers are idle (tests, the benchmark: a warm start needs a full pool). */
@@ -176,29 +247,57 @@ export class WarmPool {
     });
   }
 
-  /** An idle container for one job, or undefined (a miss: the job starts a container of its own). */
-  take(): WarmClaim | undefined {
-    const entry = this.idle.shift();
-    if (!entry) {
+  /**
+   * An idle container for one job of `repo`: one with that repository cloned, else a generic one; or undefined (a
+   * miss: the job starts a container of its own). A container of another repository never serves it.
+   */
+  take(repo?: string): WarmClaim | undefined {
+    const key = repo === undefined ? undefined : warmRepoKey(repo);
+    let at = key === undefined ? -1 : this.idle.findIndex((e) => e.kind === key);
+    if (at < 0) at = this.idle.findIndex((e) => e.kind === '');
+    if (at < 0) {
       this.misses++;
       this.fill();
       return undefined;
     }
+    const [entry] = this.idle.splice(at, 1) as [Entry];
     entry.state = 'taken';
     clearTimeout(entry.recycle);
     this.claims++;
-    this.fill();
+    if (entry.kind) this.repoClaims++;
+    this.awaitingRefill.set(entry.kind, (this.awaitingRefill.get(entry.kind) ?? 0) + 1);
+    entry.refill = () => {
+      entry.refill = undefined;
+      this.awaitingRefill.set(entry.kind, this.awaitingRefill.get(entry.kind)! - 1);
+      this.fill();
+    };
     let claimed = false;
     return {
       egressDir: entry.egressDir,
+      precloned: entry.kind !== '',
       claim: (spec, files) => {
         claimed = true;
         return new ClaimedContainer(entry, spec, files, this.options.runtime);
+      },
+      agentStarted: (before) => {
+        if (!entry.refill) return;
+        // entry.refill runs once: here, or at the container's removal if that comes first.
+        void (before?.() ?? Promise.resolve())
+          .catch((error) => this.log.warn({ err: error }, 'the step before a refill failed; refilling all the same'))
+          .finally(() => entry.refill?.());
       },
       returnUnused: async () => {
         if (!claimed) await this.discard(entry);
       },
     };
+  }
+
+  /**
+   * Starts what the pool lacks now. A job that found no container calls it once its own agent runs: a repository's
+   * container needs the mirror that job made, and a start before then would compete with the job's own.
+   */
+  topUp(): void {
+    this.fill();
   }
 
   /** SIGTERM: no more refills, idle and starting containers removed. Claimed ones are their jobs'. */
@@ -207,7 +306,7 @@ export class WarmPool {
     clearTimeout(this.retry);
     const idle = this.idle.splice(0);
     await Promise.all([...idle.map((entry) => this.discard(entry)), ...[...this.creating].map((c) => c.remove())]);
-    await Promise.allSettled([...this.starting]);
+    await Promise.allSettled([...this.starting.keys()]);
   }
 
   /** After the last job: the instance key goes, so nothing of this pool counts as alive any more. */
@@ -259,29 +358,52 @@ export class WarmPool {
   }
 
   private fill() {
-    while (!this.stopped && this.retry === undefined && this.idle.length + this.starting.size < this.size) {
-      const started = this.startOne().finally(() => this.starting.delete(started));
-      this.starting.add(started);
+    if (this.stopped || this.retry !== undefined) return;
+    for (const [kind, target] of this.targets) {
+      let have = this.awaitingRefill.get(kind) ?? 0;
+      for (const entry of this.idle) if (entry.kind === kind) have++;
+      for (const starting of this.starting.values()) if (starting === kind) have++;
+      for (; have < target; have++) {
+        const started = this.startOne(kind).finally(() => this.starting.delete(started));
+        this.starting.set(started, kind);
+      }
     }
   }
 
-  private async startOne(): Promise<void> {
+  private async startOne(kind: string): Promise<void> {
     const { config, runtime } = this.options;
     const name = `${config.prefix.replace(/[^A-Za-z0-9_.-]/g, '')}-warm-${config.hostId}-${this.instance}-${++this.seq}`.replace(
       /^[^A-Za-z0-9]+/,
       'w',
     );
+    // A repository's container mounts its mirror, leased until the container is gone. No mirror yet: this kind
+    // waits for the repository's first job, which makes one (its claim or miss fills the pool again).
+    let mirror: MirrorLease | undefined;
+    let repo: { name: string; url: string; mirror: string } | undefined;
+    if (kind !== '') {
+      const name = this.repoNames.get(kind)!;
+      mirror = (await this.options.mirrors!.lease(name)) ?? undefined;
+      if (!mirror) {
+        this.log.info({ repo: name }, 'no git mirror of this repository on the host yet; its pool worker waits for its first job');
+        return;
+      }
+      repo = { name, url: this.options.mirrors!.url(name), mirror: mirror.path };
+    }
     const slot = await this.options.dindVolume?.();
     // Its /fleet/input: empty until a claim is written there. As the image's, readable by all; the claim's env
     // file in it is root-only, and gone before the agent starts.
     const claimDir = makePoolDir(CLAIM_DIR_PREFIX, this.instance);
+    // Node has no mkfifo; without the FIFO the worker polls for `go` (a few milliseconds later).
+    await promisify(execFile)('mkfifo', ['-m', '0600', join(claimDir, CLAIM_WAKE_FIFO)]).catch((error) =>
+      this.log.warn({ err: error }, 'no wake FIFO for a pool container: it polls for its claim'),
+    );
     // FLEET_EGRESS=proxy: an empty directory of its own, bound where the job's proxy socket will appear; no
     // socket and no key while idle (the job's session listens in it at claim, the key comes with the claim).
     const egressDir = config.egress.mode === 'proxy' ? makePoolDir(EGRESS_DIR_PREFIX, this.instance) : undefined;
     let container: WorkerContainer | undefined;
     try {
       container = await runtime.create(
-        buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, egressDir, claimDir, config }),
+        buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, egressDir, claimDir, repo, config }),
         [],
       );
       this.creating.add(container);
@@ -290,7 +412,7 @@ export class WarmPool {
       const lines = container.lines(MAX_LINE_BYTES)[Symbol.asyncIterator]();
       await readyLine(lines, READY_TIMEOUT_MS);
       this.creating.delete(container);
-      const entry: Entry = { container, lines, state: 'idle', release: slot?.release, claimDir, egressDir };
+      const entry: Entry = { container, lines, state: 'idle', kind, release: slot?.release, mirror, claimDir, egressDir };
       if (this.stopped) return await this.discard(entry);
       this.idle.push(entry);
       this.failures = 0;
@@ -305,6 +427,7 @@ export class WarmPool {
       if (container) this.creating.delete(container);
       await container?.remove().catch((removeError) => this.log.error({ err: removeError }, 'could not remove a failed pool container'));
       slot?.release();
+      await mirror?.release();
       removePoolDirs({ claimDir, egressDir });
       if (this.stopped) return;
       // A pool that cannot start containers (no image, an image without pool mode) must not spin.
@@ -333,14 +456,19 @@ export class WarmPool {
   }
 }
 
-/** Removes the container, then frees what it held: its slot volume and its egress directory (once each). */
+/**
+ * Removes the container, then frees what it held: its slot volume, its mirror lease and its directories (once
+ * each); a claimed one's replacement starts then at the latest.
+ */
 async function removeEntry(entry: Entry, options?: { graceMs?: number }): Promise<void> {
   try {
     await entry.container.remove(options);
   } finally {
     entry.release?.();
     entry.release = undefined;
+    entry.refill?.();
   }
+  await entry.mirror?.release();
   // Only once the container is gone (a failed removal leaves it to the dead-instance sweep at the next start).
   removePoolDirs(entry);
 }
@@ -445,4 +573,18 @@ export function writeClaim(dir: string, files: InputFile[], env: string): void {
   writeFileSync(join(dir, CLAIM_ENV_FILE), env, { mode: 0o600 });
   writeFileSync(join(dir, `${CLAIM_GO_FILE}.new`), '', { mode: 0o600 });
   renameSync(join(dir, `${CLAIM_GO_FILE}.new`), join(dir, CLAIM_GO_FILE));
+  wake(join(dir, CLAIM_WAKE_FIFO));
+}
+
+/** One byte into the worker's wake FIFO, never blocking; no FIFO, or no reader on it yet, leaves it to its poll. */
+function wake(fifo: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    writeSync(fd, '\n');
+  } catch {
+    // ENOENT, ENXIO (no reader), EAGAIN: the worker still finds `go` at its next look.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }

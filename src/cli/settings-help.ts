@@ -32,6 +32,8 @@ export const SETTING_DESCRIPTIONS: Record<string, string> = {
   FLEET_WARM_POOL:
     'started workers kept waiting for a job, beyond the cap; 0: off (default: what memory holds beyond the cap, 1 to the cap)',
   FLEET_WARM_MAX_IDLE: 'seconds an idle pool worker waits before it is replaced by a fresh one (default 1800)',
+  FLEET_WARM_REPOS:
+    "owner/name[:count],...: pool workers that wait with that repository already cloned from the host's git mirror and serve only its jobs, beyond FLEET_WARM_POOL (needs FLEET_GIT_CACHE; default none)",
   FLEET_GIT_BASE_URL: 'where repositories are cloned from (default https://github.com)',
   FLEET_GIT_CACHE:
     'off: no host git mirror; on (default): one bare mirror per repository, updated before each clone and mounted read-only into workers',

@@ -14,6 +14,7 @@ import type { SecretBox } from '../secrets.ts';
 import { publishResultOfFailedJob, workerOptions } from './worker-common.ts';
 import { DindSlots } from '../dind-cache.ts';
 import { isErrorNamed } from '../errors.ts';
+import { repoGitUrl } from '../container-spec.ts';
 import { GitMirrorCache } from '../git-mirror.ts';
 import { HostHealth } from '../host-health.ts';
 import type { GitHubForges } from '../github/index.ts';
@@ -97,8 +98,10 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // pool container has a host directory of its own bound at /fleet/input, where its claim is written, and under
   // FLEET_EGRESS=proxy an empty egress directory, where the job's proxy socket appears (src/warm-pool.ts).
   const canHandOver = deps.runtime.rename !== undefined;
-  const poolSize = canHandOver ? config.warmPool.size : 0;
-  if (poolSize === 0 && config.warmPool.size > 0)
+  // Repositories' pool containers are cloned from the host's mirrors (config refuses FLEET_WARM_REPOS without them).
+  const warmRepos = canHandOver && config.gitCache ? config.warmPool.repos : [];
+  const poolSize = canHandOver ? config.warmPool.size + warmRepos.reduce((sum, r) => sum + r.count, 0) : 0;
+  if (!canHandOver && (config.warmPool.size > 0 || config.warmPool.repos.length > 0))
     log.info('warm pool off: this container runtime cannot hand a job to a running container');
   const slots = config.worker.dindCache
     ? new DindSlots({
@@ -145,9 +148,13 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
           runtime: deps.runtime,
           redis: deps.redis,
           keys,
-          config: { ...config, warmPool: { ...config.warmPool, size: poolSize } },
+          config: { ...config, warmPool: { ...config.warmPool, size: canHandOver ? config.warmPool.size : 0, repos: warmRepos } },
           logger: log,
           dindVolume: slots ? () => slots.acquire() : undefined,
+          mirrors: gitMirror && {
+            lease: (repo) => gitMirror.leaseExisting(repoGitUrl(config, repo)),
+            url: (repo) => repoGitUrl(config, repo),
+          },
         })
       : undefined;
   await pool?.start();

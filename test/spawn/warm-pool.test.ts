@@ -342,6 +342,109 @@ describeDocker('warm pool with the real worker image', () => {
     }, 120_000);
   });
 
+  describe('one host with a repository pool (FLEET_WARM_REPOS=acme/widgets, no generic pool), cap 1', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    let seed: string;
+    const OTHER = 'acme/gadgets';
+    const idlePool = () =>
+      docker('ps', '-a', '--no-trunc', '--filter', `label=${LABELS.pool}=${fleet.spawn!.pool!.instance}`, '--format', '{{.ID}} {{.Names}}')
+        .split('\n')
+        .filter((line) => line.includes('-warm-'))
+        .map((line) => line.split(' ')[0]!);
+    const send = async (task: string, repo = REPO) => {
+      const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: task, repo });
+      await publishJson(redis, channels.spawn, request);
+      return request.request_id as string;
+    };
+    const bare = (repo: string) => join(gitDir, 'repos', `${repo}.git`);
+    const git = async (...args: string[]) => (await run('git', args)).stdout.trim();
+    /** A commit on the remote's main that no mirror has yet. */
+    const pushToMain = async (file: string) => {
+      await git('-C', seed, 'pull', '-q', bare(REPO), 'main');
+      execFileSync('sh', ['-c', `echo new > ${file}`], { cwd: seed });
+      await git('-C', seed, 'add', '-A');
+      await git('-C', seed, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid', 'commit', '-q', '-m', `add ${file}`);
+      await git('-C', seed, 'push', '-q', bare(REPO), 'HEAD:main');
+      return git('-C', bare(REPO), 'rev-parse', 'main');
+    };
+
+    beforeAll(async () => {
+      seed = join(gitDir, 'seed');
+      await git('init', '--quiet', '--bare', '--initial-branch=main', bare(OTHER));
+      await git('-C', seed, 'push', '-q', bare(OTHER), 'HEAD:main');
+      fleet = await startTestFleet(
+        env({ FLEET_HOST_CONCURRENCY: '1', FLEET_WARM_POOL: '0', FLEET_WARM_REPOS: REPO, FLEET_GIT_CACHE: 'on' }),
+        ['bridge', 'spawn'],
+      );
+    }, 120_000);
+    afterAll(async () => {
+      if (fleet) {
+        const label = `${LABELS.host}=${fleet.config.hostId}`;
+        await fleet.stop();
+        removeContainersWithLabel(label);
+      }
+    });
+
+    it("waits for the repository's first job to make a mirror, then keeps a container with the clone made from it and no secret", async () => {
+      // No mirror on the host yet: nothing to clone from, so no container; the first job starts cold and makes it.
+      expect(fleet.spawn!.warmPool()).toMatchObject({ size: 1, idle: 0 });
+      const first = await send('# Nothing\necho first\n');
+      expect(await results.next(first, 120_000)).toMatchObject({ success: true });
+      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 0, misses: 1 });
+      await fleet.spawn!.pool!.whenIdle(1);
+      const [container] = idlePool();
+      const main = await git('-C', bare(REPO), 'rev-parse', 'main');
+      // The clone is there, at the remote's main, whole without the mirror; the work tree is the agent's.
+      const inside = docker(
+        'exec',
+        container!,
+        'sh',
+        '-c',
+        'git --git-dir=/fleet/state/repo.git rev-parse HEAD; stat -c %U /workspace/README.md; ' +
+          'cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" "\\n"; ls -la /run/fleet /fleet/input; ' +
+          'find /run /fleet/input /tmp /home -type f -size -1M -exec cat {} + 2>/dev/null; echo END',
+      );
+      expect(inside.split('\n').slice(0, 2)).toEqual([main, 'agent']);
+      expect(inside).toContain('END');
+      expect(() => docker('exec', container!, 'test', '-e', '/fleet/state/repo.git/objects/info/alternates')).toThrow();
+      expect(inside).toContain(`REPO=${REPO}`);
+      for (const needle of [TEST_TOKEN, first, 'GITHUB_TOKEN=', 'TASK_TITLE=', 'FLEET_REQUEST_ID=']) expect(inside).not.toContain(needle);
+      expect(inside).not.toMatch(/github-token|TASK\.md/);
+    }, 300_000);
+
+    it('a job of another repository never takes it; a job of this one does, fetches what the remote got since, and pushes on top of it', async () => {
+      await fleet.spawn!.pool!.whenIdle(1);
+      const [waiting] = idlePool();
+      const other = await send('# Elsewhere\necho elsewhere > other.txt\n', OTHER);
+      expect(await results.next(other, 120_000)).toMatchObject({ success: true });
+      expect(idlePool()).toEqual([waiting]);
+      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 0, misses: 2 });
+
+      // The remote moves after the clone was made: the claim must start from where it is now.
+      const moved = await pushToMain('NEW.md');
+      const id = await send(
+        `# Work on top of the new commit\n${PRINT_CONTAINER}\ntest -f NEW.md && echo HAS-NEW\necho change > change.txt\n`,
+      );
+      const result = await results.next(id, 120_000);
+      expect(result).toMatchObject({ success: true, error_type: null });
+      expect(containerOf(result.logs_tail)).toBe(waiting);
+      expect(result.logs_tail).toContain('HAS-NEW');
+      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 1, repoClaims: 1 });
+      const metrics = await (await fetch(`http://127.0.0.1:${fleet.httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/^fleet_warm_pool_repo_claims_total 1$/m);
+      // Pushed on top of the fetched commit, and the remote is whole: the push did not lean on the host's mirror.
+      const branch = result.branch as string;
+      expect(await git('-C', bare(REPO), 'rev-parse', `${branch}^`)).toBe(moved);
+      await git('-C', bare(REPO), 'fsck', '--full', '--no-dangling');
+
+      // The replacement comes from the mirror as the job's token brought it up to date: the new commit included.
+      await fleet.spawn!.pool!.whenIdle(1);
+      const [next] = idlePool();
+      expect(next).not.toBe(waiting);
+      expect(docker('exec', next!, 'git', '--git-dir=/fleet/state/repo.git', 'rev-parse', 'HEAD')).toBe(moved);
+    }, 300_000);
+  });
+
   describe('a host process', () => {
     const procs: FleetProcess[] = [];
     const hosts: string[] = [];

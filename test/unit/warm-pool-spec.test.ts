@@ -6,6 +6,7 @@ import { defaultWarmPool, loadConfig } from '../../src/config.ts';
 import { LABELS } from '../../src/container-runtime.ts';
 import { buildPoolSpec } from '../../src/container-spec.ts';
 import { EGRESS_MOUNT } from '../../src/egress/session.ts';
+import { MIRROR_ENV, MIRROR_MOUNT } from '../../src/git-mirror.ts';
 import { claimEnv, writeClaim } from '../../src/warm-pool.ts';
 
 const GIB = 1024 ** 3;
@@ -78,6 +79,7 @@ describe('warm pool, pure parts', () => {
         ],
         'A=1\0',
       );
+      // No worker has made its wake FIFO here (the pool does, next to it): `go` is written all the same.
       expect(readdirSync(dir).sort()).toEqual(['.claim-env', '.claim-go', 'TASK.md', 'broker-key']);
       expect(readFileSync(join(dir, 'TASK.md'), 'utf8')).toBe('# task');
       expect(statSync(join(dir, 'broker-key')).mode & 0o777).toBe(0o600);
@@ -87,6 +89,43 @@ describe('warm pool, pure parts', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("a repository's pool container mounts that repository's mirror read-only and knows its URL, still without a secret", () => {
+    const spec = buildPoolSpec({
+      name: 'w-3',
+      instance: 'abc',
+      claimDir: '/tmp/c3',
+      repo: { name: 'acme/widgets', url: 'https://github.com/acme/widgets.git', mirror: '/data/git-mirrors/acme_widgets-0123.git' },
+      config,
+    });
+    expect(spec.binds).toEqual({ '/data/git-mirrors/acme_widgets-0123.git': MIRROR_MOUNT });
+    expect(spec.writableBinds).toEqual({ '/tmp/c3': '/fleet/input' });
+    expect(spec.env).toMatchObject({
+      REPO: 'acme/widgets',
+      FLEET_GIT_URL: 'https://github.com/acme/widgets.git',
+      [MIRROR_ENV]: MIRROR_MOUNT,
+    });
+    const text = JSON.stringify(spec);
+    for (const needle of ['ghp_', 'sk-ant', 'GITHUB_TOKEN', 'ANTHROPIC', 'TASK', 'FLEET_REQUEST_ID', 'FLEET_AGENT_CMD']) {
+      expect(text).not.toContain(needle);
+    }
+  });
+
+  it('FLEET_WARM_REPOS: owner/name with an optional count, needs the git mirror cache, and names what is wrong', () => {
+    expect(loadConfig({ FLEET_WARM_REPOS: 'acme/widgets, acme/api.v2:3' }).warmPool.repos).toEqual([
+      { repo: 'acme/widgets', count: 1 },
+      { repo: 'acme/api.v2', count: 3 },
+    ]);
+    expect(loadConfig({}).warmPool.repos).toEqual([]);
+    expect(() => loadConfig({ FLEET_WARM_REPOS: 'acme' })).toThrow(/FLEET_WARM_REPOS: entries must be .*not "acme"/);
+    expect(() => loadConfig({ FLEET_WARM_REPOS: 'acme/widgets:0' })).toThrow(/count 1 to 64.*"acme\/widgets:0"/);
+    expect(() => loadConfig({ FLEET_WARM_REPOS: 'acme/*' })).toThrow(/FLEET_WARM_REPOS/);
+    expect(() => loadConfig({ FLEET_WARM_REPOS: 'acme/widgets,ACME/Widgets:2' })).toThrow(/acme\/widgets is named twice/);
+    expect(() => loadConfig({ FLEET_WARM_REPOS: 'acme/widgets', FLEET_GIT_CACHE: 'off' })).toThrow(
+      /FLEET_WARM_REPOS: .*turn FLEET_GIT_CACHE on/,
+    );
+    expect(() => loadConfig({ FLEET_WARM_REPOS: 'acme/widgets', FLEET_GIT_CACHE_MAX: '0' })).toThrow(/FLEET_WARM_REPOS/);
   });
 
   it('default size: what memory holds beyond the cap, at least 1, at most the cap', () => {

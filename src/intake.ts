@@ -154,13 +154,12 @@ export async function requestExists(id: string, deps: Pick<IntakeDeps, 'queue' |
 export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
   const id = request.request_id;
   if (!repoAllowed(request.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(request.repo), 'repo');
-  // Independent look-ups, sent together: one round trip on the hot path, not three. The token is sealed while they
-  // are on their way (issue 11: the dispatch path); a look-up that finds the request makes that work moot, no more.
-  const lookups = Promise.all([readResult(deps.redis, id), requestExists(id, deps), deps.redis.exists(deps.keys.cancelled(id))]);
-  lookups.catch(() => {}); // rejected with its error where it is awaited, below
-  const { github_token: token, ...stored } = request;
-  const sealedToken = token ? deps.secrets.seal(token) : null;
-  const [final, existing, cancelled] = await lookups;
+  // Independent look-ups, sent together: one round trip on the hot path, not three.
+  const [final, existing, cancelled] = await Promise.all([
+    readResult(deps.redis, id),
+    requestExists(id, deps),
+    deps.redis.exists(deps.keys.cancelled(id)),
+  ]);
   if (final) return 'already_final';
   if (existing) return 'duplicate';
   if (cancelled) {
@@ -172,9 +171,10 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
     return 'cancelled';
   }
   const followUp = request.follow_up ? await resolveFollowUp(request, deps) : undefined;
+  const { github_token: token, ...stored } = request;
   const data: SpawnJobData = {
     request: stored,
-    sealedToken,
+    sealedToken: token ? deps.secrets.seal(token) : null,
     source,
     acceptedAt: Date.now(),
     ...(followUp ? { followUp } : {}),

@@ -140,6 +140,63 @@ describe("fleet-worker's json_quote (events built by the shell, without a proces
   });
 });
 
+describe("fleet-worker's plain_branch_name (branch names the shell vouches for, without a process)", () => {
+  const script = readFileSync(join(workerImageDir, 'fleet-worker'), 'utf8');
+  const fn = /^plain_branch_name\(\) \{\n[\s\S]*?^\}\n/m.exec(script)?.[0];
+
+  it('accepts only names git check-ref-format --branch accepts, and the usual fleet branches', () => {
+    expect(fn).toBeDefined();
+    const names = [
+      'main',
+      'fleet/req-1a2b/api',
+      'feature/x.y',
+      'v1.2.3',
+      'a_b-c',
+      '-x',
+      '.hidden',
+      'a/.b',
+      'a..b',
+      'a.lock',
+      'a.lock/b',
+      'a/',
+      '/a',
+      'a//b',
+      'a.',
+      'HEAD',
+      'a b',
+      'a~1',
+      'a^',
+      'a:b',
+      'a?',
+      'a*',
+      'a[b',
+      'a\\b',
+      'a@{b',
+      '@',
+      'ümlaut',
+      'x/HEAD',
+    ];
+    const program = `${fn}\nwhile IFS= read -r -d '' v; do if plain_branch_name "$v"; then echo yes; else echo no; fi; done`;
+    const verdicts = run('bash', ['-c', program], { input: names.map((v) => `${v}\0`).join('') })
+      .stdout.trim()
+      .split('\n');
+    expect(verdicts).toHaveLength(names.length);
+    const git = (name: string) => {
+      try {
+        run('git', ['check-ref-format', '--branch', name]);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const accepted = names.filter((_, i) => verdicts[i] === 'yes');
+    // Everything the shell accepts, git does; what it leaves to git is only ever a slower path.
+    expect(accepted.filter((name) => !git(name))).toEqual([]);
+    expect(accepted).toEqual(expect.arrayContaining(['main', 'fleet/req-1a2b/api', 'feature/x.y', 'v1.2.3', 'a_b-c']));
+    expect(accepted).not.toContain('HEAD');
+  });
+});
+
 describe('package sources of the image build', () => {
   const roots: string[] = [];
   afterEach(() => {

@@ -132,6 +132,13 @@ export interface WarmStartRow {
   misses: number;
 }
 
+/** The pool each row runs with: none (cold), generic containers, or containers of the bench's repository. */
+const POOLS = {
+  cold: { FLEET_WARM_POOL: '0' },
+  warm: { FLEET_WARM_POOL: '1' },
+  'warm (repository)': { FLEET_WARM_POOL: '0', FLEET_WARM_REPOS: 'acme/widgets' },
+} as const;
+
 const percentile = (xs: number[], p: number) => {
   const sorted = [...xs].sort((a, b) => a - b);
   return Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!);
@@ -140,8 +147,9 @@ const percentile = (xs: number[], p: number) => {
 /**
  * Publish → agent start and publish → result through an in-process fleet (bridge + spawn) with the real worker
  * image, the custom agent and a loopback git daemon, sequential legacy requests: cold (FLEET_WARM_POOL=0) against
- * warm (a full pool before each request), Docker-in-Docker off and on (caps mode: this machine has no sysbox).
- * The cold rows are the baseline of the same run.
+ * warm (a full pool before each request: generic containers, or FLEET_WARM_REPOS containers with the repository
+ * cloned), Docker-in-Docker off and on (caps mode: this machine has no sysbox). The git mirror cache is on, as by
+ * default. The cold rows are the baseline of the same run.
  */
 export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?? 8)): Promise<WarmStartRow[]> {
   const image = await buildWorkerImage();
@@ -172,7 +180,7 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
   const rows: WarmStartRow[] = [];
   try {
     for (const dind of ['off', 'caps'] as const) {
-      for (const warm of [false, true]) {
+      for (const [pool, poolEnv] of Object.entries(POOLS)) {
         const fleet = await startTestFleet(
           testEnv(redisServer.url, image, {
             FLEET_DOCKER_NETWORK: 'host',
@@ -181,7 +189,8 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
             FLEET_DIND: dind,
             FLEET_WORKER_MEMORY: '1g',
             FLEET_HOST_CONCURRENCY: '1',
-            FLEET_WARM_POOL: warm ? '1' : '0',
+            FLEET_GIT_CACHE: 'on',
+            ...poolEnv,
           }),
           ['bridge', 'spawn'],
         );
@@ -193,8 +202,9 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
         const toResult: number[] = [];
         try {
           for (let i = -1; i < runs; i++) {
-            // A warm start is a claim from a full pool: wait for the refill of the last one.
-            await fleet.spawn!.pool?.whenIdle();
+            // A warm start is a claim from a full pool: wait for the refill of the last one. A repository's pool
+            // container needs the host's mirror of it, which the warm-up run (a miss) makes.
+            if (i >= 0 || pool !== 'warm (repository)') await fleet.spawn!.pool?.whenIdle();
             const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: `echo bench ${uid()}\n` });
             const id = request.request_id as string;
             let wake!: () => void;
@@ -205,7 +215,7 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
             await resulted;
             await completed;
             const entry = seen.get(id)!;
-            if (entry.run === undefined) throw new Error(`${id}: a result without the run stage (dind ${dind}, warm ${warm})`);
+            if (entry.run === undefined) throw new Error(`${id}: a result without the run stage (dind ${dind}, ${pool})`);
             // Run -1 warms up connections and the page cache, outside the figures.
             if (i >= 0) {
               toStarted.push(entry.started! - sent);
@@ -215,7 +225,7 @@ export async function benchWarmStart(runs = Number(process.env.BENCH_WARM_RUNS ?
           }
           const stats = fleet.spawn!.warmPool();
           rows.push({
-            path: `${warm ? 'warm' : 'cold'}, DinD ${dind === 'off' ? 'off' : 'on (caps)'}`,
+            path: `${pool}, DinD ${dind === 'off' ? 'off' : 'on (caps)'}`,
             runs,
             started_p50_ms: percentile(toStarted, 50),
             started_p95_ms: percentile(toStarted, 95),

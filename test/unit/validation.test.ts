@@ -4,6 +4,7 @@ import { InvalidRequestError } from '../../src/errors.ts';
 import { validateSpawnRequest } from '../../src/intake.ts';
 import { branchNameProblem } from '../../src/protocol.ts';
 import { legacyRequest } from '../support/fleet.ts';
+import { BRANCH_NAME_SAMPLES } from '../support/branch-names.ts';
 
 describe('validateSpawnRequest', () => {
   it('accepts the legacy request with its eight keys and applies defaults', () => {
@@ -195,44 +196,7 @@ describe('validateSpawnRequest', () => {
 
 // The rules are git's: the same names, judged by `git check-ref-format --branch` itself, must agree.
 describe('branchNameProblem', () => {
-  const names = [
-    'main',
-    'release/v1.2',
-    'a-b_c.d',
-    'feat+x',
-    'x@y',
-    'fix#1',
-    'naïve',
-    '-f',
-    '--force',
-    '@',
-    'main@{1}',
-    'a..b',
-    'a//b',
-    'a/',
-    '/a',
-    'a.',
-    'a.lock',
-    'a.lock/b',
-    'a/.b',
-    '.a',
-    'a b',
-    'a\tb',
-    'a\u007fb',
-    'a~1',
-    'a^',
-    'a:b',
-    'a?',
-    'a*',
-    'a[b',
-    'a\\b',
-    'a/b.lock/c',
-    'HEAD',
-    'a@b',
-    'a{b}',
-    'a!b',
-  ];
-  it.each(names)('agrees with git on %j', (name) => {
+  it.each(BRANCH_NAME_SAMPLES)('agrees with git on %j', (name) => {
     const git = spawnSync('git', ['check-ref-format', '--branch', name], { encoding: 'utf8' });
     expect(git.error).toBeUndefined();
     expect(branchNameProblem(name) === null).toBe(git.status === 0);

@@ -1,0 +1,42 @@
+/**
+ * Branch names of every shape git's rules care about, valid and not: tests judge them by `git check-ref-format
+ * --branch` itself and compare what fleet's own checks say (src/protocol.ts's branchNameProblem, fleet-worker's
+ * plain_branch_name).
+ */
+export const BRANCH_NAME_SAMPLES: readonly string[] = [
+  'main',
+  'release/v1.2',
+  'a-b_c.d',
+  'feat+x',
+  'x@y',
+  'fix#1',
+  'naïve',
+  '-f',
+  '--force',
+  '@',
+  'main@{1}',
+  'a..b',
+  'a//b',
+  'a/',
+  '/a',
+  'a.',
+  'a.lock',
+  'a.lock/b',
+  'a/.b',
+  '.a',
+  'a b',
+  'a\tb',
+  'a\u007fb',
+  'a~1',
+  'a^',
+  'a:b',
+  'a?',
+  'a*',
+  'a[b',
+  'a\\b',
+  'a/b.lock/c',
+  'HEAD',
+  'a@b',
+  'a{b}',
+  'a!b',
+];

@@ -445,6 +445,71 @@ describeDocker('warm pool with the real worker image', () => {
     }, 300_000);
   });
 
+  describe('a repository pool under FLEET_EGRESS=proxy (network none, a forge that insists on the token)', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    let forge: GitHttpServer;
+    let forgeRoot: string;
+    const forgeBare = () => join(forgeRoot, `${REPO}.git`);
+
+    beforeAll(async () => {
+      forgeRoot = mkdtempSync(join(tmpdir(), 'fleet-warm-repo-forge-'));
+      mkdirSync(join(forgeRoot, 'acme'));
+      await run('git', ['clone', '--quiet', '--bare', join(gitDir, 'repos', `${REPO}.git`), forgeBare()]);
+      forge = await startGitHttpServer(forgeRoot, TEST_TOKEN);
+      fleet = await startTestFleet(
+        env({
+          FLEET_EGRESS: 'proxy',
+          FLEET_DOCKER_NETWORK: 'none',
+          FLEET_GIT_BASE_URL: forge.url,
+          FLEET_HOST_CONCURRENCY: '1',
+          FLEET_WARM_POOL: '0',
+          FLEET_WARM_REPOS: REPO,
+          FLEET_GIT_CACHE: 'on',
+        }),
+        ['bridge', 'spawn'],
+      );
+    }, 120_000);
+    afterAll(async () => {
+      if (fleet) {
+        await fleet.stop();
+        removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
+      }
+      await forge?.stop();
+      if (forgeRoot) rmSync(forgeRoot, { recursive: true, force: true });
+    });
+
+    it("a claim fetches what is new through the job's proxy (the container has no other way out) and pushes", async () => {
+      const send = async (task: string) => {
+        const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: task });
+        await publishJson(redis, channels.spawn, request);
+        return results.next(request.request_id as string, 180_000);
+      };
+      // The first job starts cold and makes the host's mirror (with its token, on the host); then the pool fills.
+      expect(await send('# Nothing\necho first\n')).toMatchObject({ success: true });
+      await fleet.spawn!.pool!.whenIdle(1);
+
+      // A commit the mirror does not have, straight into the forge's repository.
+      const work = mkdtempSync(join(tmpdir(), 'fleet-warm-repo-work-'));
+      try {
+        await run('git', ['clone', '--quiet', forgeBare(), work]);
+        execFileSync('sh', ['-c', 'echo proxied > PROXIED.md'], { cwd: work });
+        await run('git', ['-C', work, 'add', '-A']);
+        await run('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid', 'commit', '-q', '-m', 'proxied']);
+        await run('git', ['-C', work, 'push', '-q', 'origin', 'HEAD:main']);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+      const moved = (await run('git', ['--git-dir', forgeBare(), 'rev-parse', 'main'])).stdout.trim();
+
+      const result = await send(`# On top of the new commit\ntest -f PROXIED.md && echo HAS-PROXIED\necho x > via-proxy.txt\n`);
+      expect(result).toMatchObject({ success: true, error_type: null });
+      expect(result.logs_tail).toContain('HAS-PROXIED');
+      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 1, repoClaims: 1 });
+      const parent = (await run('git', ['--git-dir', forgeBare(), 'rev-parse', `${result.commit_sha}^`])).stdout.trim();
+      expect(parent).toBe(moved);
+    }, 300_000);
+  });
+
   describe('a host process', () => {
     const procs: FleetProcess[] = [];
     const hosts: string[] = [];

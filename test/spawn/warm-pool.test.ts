@@ -111,6 +111,49 @@ describeDocker('warm pool with the real worker image', () => {
       ...overrides,
     });
 
+  /**
+   * A cap-1 fleet under FLEET_EGRESS=proxy (test fleets run open) whose forge is a smart-HTTP server that insists on
+   * the token, with a copy of the test repository: the worker (network none) reaches it only through the job's
+   * proxy, whose broker swaps the worker's key for the token.
+   */
+  async function proxiedLab(overrides: Record<string, string>) {
+    const root = mkdtempSync(join(tmpdir(), 'fleet-warm-forge-'));
+    mkdirSync(join(root, 'acme'));
+    const bare = join(root, `${REPO}.git`);
+    await run('git', ['clone', '--quiet', '--bare', join(gitDir, 'repos', `${REPO}.git`), bare]);
+    const forge = await startGitHttpServer(root, TEST_TOKEN);
+    const cleanUp = async () => {
+      await forge.stop();
+      rmSync(root, { recursive: true, force: true });
+    };
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    try {
+      fleet = await startTestFleet(
+        env({
+          FLEET_EGRESS: 'proxy',
+          FLEET_DOCKER_NETWORK: 'none',
+          FLEET_GIT_BASE_URL: forge.url,
+          FLEET_HOST_CONCURRENCY: '1',
+          ...overrides,
+        }),
+        ['bridge', 'spawn'],
+      );
+    } catch (error) {
+      await cleanUp();
+      throw error;
+    }
+    return {
+      fleet,
+      forge,
+      bare,
+      async stop() {
+        await fleet.stop();
+        removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
+        await cleanUp();
+      },
+    };
+  }
+
   describe('one host, cap 2, pool 2', () => {
     let fleet: Awaited<ReturnType<typeof startTestFleet>>;
     const hostLabel = () => `${LABELS.host}=${fleet.config.hostId}`;
@@ -225,38 +268,18 @@ describeDocker('warm pool with the real worker image', () => {
   });
 
   describe('one host under FLEET_EGRESS=proxy, cap 1, pool 1', () => {
+    let lab: Awaited<ReturnType<typeof proxiedLab>>;
     let fleet: Awaited<ReturnType<typeof startTestFleet>>;
     let forge: GitHttpServer;
-    let forgeRoot: string;
-    const forgeBare = () => join(forgeRoot, `${REPO}.git`);
+    const forgeBare = () => lab.bare;
 
     beforeAll(async () => {
-      // A smart-HTTP forge that insists on the token: the worker (network none) reaches it only through the
-      // job's proxy, whose broker swaps the worker's key for the token.
-      forgeRoot = mkdtempSync(join(tmpdir(), 'fleet-warm-forge-'));
-      mkdirSync(join(forgeRoot, 'acme'));
-      await run('git', ['clone', '--quiet', '--bare', join(gitDir, 'repos', `${REPO}.git`), forgeBare()]);
-      forge = await startGitHttpServer(forgeRoot, TEST_TOKEN);
-      // Test fleets run FLEET_EGRESS=open (testEnv); this one runs the default.
-      fleet = await startTestFleet(
-        env({
-          FLEET_EGRESS: 'proxy',
-          FLEET_DOCKER_NETWORK: 'none',
-          FLEET_GIT_BASE_URL: forge.url,
-          FLEET_HOST_CONCURRENCY: '1',
-          FLEET_WARM_POOL: '1',
-        }),
-        ['bridge', 'spawn'],
-      );
+      lab = await proxiedLab({ FLEET_WARM_POOL: '1' });
+      ({ fleet, forge } = lab);
       await fleet.spawn!.pool!.whenIdle(1);
     }, 120_000);
     afterAll(async () => {
-      if (fleet) {
-        await fleet.stop();
-        removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
-      }
-      await forge?.stop();
-      if (forgeRoot) rmSync(forgeRoot, { recursive: true, force: true });
+      await lab?.stop();
     });
 
     /** The idle container of the pool, with the host directory bound at the egress mount. */
@@ -446,36 +469,16 @@ describeDocker('warm pool with the real worker image', () => {
   });
 
   describe('a repository pool under FLEET_EGRESS=proxy (network none, a forge that insists on the token)', () => {
+    let lab: Awaited<ReturnType<typeof proxiedLab>>;
     let fleet: Awaited<ReturnType<typeof startTestFleet>>;
-    let forge: GitHttpServer;
-    let forgeRoot: string;
-    const forgeBare = () => join(forgeRoot, `${REPO}.git`);
+    const forgeBare = () => lab.bare;
 
     beforeAll(async () => {
-      forgeRoot = mkdtempSync(join(tmpdir(), 'fleet-warm-repo-forge-'));
-      mkdirSync(join(forgeRoot, 'acme'));
-      await run('git', ['clone', '--quiet', '--bare', join(gitDir, 'repos', `${REPO}.git`), forgeBare()]);
-      forge = await startGitHttpServer(forgeRoot, TEST_TOKEN);
-      fleet = await startTestFleet(
-        env({
-          FLEET_EGRESS: 'proxy',
-          FLEET_DOCKER_NETWORK: 'none',
-          FLEET_GIT_BASE_URL: forge.url,
-          FLEET_HOST_CONCURRENCY: '1',
-          FLEET_WARM_POOL: '0',
-          FLEET_WARM_REPOS: REPO,
-          FLEET_GIT_CACHE: 'on',
-        }),
-        ['bridge', 'spawn'],
-      );
+      lab = await proxiedLab({ FLEET_WARM_POOL: '0', FLEET_WARM_REPOS: REPO, FLEET_GIT_CACHE: 'on' });
+      ({ fleet } = lab);
     }, 120_000);
     afterAll(async () => {
-      if (fleet) {
-        await fleet.stop();
-        removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
-      }
-      await forge?.stop();
-      if (forgeRoot) rmSync(forgeRoot, { recursive: true, force: true });
+      await lab?.stop();
     });
 
     it("a claim fetches what is new through the job's proxy (the container has no other way out) and pushes", async () => {

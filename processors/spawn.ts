@@ -173,8 +173,9 @@ async function runSpawn(
   // made before its job's repository was known: a plain clone).
   const mirror = warm ? undefined : await deps.gitMirror?.prepare(repoGitUrl(deps.config, request.repo), token);
   // Once the worker runs its agent, the pool may start a container in place of the one this job took (or, after a
-  // miss, the one that job's new mirror allows): earlier, that start would compete with this one. A repository's
-  // container is replaced from its mirror brought up to date first, with this job's token, on the host.
+  // miss, the one that job's new mirror allows): earlier, that start would compete with this one. Where the pool keeps
+  // containers of this job's repository, the host first brings its mirror up to date (or makes it) with this job's
+  // token: the replacement is cloned from it.
   let agentRunning = false;
   const agentStarted = () => {
     if (agentRunning) return;
@@ -182,7 +183,7 @@ async function runSpawn(
     if (!warm) return deps.warmPool?.topUp();
     const gitMirror = deps.gitMirror;
     warm.agentStarted(
-      warm.precloned && gitMirror
+      warm.refreshesMirror && gitMirror
         ? () => gitMirror.prepare(repoGitUrl(deps.config, request.repo), token).then((lease) => lease?.release())
         : undefined,
     );

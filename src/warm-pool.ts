@@ -31,7 +31,6 @@ import {
 import type { MirrorLease } from './git-mirror.ts';
 import type { FleetKeys } from './keys.ts';
 import { MAX_LINE_BYTES } from './run-worker.ts';
-import { warmRepoKey } from './warm-repos.ts';
 
 /**
  * The warm pool (issue 11): started worker containers, inner dockerd up and slot volume mounted, waiting for a
@@ -127,8 +126,11 @@ export interface WarmPoolOptions {
 /** A pool container handed to one job: `claim` gives it the job's spec and files (sent at its start). */
 export interface WarmClaim {
   claim(spec: ContainerSpec, files: InputFile[]): WorkerContainer;
-  /** The job's repository is already cloned in it, from the host's mirror (FLEET_WARM_REPOS). */
-  precloned: boolean;
+  /**
+   * The pool keeps containers of the job's repository (FLEET_WARM_REPOS): the host's mirror of it should be brought up
+   * to date (or made) with the job's token before the replacement, which is cloned from it (agentStarted's `before`).
+   */
+  refreshesMirror: boolean;
   /**
    * The worker reached its agent: the pool may start the replacement now (it does at the latest when the
    * container is removed). `before` runs first, still off the job's critical path (a mirror refresh).
@@ -147,7 +149,7 @@ interface Entry {
   container: WorkerContainer;
   lines: AsyncIterator<OutputLine>;
   state: 'idle' | 'taken' | 'gone';
-  /** The repository cloned in it (its pool key), or '' (generic). */
+  /** The repository cloned in it (as configured), or '' (generic). */
   kind: string;
   release?: () => void;
   /** The lease on the repository's mirror it mounts. */
@@ -173,10 +175,11 @@ export class WarmPool {
   private readonly creating = new Set<WorkerContainer>();
   /** Claimed containers whose replacement waits for their agent's start, by kind. */
   private readonly awaitingRefill = new Map<string, number>();
-  /** How many containers of each kind the pool keeps: '' generic, else a repository's key. */
+  /**
+   * How many containers of each kind the pool keeps: '' generic, else a repository's name as configured. Matched
+   * exactly: the host's mirror, and the URL the container cloned, are of that spelling.
+   */
   private readonly targets: Map<string, number>;
-  /** A repository's name as configured, by its key. */
-  private readonly repoNames = new Map<string, string>();
   private claims = 0;
   private repoClaims = 0;
   private misses = 0;
@@ -192,11 +195,7 @@ export class WarmPool {
     this.log = options.logger.child({ component: 'warm-pool', pool: this.instance });
     const { size, repos } = options.config.warmPool;
     this.targets = new Map([['', size]]);
-    if (options.mirrors)
-      for (const { repo, count } of repos) {
-        this.targets.set(warmRepoKey(repo), count);
-        this.repoNames.set(warmRepoKey(repo), repo);
-      }
+    if (options.mirrors) for (const { repo, count } of repos) this.targets.set(repo, count);
   }
 
   /** Idle containers the pool keeps, generic and repositories' together. */
@@ -252,8 +251,7 @@ export class WarmPool {
    * miss: the job starts a container of its own). A container of another repository never serves it.
    */
   take(repo?: string): WarmClaim | undefined {
-    const key = repo === undefined ? undefined : warmRepoKey(repo);
-    let at = key === undefined ? -1 : this.idle.findIndex((e) => e.kind === key);
+    let at = repo === undefined ? -1 : this.idle.findIndex((e) => e.kind === repo);
     if (at < 0) at = this.idle.findIndex((e) => e.kind === '');
     if (at < 0) {
       this.misses++;
@@ -274,17 +272,19 @@ export class WarmPool {
     let claimed = false;
     return {
       egressDir: entry.egressDir,
-      precloned: entry.kind !== '',
+      // Its replacement may be of the job's repository (which a generic claim of it must not starve of a mirror).
+      refreshesMirror: repo !== undefined && this.targets.has(repo),
       claim: (spec, files) => {
         claimed = true;
         return new ClaimedContainer(entry, spec, files, this.options.runtime);
       },
       agentStarted: (before) => {
         if (!entry.refill) return;
-        // entry.refill runs once: here, or at the container's removal if that comes first.
+        // entry.refill runs once: here, or at the container's removal if that comes first. A removal during `before`
+        // refilled without what `before` makes (a repository's first mirror): the pool looks again once it is there.
         void (before?.() ?? Promise.resolve())
           .catch((error) => this.log.warn({ err: error }, 'the step before a refill failed; refilling all the same'))
-          .finally(() => entry.refill?.());
+          .finally(() => (entry.refill ? entry.refill() : this.fill()));
       },
       returnUnused: async () => {
         if (!claimed) await this.discard(entry);
@@ -376,32 +376,34 @@ export class WarmPool {
       /^[^A-Za-z0-9]+/,
       'w',
     );
-    // A repository's container mounts its mirror, leased until the container is gone. No mirror yet: this kind
-    // waits for the repository's first job, which makes one (its claim or miss fills the pool again).
     let mirror: MirrorLease | undefined;
-    let repo: { name: string; url: string; mirror: string } | undefined;
-    if (kind !== '') {
-      const name = this.repoNames.get(kind)!;
-      mirror = (await this.options.mirrors!.lease(name)) ?? undefined;
-      if (!mirror) {
-        this.log.info({ repo: name }, 'no git mirror of this repository on the host yet; its pool worker waits for its first job');
-        return;
-      }
-      repo = { name, url: this.options.mirrors!.url(name), mirror: mirror.path };
-    }
-    const slot = await this.options.dindVolume?.();
-    // Its /fleet/input: empty until a claim is written there. As the image's, readable by all; the claim's env
-    // file in it is root-only, and gone before the agent starts.
-    const claimDir = makePoolDir(CLAIM_DIR_PREFIX, this.instance);
-    // Node has no mkfifo; without the FIFO the worker polls for `go` (a few milliseconds later).
-    await promisify(execFile)('mkfifo', ['-m', '0600', join(claimDir, CLAIM_WAKE_FIFO)]).catch((error) =>
-      this.log.warn({ err: error }, 'no wake FIFO for a pool container: it polls for its claim'),
-    );
-    // FLEET_EGRESS=proxy: an empty directory of its own, bound where the job's proxy socket will appear; no
-    // socket and no key while idle (the job's session listens in it at claim, the key comes with the claim).
-    const egressDir = config.egress.mode === 'proxy' ? makePoolDir(EGRESS_DIR_PREFIX, this.instance) : undefined;
+    let slot: { volume: string; release(): void } | undefined;
+    let claimDir: string | undefined;
+    let egressDir: string | undefined;
     let container: WorkerContainer | undefined;
     try {
+      // A repository's container mounts its mirror, leased until the container is gone. No mirror yet: this kind
+      // waits for the repository's first job, which makes one (its claim or miss fills the pool again).
+      let repo: { name: string; url: string; mirror: string } | undefined;
+      if (kind !== '') {
+        mirror = (await this.options.mirrors!.lease(kind)) ?? undefined;
+        if (!mirror) {
+          this.log.info({ repo: kind }, 'no git mirror of this repository on the host yet; its pool worker waits for its first job');
+          return;
+        }
+        repo = { name: kind, url: this.options.mirrors!.url(kind), mirror: mirror.path };
+      }
+      slot = await this.options.dindVolume?.();
+      // Its /fleet/input: empty until a claim is written there. As the image's, readable by all; the claim's env
+      // file in it is root-only, and emptied before the agent starts.
+      claimDir = makePoolDir(CLAIM_DIR_PREFIX, this.instance);
+      // Node has no mkfifo; without the FIFO the worker polls for `go` (a few milliseconds later).
+      await promisify(execFile)('mkfifo', ['-m', '0600', join(claimDir, CLAIM_WAKE_FIFO)]).catch((error) =>
+        this.log.warn({ err: error }, 'no wake FIFO for a pool container: it polls for its claim'),
+      );
+      // FLEET_EGRESS=proxy: an empty directory of its own, bound where the job's proxy socket will appear; no
+      // socket and no key while idle (the job's session listens in it at claim, the key comes with the claim).
+      egressDir = config.egress.mode === 'proxy' ? makePoolDir(EGRESS_DIR_PREFIX, this.instance) : undefined;
       container = await runtime.create(
         buildPoolSpec({ name, instance: this.instance, dindVolume: slot?.volume, egressDir, claimDir, repo, config }),
         [],
@@ -428,7 +430,7 @@ export class WarmPool {
       await container?.remove().catch((removeError) => this.log.error({ err: removeError }, 'could not remove a failed pool container'));
       slot?.release();
       await mirror?.release();
-      removePoolDirs({ claimDir, egressDir });
+      if (claimDir) removePoolDirs({ claimDir, egressDir });
       if (this.stopped) return;
       // A pool that cannot start containers (no image, an image without pool mode) must not spin.
       const backoff = Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** this.failures++);
@@ -467,8 +469,9 @@ async function removeEntry(entry: Entry, options?: { graceMs?: number }): Promis
     entry.release?.();
     entry.release = undefined;
     entry.refill?.();
+    // A container Docker could not remove still mounts it, but a lease outliving it would keep it for good.
+    await entry.mirror?.release();
   }
-  await entry.mirror?.release();
   // Only once the container is gone (a failed removal leaves it to the dead-instance sweep at the next start).
   removePoolDirs(entry);
 }

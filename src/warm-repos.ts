@@ -1,7 +1,8 @@
 /**
  * FLEET_WARM_REPOS: repositories whose pool workers wait with a clone already made from the host's git mirror
  * (src/warm-pool.ts). Entries are `owner/name` or `owner/name:count`, separated by commas; a count says how many
- * such workers the host keeps (default 1). GitHub names are case-insensitive: so is the match with a job's repo.
+ * such workers the host keeps (default 1). A job's repository must be named exactly so to take one (the host's mirror
+ * and the clone's URL are of that spelling); two entries that differ only in case are refused.
  */
 export interface WarmRepo {
   /** As written in the setting. */
@@ -35,6 +36,3 @@ export function parseWarmRepos(value: string): WarmRepo[] {
     return { repo: m[1]!, count: m[2] === undefined ? 1 : Number(m[2]) };
   });
 }
-
-/** The pool's key for a repository: the same for every spelling GitHub takes as the same repository. */
-export const warmRepoKey = (repo: string) => repo.toLowerCase();

@@ -33,6 +33,8 @@ import { buildWorkerImage } from '../worker-image/harness.ts';
 
 const run = promisify(execFile);
 const REPO = 'acme/widgets';
+/** A second repository of the same content, for jobs that are not REPO's. */
+const OTHER_REPO = 'acme/gadgets';
 /** The task prints the id of the container it runs in (Docker's /etc/hostname mount names it). */
 const PRINT_CONTAINER = `echo "CID=$(grep -o 'containers/[0-9a-f]*/hostname' /proc/self/mountinfo | head -1 | cut -d/ -f2)"`;
 
@@ -89,6 +91,9 @@ describeDocker('warm pool with the real worker image', () => {
     await run('git', ['-C', work, 'add', '-A']);
     await run('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid', 'commit', '-q', '-m', 'seed']);
     await run('git', ['-C', work, 'push', '-q', bare, 'HEAD:main']);
+    const other = join(gitDir, 'repos', `${OTHER_REPO}.git`);
+    await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', other]);
+    await run('git', ['-C', work, 'push', '-q', other, 'HEAD:main']);
     daemon = await startGitDaemon(join(gitDir, 'repos'), REPO);
   }, 30 * 60_000);
 
@@ -368,7 +373,7 @@ describeDocker('warm pool with the real worker image', () => {
   describe('one host with a repository pool (FLEET_WARM_REPOS=acme/widgets, no generic pool), cap 1', () => {
     let fleet: Awaited<ReturnType<typeof startTestFleet>>;
     let seed: string;
-    const OTHER = 'acme/gadgets';
+    const OTHER = OTHER_REPO;
     const idlePool = () =>
       docker('ps', '-a', '--no-trunc', '--filter', `label=${LABELS.pool}=${fleet.spawn!.pool!.instance}`, '--format', '{{.ID}} {{.Names}}')
         .split('\n')
@@ -393,8 +398,6 @@ describeDocker('warm pool with the real worker image', () => {
 
     beforeAll(async () => {
       seed = join(gitDir, 'seed');
-      await git('init', '--quiet', '--bare', '--initial-branch=main', bare(OTHER));
-      await git('-C', seed, 'push', '-q', bare(OTHER), 'HEAD:main');
       fleet = await startTestFleet(
         env({ FLEET_HOST_CONCURRENCY: '1', FLEET_WARM_POOL: '0', FLEET_WARM_REPOS: REPO, FLEET_GIT_CACHE: 'on' }),
         ['bridge', 'spawn'],
@@ -440,8 +443,11 @@ describeDocker('warm pool with the real worker image', () => {
       const [waiting] = idlePool();
       const other = await send('# Elsewhere\necho elsewhere > other.txt\n', OTHER);
       expect(await results.next(other, 120_000)).toMatchObject({ success: true });
+      // Another spelling is another mirror and another URL: not this container's either (and no such repository here).
+      const spelled = await send('# Elsewhere\necho x\n', 'ACME/widgets');
+      expect(await results.next(spelled, 120_000)).toMatchObject({ success: false, error_type: 'clone_failed' });
       expect(idlePool()).toEqual([waiting]);
-      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 0, misses: 2 });
+      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 0, misses: 3 });
 
       // The remote moves after the clone was made: the claim must start from where it is now.
       const moved = await pushToMain('NEW.md');
@@ -465,6 +471,88 @@ describeDocker('warm pool with the real worker image', () => {
       const [next] = idlePool();
       expect(next).not.toBe(waiting);
       expect(docker('exec', next!, 'git', '--git-dir=/fleet/state/repo.git', 'rev-parse', 'HEAD')).toBe(moved);
+    }, 300_000);
+
+    it("a tracked AGENTS.md that changed since the clone: the job's own AGENTS.md, on top of the remote's change", async () => {
+      // A clone that has AGENTS.md (the claim of this job brings the mirror, and so the next clone, to it) ...
+      await pushToMain('AGENTS.md');
+      expect(await results.next(await send('# Nothing\necho x\n'), 120_000)).toMatchObject({ success: true });
+      await fleet.spawn!.pool!.whenIdle(1);
+      const [waiting] = idlePool();
+      expect(docker('exec', waiting!, 'cat', '/workspace/AGENTS.md')).toBe('new');
+      // ... then the remote changes it: the claim checks out the remote's main over a work tree that already holds
+      // the job's AGENTS.md.
+      await git('-C', seed, 'pull', '-q', bare(REPO), 'main');
+      execFileSync('sh', ['-c', 'echo changed > AGENTS.md'], { cwd: seed });
+      await git('-C', seed, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid', 'commit', '-q', '-am', 'change AGENTS.md');
+      await git('-C', seed, 'push', '-q', bare(REPO), 'HEAD:main');
+      const changed = await git('-C', bare(REPO), 'rev-parse', 'main');
+      const request = legacyRequest({
+        agent: 'custom',
+        timeout_seconds: 120,
+        task_content: `# Read the instructions\n${PRINT_CONTAINER}\necho "AGENTS=$(cat AGENTS.md)"\necho y > y.txt\n`,
+        agents_content: 'the job says so',
+      });
+      await publishJson(redis, channels.spawn, request);
+      const result = await results.next(request.request_id as string, 120_000);
+      expect(result).toMatchObject({ success: true, error_type: null });
+      expect(containerOf(result.logs_tail)).toBe(waiting);
+      expect(result.logs_tail).toContain('AGENTS=the job says so');
+      expect(await git('-C', bare(REPO), 'rev-parse', `${result.commit_sha}^`)).toBe(changed);
+      // The job's AGENTS.md is the agent's instructions, not a change to the repository's.
+      expect(await git('-C', bare(REPO), 'show', `${result.commit_sha}:AGENTS.md`)).toBe('changed');
+    }, 300_000);
+
+    it("a remote whose default branch was renamed since the clone: a fresh clone, on the remote's new default", async () => {
+      await fleet.spawn!.pool!.whenIdle(1);
+      const [waiting] = idlePool();
+      await git('-C', bare(REPO), 'branch', '-m', 'main', 'trunk');
+      await git('-C', bare(REPO), 'symbolic-ref', 'HEAD', 'refs/heads/trunk');
+      try {
+        const request = legacyRequest({
+          agent: 'custom',
+          timeout_seconds: 120,
+          task_content: `# Work\n${PRINT_CONTAINER}\necho z > z.txt\n`,
+        });
+        await publishJson(redis, channels.spawn, request);
+        const result = await results.next(request.request_id as string, 120_000);
+        expect(result).toMatchObject({ success: true, error_type: null, branch: 'trunk' });
+        expect(containerOf(result.logs_tail)).toBe(waiting);
+        expect(result.logs_tail).toContain('cloning afresh');
+        expect(await git('-C', bare(REPO), 'rev-parse', 'trunk')).toBe(result.commit_sha);
+      } finally {
+        // The suites after this one clone this repository too, and expect its main.
+        await git('-C', bare(REPO), 'branch', '-m', 'trunk', 'main');
+        await git('-C', bare(REPO), 'symbolic-ref', 'HEAD', 'refs/heads/main');
+      }
+    }, 300_000);
+  });
+
+  describe('a generic pool beside a repository pool (FLEET_WARM_POOL=1, FLEET_WARM_REPOS), cap 1', () => {
+    let fleet: Awaited<ReturnType<typeof startTestFleet>>;
+    beforeAll(async () => {
+      fleet = await startTestFleet(
+        env({ FLEET_HOST_CONCURRENCY: '1', FLEET_WARM_POOL: '1', FLEET_WARM_REPOS: OTHER_REPO, FLEET_GIT_CACHE: 'on' }),
+        ['bridge', 'spawn'],
+      );
+    }, 120_000);
+    afterAll(async () => {
+      if (fleet) {
+        const label = `${LABELS.host}=${fleet.config.hostId}`;
+        await fleet.stop();
+        removeContainersWithLabel(label);
+      }
+    });
+
+    it("a job of the repository on a generic container makes the mirror that the repository's own container is cloned from", async () => {
+      await fleet.spawn!.pool!.whenIdle(1);
+      expect(fleet.spawn!.warmPool()).toMatchObject({ size: 2, idle: 1 });
+      const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: '# Nothing\necho x\n', repo: OTHER_REPO });
+      await publishJson(redis, channels.spawn, request);
+      expect(await results.next(request.request_id as string, 120_000)).toMatchObject({ success: true });
+      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 1, repoClaims: 0, misses: 0 });
+      // The generic one's replacement, and the repository's first container, from the mirror that claim made.
+      await fleet.spawn!.pool!.whenIdle(2);
     }, 300_000);
   });
 

@@ -152,11 +152,17 @@ describeDocker('warm pool with the real worker image', () => {
       forge,
       bare,
       async stop() {
-        await fleet.stop();
-        removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
+        await stopFleet(fleet);
         await cleanUp();
       },
     };
+  }
+
+  /** A suite's fleet goes, and every container of its host with it (a test that failed half-way leaves some). */
+  async function stopFleet(fleet: Awaited<ReturnType<typeof startTestFleet>> | undefined) {
+    if (!fleet) return;
+    await fleet.stop();
+    removeContainersWithLabel(`${LABELS.host}=${fleet.config.hostId}`);
   }
 
   describe('one host, cap 2, pool 2', () => {
@@ -173,13 +179,7 @@ describeDocker('warm pool with the real worker image', () => {
       fleet = await startTestFleet(env({ FLEET_HOST_CONCURRENCY: '2' }), ['bridge', 'spawn']);
       await fleet.spawn!.pool!.whenIdle(2);
     }, 120_000);
-    afterAll(async () => {
-      if (fleet) {
-        const label = hostLabel();
-        await fleet.stop();
-        removeContainersWithLabel(label);
-      }
-    });
+    afterAll(() => stopFleet(fleet));
 
     const send = async (task: string) => {
       const request = legacyRequest({ agent: 'custom', timeout_seconds: 120, task_content: task });
@@ -403,13 +403,7 @@ describeDocker('warm pool with the real worker image', () => {
         ['bridge', 'spawn'],
       );
     }, 120_000);
-    afterAll(async () => {
-      if (fleet) {
-        const label = `${LABELS.host}=${fleet.config.hostId}`;
-        await fleet.stop();
-        removeContainersWithLabel(label);
-      }
-    });
+    afterAll(() => stopFleet(fleet));
 
     it("waits for the repository's first job to make a mirror, then keeps a container with the clone made from it and no secret", async () => {
       // No mirror on the host yet: nothing to clone from, so no container; the first job starts cold and makes it.
@@ -447,7 +441,9 @@ describeDocker('warm pool with the real worker image', () => {
       const spelled = await send('# Elsewhere\necho x\n', 'ACME/widgets');
       expect(await results.next(spelled, 120_000)).toMatchObject({ success: false, error_type: 'clone_failed' });
       expect(idlePool()).toEqual([waiting]);
-      expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 0, misses: 3 });
+      // Each of the three jobs missed (an attempt BullMQ retries misses again: CI saw 5).
+      expect(fleet.spawn!.warmPool()!.claims).toBe(0);
+      expect(fleet.spawn!.warmPool()!.misses).toBeGreaterThanOrEqual(3);
 
       // The remote moves after the clone was made: the claim must start from where it is now.
       const moved = await pushToMain('NEW.md');
@@ -536,13 +532,7 @@ describeDocker('warm pool with the real worker image', () => {
         ['bridge', 'spawn'],
       );
     }, 120_000);
-    afterAll(async () => {
-      if (fleet) {
-        const label = `${LABELS.host}=${fleet.config.hostId}`;
-        await fleet.stop();
-        removeContainersWithLabel(label);
-      }
-    });
+    afterAll(() => stopFleet(fleet));
 
     it("a job of the repository on a generic container makes the mirror that the repository's own container is cloned from", async () => {
       await fleet.spawn!.pool!.whenIdle(1);

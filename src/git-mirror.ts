@@ -135,6 +135,8 @@ export class GitMirrorCache {
    */
   async leaseExisting(url: string): Promise<MirrorLease | null> {
     const path = this.pathFor(url);
+    // Asked first too: while the host has no mirror, each of the pool's looks costs a read, not a lease file.
+    if (!(await headResolves(path))) return null;
     const release = await this.lease(mirrorKey(url));
     if (!(await headResolves(path))) {
       await release();

@@ -194,16 +194,13 @@ export class WarmPool {
   constructor(private readonly options: WarmPoolOptions) {
     this.log = options.logger.child({ component: 'warm-pool', pool: this.instance });
     const { size, repos } = options.config.warmPool;
-    this.targets = new Map([['', size]]);
-    if (options.mirrors) for (const { repo, count } of repos) this.targets.set(repo, count);
+    if (repos.length > 0 && !options.mirrors) throw new Error("FLEET_WARM_REPOS needs the host's git mirror cache");
+    this.targets = new Map([['', size], ...repos.map(({ repo, count }) => [repo, count] as const)]);
+    this.size = size + repos.reduce((sum, r) => sum + r.count, 0);
   }
 
   /** Idle containers the pool keeps, generic and repositories' together. */
-  get size(): number {
-    let total = 0;
-    for (const count of this.targets.values()) total += count;
-    return total;
-  }
+  readonly size: number;
 
   /** Registers the instance (first beat must succeed), removes pools of dead instances, and starts filling. */
   async start(): Promise<void> {

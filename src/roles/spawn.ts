@@ -98,11 +98,10 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // pool container has a host directory of its own bound at /fleet/input, where its claim is written, and under
   // FLEET_EGRESS=proxy an empty egress directory, where the job's proxy socket appears (src/warm-pool.ts).
   const canHandOver = deps.runtime.rename !== undefined;
-  // Repositories' pool containers are cloned from the host's mirrors (config refuses FLEET_WARM_REPOS without them).
-  const warmRepos = canHandOver && config.gitCache ? config.warmPool.repos : [];
-  const poolSize = canHandOver ? config.warmPool.size + warmRepos.reduce((sum, r) => sum + r.count, 0) : 0;
-  if (!canHandOver && (config.warmPool.size > 0 || config.warmPool.repos.length > 0))
-    log.info('warm pool off: this container runtime cannot hand a job to a running container');
+  // Generic containers and repositories' (FLEET_WARM_REPOS, cloned from the host's mirrors, which config demands).
+  const wanted = config.warmPool.size + config.warmPool.repos.reduce((sum, r) => sum + r.count, 0);
+  const poolSize = canHandOver ? wanted : 0;
+  if (!canHandOver && wanted > 0) log.info('warm pool off: this container runtime cannot hand a job to a running container');
   const slots = config.worker.dindCache
     ? new DindSlots({
         hostId: config.hostId,
@@ -148,7 +147,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
           runtime: deps.runtime,
           redis: deps.redis,
           keys,
-          config: { ...config, warmPool: { ...config.warmPool, size: canHandOver ? config.warmPool.size : 0, repos: warmRepos } },
+          config,
           logger: log,
           dindVolume: slots ? () => slots.acquire() : undefined,
           mirrors: gitMirror && {

@@ -406,8 +406,11 @@ describeDocker('warm pool with the real worker image', () => {
     afterAll(() => stopFleet(fleet));
 
     it("waits for the repository's first job to make a mirror, then keeps a container with the clone made from it and no secret", async () => {
-      // No mirror on the host yet: nothing to clone from, so no container; the first job starts cold and makes it.
+      // No mirror on the host yet: nothing to clone from, so no container (the pool's look ends at once, and nothing
+      // is starting or idle after it); the first job starts cold and makes the mirror.
+      await expect.poll(() => fleet.spawn!.warmPool()!.starting, { timeout: 30_000 }).toBe(0);
       expect(fleet.spawn!.warmPool()).toMatchObject({ size: 1, idle: 0 });
+      expect(idlePool()).toEqual([]);
       const first = await send('# Nothing\necho first\n');
       expect(await results.next(first, 120_000)).toMatchObject({ success: true });
       expect(fleet.spawn!.warmPool()).toMatchObject({ claims: 0, misses: 1 });

@@ -13,7 +13,16 @@
  * A re-created limiter starts with `nextRequest = now`: it has forgotten the mutation another process sent a
  * moment ago. After every `init` we push `nextRequest` to at least `now + minTime`, so the first call after a
  * loss waits one spacing interval instead of risking a secondary-limit violation.
+ *
+ * Why `register` is replaced: when the connection drops after Redis ran a script but before its reply arrived
+ * (Redis stopping runs the commands it has read and exits without writing their replies), ioredis sends the
+ * command again on the new connection. Bottleneck's `register` is not safe to run twice: the second run finds
+ * the slot taken by the first and answers "no capacity", Bottleneck keeps the job queued and forgets the
+ * registration, and that phantom holds the slot until its expiration (five minutes for a mutation: every
+ * host's mutations of that token stall). Our copy of the script first looks for its own job index and, if it
+ * is there, answers as the first run did.
  */
+import { createRequire } from 'node:module';
 import Bottleneck from 'bottleneck';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
@@ -56,6 +65,27 @@ if (tonumber(s[1]) or 0) < target then
   return 1
 end
 return 0`;
+
+// Inserted after register.lua reads its job index. The first run set nextRequest to now + wait + minTime with the
+// same ARGV `now`; a later registration only moved it further, so the wait answered here is never too short.
+const REGISTER_REPLAY_GUARD = `
+if redis.call('hexists', job_weights_key, index) == 1 then
+  local replayed = redis.call('hmget', settings_key, 'nextRequest', 'minTime', 'reservoir')
+  return {true, math.max((tonumber(replayed[1]) or 0) - (tonumber(replayed[2]) or 0) - now, 0), tonumber(replayed[3])}
+end`;
+const REGISTER_INDEX_LINE = 'local index = ARGV[num_static_argv + 1]';
+const REGISTER_ONCE_COMMAND = 'fleetBottleneckRegisterOnce';
+
+/** Bottleneck's own `register` script (its header functions included) with the replay guard after the index. */
+export function registerOnceLua(): string {
+  const scripts = createRequire(import.meta.url)('bottleneck/lib/Scripts.js') as { payload(name: string): string };
+  const lua = scripts.payload('register');
+  if (!lua.includes(REGISTER_INDEX_LINE)) {
+    // A Bottleneck release other than the 2.19.5 this was written against: refuse rather than run unguarded.
+    throw new Error(`Bottleneck's register script no longer has "${REGISTER_INDEX_LINE}"; update src/github/limiter.ts`);
+  }
+  return lua.replace(REGISTER_INDEX_LINE, `${REGISTER_INDEX_LINE}\n${REGISTER_REPLAY_GUARD}`);
+}
 
 type ScriptCallback = (err: Error | null, replies?: unknown) => void;
 type ScriptFn = (...args: unknown[]) => unknown;
@@ -208,8 +238,11 @@ export class ClusteredLimiters {
   private installRecovery(): void {
     const internals = this.connection as unknown as ConnectionInternals;
     const original = internals.__scriptFn__.bind(this.connection);
+    this.redis.defineCommand(REGISTER_ONCE_COMMAND, { lua: registerOnceLua() });
+    const client = this.redis as unknown as Record<string, ScriptFn>;
+    const registerOnce = client[REGISTER_ONCE_COMMAND]!.bind(this.redis);
     internals.__scriptFn__ = (name: string) => {
-      const fn = original(name);
+      const fn = name === 'register' ? registerOnce : original(name);
       return (...args: unknown[]) => {
         const callback = args.pop() as ScriptCallback;
         fn(...args, (err: Error | null, replies?: unknown) => {

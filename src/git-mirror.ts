@@ -130,17 +130,34 @@ export class GitMirrorCache {
 
   /**
    * Leases the mirror of `url` as it is, without a fetch (the warm pool has no token); null when the host has
-   * none a worker could clone (not made yet, or its HEAD names no branch it has). The lease comes first, so a
-   * prune cannot take the mirror between the check and the mount.
+   * none a worker could clone (not made yet, or its HEAD names no branch it has). The lease comes first and the
+   * check is made under the mirror's lock: a prune holds that lock from its look at the leases to the end of its
+   * removal, so it either sees this lease or has finished removing before the check.
    */
   async leaseExisting(url: string): Promise<MirrorLease | null> {
+    const key = mirrorKey(url);
     const path = this.pathFor(url);
     // Asked first too: while the host has no mirror, each of the pool's looks costs a read, not a lease file.
     if (!(await headResolves(path))) return null;
-    const release = await this.lease(mirrorKey(url));
-    if (!(await headResolves(path))) {
+    const release = await this.lease(key);
+    try {
+      // Waits out an update of this mirror too (seconds, usually): the pool container then gets its new refs.
+      const resolves = await this.queue.run(key, async () => {
+        const lock = await lockFile(join(this.options.dir, `${key}.lock`), this.timeoutMs);
+        if (!lock) throw new Error(`another fleet process held the lock of ${key} longer than ${this.timeoutMs} ms`);
+        try {
+          return await headResolves(path);
+        } finally {
+          await lock.release();
+        }
+      });
+      if (!resolves) {
+        await release();
+        return null;
+      }
+    } catch (error) {
       await release();
-      return null;
+      throw error;
     }
     await this.touch(url);
     return { path, release };

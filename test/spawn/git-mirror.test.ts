@@ -162,6 +162,35 @@ describe('git mirror cache (host side: real git, a loopback smart-HTTP server)',
     expect(second).not.toBeNull();
     await second!.release();
   }, 30_000);
+
+  it("the warm pool's lease of an existing mirror never outlives a prune that was already removing it", async () => {
+    const dir = tempDir('fleet-mirrors-');
+    const seed = join(tempDir('fleet-origins-'), 'r');
+    await run('git', ['init', '--quiet', '--initial-branch=main', seed]);
+    await run('git', ['-C', seed, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid', 'commit', '--quiet', '--allow-empty', '-m', 'r']);
+    const url = `file://${seed}`;
+    const mirrors = cache(dir);
+    await (await mirrors.prepare(url, undefined))!.release();
+    const leases = join(dir, `${mirrorKey(url)}.leases`);
+    expect(readdirSync(leases)).toEqual([]);
+
+    // A prune between its look at the leases (none) and the end of its removal holds the mirror's lock.
+    const pruning = await lockFile(join(dir, `${mirrorKey(url)}.lock`), 1000);
+    const leasing = mirrors.leaseExisting(url);
+    // The pool has seen the mirror and written its lease; the prune goes on and removes the mirror.
+    for (let i = 0; i < 200 && readdirSync(leases).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(readdirSync(leases)).toHaveLength(1);
+    rmSync(mirrors.pathFor(url), { recursive: true, force: true });
+    await pruning!.release();
+
+    expect(await leasing).toBeNull();
+    expect(readdirSync(leases)).toEqual([]);
+    // Once a job has made it again, the pool gets it.
+    await (await mirrors.prepare(url, undefined))!.release();
+    const lease = await mirrors.leaseExisting(url);
+    expect(lease?.path).toBe(mirrors.pathFor(url));
+    await lease!.release();
+  }, 30_000);
 });
 
 // The real worker image, run as the spawn role runs it with the mirror (read-only bind, FLEET_GIT_MIRROR),

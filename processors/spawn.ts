@@ -133,18 +133,28 @@ async function runSpawn(
 
   // A result already exists when an earlier attempt published it and then lost its host before
   // BullMQ recorded the job done: report that outcome again instead of running the task twice. Asked while
-  // the container is made (issue 11: the dispatch path waits on no round trip it can overlap); the answer
-  // comes before the container starts, and a hit removes it unstarted.
-  const lookups = Promise.all([flow ? null : readResult(deps.redis, id), deps.redis.exists(deps.keys.cancelled(id))]);
-  const preempted = async (): Promise<{ result: SpawnJobResult; alreadyPublished?: boolean } | undefined> => {
-    const [earlier, cancelled] = await lookups;
+  // the container is made (issue 11: the dispatch path waits on no round trip it can overlap), sent just after the
+  // create call rather than before it; the answer comes before the container starts, and a hit removes it unstarted.
+  // A plain job also asks whether a flow claimed its id: the bridge adds such a job while it looks that up, and
+  // removes it unless a worker (this one) took it first (src/intake.ts).
+  let lookups: Promise<[SpawnJobResult | null, number, number]> | undefined;
+  const preempted = async (): Promise<Preempted | undefined> => {
+    lookups ??= Promise.all([
+      flow ? null : readResult(deps.redis, id),
+      deps.redis.exists(deps.keys.cancelled(id)),
+      flow ? 0 : deps.redis.exists(deps.keys.flowClaim(id)),
+    ]);
+    const [earlier, cancelled, claimedByFlow] = await lookups;
     if (earlier) return { result: earlier, alreadyPublished: true };
+    if (claimedByFlow)
+      return {
+        result: failureResult(id, 'invalid_request', 'a request with this id runs as a flow; this plain duplicate of it was not run'),
+        duplicateOfFlow: true,
+      };
     if (cancelled || ctx.signal?.reason === 'cancelled')
       return { result: failureResult(id, 'cancelled', 'the request was cancelled before its worker started') };
     return undefined;
   };
-  // Rejected with its error only where it is awaited.
-  lookups.catch(() => {});
   // Known without a round trip: nothing is made for a job whose signal already says cancelled.
   if (ctx.signal?.reason === 'cancelled') {
     const earlier = await preempted();
@@ -475,14 +485,28 @@ async function launchFailed(job: Job<SpawnJobData, SpawnJobResult>, error: unkno
   return finish(job, failureResult(job.data.request.request_id, 'spawn_error', e.message), deps);
 }
 
+/** What the look-ups found that stops a job before its container starts. */
+interface Preempted {
+  result: SpawnJobResult;
+  /** An earlier attempt's result, published already. */
+  alreadyPublished?: boolean;
+  /** The request is a flow's: this job completes quietly, the flow answers the sender. */
+  duplicateOfFlow?: boolean;
+}
+
 /** Publishes the final result (once), the terminal event when the container sent none, and settles the job. */
 async function finish(
   job: Job<SpawnJobData, SpawnJobResult>,
   result: SpawnJobResult,
   deps: SpawnDeps,
-  options: { alreadyPublished?: boolean; started?: number } = {},
+  options: { alreadyPublished?: boolean; duplicateOfFlow?: boolean; started?: number } = {},
 ): Promise<SpawnJobResult> {
   await deps.beforeResult?.();
+  if (options.duplicateOfFlow) {
+    // No result and no failure (a failed job's listener would publish one): the flow's result is the request's.
+    deps.logger.warn({ request_id: result.request_id, job: job.id }, result.error_message ?? 'duplicate of a flow');
+    return result;
+  }
   if (job.data.flow) {
     // A flow step reports to its parent job, which publishes the request's one result and event.
     deps.observer?.jobFinished?.({ requestId: result.request_id, result, durationMs: Date.now() - (options.started ?? Date.now()) });

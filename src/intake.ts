@@ -154,6 +154,8 @@ export async function requestExists(id: string, deps: Pick<IntakeDeps, 'queue' |
 export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
   const id = request.request_id;
   if (!repoAllowed(request.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(request.repo), 'repo');
+  // A flow, or a follow-up (whose pull request is checked first), is looked up before anything is added.
+  if (!needsFlow(request) && !request.follow_up) return addWhileLookingUp(request, deps, source);
   // Independent look-ups, sent together: one round trip on the hot path, not three.
   const [final, existing, cancelled] = await Promise.all([
     readResult(deps.redis, id),
@@ -162,24 +164,9 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   ]);
   if (final) return 'already_final';
   if (existing) return 'duplicate';
-  if (cancelled) {
-    // The cancel overtook the request (handlers run concurrently, senders reorder): never start it.
-    await publishFinal(deps.redis, failureResult(id, 'cancelled', 'the request was cancelled before a worker took it'), {
-      format: request.result_format,
-      workerType: WORKER_TYPES[request.agent],
-    });
-    return 'cancelled';
-  }
+  if (cancelled) return answerCancelled(request, deps);
   const followUp = request.follow_up ? await resolveFollowUp(request, deps) : undefined;
-  const { github_token: token, ...stored } = request;
-  const data: SpawnJobData = {
-    request: stored,
-    sealedToken: token ? deps.secrets.seal(token) : null,
-    source,
-    acceptedAt: Date.now(),
-    ...(followUp ? { followUp } : {}),
-    ...traceField(),
-  };
+  const data = jobData(request, deps, source, followUp);
   if (needsFlow(request)) {
     // Several bridges may pass the look-ups above at once; only the one that claims the id adds the flow.
     if ((await deps.redis.set(deps.keys.flowClaim(id), '1', 'EX', FLOW_RETENTION_SECONDS, 'NX')) !== 'OK') return 'duplicate';
@@ -204,4 +191,60 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   // The look-up above only spares work; two bridges passing it at once still make one job here.
   await deps.queue.add(SPAWN_JOB_NAME, data, spawnJobOptions(id, { attempts: deps.attempts, keepLogs: deps.keepLogs }));
   return 'enqueued';
+}
+
+/** The request's job data; its token sealed before it touches Redis. */
+function jobData(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source'], followUp?: FollowUpTarget): SpawnJobData {
+  const { github_token: token, ...stored } = request;
+  return {
+    request: stored,
+    sealedToken: token ? deps.secrets.seal(token) : null,
+    source,
+    acceptedAt: Date.now(),
+    ...(followUp ? { followUp } : {}),
+    ...traceField(),
+  };
+}
+
+/** The cancel overtook the request (handlers run concurrently, senders reorder): it never starts. */
+async function answerCancelled(request: SpawnRequest, deps: IntakeDeps): Promise<'cancelled'> {
+  await publishFinal(deps.redis, failureResult(request.request_id, 'cancelled', 'the request was cancelled before a worker took it'), {
+    format: request.result_format,
+    workerType: WORKER_TYPES[request.agent],
+  });
+  return 'cancelled';
+}
+
+/**
+ * A plain request's job is added in the same turn as its look-ups, sent after them on the queue's own connection:
+ * Redis answers the look-ups as things stood before the add (the job, the flow claim and the cancel flag share the
+ * prefix's slot in a Cluster), and the bridge waits one round trip instead of two (issue 11 item 4). Where the
+ * look-ups forbid the job this add made (a final result, a flow with this id, a cancel that came first), it is
+ * removed; a worker that took it already meets the same checks before its container starts (processors/spawn.ts).
+ */
+async function addWhileLookingUp(request: SpawnRequest, deps: IntakeDeps, source: SpawnJobData['source']): Promise<IntakeOutcome> {
+  const id = request.request_id;
+  const data = jobData(request, deps, source);
+  // BullMQ's adapter of the queue's ioredis connection: it hands every command on to that connection.
+  const client = (await deps.queue.getBackend().client) as unknown as Pick<Redis, 'get' | 'exists'>;
+  const lookups = Promise.all([
+    readResult(client, id),
+    client.exists(deps.queue.toKey(id)),
+    client.exists(deps.keys.flowClaim(id)),
+    client.exists(deps.keys.cancelled(id)),
+  ]);
+  const adding = deps.queue.add(SPAWN_JOB_NAME, data, spawnJobOptions(id, { attempts: deps.attempts, keepLogs: deps.keepLogs }));
+  // Both settle before either counts: a failed look-up never leaves this add unchecked.
+  const [looked, added] = await Promise.allSettled([lookups, adding]);
+  if (looked.status === 'rejected') throw looked.reason;
+  if (added.status === 'rejected') throw added.reason;
+  const [final, existed, claimed, cancelled] = looked.value;
+  // The job was there before this add, which left it as it was.
+  if (existed === 1) return final ? 'already_final' : 'duplicate';
+  if (!final && claimed === 0 && cancelled === 0) return 'enqueued';
+  // 0 when a worker has it already: the processor then finds what the look-ups found.
+  await deps.queue.remove(id);
+  if (final) return 'already_final';
+  if (claimed === 1) return 'duplicate';
+  return answerCancelled(request, deps);
 }

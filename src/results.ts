@@ -227,7 +227,7 @@ async function publishFinalOnce(redis: Redis, result: SpawnResult, options: Fina
 }
 
 /** The final result of a request, if one was published in the last 24 hours. */
-export async function readResult(redis: Redis, requestId: string): Promise<SpawnResult | null> {
+export async function readResult(redis: Pick<Redis, 'get'>, requestId: string): Promise<SpawnResult | null> {
   const json = await redis.get(channels.resultKey(requestId));
   return json === null ? null : (JSON.parse(json) as SpawnResult);
 }

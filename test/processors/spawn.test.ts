@@ -222,6 +222,23 @@ describe('processSpawn', () => {
     expect(runtime.containers.map((c) => ({ started: c.started, removed: c.removed }))).toEqual([{ started: false, removed: 1 }]);
   });
 
+  it('a plain job whose id a flow claimed (the bridge adds while it looks up): completes unstarted, publishes nothing', async () => {
+    const request = storedRequest();
+    const runtime = script({ lines: [completedEvent()] });
+    await lab.bench.redis.set(lab.bench.keys.flowClaim(request.request_id), '1');
+    const settled = await run(await addSpawn(request), spawnDeps(runtime));
+
+    // Completed, not failed: a failed job's listener would answer the sender for the flow.
+    expect(settled.error).toBeUndefined();
+    expect(settled.value).toMatchObject({ success: false, error_type: 'invalid_request' });
+    expect(await lab.bench.state('spawn', request.request_id)).toBe('completed');
+    await lab.recorder.fence();
+    expect(lab.recorder.results(request.request_id)).toEqual([]);
+    expect(lab.recorder.events(request.request_id)).toEqual([]);
+    expect(await readResult(lab.bench.redis, request.request_id)).toBeNull();
+    expect(runtime.containers.map((c) => ({ started: c.started, removed: c.removed }))).toEqual([{ started: false, removed: 1 }]);
+  });
+
   it('cancel before start (the job signal already aborted): cancelled result, no container', async () => {
     const request = storedRequest();
     const runtime = script({ lines: [completedEvent()] });

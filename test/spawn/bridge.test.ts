@@ -7,6 +7,7 @@ import { startBridge, type Bridge } from '../../src/bridge.ts';
 import { fleetKeys } from '../../src/keys.ts';
 import { createLogger } from '../../src/logger.ts';
 import { channels, LEGACY_RESULT_KEYS } from '../../src/protocol.ts';
+import { failureResult, publishFinal, readResult } from '../../src/results.ts';
 import { createSecretBox } from '../../src/secrets.ts';
 import { legacyRequest, ResultListener, TEST_SECRET_KEY, TEST_TOKEN, uid } from '../support/fleet.ts';
 import { startRedis, type TestRedis } from '../support/redis.ts';
@@ -197,6 +198,36 @@ describe('bridge', () => {
     await idle();
     expect(await results.next(id, 10_000)).toMatchObject({ error_type: 'cancelled' });
     expect(await queue.getJob(id)).toBeUndefined();
+  });
+
+  it('makes no job for a resend of a request already answered whose job is gone, and no second result', async () => {
+    freshQueue();
+    await bridges(1);
+    const request = legacyRequest();
+    const id = request.request_id as string;
+    // Its job was removed after it finished (FLEET_KEEP_LOGS); the result is kept 24 h.
+    await publishFinal(redis, failureResult(id, 'task_failed', 'the earlier run'), { format: 'legacy' });
+    await results.next(id, 10_000);
+    await send(request);
+    await idle();
+    expect(await queue.getJob(id)).toBeUndefined();
+    expect(results.all(id)).toHaveLength(1);
+    expect(await readResult(redis, id)).toMatchObject({ error_message: 'the earlier run' });
+  });
+
+  it('makes no plain job for a valid request whose id a queued flow has, and no result of its own', async () => {
+    freshQueue();
+    await bridges(1);
+    const flowRequest = legacyRequest({ tasks: [{ scope: 'web', task_content: 'a' }], review: true });
+    const id = flowRequest.request_id as string;
+    await send(flowRequest);
+    await idle();
+    const { tasks: _tasks, review: _review, ...plain } = flowRequest;
+    await send(plain);
+    await idle();
+    expect(await queue.getJob(id)).toBeUndefined();
+    expect((await queue.getJobs(['waiting'])).map((j) => j.id)).toEqual([`${id}~web`]);
+    expect(results.all(id)).toEqual([]);
   });
 
   it('makes one flow per request id from three bridges, with one job per scope', async () => {

@@ -89,6 +89,9 @@ export async function processSpawn(job: Job<SpawnJobData, SpawnJobResult>, deps:
     lease = await app!.mint(request.repo);
   } catch (error) {
     const e = error as Error;
+    // A job that was not to run (an earlier result, a flow's id, a cancel) ends as the look-ups say, not as this failure.
+    const stopped = await lookUpPreemption(job, deps, ctx);
+    if (stopped) return finish(job, stopped.result, deps, stopped);
     // Not installed there, or scoped otherwise: no retry helps. GitHub or the network failing: one may.
     return launchFailed(
       job,
@@ -131,30 +134,11 @@ async function runSpawn(
     publishEvent(deps.redis, { ...envelope(event, id, workerType, now()), ...scopeField, ...extra });
   const started = Date.now();
 
-  // A result already exists when an earlier attempt published it and then lost its host before
-  // BullMQ recorded the job done: report that outcome again instead of running the task twice. Asked while
-  // the container is made (issue 11: the dispatch path waits on no round trip it can overlap), sent just after the
-  // create call rather than before it; the answer comes before the container starts, and a hit removes it unstarted.
-  // A plain job also asks whether a flow claimed its id: the bridge adds such a job while it looks that up, and
-  // removes it unless a worker (this one) took it first (src/intake.ts).
-  let lookups: Promise<[SpawnJobResult | null, number, number]> | undefined;
-  const preempted = async (): Promise<Preempted | undefined> => {
-    lookups ??= Promise.all([
-      flow ? null : readResult(deps.redis, id),
-      deps.redis.exists(deps.keys.cancelled(id)),
-      flow ? 0 : deps.redis.exists(deps.keys.flowClaim(id)),
-    ]);
-    const [earlier, cancelled, claimedByFlow] = await lookups;
-    if (earlier) return { result: earlier, alreadyPublished: true };
-    if (claimedByFlow)
-      return {
-        result: failureResult(id, 'invalid_request', 'a request with this id runs as a flow; this plain duplicate of it was not run'),
-        duplicateOfFlow: true,
-      };
-    if (cancelled || ctx.signal?.reason === 'cancelled')
-      return { result: failureResult(id, 'cancelled', 'the request was cancelled before its worker started') };
-    return undefined;
-  };
+  // Asked while the container is made (issue 11: the dispatch path waits on no round trip it can overlap), sent
+  // just after the create call rather than before it; the answer comes before the container starts, and a hit
+  // removes it unstarted.
+  let looked: Promise<Preempted | undefined> | undefined;
+  const preempted = () => (looked ??= lookUpPreemption(job, deps, ctx));
   // Known without a round trip: nothing is made for a job whose signal already says cancelled.
   if (ctx.signal?.reason === 'cancelled') {
     const earlier = await preempted();
@@ -266,7 +250,8 @@ async function runSpawn(
       if (made.status === 'fulfilled') container = made.value;
       if (early.status === 'rejected') throw early.reason;
       stopped = early.value;
-      if (made.status === 'rejected') throw made.reason;
+      // What the look-ups found stands over a failed create (nothing was made; the job was not to run anyway).
+      if (made.status === 'rejected' && !stopped) throw made.reason;
     } catch (error) {
       return await launchCaught(error);
     }
@@ -483,6 +468,37 @@ async function launchFailed(job: Job<SpawnJobData, SpawnJobResult>, error: unkno
     throw e;
   }
   return finish(job, failureResult(job.data.request.request_id, 'spawn_error', e.message), deps);
+}
+
+/**
+ * What stops a job before its container starts, looked up in Redis:
+ * - a result already exists: an earlier attempt published it and then lost its host before BullMQ recorded the
+ *   job done; that outcome is reported again instead of running the task twice;
+ * - a flow claimed the id of this plain job: the bridge adds such a job while it looks that up, and removes it
+ *   unless a worker took it first (src/intake.ts);
+ * - the request was cancelled.
+ */
+async function lookUpPreemption(
+  job: Job<SpawnJobData, SpawnJobResult>,
+  deps: SpawnDeps,
+  ctx: ProcessContext,
+): Promise<Preempted | undefined> {
+  const id = job.data.request.request_id;
+  const plain = !job.data.flow;
+  const [earlier, cancelled, claimedByFlow] = await Promise.all([
+    plain ? readResult(deps.redis, id) : null,
+    deps.redis.exists(deps.keys.cancelled(id)),
+    plain ? deps.redis.exists(deps.keys.flowClaim(id)) : 0,
+  ]);
+  if (earlier) return { result: earlier, alreadyPublished: true };
+  if (claimedByFlow)
+    return {
+      result: failureResult(id, 'invalid_request', 'a request with this id runs as a flow; this plain duplicate of it was not run'),
+      duplicateOfFlow: true,
+    };
+  if (cancelled || ctx.signal?.reason === 'cancelled')
+    return { result: failureResult(id, 'cancelled', 'the request was cancelled before its worker started') };
+  return undefined;
 }
 
 /** What the look-ups found that stops a job before its container starts. */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { processSpawn, type SpawnDeps } from '../../processors/spawn.ts';
 import { SPAWN_JOB_NAME, spawnJobOptions, type SpawnJobData, type SpawnJobResult, type StoredRequest } from '../../queues/spawn.ts';
 import { DiskFullError, DockerUnavailableError, type HostFaultError, SpawnError } from '../../src/errors.ts';
+import { GitHubAppError } from '../../src/github/app-auth.ts';
 import { failureResult, publishFinal, readResult } from '../../src/results.ts';
 import { createSecretBox } from '../../src/secrets.ts';
 import { FakeGitHub, newSha } from '../support/fakes/forge.ts';
@@ -237,6 +238,37 @@ describe('processSpawn', () => {
     expect(lab.recorder.events(request.request_id)).toEqual([]);
     expect(await readResult(lab.bench.redis, request.request_id)).toBeNull();
     expect(runtime.containers.map((c) => ({ started: c.started, removed: c.removed }))).toEqual([{ started: false, removed: 1 }]);
+  });
+
+  it('a flow-claimed plain job the GitHub App gives no token: still completes quietly, publishes nothing', async () => {
+    const request = storedRequest();
+    const runtime = script({ lines: [completedEvent()] });
+    await lab.bench.redis.set(lab.bench.keys.flowClaim(request.request_id), '1');
+    const github = new FakeGitHub();
+    const app = {
+      appId: '1',
+      mint: async () => {
+        throw new GitHubAppError('the App is not installed on acme/widgets');
+      },
+    };
+    const taken = await addSpawn(request, { sealedToken: null });
+    const settled = await run(taken, spawnDeps(runtime, { forges: { ...github.forges, app } }));
+
+    expect(settled.error).toBeUndefined();
+    await lab.recorder.fence();
+    expect(lab.recorder.results(request.request_id)).toEqual([]);
+    expect(await readResult(lab.bench.redis, request.request_id)).toBeNull();
+    expect(runtime.createCalls).toEqual([]);
+  });
+
+  it('a create that fails for a job cancelled before it started: the cancel is its result, not the launch failure', async () => {
+    const request = storedRequest();
+    await lab.bench.redis.set(lab.bench.keys.cancelled(request.request_id), '1');
+    const runtime = new FakeRuntime(() => ({ createError: new SpawnError('image coding-worker:test is missing', false) }));
+    const settled = await run(await addSpawn(request), spawnDeps(runtime));
+
+    expect(settled.error?.name).toBe('UnrecoverableError');
+    expect(await oneResult(request.request_id)).toMatchObject({ error_type: 'cancelled', exit_code: -1 });
   });
 
   it('cancel before start (the job signal already aborted): cancelled result, no container', async () => {

@@ -4,6 +4,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -144,6 +145,8 @@ function parseEvent(json: string): WorkerEvent | undefined {
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
+const ATTACH_GRACE_MS = 15_000;
+
 /** Creates, fills and runs one worker container to its end (network none unless told), like the fleet does. */
 export async function runWorker(image: string, options: RunOptions): Promise<WorkerRun> {
   const name = uniqueName('fleet-test-worker');
@@ -172,14 +175,37 @@ export async function runWorker(image: string, options: RunOptions): Promise<Wor
         spawn('docker', ['kill', name], { stdio: 'ignore' });
       }, options.timeoutMs)
     : undefined;
+  // `docker start --attach` was once seen in CI never to return after its container had exited (the test then
+  // timed out). A wait for the container's next exit, asked of the Engine API before the start (Debian's docker
+  // CLI has no `wait --condition`), says when it has; the attach then has ATTACH_GRACE_MS to deliver the rest,
+  // after which the output is read from the container's log.
+  const exited = new Docker()
+    .getContainer(name)
+    .wait({ condition: 'next-exit' })
+    .then(
+      () => true,
+      () => false,
+    );
   const started = await new Promise<{ stdout: string; stderr: string }>((resolvePromise, reject) => {
     const child = spawn('docker', ['start', '--attach', name], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let grace: NodeJS.Timeout | undefined;
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', () => resolvePromise({ stdout, stderr }));
+    child.on('close', () => {
+      clearTimeout(grace);
+      resolvePromise({ stdout, stderr });
+    });
+    void exited.then((known) => {
+      if (!known) return;
+      grace = setTimeout(() => {
+        child.removeAllListeners('close');
+        child.kill();
+        docker(['logs', name]).then(resolvePromise, reject);
+      }, ATTACH_GRACE_MS);
+    });
   }).finally(() => clearTimeout(timer));
   const { stdout: code } = await docker(['inspect', '--format', '{{.State.ExitCode}}', name]);
   const { events, logLines } = parseOutput(started.stdout);

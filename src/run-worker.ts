@@ -44,6 +44,9 @@ export interface RunHooks {
   onLogLines(lines: string[]): Promise<void>;
 }
 
+/** How long a container's output may go on after it exited (what is buffered arrives in milliseconds). */
+export const OUTPUT_AFTER_EXIT_MS = 10_000;
+
 /** Bytes kept of one output line (and so the largest event): the rest of a longer line is dropped. */
 export const MAX_LINE_BYTES = 16 * 1024;
 const LOG_BATCH_LINES = 200;
@@ -83,6 +86,8 @@ export async function runWorker(
     stream?: AgentStreamMonitor;
     /** Injected by tests: the run timeout's timer. */
     timers?: RunTimers;
+    /** How long the output may go on after the container exited. @defaultValue {@link OUTPUT_AFTER_EXIT_MS} */
+    outputAfterExitMs?: number;
   },
 ): Promise<RunOutcome> {
   const outcome: RunOutcome = { exitCode: null, stoppedBy: null, completed: null, failed: null, tail: [] };
@@ -136,6 +141,8 @@ export async function runWorker(
       options.logger.error({ err: error }, 'could not kill the worker container'),
     );
   let disarmTimeout: (() => void) | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
+  let runOver = false;
   try {
     if (options.signal?.aborted) {
       outcome.stoppedBy = (options.signal.reason as StopReason) ?? 'cancelled';
@@ -153,55 +160,93 @@ export async function runWorker(
     const exited = container.wait();
     // Awaited after the output ends; when the output fails first (the daemon went away), its rejection is not news.
     exited.catch(() => {});
-    for await (const raw of container.lines(MAX_LINE_BYTES)) {
-      const cut = raw.droppedBytes > 0;
-      const line = redactor.redact(cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text);
-      // A cut line is only log output, even when what is left of it would parse as an event.
-      const parsed = cut
-        ? {
-            kind: 'log' as const,
-            line,
-            problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined,
-          }
-        : parseContainerLine(line);
-      if (parsed.kind === 'exiting') {
-        // A clean exit is the outcome: the result need not wait for the inner dockerd to stop. Any other code
-        // is read at the real exit, where the memory limit's OOM kill can still be told apart.
-        if (parsed.exitCode !== 0 || outcome.stoppedBy) continue;
-        outcome.exitCode = 0;
-        outcome.stillExiting = true;
-        return outcome;
-      }
-      if (parsed.kind === 'event') {
-        remember(line);
-        if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
-        if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;
-        // The agent's last activity goes before the worker's own next stage.
-        progress.flush();
-        await deliver(parsed.event);
+    // Docker's attach was once seen (in the test harness) to stay open after its container had exited, and a run
+    // reading it would never end. Once the container has exited, its output gets `outputAfterExitMs` to end; then
+    // reading stops here, and the container's removal closes the stream.
+    const graceMs = options.outputAfterExitMs ?? OUTPUT_AFTER_EXIT_MS;
+    const outputOverdue = new Promise<'overdue'>((resolve) => {
+      exited.then(
+        () => {
+          // A run that ended on the exiting line is over before its container exits: no timer for it.
+          if (!runOver) graceTimer = setTimeout(() => resolve('overdue'), graceMs);
+        },
+        () => {},
+      );
+    });
+    const lines = container.lines(MAX_LINE_BYTES)[Symbol.asyncIterator]();
+    let open = true;
+    try {
+      for (;;) {
+        const next = lines.next();
+        const step = await Promise.race([next, outputOverdue]);
+        if (step === 'overdue') {
+          // Its answer, whenever the stream is closed, is not needed any more.
+          next.catch(() => {});
+          open = false;
+          log(`[fleet] the container exited ${graceMs} ms ago and its output has not ended; stopped reading it`);
+          break;
+        }
+        if (step.done) {
+          open = false;
+          break;
+        }
+        const raw = step.value;
+        const cut = raw.droppedBytes > 0;
+        const line = redactor.redact(
+          cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text,
+        );
+        // A cut line is only log output, even when what is left of it would parse as an event.
+        const parsed = cut
+          ? {
+              kind: 'log' as const,
+              line,
+              problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined,
+            }
+          : parseContainerLine(line);
+        if (parsed.kind === 'exiting') {
+          // A clean exit is the outcome: the result need not wait for the inner dockerd to stop. Any other code
+          // is read at the real exit, where the memory limit's OOM kill can still be told apart.
+          if (parsed.exitCode !== 0 || outcome.stoppedBy) continue;
+          outcome.exitCode = 0;
+          outcome.stillExiting = true;
+          return outcome;
+        }
+        if (parsed.kind === 'event') {
+          remember(line);
+          if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
+          if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;
+          // The agent's last activity goes before the worker's own next stage.
+          progress.flush();
+          await deliver(parsed.event);
+          if (eventError) throw eventError;
+          continue;
+        }
+        const seen = stream && !cut && !parsed.problem ? stream.read(line) : null;
+        if (seen?.log) seen.log.forEach(log);
+        else log(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
+        if (seen?.activity && !outcome.stoppedBy) progress.push(seen.activity);
+        if (seen?.breach && !outcome.stoppedBy) {
+          // Killed as soon as the line is read: the worker's commit stage comes only after the agent ends.
+          outcome.budget = seen.breach;
+          log(`[fleet] ${seen.breach.message}`);
+          progress.close();
+          await stop('budget');
+        }
+        if (pending.length >= LOG_BATCH_LINES) await flush();
         if (eventError) throw eventError;
-        continue;
       }
-      const seen = stream && !cut && !parsed.problem ? stream.read(line) : null;
-      if (seen?.log) seen.log.forEach(log);
-      else log(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
-      if (seen?.activity && !outcome.stoppedBy) progress.push(seen.activity);
-      if (seen?.breach && !outcome.stoppedBy) {
-        // Killed as soon as the line is read: the worker's commit stage comes only after the agent ends.
-        outcome.budget = seen.breach;
-        log(`[fleet] ${seen.breach.message}`);
-        progress.close();
-        await stop('budget');
-      }
-      if (pending.length >= LOG_BATCH_LINES) await flush();
-      if (eventError) throw eventError;
+    } finally {
+      // Left early (the exiting line, a budget stop's error, a failed event): the stream is closed as a for-await did.
+      if (open) await lines.return?.();
     }
     const code = await exited;
     outcome.exitCode = outcome.stoppedBy ? null : code;
     if (outcome.exitCode !== null && outcome.exitCode !== 0) outcome.oomKilled = (await container.exitState()).oomKilled;
     return outcome;
   } finally {
+    runOver = true;
     disarmTimeout?.();
+    clearTimeout(graceTimer);
     clearInterval(flushTimer);
     options.signal?.removeEventListener('abort', onAbort);
     if (outcome.stoppedBy) progress.close();

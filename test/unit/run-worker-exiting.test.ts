@@ -55,3 +55,46 @@ describe("the worker's exiting line", () => {
     expect(outcome.stillExiting).toBeUndefined();
   });
 });
+
+describe('an output that outlives its container', () => {
+  it('is read for outputAfterExitMs after the exit, then the run ends with the exit code and says why', async () => {
+    // Exits 3 at once while its output stream stays open (as Docker's attach once did in the test harness).
+    const container: WorkerContainer = {
+      ...stopping([completed]),
+      wait: async () => 3,
+    };
+    const outcome = await runWorker(container, {
+      timeoutMs: 60_000,
+      outputAfterExitMs: 20,
+      logger: createLogger({ level: 'silent' }),
+      hooks: { onEvent: async () => {}, onLogLines: async () => {} },
+    });
+    expect(outcome.exitCode).toBe(3);
+    expect(outcome.completed?.summary).toBe('done');
+    expect(outcome.tail.at(-1)).toMatch(/exited 20 ms ago and its output has not ended; stopped reading it/);
+  });
+
+  it('an output that ends after the exit, within the grace, is read whole', async () => {
+    let exit!: (code: number) => void;
+    const exitCode = new Promise<number>((resolve) => (exit = resolve));
+    const container: WorkerContainer = {
+      ...stopping([]),
+      async *lines() {
+        yield { text: 'before the exit', droppedBytes: 0 };
+        exit(0);
+        // Delivered after the exit, as buffered output is.
+        await exitCode;
+        yield { text: 'after the exit', droppedBytes: 0 };
+      },
+      wait: () => exitCode,
+    };
+    const outcome = await runWorker(container, {
+      timeoutMs: 60_000,
+      outputAfterExitMs: 60_000,
+      logger: createLogger({ level: 'silent' }),
+      hooks: { onEvent: async () => {}, onLogLines: async () => {} },
+    });
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.tail).toEqual(['before the exit', 'after the exit']);
+  });
+});

@@ -25,10 +25,11 @@ function stopping(lines: OutputLine[], exit?: number): WorkerContainer {
   };
 }
 
-async function run(container: WorkerContainer) {
+async function run(container: WorkerContainer, outputAfterExitMs?: number) {
   const events: ContainerEvent[] = [];
   const outcome = await runWorker(container, {
     timeoutMs: 60_000,
+    outputAfterExitMs,
     logger: createLogger({ level: 'silent' }),
     hooks: { onEvent: async (e) => void events.push(e), onLogLines: async () => {} },
   });
@@ -63,12 +64,7 @@ describe('an output that outlives its container', () => {
       ...stopping([completed]),
       wait: async () => 3,
     };
-    const outcome = await runWorker(container, {
-      timeoutMs: 60_000,
-      outputAfterExitMs: 20,
-      logger: createLogger({ level: 'silent' }),
-      hooks: { onEvent: async () => {}, onLogLines: async () => {} },
-    });
+    const { outcome } = await run(container, 20);
     expect(outcome.exitCode).toBe(3);
     expect(outcome.completed?.summary).toBe('done');
     expect(outcome.tail.at(-1)).toMatch(/exited 20 ms ago and its output has not ended; stopped reading it/);
@@ -88,12 +84,7 @@ describe('an output that outlives its container', () => {
       },
       wait: () => exitCode,
     };
-    const outcome = await runWorker(container, {
-      timeoutMs: 60_000,
-      outputAfterExitMs: 60_000,
-      logger: createLogger({ level: 'silent' }),
-      hooks: { onEvent: async () => {}, onLogLines: async () => {} },
-    });
+    const { outcome } = await run(container, 60_000);
     expect(outcome.exitCode).toBe(0);
     expect(outcome.tail).toEqual(['before the exit', 'after the exit']);
   });

@@ -234,7 +234,7 @@ async function addWhileLookingUp(request: SpawnRequest, deps: IntakeDeps, source
     client.exists(deps.keys.cancelled(id)),
   ]);
   const adding = deps.queue.add(SPAWN_JOB_NAME, data, spawnJobOptions(id, { attempts: deps.attempts, keepLogs: deps.keepLogs }));
-  // Both settle before either counts: a failed look-up never leaves this add unchecked.
+  // Both settle before either counts. A failed look-up is thrown; a job the add made meets the processor's checks.
   const [looked, added] = await Promise.allSettled([lookups, adding]);
   if (looked.status === 'rejected') throw looked.reason;
   if (added.status === 'rejected') throw added.reason;

@@ -71,6 +71,49 @@ export const realTimers: RunTimers = {
 };
 
 /**
+ * `lines`, ended `graceMs` after `exited` resolves if they have not ended by then: a run reading an output that
+ * outlives its container would never end. `onOverdue` is told; the container's removal closes the stream left.
+ */
+async function* endingAfterExit<T>(lines: AsyncIterable<T>, exited: Promise<unknown>, graceMs: number, onOverdue: () => void) {
+  const source = lines[Symbol.asyncIterator]();
+  let over = false;
+  let timer: NodeJS.Timeout | undefined;
+  const overdue = new Promise<'overdue'>((resolve) => {
+    exited.then(
+      () => {
+        // A run that ended first (on the exiting line) gets no timer.
+        if (!over) timer = setTimeout(() => resolve('overdue'), graceMs);
+      },
+      () => {},
+    );
+  });
+  let open = true;
+  try {
+    for (;;) {
+      const next = source.next();
+      const step = await Promise.race([next, overdue]);
+      if (step === 'overdue') {
+        // Its answer, whenever the stream is closed, is not needed any more.
+        next.catch(() => {});
+        open = false;
+        onOverdue();
+        return;
+      }
+      if (step.done) {
+        open = false;
+        return;
+      }
+      yield step.value;
+    }
+  } finally {
+    over = true;
+    clearTimeout(timer);
+    // Left early (the exiting line, a budget stop's error, a failed event): the stream is closed as a for-await does.
+    if (open) await source.return?.();
+  }
+}
+
+/**
  * Starts a created container, follows its output until it exits, and stops it on timeout or
  * when `signal` fires (its reason says why). It never removes the container: the caller does,
  * whatever happened, so nothing is left behind on an error here.
@@ -141,8 +184,6 @@ export async function runWorker(
       options.logger.error({ err: error }, 'could not kill the worker container'),
     );
   let disarmTimeout: (() => void) | undefined;
-  let graceTimer: NodeJS.Timeout | undefined;
-  let runOver = false;
   try {
     if (options.signal?.aborted) {
       outcome.stoppedBy = (options.signal.reason as StopReason) ?? 'cancelled';
@@ -160,93 +201,58 @@ export async function runWorker(
     const exited = container.wait();
     // Awaited after the output ends; when the output fails first (the daemon went away), its rejection is not news.
     exited.catch(() => {});
-    // Docker's attach was once seen (in the test harness) to stay open after its container had exited, and a run
-    // reading it would never end. Once the container has exited, its output gets `outputAfterExitMs` to end; then
-    // reading stops here, and the container's removal closes the stream.
+    // Docker's attach was once seen (in the test harness) to stay open after its container had exited.
     const graceMs = options.outputAfterExitMs ?? OUTPUT_AFTER_EXIT_MS;
-    const outputOverdue = new Promise<'overdue'>((resolve) => {
-      exited.then(
-        () => {
-          // A run that ended on the exiting line is over before its container exits: no timer for it.
-          if (!runOver) graceTimer = setTimeout(() => resolve('overdue'), graceMs);
-        },
-        () => {},
-      );
-    });
-    const lines = container.lines(MAX_LINE_BYTES)[Symbol.asyncIterator]();
-    let open = true;
-    try {
-      for (;;) {
-        const next = lines.next();
-        const step = await Promise.race([next, outputOverdue]);
-        if (step === 'overdue') {
-          // Its answer, whenever the stream is closed, is not needed any more.
-          next.catch(() => {});
-          open = false;
-          log(`[fleet] the container exited ${graceMs} ms ago and its output has not ended; stopped reading it`);
-          break;
-        }
-        if (step.done) {
-          open = false;
-          break;
-        }
-        const raw = step.value;
-        const cut = raw.droppedBytes > 0;
-        const line = redactor.redact(
-          cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text,
-        );
-        // A cut line is only log output, even when what is left of it would parse as an event.
-        const parsed = cut
-          ? {
-              kind: 'log' as const,
-              line,
-              problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined,
-            }
-          : parseContainerLine(line);
-        if (parsed.kind === 'exiting') {
-          // A clean exit is the outcome: the result need not wait for the inner dockerd to stop. Any other code
-          // is read at the real exit, where the memory limit's OOM kill can still be told apart.
-          if (parsed.exitCode !== 0 || outcome.stoppedBy) continue;
-          outcome.exitCode = 0;
-          outcome.stillExiting = true;
-          return outcome;
-        }
-        if (parsed.kind === 'event') {
-          remember(line);
-          if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
-          if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;
-          // The agent's last activity goes before the worker's own next stage.
-          progress.flush();
-          await deliver(parsed.event);
-          if (eventError) throw eventError;
-          continue;
-        }
-        const seen = stream && !cut && !parsed.problem ? stream.read(line) : null;
-        if (seen?.log) seen.log.forEach(log);
-        else log(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
-        if (seen?.activity && !outcome.stoppedBy) progress.push(seen.activity);
-        if (seen?.breach && !outcome.stoppedBy) {
-          // Killed as soon as the line is read: the worker's commit stage comes only after the agent ends.
-          outcome.budget = seen.breach;
-          log(`[fleet] ${seen.breach.message}`);
-          progress.close();
-          await stop('budget');
-        }
-        if (pending.length >= LOG_BATCH_LINES) await flush();
-        if (eventError) throw eventError;
+    const overdue = () => log(`[fleet] the container exited ${graceMs} ms ago and its output has not ended; stopped reading it`);
+    for await (const raw of endingAfterExit(container.lines(MAX_LINE_BYTES), exited, graceMs, overdue)) {
+      const cut = raw.droppedBytes > 0;
+      const line = redactor.redact(cut ? `${raw.text}… [line cut at ${MAX_LINE_BYTES} bytes; ${raw.droppedBytes} more dropped]` : raw.text);
+      // A cut line is only log output, even when what is left of it would parse as an event.
+      const parsed = cut
+        ? {
+            kind: 'log' as const,
+            line,
+            problem: line.startsWith(EVENT_PREFIX) ? `event line longer than ${MAX_LINE_BYTES} bytes, not read as an event` : undefined,
+          }
+        : parseContainerLine(line);
+      if (parsed.kind === 'exiting') {
+        // A clean exit is the outcome: the result need not wait for the inner dockerd to stop. Any other code
+        // is read at the real exit, where the memory limit's OOM kill can still be told apart.
+        if (parsed.exitCode !== 0 || outcome.stoppedBy) continue;
+        outcome.exitCode = 0;
+        outcome.stillExiting = true;
+        return outcome;
       }
-    } finally {
-      // Left early (the exiting line, a budget stop's error, a failed event): the stream is closed as a for-await did.
-      if (open) await lines.return?.();
+      if (parsed.kind === 'event') {
+        remember(line);
+        if (parsed.event.event_type === 'completed') outcome.completed = parsed.event;
+        if (parsed.event.event_type === 'failed') outcome.failed = parsed.event;
+        // The agent's last activity goes before the worker's own next stage.
+        progress.flush();
+        await deliver(parsed.event);
+        if (eventError) throw eventError;
+        continue;
+      }
+      const seen = stream && !cut && !parsed.problem ? stream.read(line) : null;
+      if (seen?.log) seen.log.forEach(log);
+      else log(parsed.problem ? `${line}  [fleet: ${parsed.problem}]` : line);
+      if (seen?.activity && !outcome.stoppedBy) progress.push(seen.activity);
+      if (seen?.breach && !outcome.stoppedBy) {
+        // Killed as soon as the line is read: the worker's commit stage comes only after the agent ends.
+        outcome.budget = seen.breach;
+        log(`[fleet] ${seen.breach.message}`);
+        progress.close();
+        await stop('budget');
+      }
+      if (pending.length >= LOG_BATCH_LINES) await flush();
+      if (eventError) throw eventError;
     }
     const code = await exited;
     outcome.exitCode = outcome.stoppedBy ? null : code;
     if (outcome.exitCode !== null && outcome.exitCode !== 0) outcome.oomKilled = (await container.exitState()).oomKilled;
     return outcome;
   } finally {
-    runOver = true;
     disarmTimeout?.();
-    clearTimeout(graceTimer);
     clearInterval(flushTimer);
     options.signal?.removeEventListener('abort', onAbort);
     if (outcome.stoppedBy) progress.close();

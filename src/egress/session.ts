@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FleetConfig } from '../config.ts';
@@ -100,7 +101,7 @@ function takeEgressDir(): string {
   if (!makingSpare) {
     makingSpare = true;
     // Even asking for it costs (a promise, a request to libuv's pool): that too waits for the caller's turn to end.
-    new Promise((resolve) => setImmediate(resolve))
+    nextTurn()
       .then(() => mkdtemp(EGRESS_DIR_PREFIX))
       .then(async (made) => {
         await chmod(made, 0o755);
@@ -147,7 +148,7 @@ export function prepareEgressSession(input: EgressSessionInput): EgressSession &
   // Started after the caller's synchronous run, in which it asks Docker for the container (setImmediate): the
   // server's set-up (about 0.2 ms on the test machine) no longer delays that call (issue 11 item 4), and
   // `listening` is awaited before the container starts anyway.
-  const proxy = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+  const proxy = nextTurn().then(() =>
     startEgressProxy({
       socketPath,
       policy,

@@ -31,6 +31,7 @@ import {
 import type { MirrorLease } from './git-mirror.ts';
 import type { FleetKeys } from './keys.ts';
 import { MAX_LINE_BYTES } from './run-worker.ts';
+import { warmPoolSize } from './warm-repos.ts';
 
 /**
  * The warm pool (issue 11): started worker containers, inner dockerd up and slot volume mounted, waiting for a
@@ -196,7 +197,7 @@ export class WarmPool {
     const { size, repos } = options.config.warmPool;
     if (repos.length > 0 && !options.mirrors) throw new Error("FLEET_WARM_REPOS needs the host's git mirror cache");
     this.targets = new Map([['', size], ...repos.map(({ repo, count }) => [repo, count] as const)]);
-    this.size = size + repos.reduce((sum, r) => sum + r.count, 0);
+    this.size = warmPoolSize(options.config.warmPool);
   }
 
   /** Idle containers the pool keeps, generic and repositories' together. */

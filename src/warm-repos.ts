@@ -36,3 +36,8 @@ export function parseWarmRepos(value: string): WarmRepo[] {
     return { repo: m[1]!, count: m[2] === undefined ? 1 : Number(m[2]) };
   });
 }
+
+/** Idle containers a host's pool keeps: FLEET_WARM_POOL generic ones and the FLEET_WARM_REPOS counts. */
+export function warmPoolSize(pool: { size: number; repos: readonly WarmRepo[] }): number {
+  return pool.size + pool.repos.reduce((sum, r) => sum + r.count, 0);
+}

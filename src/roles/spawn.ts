@@ -19,6 +19,7 @@ import { GitMirrorCache } from '../git-mirror.ts';
 import { HostHealth } from '../host-health.ts';
 import type { GitHubForges } from '../github/index.ts';
 import { WarmPool, type WarmPoolStats } from '../warm-pool.ts';
+import { warmPoolSize } from '../warm-repos.ts';
 
 export interface SpawnRoleDeps {
   config: FleetConfig;
@@ -99,7 +100,7 @@ export async function startSpawnRole(deps: SpawnRoleDeps): Promise<SpawnRole> {
   // FLEET_EGRESS=proxy an empty egress directory, where the job's proxy socket appears (src/warm-pool.ts).
   const canHandOver = deps.runtime.rename !== undefined;
   // Generic containers and repositories' (FLEET_WARM_REPOS, cloned from the host's mirrors, which config demands).
-  const wanted = config.warmPool.size + config.warmPool.repos.reduce((sum, r) => sum + r.count, 0);
+  const wanted = warmPoolSize(config.warmPool);
   const poolSize = canHandOver ? wanted : 0;
   if (!canHandOver && wanted > 0) log.info('warm pool off: this container runtime cannot hand a job to a running container');
   const slots = config.worker.dindCache

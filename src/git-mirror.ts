@@ -114,7 +114,7 @@ export class GitMirrorCache {
     let outcome: MirrorOutcome;
     try {
       release = await this.lease(key);
-      outcome = await this.queue.run(key, () => this.update(key, url, token));
+      outcome = await this.underLock(key, () => this.update(key, url, token));
     } catch (error) {
       await release?.();
       this.options.onUpdate?.('failed', Date.now() - started);
@@ -140,67 +140,65 @@ export class GitMirrorCache {
     // Asked first too: while the host has no mirror, each of the pool's looks costs a read, not a lease file.
     if (!(await headResolves(path))) return null;
     const release = await this.lease(key);
-    try {
-      // Waits out an update of this mirror too (seconds, usually): the pool container then gets its new refs.
-      const resolves = await this.queue.run(key, async () => {
-        const lock = await lockFile(join(this.options.dir, `${key}.lock`), this.timeoutMs);
-        if (!lock) throw new Error(`another fleet process held the lock of ${key} longer than ${this.timeoutMs} ms`);
-        try {
-          return await headResolves(path);
-        } finally {
-          await lock.release();
-        }
-      });
-      if (!resolves) {
-        await release();
-        return null;
-      }
-    } catch (error) {
+    // Waits out an update of this mirror too (seconds, usually): the pool container then gets its new refs.
+    const resolves = await this.underLock(key, () => headResolves(path)).catch(async (error: unknown) => {
       await release();
       throw error;
+    });
+    if (!resolves) {
+      await release();
+      return null;
     }
     await this.touch(url);
     return { path, release };
   }
 
-  private async update(key: string, url: string, token: string | undefined): Promise<MirrorOutcome> {
-    await mkdir(this.options.dir, { recursive: true, mode: 0o755 });
-    const lock = await lockFile(join(this.options.dir, `${key}.lock`), this.timeoutMs);
-    if (!lock) throw new Error(`another fleet process held the lock of ${key} longer than ${this.timeoutMs} ms`);
-    try {
-      const path = join(this.options.dir, `${key}.git`);
-      const exists = await stat(join(path, 'objects')).then(
-        () => true,
-        () => false,
-      );
-      // Held lock: no other process is creating this one, so a `.new` left by a crash can go.
-      const target = exists ? path : `${path}.new`;
-      if (!exists) {
-        await rm(target, { recursive: true, force: true });
-        await this.git('init', ['init', '--quiet', '--bare', target], {});
-        await this.git('config', ['-C', target, 'config', 'gc.auto', '0'], {});
-        // Fetched objects stay in packs (never exploded into loose files), which workers copy whole.
-        await this.git('config', ['-C', target, 'config', 'fetch.unpackLimit', '1'], {});
-      }
+  /** Runs `task` holding the mirror's lock: one at a time in this process (in order), and across processes (flock). */
+  private underLock<T>(key: string, task: () => Promise<T>): Promise<T> {
+    return this.queue.run(key, async () => {
+      await mkdir(this.options.dir, { recursive: true, mode: 0o755 });
+      const lock = await lockFile(join(this.options.dir, `${key}.lock`), this.timeoutMs);
+      if (!lock) throw new Error(`another fleet process held the lock of ${key} longer than ${this.timeoutMs} ms`);
       try {
-        await this.git(
-          'fetch',
-          // No maintenance run after it: gc.auto is 0 anyway, so it would be a process started for nothing.
-          ['-C', target, 'fetch', '--quiet', '--prune', '--no-write-fetch-head', '--no-auto-maintenance', '--', url, ...FETCH_REFSPECS],
-          credentialEnv(url, token),
-        );
-        await this.ensureHead(target, url, token);
-      } catch (error) {
-        if (!exists) await rm(target, { recursive: true, force: true });
-        throw error;
+        return await task();
+      } finally {
+        await lock.release();
       }
-      // A new mirror appears whole or not at all: a crash mid-clone leaves only the `.new` folder.
-      if (!exists) await rename(target, path);
-      await writeFile(join(this.options.dir, `${key}.used`), '');
-      return exists ? 'updated' : 'created';
-    } finally {
-      await lock.release();
+    });
+  }
+
+  /** Under the mirror's lock (underLock). */
+  private async update(key: string, url: string, token: string | undefined): Promise<MirrorOutcome> {
+    const path = join(this.options.dir, `${key}.git`);
+    const exists = await stat(join(path, 'objects')).then(
+      () => true,
+      () => false,
+    );
+    // Held lock: no other process is creating this one, so a `.new` left by a crash can go.
+    const target = exists ? path : `${path}.new`;
+    if (!exists) {
+      await rm(target, { recursive: true, force: true });
+      await this.git('init', ['init', '--quiet', '--bare', target], {});
+      await this.git('config', ['-C', target, 'config', 'gc.auto', '0'], {});
+      // Fetched objects stay in packs (never exploded into loose files), which workers copy whole.
+      await this.git('config', ['-C', target, 'config', 'fetch.unpackLimit', '1'], {});
     }
+    try {
+      await this.git(
+        'fetch',
+        // No maintenance run after it: gc.auto is 0 anyway, so it would be a process started for nothing.
+        ['-C', target, 'fetch', '--quiet', '--prune', '--no-write-fetch-head', '--no-auto-maintenance', '--', url, ...FETCH_REFSPECS],
+        credentialEnv(url, token),
+      );
+      await this.ensureHead(target, url, token);
+    } catch (error) {
+      if (!exists) await rm(target, { recursive: true, force: true });
+      throw error;
+    }
+    // A new mirror appears whole or not at all: a crash mid-clone leaves only the `.new` folder.
+    if (!exists) await rename(target, path);
+    await writeFile(join(this.options.dir, `${key}.used`), '');
+    return exists ? 'updated' : 'created';
   }
 
   /**

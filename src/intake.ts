@@ -140,10 +140,8 @@ export type IntakeOutcome = 'enqueued' | 'duplicate' | 'already_final' | 'cancel
 
 /** Whether a request id is taken: a spawn job, or a flow (whose root lives on another queue) claimed it. */
 export async function requestExists(id: string, deps: Pick<IntakeDeps, 'queue' | 'redis' | 'keys'>): Promise<boolean> {
-  // The job's hash, asked on the same connection as the other look-ups (getJob would read and parse it whole,
-  // on the queue's own connection): the dispatch path waits for one round trip.
-  const [job, claimed] = await Promise.all([deps.redis.exists(deps.queue.toKey(id)), deps.redis.exists(deps.keys.flowClaim(id))]);
-  return job === 1 || claimed === 1;
+  const { job, claimed } = await lookUp(deps.redis, id, deps);
+  return job || claimed;
 }
 
 /**
@@ -156,14 +154,9 @@ export async function enqueueSpawn(request: SpawnRequest, deps: IntakeDeps, sour
   if (!repoAllowed(request.repo, deps.repoAllow)) throw new InvalidRequestError(repoRefusal(request.repo), 'repo');
   // A flow, or a follow-up (whose pull request is checked first), is looked up before anything is added.
   if (!needsFlow(request) && !request.follow_up) return addWhileLookingUp(request, deps, source);
-  // Independent look-ups, sent together: one round trip on the hot path, not three.
-  const [final, existing, cancelled] = await Promise.all([
-    readResult(deps.redis, id),
-    requestExists(id, deps),
-    deps.redis.exists(deps.keys.cancelled(id)),
-  ]);
+  const { final, job, claimed, cancelled } = await lookUp(deps.redis, id, deps);
   if (final) return 'already_final';
-  if (existing) return 'duplicate';
+  if (job || claimed) return 'duplicate';
   if (cancelled) return answerCancelled(request, deps);
   const followUp = request.follow_up ? await resolveFollowUp(request, deps) : undefined;
   const data = jobData(request, deps, source, followUp);
@@ -226,25 +219,38 @@ async function addWhileLookingUp(request: SpawnRequest, deps: IntakeDeps, source
   const id = request.request_id;
   const data = jobData(request, deps, source);
   // BullMQ's adapter of the queue's ioredis connection: it hands every command on to that connection.
-  const client = (await deps.queue.getBackend().client) as unknown as Pick<Redis, 'get' | 'exists'>;
-  const lookups = Promise.all([
-    readResult(client, id),
-    client.exists(deps.queue.toKey(id)),
-    client.exists(deps.keys.flowClaim(id)),
-    client.exists(deps.keys.cancelled(id)),
-  ]);
+  const client = (await deps.queue.getBackend().client) as unknown as LookUpClient;
+  // Sent now, before the add is.
+  const lookups = lookUp(client, id, deps);
   const adding = deps.queue.add(SPAWN_JOB_NAME, data, spawnJobOptions(id, { attempts: deps.attempts, keepLogs: deps.keepLogs }));
   // Both settle before either counts. A failed look-up is thrown; a job the add made meets the processor's checks.
   const [looked, added] = await Promise.allSettled([lookups, adding]);
   if (looked.status === 'rejected') throw looked.reason;
   if (added.status === 'rejected') throw added.reason;
-  const [final, existed, claimed, cancelled] = looked.value;
+  const { final, job: existed, claimed, cancelled } = looked.value;
   // The job was there before this add, which left it as it was.
-  if (existed === 1) return final ? 'already_final' : 'duplicate';
-  if (!final && claimed === 0 && cancelled === 0) return 'enqueued';
+  if (existed) return final ? 'already_final' : 'duplicate';
+  if (!final && !claimed && !cancelled) return 'enqueued';
   // 0 when a worker has it already: the processor then finds what the look-ups found.
   await deps.queue.remove(id);
   if (final) return 'already_final';
-  if (claimed === 1) return 'duplicate';
+  if (claimed) return 'duplicate';
   return answerCancelled(request, deps);
+}
+
+type LookUpClient = Pick<Redis, 'get' | 'exists'>;
+
+/**
+ * What Redis holds of a request: its final result, its spawn job, a flow's claim on its id, its cancel flag.
+ * Independent look-ups, sent together in this turn (before whatever the caller sends next): one round trip. The
+ * job's hash is asked whether it exists, not read (getJob would read and parse it whole).
+ */
+async function lookUp(client: LookUpClient, id: string, deps: Pick<IntakeDeps, 'queue' | 'keys'>) {
+  const [final, job, claimed, cancelled] = await Promise.all([
+    readResult(client, id),
+    client.exists(deps.queue.toKey(id)),
+    client.exists(deps.keys.flowClaim(id)),
+    client.exists(deps.keys.cancelled(id)),
+  ]);
+  return { final, job: job === 1, claimed: claimed === 1, cancelled: cancelled === 1 };
 }

@@ -78,9 +78,9 @@ describe('a limiter registration run twice', () => {
       const cut = proxy.cutAfterReplyTo((chunk) => chunk.includes(sha) && chunk.includes(`${prefix}:gh:write:`));
 
       await Promise.all(Array.from({ length: 4 }, (_, i) => forge.postComment(repo, pr.number, `comment ${i}`)));
+      // Resolves only once a registration's reply was lost.
       await cut;
 
-      expect(proxy.cuts).toBe(1);
       expect(server.pullState(repo, pr.number).comments).toHaveLength(4);
       expect(server.violations).toEqual({ primary: 0, concurrent: 0, spacing: 0, contentRate: 0 });
       await forges.close();

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -176,9 +176,16 @@ describe('git mirror cache (host side: real git, a loopback smart-HTTP server)',
 
     // A prune between its look at the leases (none) and the end of its removal holds the mirror's lock.
     const pruning = await lockFile(join(dir, `${mirrorKey(url)}.lock`), 1000);
+    const leaseWritten = new Promise<void>((resolve) => {
+      const watcher = watch(leases, () => {
+        if (readdirSync(leases).length === 0) return;
+        watcher.close();
+        resolve();
+      });
+    });
     const leasing = mirrors.leaseExisting(url);
     // The pool has seen the mirror and written its lease; the prune goes on and removes the mirror.
-    for (let i = 0; i < 200 && readdirSync(leases).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await leaseWritten;
     expect(readdirSync(leases)).toHaveLength(1);
     rmSync(mirrors.pathFor(url), { recursive: true, force: true });
     await pruning!.release();

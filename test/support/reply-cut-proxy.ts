@@ -7,8 +7,6 @@ import { createServer, connect, type Socket } from 'node:net';
  */
 export interface ReplyCutProxy {
   url: string;
-  /** Connections the proxy has cut so far. */
-  readonly cuts: number;
   /**
    * Cuts the connection that next sends a chunk `matches` accepts, once the server has answered it. Resolves
    * when it has. The server's answers to that connection after the match are never delivered.
@@ -25,7 +23,6 @@ const MARKER_REPLY = '+PONG\r\n';
 export async function startReplyCutProxy(target: { host: string; port: number }): Promise<ReplyCutProxy> {
   const sockets = new Set<Socket>();
   let armed: { matches: (request: Buffer) => boolean; done: () => void } | undefined;
-  let cuts = 0;
 
   const server = createServer((client) => {
     const upstream = connect(target.port, target.host);
@@ -53,7 +50,6 @@ export async function startReplyCutProxy(target: { host: string; port: number })
       }
       cutting.held += chunk.toString('latin1');
       if (!cutting.held.endsWith(MARKER_REPLY)) return;
-      cuts += 1;
       drop();
       cutting.done();
     });
@@ -66,9 +62,6 @@ export async function startReplyCutProxy(target: { host: string; port: number })
 
   return {
     url: `redis://127.0.0.1:${address.port}`,
-    get cuts() {
-      return cuts;
-    },
     cutAfterReplyTo(matches) {
       return new Promise<void>((done) => {
         armed = { matches, done };
